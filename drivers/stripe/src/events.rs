@@ -1,0 +1,70 @@
+//! Stripe event envelopes → raw events (webhooks and polling), and the Connect route key.
+
+use serde_json::Value;
+use sluice_sdk::bindings::exports::sluice::driver::ingest::RawEvent;
+use sluice_sdk::json::{i64_field, str_field, string_field};
+use sluice_sdk::time::datetime_from_unix;
+
+/// Build a raw event from one Stripe event's exact JSON bytes (kept as the payload).
+/// Errors (human-readable) when it is not a JSON object with string `id` and `type`.
+pub fn raw_event(payload: &[u8]) -> Result<RawEvent, String> {
+    let event: Value =
+        serde_json::from_slice(payload).map_err(|e| format!("body is not JSON: {e}"))?;
+    raw_event_from(&event, payload.to_vec())
+}
+
+/// Build a raw event from a parsed Stripe event and the bytes to keep as its payload.
+pub fn raw_event_from(event: &Value, payload: Vec<u8>) -> Result<RawEvent, String> {
+    if !event.is_object() {
+        return Err("event is not a JSON object".into());
+    }
+    let id = string_field(event, "id").ok_or("event has no string id")?;
+    let event_type = string_field(event, "type").ok_or("event has no string type")?;
+    Ok(RawEvent {
+        provider_event_id: id,
+        event_type,
+        account_key: string_field(event, "account"),
+        occurred_at: i64_field(event, "created").map(datetime_from_unix),
+        payload,
+    })
+}
+
+/// The Connect account (`"account": "acct_…"`) of a webhook body; `None` when the body is
+/// not JSON or names no account. Never fails.
+pub fn route_key(body: &[u8]) -> Option<String> {
+    let event: Value = serde_json::from_slice(body).ok()?;
+    str_field(&event, "account")
+        .filter(|a| !a.is_empty())
+        .map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn builds_raw_events() {
+        let body = br#"{"id":"evt_1","type":"charge.succeeded","created":1700000000,"account":"acct_9","data":{}}"#;
+        let e = raw_event(body).unwrap();
+        assert_eq!(e.provider_event_id, "evt_1");
+        assert_eq!(e.event_type, "charge.succeeded");
+        assert_eq!(e.account_key.as_deref(), Some("acct_9"));
+        assert_eq!(e.occurred_at.map(|d| d.seconds), Some(1_700_000_000));
+        assert_eq!(e.payload, body);
+        assert!(raw_event(b"{").is_err());
+        assert!(raw_event(b"[]").is_err());
+        assert!(raw_event(br#"{"id":1,"type":"x"}"#).is_err());
+        assert!(raw_event(br#"{"id":"evt_1"}"#).is_err());
+    }
+
+    #[test]
+    fn route_keys() {
+        assert_eq!(
+            route_key(br#"{"account":"acct_1"}"#).as_deref(),
+            Some("acct_1")
+        );
+        assert_eq!(route_key(br#"{"id":"evt"}"#), None);
+        assert_eq!(route_key(b"garbage"), None);
+        assert_eq!(route_key(br#"{"account":5}"#), None);
+    }
+}

@@ -1,0 +1,593 @@
+//! Stripe event JSON → canonical records.
+//!
+//! Dispatch is on the event `type` and checked against `data.object.object`; anything
+//! without a mapping becomes an `unmapped` record (nothing is dropped). Amounts are in
+//! Stripe's smallest unit per Stripe's own currency rules and are rescaled exactly to the ISO
+//! 4217 exponent ([`stripe_exponent`]). Ids are read as strings, times from Unix seconds.
+//!
+//! `change` comes from the event type's last segment: `created` / `updated` / `deleted`, and
+//! `observed` for every other transition (`charge.succeeded`, `invoice.paid`, …) and for
+//! unmapped events.
+
+use std::fmt;
+
+use serde_json::Value;
+use sluice_sdk::canonical::{
+    Address, CanonicalRecord, Change, Chargeback, ChargebackStatus, Customer, Invoice,
+    InvoiceStatus, LineItem, Payment, PaymentStatus, RecordData, Refund, RefundStatus,
+    Subscription, SubscriptionStatus, Unmapped,
+};
+use sluice_sdk::json::{
+    at, bool_field, expandable_id, i64_field, id_field, str_field, string_field, string_pairs,
+};
+use sluice_sdk::money::{self, MoneyError};
+use sluice_sdk::time::datetime_from_unix;
+use sluice_sdk::{Datetime, Money};
+
+/// Why an event could not be normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NormalizeError {
+    /// The payload is not JSON, or not a Stripe event.
+    InvalidEvent(String),
+    /// A mapped object lacks a required field or has an unusable one.
+    InvalidField {
+        /// The field, e.g. `amount`.
+        field: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
+}
+
+impl fmt::Display for NormalizeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::InvalidEvent(why) => write!(f, "invalid Stripe event: {why}"),
+            Self::InvalidField { field, reason } => write!(f, "invalid field {field}: {reason}"),
+        }
+    }
+}
+
+impl std::error::Error for NormalizeError {}
+
+type Result<T> = std::result::Result<T, NormalizeError>;
+
+fn missing(field: &'static str) -> NormalizeError {
+    NormalizeError::InvalidField {
+        field,
+        reason: "missing".into(),
+    }
+}
+
+/// Stripe's exponent for a currency: its zero-decimal and three-decimal lists, two decimals
+/// for everything else (including `ISK`, which Stripe treats as two-decimal while ISO 4217
+/// gives it none, and `HUF`/`TWD`). `code` is upper case.
+pub fn stripe_exponent(code: &str) -> u32 {
+    const ZERO: &[&str] = &[
+        "BIF", "CLP", "DJF", "GNF", "JPY", "KMF", "KRW", "MGA", "PYG", "RWF", "UGX", "VND", "VUV",
+        "XAF", "XOF", "XPF",
+    ];
+    const THREE: &[&str] = &["BHD", "JOD", "KWD", "OMR", "TND"];
+    if ZERO.contains(&code) {
+        0
+    } else if THREE.contains(&code) {
+        3
+    } else {
+        2
+    }
+}
+
+/// Canonical money from a Stripe amount and currency, rescaled exactly to ISO minor units.
+pub fn stripe_money(amount: i64, currency: &str) -> std::result::Result<Money, MoneyError> {
+    let code = money::currency_code(currency)?;
+    money::money_from_provider_minor(amount, stripe_exponent(&code), &code)
+}
+
+/// Normalize one Stripe event given as raw JSON bytes.
+pub fn normalize_payload(payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
+    let event: Value = serde_json::from_slice(payload)
+        .map_err(|e| NormalizeError::InvalidEvent(format!("not JSON: {e}")))?;
+    normalize_event(&event)
+}
+
+/// Normalize one Stripe event (`{"type": …, "data": {"object": …}}`).
+pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
+    let event_type =
+        str_field(event, "type").ok_or_else(|| NormalizeError::InvalidEvent("no type".into()))?;
+    let object = at(event, &["data", "object"])
+        .filter(|o| o.is_object())
+        .ok_or_else(|| NormalizeError::InvalidEvent("no data.object".into()))?;
+    let object_type = str_field(object, "object").unwrap_or_default();
+    let change = change_of(event_type);
+    let one = |data| Ok(vec![CanonicalRecord { change, data }]);
+
+    match (kind_of(event_type), object_type) {
+        (Kind::Charge, "charge") => one(RecordData::Payment(charge(object)?)),
+        (Kind::ChargeRefunded, "charge") => {
+            let payment = charge(object)?;
+            let mut records = vec![CanonicalRecord {
+                change,
+                data: RecordData::Payment(payment.clone()),
+            }];
+            let refunds = at(object, &["refunds", "data"]).and_then(Value::as_array);
+            for r in refunds.into_iter().flatten() {
+                let mut refund = refund(r)?;
+                refund
+                    .payment_external_id
+                    .get_or_insert_with(|| payment.external_id.clone());
+                records.push(CanonicalRecord {
+                    change,
+                    data: RecordData::Refund(refund),
+                });
+            }
+            Ok(records)
+        }
+        (Kind::Refund, "refund") => one(RecordData::Refund(refund(object)?)),
+        (Kind::PaymentIntent, "payment_intent") => {
+            one(RecordData::Payment(payment_intent(object, event_type)?))
+        }
+        (Kind::Customer, "customer") => one(RecordData::Customer(customer(object)?)),
+        (Kind::Subscription, "subscription") => {
+            one(RecordData::Subscription(subscription(object)?))
+        }
+        (Kind::Invoice, "invoice") => one(RecordData::Invoice(invoice(object)?)),
+        (Kind::Dispute, "dispute") => one(RecordData::Chargeback(dispute(object)?)),
+        _ => Ok(vec![CanonicalRecord {
+            change: Change::Observed,
+            data: RecordData::Unmapped(Unmapped {
+                external_id: id_field(object, "id"),
+                object_type: string_field(object, "object"),
+            }),
+        }]),
+    }
+}
+
+/// The mapping an event type selects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Kind {
+    Charge,
+    ChargeRefunded,
+    Refund,
+    PaymentIntent,
+    Customer,
+    Subscription,
+    Invoice,
+    Dispute,
+    Unmapped,
+}
+
+fn kind_of(event_type: &str) -> Kind {
+    if event_type.starts_with("charge.dispute.") {
+        Kind::Dispute
+    } else if event_type == "charge.refunded" {
+        Kind::ChargeRefunded
+    } else if event_type.starts_with("charge.refund.") {
+        Kind::Refund
+    } else if event_type.starts_with("charge.") {
+        Kind::Charge
+    } else if event_type.starts_with("refund.") {
+        Kind::Refund
+    } else if event_type.starts_with("payment_intent.") {
+        Kind::PaymentIntent
+    } else if event_type.starts_with("customer.subscription.") {
+        Kind::Subscription
+    } else if matches!(
+        event_type,
+        "customer.created" | "customer.updated" | "customer.deleted"
+    ) {
+        Kind::Customer
+    } else if event_type.starts_with("invoice.") {
+        Kind::Invoice
+    } else {
+        Kind::Unmapped
+    }
+}
+
+fn change_of(event_type: &str) -> Change {
+    match event_type.rsplit('.').next() {
+        Some("created") => Change::Created,
+        Some("updated") => Change::Updated,
+        Some("deleted") => Change::Deleted,
+        _ => Change::Observed,
+    }
+}
+
+// ---- field helpers -------------------------------------------------------------------------
+
+fn required_id(obj: &Value) -> Result<String> {
+    id_field(obj, "id").ok_or_else(|| missing("id"))
+}
+
+fn time(obj: &Value, key: &str) -> Option<Datetime> {
+    i64_field(obj, key).map(datetime_from_unix)
+}
+
+fn metadata(obj: &Value) -> Vec<(String, String)> {
+    string_pairs(obj.get("metadata"))
+}
+
+/// `amount_key` with the object's `currency` (or `fallback_currency`); `None` when absent.
+fn opt_money(
+    obj: &Value,
+    amount_key: &'static str,
+    currency: Option<&str>,
+) -> Result<Option<Money>> {
+    let Some(amount) = obj.get(amount_key).filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    let amount = amount.as_i64().ok_or(NormalizeError::InvalidField {
+        field: amount_key,
+        reason: "not an integer".into(),
+    })?;
+    let currency = str_field(obj, "currency")
+        .or(currency)
+        .ok_or_else(|| missing("currency"))?;
+    stripe_money(amount, currency)
+        .map(Some)
+        .map_err(|e| NormalizeError::InvalidField {
+            field: amount_key,
+            reason: e.to_string(),
+        })
+}
+
+fn req_money(obj: &Value, amount_key: &'static str) -> Result<Money> {
+    opt_money(obj, amount_key, None)?.ok_or_else(|| missing(amount_key))
+}
+
+fn address(v: Option<&Value>) -> Option<Address> {
+    let a = v.filter(|a| a.is_object())?;
+    let address = Address {
+        name: None,
+        company: None,
+        line1: string_field(a, "line1"),
+        line2: string_field(a, "line2"),
+        city: string_field(a, "city"),
+        region: string_field(a, "state"),
+        postal_code: string_field(a, "postal_code"),
+        country_code: string_field(a, "country").map(|c| c.to_ascii_uppercase()),
+        phone: None,
+    };
+    let empty = Address {
+        name: None,
+        company: None,
+        line1: None,
+        line2: None,
+        city: None,
+        region: None,
+        postal_code: None,
+        country_code: None,
+        phone: None,
+    };
+    (address != empty).then_some(address)
+}
+
+// ---- objects -------------------------------------------------------------------------------
+
+/// A `charge` object → payment.
+pub fn charge(obj: &Value) -> Result<Payment> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let amount_refunded = i64_field(obj, "amount_refunded").unwrap_or(0);
+    let status = if bool_field(obj, "disputed") == Some(true) {
+        PaymentStatus::Disputed
+    } else if bool_field(obj, "refunded") == Some(true) {
+        PaymentStatus::Refunded
+    } else if amount_refunded > 0 {
+        PaymentStatus::PartiallyRefunded
+    } else {
+        match status_raw {
+            // A succeeded charge that is not captured yet is an authorization.
+            "succeeded" if bool_field(obj, "captured") == Some(false) => PaymentStatus::Authorized,
+            "succeeded" => PaymentStatus::Succeeded,
+            "pending" => PaymentStatus::Pending,
+            "failed" => PaymentStatus::Failed,
+            _ => PaymentStatus::Unknown,
+        }
+    };
+    let fee = match obj.get("balance_transaction") {
+        Some(bt @ Value::Object(_)) => opt_money(bt, "fee", None)?,
+        _ => None,
+    };
+    Ok(Payment {
+        external_id: required_id(obj)?,
+        order_external_id: None,
+        customer_external_id: expandable_id(obj, "customer"),
+        invoice_external_id: expandable_id(obj, "invoice"),
+        amount: req_money(obj, "amount")?,
+        amount_captured: opt_money(obj, "amount_captured", None)?,
+        amount_refunded: opt_money(obj, "amount_refunded", None)?,
+        fee,
+        status,
+        status_raw: status_raw.to_string(),
+        method: at(obj, &["payment_method_details", "type"])
+            .and_then(Value::as_str)
+            .map(str::to_owned),
+        description: string_field(obj, "description"),
+        failure_reason: string_field(obj, "failure_message")
+            .or_else(|| string_field(obj, "failure_code")),
+        created_at: time(obj, "created"),
+        metadata: metadata(obj),
+    })
+}
+
+/// A `refund` object → refund.
+pub fn refund(obj: &Value) -> Result<Refund> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let status = match status_raw {
+        "pending" | "requires_action" => RefundStatus::Pending,
+        "succeeded" => RefundStatus::Succeeded,
+        "failed" => RefundStatus::Failed,
+        "canceled" => RefundStatus::Cancelled,
+        _ => RefundStatus::Unknown,
+    };
+    Ok(Refund {
+        external_id: required_id(obj)?,
+        payment_external_id: expandable_id(obj, "charge")
+            .or_else(|| expandable_id(obj, "payment_intent")),
+        order_external_id: None,
+        amount: req_money(obj, "amount")?,
+        status,
+        status_raw: status_raw.to_string(),
+        reason: string_field(obj, "reason"),
+        created_at: time(obj, "created"),
+        metadata: metadata(obj),
+    })
+}
+
+/// A `payment_intent` object → payment. `payment_intent.payment_failed` maps to `failed`
+/// (the intent itself goes back to `requires_payment_method`).
+pub fn payment_intent(obj: &Value, event_type: &str) -> Result<Payment> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let status = if event_type == "payment_intent.payment_failed" {
+        PaymentStatus::Failed
+    } else {
+        match status_raw {
+            "requires_payment_method" | "requires_confirmation" | "processing" => {
+                PaymentStatus::Pending
+            }
+            "requires_action" => PaymentStatus::RequiresAction,
+            "requires_capture" => PaymentStatus::Authorized,
+            "succeeded" => PaymentStatus::Succeeded,
+            "canceled" => PaymentStatus::Cancelled,
+            _ => PaymentStatus::Unknown,
+        }
+    };
+    let method = match obj.get("payment_method") {
+        Some(pm @ Value::Object(_)) => string_field(pm, "type"),
+        _ => match obj.get("payment_method_types").and_then(Value::as_array) {
+            Some(types) if types.len() == 1 => types[0].as_str().map(str::to_owned),
+            _ => None,
+        },
+    };
+    let error = obj.get("last_payment_error").filter(|e| e.is_object());
+    Ok(Payment {
+        external_id: required_id(obj)?,
+        order_external_id: None,
+        customer_external_id: expandable_id(obj, "customer"),
+        invoice_external_id: expandable_id(obj, "invoice"),
+        amount: req_money(obj, "amount")?,
+        amount_captured: opt_money(obj, "amount_received", None)?,
+        amount_refunded: None,
+        fee: None,
+        status,
+        status_raw: status_raw.to_string(),
+        method,
+        description: string_field(obj, "description"),
+        failure_reason: error
+            .and_then(|e| string_field(e, "message").or_else(|| string_field(e, "code"))),
+        created_at: time(obj, "created"),
+        metadata: metadata(obj),
+    })
+}
+
+/// A `customer` object → customer.
+pub fn customer(obj: &Value) -> Result<Customer> {
+    Ok(Customer {
+        external_id: required_id(obj)?,
+        email: string_field(obj, "email"),
+        name: string_field(obj, "name"),
+        first_name: None,
+        last_name: None,
+        phone: string_field(obj, "phone"),
+        address: address(obj.get("address")),
+        created_at: time(obj, "created"),
+        updated_at: None,
+        metadata: metadata(obj),
+    })
+}
+
+/// A `subscription` object → subscription. Price, interval and current period come from the
+/// first item (`items.data[0]`: its `price`, else its `plan`); the period falls back to the
+/// item for API versions that moved it there.
+pub fn subscription(obj: &Value) -> Result<Subscription> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let status = match status_raw {
+        "trialing" => SubscriptionStatus::Trialing,
+        "active" => SubscriptionStatus::Active,
+        "past_due" => SubscriptionStatus::PastDue,
+        "unpaid" => SubscriptionStatus::Unpaid,
+        "canceled" => SubscriptionStatus::Cancelled,
+        "incomplete" => SubscriptionStatus::Incomplete,
+        "incomplete_expired" => SubscriptionStatus::Expired,
+        "paused" => SubscriptionStatus::Paused,
+        _ => SubscriptionStatus::Unknown,
+    };
+    let item = at(obj, &["items", "data"])
+        .and_then(Value::as_array)
+        .and_then(|items| items.first());
+    let price = item.and_then(|i| i.get("price")).filter(|p| p.is_object());
+    let plan = item.and_then(|i| i.get("plan")).filter(|p| p.is_object());
+
+    let (plan_id, plan_name, amount, interval, interval_count) = if let Some(price) = price {
+        let recurring = price.get("recurring");
+        (
+            id_field(price, "id"),
+            string_field(price, "nickname"),
+            opt_money(price, "unit_amount", None)?,
+            recurring.and_then(|r| string_field(r, "interval")),
+            recurring
+                .and_then(|r| r.get("interval_count"))
+                .and_then(Value::as_u64),
+        )
+    } else if let Some(plan) = plan {
+        (
+            id_field(plan, "id"),
+            string_field(plan, "nickname"),
+            opt_money(plan, "amount", None)?,
+            string_field(plan, "interval"),
+            plan.get("interval_count").and_then(Value::as_u64),
+        )
+    } else {
+        (None, None, None, None, None)
+    };
+    let period = |key: &str| time(obj, key).or_else(|| item.and_then(|i| time(i, key)));
+    let current_period_end = period("current_period_end");
+    let cancel_at_period_end = bool_field(obj, "cancel_at_period_end").unwrap_or(false);
+    let next_charge_at = match status {
+        SubscriptionStatus::Trialing => time(obj, "trial_end").or(current_period_end),
+        SubscriptionStatus::Active | SubscriptionStatus::PastDue if !cancel_at_period_end => {
+            current_period_end
+        }
+        _ => None,
+    };
+    Ok(Subscription {
+        external_id: required_id(obj)?,
+        customer_external_id: expandable_id(obj, "customer"),
+        plan_external_id: plan_id,
+        plan_name,
+        status,
+        status_raw: status_raw.to_string(),
+        amount,
+        interval,
+        interval_count: interval_count.and_then(|c| u32::try_from(c).ok()),
+        current_period_start: period("current_period_start"),
+        current_period_end,
+        next_charge_at,
+        cancel_at_period_end,
+        cancelled_at: time(obj, "canceled_at"),
+        created_at: time(obj, "created"),
+        metadata: metadata(obj),
+    })
+}
+
+/// An invoice line (`line_item`) → line item, in the invoice's currency when it has none.
+fn invoice_line(line: &Value, currency: Option<&str>) -> Result<LineItem> {
+    let price = line.get("price").filter(|p| p.is_object());
+    let price_details = at(line, &["pricing", "price_details"]).filter(|p| p.is_object());
+    let unit_price = match price {
+        Some(p) => opt_money(p, "unit_amount", str_field(line, "currency").or(currency))?,
+        None => None,
+    };
+    Ok(LineItem {
+        external_id: id_field(line, "id"),
+        product_external_id: price
+            .and_then(|p| expandable_id(p, "product"))
+            .or_else(|| price_details.and_then(|p| expandable_id(p, "product"))),
+        variant_external_id: price
+            .and_then(|p| id_field(p, "id"))
+            .or_else(|| price_details.and_then(|p| expandable_id(p, "price"))),
+        sku: None,
+        title: string_field(line, "description").unwrap_or_default(),
+        quantity: i64_field(line, "quantity").unwrap_or(1),
+        unit_price,
+        total: opt_money(line, "amount", currency)?,
+    })
+}
+
+/// An `invoice` object → invoice.
+pub fn invoice(obj: &Value) -> Result<Invoice> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let status = match status_raw {
+        "draft" => InvoiceStatus::Draft,
+        "open" => InvoiceStatus::Open,
+        "paid" => InvoiceStatus::Paid,
+        "uncollectible" => InvoiceStatus::Uncollectible,
+        "void" => InvoiceStatus::Void,
+        _ => InvoiceStatus::Unknown,
+    };
+    let currency = str_field(obj, "currency");
+    let line_items = at(obj, &["lines", "data"])
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|line| invoice_line(line, currency))
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Invoice {
+        external_id: required_id(obj)?,
+        number: string_field(obj, "number"),
+        customer_external_id: expandable_id(obj, "customer"),
+        subscription_external_id: expandable_id(obj, "subscription").or_else(|| {
+            at(obj, &["parent", "subscription_details"])
+                .and_then(|d| expandable_id(d, "subscription"))
+        }),
+        payment_external_id: expandable_id(obj, "charge")
+            .or_else(|| expandable_id(obj, "payment_intent")),
+        status,
+        status_raw: status_raw.to_string(),
+        total: req_money(obj, "total")?,
+        amount_due: opt_money(obj, "amount_due", None)?,
+        amount_paid: opt_money(obj, "amount_paid", None)?,
+        amount_remaining: opt_money(obj, "amount_remaining", None)?,
+        line_items,
+        created_at: time(obj, "created"),
+        due_at: time(obj, "due_date"),
+        paid_at: obj
+            .get("status_transitions")
+            .and_then(|t| time(t, "paid_at")),
+        metadata: metadata(obj),
+    })
+}
+
+/// A `dispute` object → chargeback.
+pub fn dispute(obj: &Value) -> Result<Chargeback> {
+    let status_raw = str_field(obj, "status").unwrap_or_default();
+    let status = match status_raw {
+        "needs_response" => ChargebackStatus::NeedsResponse,
+        "under_review" => ChargebackStatus::UnderReview,
+        "won" => ChargebackStatus::Won,
+        "lost" => ChargebackStatus::Lost,
+        s if s.starts_with("warning_") => ChargebackStatus::Warning,
+        _ => ChargebackStatus::Unknown,
+    };
+    Ok(Chargeback {
+        external_id: required_id(obj)?,
+        payment_external_id: expandable_id(obj, "charge")
+            .or_else(|| expandable_id(obj, "payment_intent")),
+        amount: req_money(obj, "amount")?,
+        status,
+        status_raw: status_raw.to_string(),
+        reason: string_field(obj, "reason"),
+        created_at: time(obj, "created"),
+        metadata: metadata(obj),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exponents() {
+        assert_eq!(stripe_exponent("JPY"), 0);
+        assert_eq!(stripe_exponent("MGA"), 0);
+        assert_eq!(stripe_exponent("BHD"), 3);
+        assert_eq!(stripe_exponent("ISK"), 2);
+        assert_eq!(stripe_exponent("USD"), 2);
+        assert_eq!(stripe_money(100000, "isk").unwrap().amount_minor, 1000);
+        assert!(stripe_money(150, "isk").is_err());
+        assert_eq!(stripe_money(500, "mga").unwrap().amount_minor, 50000);
+        assert_eq!(stripe_money(10, "iqd").unwrap().amount_minor, 100);
+    }
+
+    #[test]
+    fn kinds() {
+        assert_eq!(kind_of("customer.subscription.created"), Kind::Subscription);
+        assert_eq!(kind_of("customer.created"), Kind::Customer);
+        assert_eq!(kind_of("customer.discount.created"), Kind::Unmapped);
+        assert_eq!(kind_of("customer.source.updated"), Kind::Unmapped);
+        assert_eq!(kind_of("charge.refund.updated"), Kind::Refund);
+        assert_eq!(kind_of("charge.dispute.closed"), Kind::Dispute);
+        assert_eq!(kind_of("charge.refunded"), Kind::ChargeRefunded);
+        assert_eq!(kind_of("invoiceitem.created"), Kind::Unmapped);
+        assert_eq!(change_of("invoice.paid"), Change::Observed);
+        assert_eq!(change_of("customer.deleted"), Change::Deleted);
+    }
+}

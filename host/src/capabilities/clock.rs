@@ -1,0 +1,49 @@
+//! The `clock` capability: wall-clock time, pinnable for replaying recorded fixtures.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use wasmtime_wasi::HostWallClock;
+
+use super::CallState;
+use crate::runtime::types::Datetime;
+
+/// Where "now" comes from.
+#[derive(Debug, Clone)]
+pub enum Clock {
+    /// The system clock.
+    System,
+    /// A fixed instant since the Unix epoch (`sluice driver test --now`).
+    Pinned(Duration),
+}
+
+impl Clock {
+    /// Time since the Unix epoch.
+    pub fn now(&self) -> Duration {
+        match self {
+            Clock::System => SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap_or_default(),
+            Clock::Pinned(at) => *at,
+        }
+    }
+}
+
+impl HostWallClock for Clock {
+    fn resolution(&self) -> Duration {
+        Duration::from_nanos(1)
+    }
+
+    fn now(&self) -> Duration {
+        Clock::now(self)
+    }
+}
+
+impl crate::runtime::clock::Host for CallState {
+    async fn now(&mut self) -> wasmtime::Result<Datetime> {
+        let now = self.clock.now();
+        Ok(Datetime {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            nanoseconds: now.subsec_nanos(),
+        })
+    }
+}

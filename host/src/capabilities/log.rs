@@ -1,0 +1,63 @@
+//! The `log` capability: driver messages into the host's `tracing` log, tagged with the
+//! driver and installation, rate-limited per call so a chatty driver cannot flood it.
+
+use super::{CallScope, CallState};
+use crate::runtime::log::{Host, Level};
+
+/// Most messages one call may log; the rest are counted and dropped.
+const MAX_MESSAGES_PER_CALL: u32 = 100;
+/// Longest message kept; longer ones are cut.
+const MAX_MESSAGE_BYTES: usize = 4096;
+
+pub struct CallLog {
+    driver: String,
+    installation: String,
+    written: u32,
+}
+
+impl CallLog {
+    pub fn new(scope: &CallScope) -> Self {
+        Self {
+            driver: scope.driver_id.clone(),
+            installation: scope.installation_id.clone().unwrap_or_default(),
+            written: 0,
+        }
+    }
+}
+
+impl Host for CallState {
+    async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
+        let log = &mut self.log;
+        log.written += 1;
+        if log.written > MAX_MESSAGES_PER_CALL {
+            return Ok(());
+        }
+        let mut message = message;
+        if message.len() > MAX_MESSAGE_BYTES {
+            let mut cut = MAX_MESSAGE_BYTES;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+        }
+        let (driver, installation) = (&log.driver, &log.installation);
+        match level {
+            Level::Trace => {
+                tracing::trace!(target: "sluice::driver", driver, installation, "{message}")
+            }
+            Level::Debug => {
+                tracing::debug!(target: "sluice::driver", driver, installation, "{message}")
+            }
+            Level::Info => {
+                tracing::info!(target: "sluice::driver", driver, installation, "{message}")
+            }
+            Level::Warn => {
+                tracing::warn!(target: "sluice::driver", driver, installation, "{message}")
+            }
+            Level::Error => {
+                tracing::error!(target: "sluice::driver", driver, installation, "{message}")
+            }
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,305 @@
+//! The `secrets` capability: cryptography over named installation secrets, computed
+//! host-side. No function hands a secret's bytes to the guest, and secret values are
+//! never logged (`SecretValue`'s `Debug` is redacted).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use hmac::{Hmac, Mac};
+use subtle::ConstantTimeEq;
+
+use super::{CallScope, CallState};
+use crate::runtime::secrets::{Error, HmacAlgorithm, Host};
+
+/// A secret's bytes, zeroed on drop.
+#[derive(Clone)]
+pub struct SecretValue(Vec<u8>);
+
+impl SecretValue {
+    pub fn new(bytes: Vec<u8>) -> Self {
+        Self(bytes)
+    }
+
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl Drop for SecretValue {
+    fn drop(&mut self) {
+        for b in self.0.iter_mut() {
+            // Volatile so the compiler cannot drop the wipe as a dead store.
+            unsafe { std::ptr::write_volatile(b, 0) };
+        }
+    }
+}
+
+impl std::fmt::Debug for SecretValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretValue([redacted])")
+    }
+}
+
+/// Where a call's secrets come from.
+#[derive(Clone)]
+pub enum SecretSource {
+    /// No installation (metadata at load time).
+    None,
+    /// The store, decrypted on first use in the call.
+    Store {
+        store: sluice_store::Store,
+        installation: sluice_store::InstallationId,
+    },
+    /// Given on the command line (`sluice driver test --secret name=value`).
+    Fixed(Arc<HashMap<String, SecretValue>>),
+}
+
+/// Per-call secret state: the scope, a cache of what was read, and captured tokens.
+pub struct CallSecrets {
+    source: SecretSource,
+    declared: Arc<[String]>,
+    cache: HashMap<String, Option<SecretValue>>,
+    captured: Vec<(String, SecretValue)>,
+}
+
+impl CallSecrets {
+    pub fn new(scope: &CallScope) -> Self {
+        Self {
+            source: scope.secrets.clone(),
+            declared: scope.declared_secrets.clone(),
+            cache: HashMap::new(),
+            captured: Vec::new(),
+        }
+    }
+
+    /// Look a declared secret up. Store failures trap the call (`Err`); an undeclared or
+    /// missing secret is the guest's `Ok(Err(..))`.
+    pub async fn lookup(&mut self, name: &str) -> wasmtime::Result<Result<SecretValue, Error>> {
+        if !self.declared.iter().any(|d| d == name) {
+            return Ok(Err(Error::NotDeclared(name.to_string())));
+        }
+        if let Some((_, value)) = self.captured.iter().rev().find(|(n, _)| n == name) {
+            return Ok(Ok(value.clone()));
+        }
+        if !self.cache.contains_key(name) {
+            let value = match &self.source {
+                SecretSource::None => None,
+                SecretSource::Fixed(map) => map.get(name).cloned(),
+                SecretSource::Store {
+                    store,
+                    installation,
+                } => store
+                    .get_secret(installation, name)
+                    .await
+                    .map_err(|e| wasmtime::Error::msg(format!("reading secret {name:?}: {e}")))?
+                    .map(|bytes| SecretValue::new(bytes.expose().to_vec())),
+            };
+            self.cache.insert(name.to_string(), value);
+        }
+        Ok(match self.cache.get(name).cloned().flatten() {
+            Some(value) => Ok(value),
+            None => Err(Error::NotFound(name.to_string())),
+        })
+    }
+
+    /// Whether `name` may be written by a capture (declared by the driver).
+    pub fn is_declared(&self, name: &str) -> bool {
+        self.declared.iter().any(|d| d == name)
+    }
+
+    /// Record a secret captured from a provider response during this call.
+    pub fn capture(&mut self, name: String, value: SecretValue) {
+        self.captured.push((name, value));
+    }
+
+    pub fn take_captured(&mut self) -> Vec<(String, SecretValue)> {
+        std::mem::take(&mut self.captured)
+    }
+}
+
+/// HMAC of `message` keyed by `key`.
+pub fn hmac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
+    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
+        // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
+        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
+            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
+        mac.update(message);
+        mac.finalize().into_bytes().to_vec()
+    }
+    match algorithm {
+        HmacAlgorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, message),
+        HmacAlgorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, message),
+        HmacAlgorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, message),
+    }
+}
+
+/// Constant-time equality (length is not secret).
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && bool::from(a.ct_eq(b))
+}
+
+/// Verify an HS256 JWT and return its claims. `now` is seconds since the epoch.
+pub fn verify_jwt_hs256(key: &[u8], token: &str, now: i64) -> Result<String, String> {
+    let mut parts = token.split('.');
+    let (Some(header), Some(payload), Some(signature), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return Err("a JWT has three dot-separated parts".into());
+    };
+    let decode = |part: &str| {
+        URL_SAFE_NO_PAD
+            .decode(part)
+            .map_err(|e| format!("bad base64url: {e}"))
+    };
+    let header: serde_json::Value =
+        serde_json::from_slice(&decode(header)?).map_err(|e| format!("bad JWT header: {e}"))?;
+    if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
+        return Err("only HS256 JWTs are supported".into());
+    }
+    let signed = &token[..token.len() - signature.len() - 1];
+    let expected = hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
+    if !constant_time_eq(&expected, &decode(signature)?) {
+        return Err("JWT signature does not match".into());
+    }
+    let claims_bytes = decode(payload)?;
+    let claims: serde_json::Value =
+        serde_json::from_slice(&claims_bytes).map_err(|e| format!("bad JWT claims: {e}"))?;
+    if let Some(exp) = claims.get("exp").and_then(|v| v.as_i64())
+        && now >= exp
+    {
+        return Err("JWT has expired".into());
+    }
+    if let Some(nbf) = claims.get("nbf").and_then(|v| v.as_i64())
+        && now < nbf
+    {
+        return Err("JWT is not valid yet".into());
+    }
+    String::from_utf8(claims_bytes).map_err(|_| "JWT claims are not UTF-8".into())
+}
+
+impl Host for CallState {
+    async fn hmac(
+        &mut self,
+        secret: String,
+        algorithm: HmacAlgorithm,
+        message: Vec<u8>,
+    ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
+        Ok(self
+            .secrets
+            .lookup(&secret)
+            .await?
+            .map(|key| hmac(algorithm, key.expose(), &message)))
+    }
+
+    async fn verify_hmac(
+        &mut self,
+        secret: String,
+        algorithm: HmacAlgorithm,
+        message: Vec<u8>,
+        candidates: Vec<Vec<u8>>,
+    ) -> wasmtime::Result<Result<bool, Error>> {
+        Ok(self.secrets.lookup(&secret).await?.map(|key| {
+            let expected = hmac(algorithm, key.expose(), &message);
+            // Check every candidate so timing does not reveal which one matched.
+            candidates
+                .iter()
+                .fold(false, |found, c| constant_time_eq(&expected, c) | found)
+        }))
+    }
+
+    async fn equals(
+        &mut self,
+        secret: String,
+        candidate: Vec<u8>,
+    ) -> wasmtime::Result<Result<bool, Error>> {
+        Ok(self
+            .secrets
+            .lookup(&secret)
+            .await?
+            .map(|value| constant_time_eq(value.expose(), &candidate)))
+    }
+
+    async fn verify_jwt(
+        &mut self,
+        secret: String,
+        token: String,
+    ) -> wasmtime::Result<Result<String, Error>> {
+        let now = i64::try_from(self.clock.now().as_secs()).unwrap_or(i64::MAX);
+        Ok(match self.secrets.lookup(&secret).await? {
+            Ok(key) => verify_jwt_hs256(key.expose(), &token, now).map_err(Error::Invalid),
+            Err(e) => Err(e),
+        })
+    }
+
+    async fn exists(&mut self, secret: String) -> wasmtime::Result<bool> {
+        Ok(self.secrets.lookup(&secret).await?.is_ok())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hmac_matches_stripe_node_vectors() {
+        // shared/fixtures/stripe/stripe_webhook_cases.json, "stripe-node/crypto-provider-hmac".
+        let cases = [
+            (
+                "",
+                "f7f9bd47fb987337b5796fdc1fdb9ba221d0d5396814bfcaf9521f43fd8927fd",
+            ),
+            (
+                "{\"obj1\":\"hello\",\"obj2\":\"world\"}",
+                "bebb1a643997f419b315ddba19e6f5411e1ce7f810ba6d3617ce72823092f363",
+            ),
+            (
+                "😀",
+                "837da296d05c4fe31f61d5d7ead035099d9585a5bcde87de952012a78f0b0c43",
+            ),
+        ];
+        for (message, expected) in cases {
+            let mac = hmac(HmacAlgorithm::Sha256, b"test_secret", message.as_bytes());
+            assert_eq!(hex::encode(mac), expected, "message {message:?}");
+        }
+    }
+
+    #[test]
+    fn constant_time_eq_requires_equal_length_and_bytes() {
+        assert!(constant_time_eq(b"abc", b"abc"));
+        assert!(!constant_time_eq(b"abc", b"abd"));
+        assert!(!constant_time_eq(b"abc", b"abcd"));
+    }
+
+    #[test]
+    fn jwt_hs256_is_verified_and_time_checked() {
+        let key = b"jwt-key";
+        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
+        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":2000,"nbf":1000}"#);
+        let signed = format!("{header}.{claims}");
+        let sig = URL_SAFE_NO_PAD.encode(hmac(HmacAlgorithm::Sha256, key, signed.as_bytes()));
+        let token = format!("{signed}.{sig}");
+        assert_eq!(
+            verify_jwt_hs256(key, &token, 1500).unwrap(),
+            r#"{"sub":"x","exp":2000,"nbf":1000}"#
+        );
+        assert!(
+            verify_jwt_hs256(key, &token, 2000)
+                .unwrap_err()
+                .contains("expired")
+        );
+        assert!(
+            verify_jwt_hs256(key, &token, 999)
+                .unwrap_err()
+                .contains("not valid yet")
+        );
+        assert!(
+            verify_jwt_hs256(b"other", &token, 1500)
+                .unwrap_err()
+                .contains("signature")
+        );
+        let none = format!("{}.{claims}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
+        assert!(verify_jwt_hs256(key, &none, 1500).is_err());
+    }
+}

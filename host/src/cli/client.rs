@@ -1,0 +1,236 @@
+//! Operator commands: thin clients of a running server's admin API.
+
+use std::io::Read;
+
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::{Value, json};
+
+use super::ServerArgs;
+
+#[derive(Subcommand)]
+pub enum InstallationsCommand {
+    /// Create an installation of a driver.
+    Create {
+        /// Driver id, e.g. `stripe`.
+        #[arg(long)]
+        driver: String,
+        /// Installation id (generated when omitted).
+        #[arg(long)]
+        id: Option<String>,
+        /// Settings as JSON text.
+        #[arg(long, default_value = "{}")]
+        settings: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// List live installations.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Delete an installation (its events stay readable).
+    Delete {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum SecretsCommand {
+    /// Set a secret. The value is read from `--value` or, safer, from standard input.
+    Set {
+        installation: String,
+        name: String,
+        /// The value; omit to read it from standard input (keeps it out of shell history).
+        #[arg(long)]
+        value: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum EventsCommand {
+    /// Print normalized events (CloudEvents JSON), oldest first.
+    List {
+        #[arg(long)]
+        installation: Option<String>,
+        /// Cursor from a previous page's `next_cursor`.
+        #[arg(long)]
+        after: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+}
+
+/// An authenticated admin API client.
+pub struct AdminClient {
+    http: reqwest::Client,
+    base: String,
+    token: String,
+}
+
+impl AdminClient {
+    pub fn new(args: &ServerArgs) -> anyhow::Result<Self> {
+        let token = match &args.token {
+            Some(t) => t.clone(),
+            None => {
+                let path = args.data_dir.join("admin.token");
+                std::fs::read_to_string(&path)
+                    .with_context(|| {
+                        format!(
+                            "no --token / SLUICE_ADMIN_TOKEN, and cannot read {}",
+                            path.display()
+                        )
+                    })?
+                    .trim()
+                    .to_string()
+            }
+        };
+        Ok(Self {
+            http: reqwest::Client::new(),
+            base: args.server.trim_end_matches('/').to_string(),
+            token,
+        })
+    }
+
+    /// Send a request; non-2xx answers become errors carrying the server's message.
+    pub async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("calling {url}"))?;
+        let status = response.status();
+        let text = response.text().await.unwrap_or_default();
+        let value: Value = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        if !status.is_success() {
+            bail!(
+                "{status}: {}",
+                serde_json::to_string_pretty(&value).unwrap_or_default()
+            );
+        }
+        Ok(value)
+    }
+}
+
+fn print(value: &Value) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+impl InstallationsCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        match self {
+            InstallationsCommand::Create {
+                driver,
+                id,
+                settings,
+                server,
+            } => {
+                let settings: Value =
+                    serde_json::from_str(&settings).context("--settings is not JSON")?;
+                let mut body = json!({"driver_id": driver, "settings": settings});
+                if let Some(id) = id {
+                    body["installation_id"] = id.into();
+                }
+                print(
+                    &AdminClient::new(&server)?
+                        .call(reqwest::Method::POST, "/v1/installations", Some(body))
+                        .await?,
+                );
+            }
+            InstallationsCommand::List { server } => {
+                print(
+                    &AdminClient::new(&server)?
+                        .call(reqwest::Method::GET, "/v1/installations", None)
+                        .await?,
+                );
+            }
+            InstallationsCommand::Delete { id, server } => {
+                AdminClient::new(&server)?
+                    .call(
+                        reqwest::Method::DELETE,
+                        &format!("/v1/installations/{id}"),
+                        None,
+                    )
+                    .await?;
+                eprintln!("deleted {id}");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl SecretsCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let SecretsCommand::Set {
+            installation,
+            name,
+            value,
+            server,
+        } = self;
+        let value = match value {
+            Some(v) => v,
+            None => {
+                let mut v = String::new();
+                std::io::stdin()
+                    .read_to_string(&mut v)
+                    .context("reading the secret from stdin")?;
+                v.trim_end_matches(['\n', '\r']).to_string()
+            }
+        };
+        AdminClient::new(&server)?
+            .call(
+                reqwest::Method::PUT,
+                &format!("/v1/installations/{installation}/secrets/{name}"),
+                Some(json!({ "value": value })),
+            )
+            .await?;
+        eprintln!("secret {name} set on {installation}");
+        Ok(())
+    }
+}
+
+impl EventsCommand {
+    pub async fn run(self) -> anyhow::Result<()> {
+        let EventsCommand::List {
+            installation,
+            after,
+            limit,
+            server,
+        } = self;
+        let mut query = format!("/v1/events?limit={limit}");
+        if let Some(i) = installation {
+            query.push_str(&format!("&installation_id={i}"));
+        }
+        if let Some(a) = after {
+            query.push_str(&format!("&after={a}"));
+        }
+        print(
+            &AdminClient::new(&server)?
+                .call(reqwest::Method::GET, &query, None)
+                .await?,
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,90 @@
+//! The `sluice` command line. `serve` runs the server; the operator commands talk to a
+//! running server's admin API; `driver` and `webhook` are driver-author tools.
+
+mod client;
+mod driver;
+mod serve;
+mod webhook;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "sluice",
+    version,
+    about = "Sandboxed WebAssembly host for provider integration drivers"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server: webhooks, admin API, drivers.
+    Serve(serve::ServeArgs),
+    /// Create, list and delete installations.
+    #[command(subcommand)]
+    Installations(client::InstallationsCommand),
+    /// Set installation secrets (write-only).
+    #[command(subcommand)]
+    Secrets(client::SecretsCommand),
+    /// Read normalized events.
+    #[command(subcommand)]
+    Events(client::EventsCommand),
+    /// Sign a payload the way the provider would and send it.
+    #[command(subcommand)]
+    Webhook(webhook::WebhookCommand),
+    /// Inspect and test driver components locally, without a server.
+    #[command(subcommand)]
+    Driver(driver::DriverCommand),
+}
+
+/// Where the admin API is and how to authenticate to it.
+#[derive(Args, Clone)]
+pub struct ServerArgs {
+    /// Base URL of a running `sluice serve`.
+    #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
+    pub server: String,
+    /// Admin token. Default: `<data dir>/admin.token`, written by `sluice serve`.
+    #[arg(long, env = "SLUICE_ADMIN_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// Data directory of the local server, to find its admin token.
+    #[arg(long, env = "SLUICE_DATA_DIR", default_value = "sluice-data")]
+    pub data_dir: PathBuf,
+}
+
+/// Run the command line; errors are printed with their context chain.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Installations(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Secrets(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Events(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Webhook(cmd) => cmd.run().await,
+            Command::Driver(cmd) => cmd.run().await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

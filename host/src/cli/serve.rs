@@ -1,0 +1,177 @@
+//! `sluice serve`: open the store, load the drivers, serve HTTP until interrupted.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Args;
+use tracing_subscriber::EnvFilter;
+
+use crate::capabilities::{Capabilities, Clock};
+use crate::config::Config;
+use crate::registry::DriverRegistry;
+use crate::runtime::Runtime;
+use crate::server::{AppState, router};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Configuration file. Default: `sluice.toml` when present.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Address to listen on [env: SLUICE_LISTEN] [default: 127.0.0.1:8080].
+    #[arg(long)]
+    listen: Option<String>,
+    /// `sqlite://FILE` or `postgres://…` [env: SLUICE_DATABASE_URL] [default: sqlite in the data dir].
+    #[arg(long)]
+    database_url: Option<String>,
+    /// Directory of driver components [env: SLUICE_DRIVERS_DIR] [default: target/drivers].
+    #[arg(long)]
+    drivers_dir: Option<PathBuf>,
+    /// Data directory [env: SLUICE_DATA_DIR] [default: sluice-data].
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    init_tracing();
+    let mut config = Config::load(args.config.as_deref())?;
+    if let Some(v) = args.listen {
+        config.listen = v;
+    }
+    if let Some(v) = args.database_url {
+        config.database_url = Some(v);
+    }
+    if let Some(v) = args.drivers_dir {
+        config.drivers_dir = v;
+    }
+    if let Some(v) = args.data_dir {
+        config.data_dir = v;
+    }
+    let grants = config.validate()?;
+    std::fs::create_dir_all(&config.data_dir)
+        .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
+
+    let key = sluice_store::MasterKey::load(
+        config.master_key.as_deref(),
+        &config.data_dir.join("master.key"),
+    )
+    .context("loading the master key for secrets")?;
+    let store =
+        sluice_store::Store::connect(&config.database_url(), sluice_store::SecretCipher::new(key))
+            .await
+            .context("opening the database")?;
+    let admin_token = admin_token(&config)?;
+
+    let runtime = Runtime::new(
+        config.sandbox.clone(),
+        Capabilities::new(grants, Clock::System)?,
+        Some(config.data_dir.join("cache")),
+    )?;
+    let drivers = DriverRegistry::default();
+    let failures = drivers
+        .load_dir(&runtime, &config.drivers_dir)
+        .await
+        .with_context(|| format!("reading drivers directory {}", config.drivers_dir.display()))?;
+    for failure in &failures {
+        tracing::error!("driver refused: {failure}");
+    }
+    if drivers.list().is_empty() {
+        tracing::warn!(dir = %config.drivers_dir.display(), "no drivers loaded; run `cargo xtask build-drivers`");
+    }
+
+    let listener = tokio::net::TcpListener::bind(&config.listen)
+        .await
+        .with_context(|| format!("binding {}", config.listen))?;
+    let state = Arc::new(AppState {
+        runtime: Arc::new(runtime),
+        drivers: Arc::new(drivers),
+        store,
+        public_url: config.public_url(),
+        admin_token,
+        max_body_bytes: config.max_body_bytes,
+    });
+    tracing::info!(
+        listen = %config.listen,
+        database = %redact_url(&config.database_url()),
+        drivers = ?state.drivers.list().iter().map(|d| d.info.id.clone()).collect::<Vec<_>>(),
+        "sluice listening on http://{}",
+        config.listen
+    );
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .context("serving HTTP")
+}
+
+fn init_tracing() {
+    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // `try_init` because tests may start several servers in one process.
+    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+}
+
+/// The configured token, or the one kept in the data directory, or a new one (printed once).
+fn admin_token(config: &Config) -> anyhow::Result<String> {
+    if let Some(token) = &config.admin_token {
+        anyhow::ensure!(
+            token.len() >= 16,
+            "SLUICE_ADMIN_TOKEN must be at least 16 characters"
+        );
+        return Ok(token.clone());
+    }
+    let path = config.data_dir.join("admin.token");
+    if let Ok(token) = std::fs::read_to_string(&path) {
+        return Ok(token.trim().to_string());
+    }
+    let token = format!("sk_admin_{}", hex::encode(rand::random::<[u8; 24]>()));
+    write_private(&path, token.as_bytes())
+        .with_context(|| format!("writing {}", path.display()))?;
+    // Printed once, on the terminal only, so the operator can copy it.
+    println!(
+        "Generated admin token (kept in {}): {token}",
+        path.display()
+    );
+    let _ = std::io::stdout().flush();
+    Ok(token)
+}
+
+/// Create a file readable only by its owner.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    file.write_all(bytes)
+}
+
+/// Hide a password in a database URL before logging it.
+fn redact_url(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+    tracing::info!("shutting down");
+}

@@ -1,0 +1,256 @@
+//! Configuration: every default lives here, in one documented place.
+//!
+//! Precedence, lowest first: built-in defaults, `sluice.toml` (or `--config FILE`),
+//! `SLUICE_*` environment variables, command-line flags. A missing file is fine; a file
+//! that exists but does not parse is an error.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, bail};
+use serde::Deserialize;
+
+use crate::capabilities::HostPattern;
+
+/// The whole configuration of one `sluice serve` process.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    /// Address the HTTP server binds. Default `127.0.0.1:8080`.
+    pub listen: String,
+    /// Base URL providers use to reach this server, for the `webhook_url` of
+    /// installations. Default `http://<listen>`.
+    pub public_url: Option<String>,
+    /// Directory for the SQLite database, the master-key file, the admin-token file and
+    /// the compiled-code cache. Default `sluice-data`.
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`. Default `sqlite://<data_dir>/sluice.db`.
+    pub database_url: Option<String>,
+    /// Directory of driver components (`*.wasm`) loaded at start. Default
+    /// `target/drivers`, where `cargo xtask build-drivers` puts the bundled drivers.
+    pub drivers_dir: PathBuf,
+    /// Bearer token for `/v1`. Default: generated at first start, kept in
+    /// `<data_dir>/admin.token`.
+    pub admin_token: Option<String>,
+    /// 32-byte AEAD key for secrets at rest, base64 or hex. Default: generated at first
+    /// start, kept in `<data_dir>/master.key` (mode 0600). Set it explicitly when several
+    /// nodes share one PostgreSQL database.
+    pub master_key: Option<String>,
+    /// Extra outbound grants, e.g. `http://127.0.0.1:*` for fakes in development.
+    /// Private, loopback and link-local destinations are refused unless granted here.
+    pub allow_hosts: Vec<String>,
+    /// Largest accepted webhook body. Default 1 MiB.
+    pub max_body_bytes: usize,
+    /// Sandbox limits.
+    pub sandbox: SandboxConfig,
+}
+
+/// Limits applied to every driver call.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SandboxConfig {
+    /// Wall-clock budget of one webhook delivery (verify + handle + normalize). Default 2000.
+    pub webhook_timeout_ms: u64,
+    /// Budget of one poll or auth call, which may wait on the provider. Default 30000.
+    pub call_timeout_ms: u64,
+    /// Linear memory per instance. Default 64 MiB.
+    pub max_memory_bytes: usize,
+    /// Bytes a call may return (raw events and records together). Default 8 MiB.
+    pub max_output_bytes: usize,
+    /// Outbound HTTP requests per call. Default 16.
+    pub max_outbound_requests: u32,
+    /// Largest outbound response body handed to a guest. Default 4 MiB.
+    pub max_response_bytes: usize,
+    /// Instances that may run at once; more wait briefly, then get `503`. Default 64.
+    pub max_concurrent_instances: u32,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: PathBuf::from("sluice-data"),
+            database_url: None,
+            drivers_dir: PathBuf::from("target/drivers"),
+            admin_token: None,
+            master_key: None,
+            allow_hosts: Vec::new(),
+            max_body_bytes: 1024 * 1024,
+            sandbox: SandboxConfig::default(),
+        }
+    }
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        Self {
+            webhook_timeout_ms: 2_000,
+            call_timeout_ms: 30_000,
+            max_memory_bytes: 64 * 1024 * 1024,
+            max_output_bytes: 8 * 1024 * 1024,
+            max_outbound_requests: 16,
+            max_response_bytes: 4 * 1024 * 1024,
+            max_concurrent_instances: 64,
+        }
+    }
+}
+
+impl SandboxConfig {
+    pub fn webhook_timeout(&self) -> Duration {
+        Duration::from_millis(self.webhook_timeout_ms)
+    }
+
+    pub fn call_timeout(&self) -> Duration {
+        Duration::from_millis(self.call_timeout_ms)
+    }
+}
+
+impl Config {
+    /// Load defaults, then the file (`path`, or `sluice.toml` if it exists), then the
+    /// environment.
+    pub fn load(path: Option<&Path>) -> anyhow::Result<Self> {
+        let mut config = match path {
+            Some(path) => Self::from_file(path)?,
+            None if Path::new("sluice.toml").exists() => Self::from_file(Path::new("sluice.toml"))?,
+            None => Self::default(),
+        };
+        config.apply_env(|key| std::env::var(key).ok())?;
+        Ok(config)
+    }
+
+    fn from_file(path: &Path) -> anyhow::Result<Self> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading config file {}", path.display()))?;
+        toml::from_str(&text).with_context(|| format!("parsing config file {}", path.display()))
+    }
+
+    /// Apply `SLUICE_*` variables over the current values.
+    pub fn apply_env(&mut self, var: impl Fn(&str) -> Option<String>) -> anyhow::Result<()> {
+        fn parsed<T: std::str::FromStr>(key: &str, value: String) -> anyhow::Result<T> {
+            value
+                .trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{key}={value:?} is not a valid number"))
+        }
+        if let Some(v) = var("SLUICE_LISTEN") {
+            self.listen = v;
+        }
+        if let Some(v) = var("SLUICE_PUBLIC_URL") {
+            self.public_url = Some(v);
+        }
+        if let Some(v) = var("SLUICE_DATA_DIR") {
+            self.data_dir = v.into();
+        }
+        if let Some(v) = var("SLUICE_DATABASE_URL") {
+            self.database_url = Some(v);
+        }
+        if let Some(v) = var("SLUICE_DRIVERS_DIR") {
+            self.drivers_dir = v.into();
+        }
+        if let Some(v) = var("SLUICE_ADMIN_TOKEN") {
+            self.admin_token = Some(v);
+        }
+        if let Some(v) = var("SLUICE_MASTER_KEY") {
+            self.master_key = Some(v);
+        }
+        if let Some(v) = var("SLUICE_ALLOW_HOSTS") {
+            self.allow_hosts.extend(
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from),
+            );
+        }
+        if let Some(v) = var("SLUICE_MAX_BODY_BYTES") {
+            self.max_body_bytes = parsed("SLUICE_MAX_BODY_BYTES", v)?;
+        }
+        if let Some(v) = var("SLUICE_WEBHOOK_TIMEOUT_MS") {
+            self.sandbox.webhook_timeout_ms = parsed("SLUICE_WEBHOOK_TIMEOUT_MS", v)?;
+        }
+        if let Some(v) = var("SLUICE_MAX_MEMORY_BYTES") {
+            self.sandbox.max_memory_bytes = parsed("SLUICE_MAX_MEMORY_BYTES", v)?;
+        }
+        Ok(())
+    }
+
+    /// The database URL in force.
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("sluice.db").display()),
+        }
+    }
+
+    /// The public base URL in force, without a trailing slash.
+    pub fn public_url(&self) -> String {
+        match &self.public_url {
+            Some(url) => url.trim_end_matches('/').to_string(),
+            None => format!("http://{}", self.listen),
+        }
+    }
+
+    /// Parse and check everything that can be wrong before starting.
+    pub fn validate(&self) -> anyhow::Result<Vec<HostPattern>> {
+        if self.max_body_bytes == 0 {
+            bail!("max_body_bytes must be positive");
+        }
+        if self.sandbox.webhook_timeout_ms == 0 || self.sandbox.max_concurrent_instances == 0 {
+            bail!(
+                "sandbox.webhook_timeout_ms and sandbox.max_concurrent_instances must be positive"
+            );
+        }
+        self.allow_hosts
+            .iter()
+            .map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("allow_hosts entry: {e}")))
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_defaults() {
+        let mut config = Config::default();
+        config
+            .apply_env(|k| match k {
+                "SLUICE_LISTEN" => Some("127.0.0.1:9999".into()),
+                "SLUICE_ALLOW_HOSTS" => Some("http://127.0.0.1:*, https://a.example".into()),
+                "SLUICE_WEBHOOK_TIMEOUT_MS" => Some("500".into()),
+                _ => None,
+            })
+            .unwrap();
+        assert_eq!(config.listen, "127.0.0.1:9999");
+        assert_eq!(
+            config.allow_hosts,
+            ["http://127.0.0.1:*", "https://a.example"]
+        );
+        assert_eq!(config.sandbox.webhook_timeout_ms, 500);
+        assert_eq!(config.public_url(), "http://127.0.0.1:9999");
+        assert_eq!(config.validate().unwrap().len(), 2);
+    }
+
+    #[test]
+    fn bad_numbers_are_reported_with_their_variable() {
+        let err = Config::default()
+            .apply_env(|k| (k == "SLUICE_MAX_BODY_BYTES").then(|| "lots".into()))
+            .unwrap_err();
+        assert!(err.to_string().contains("SLUICE_MAX_BODY_BYTES"));
+    }
+
+    #[test]
+    fn file_rejects_unknown_keys() {
+        let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
+        assert!(err.to_string().contains("listne"));
+    }
+
+    #[test]
+    fn default_database_is_sqlite_in_data_dir() {
+        assert_eq!(
+            Config::default().database_url(),
+            "sqlite://sluice-data/sluice.db"
+        );
+    }
+}

@@ -1,0 +1,287 @@
+//! Loading a driver component: compile (or load from cache), link, read and validate its
+//! metadata. A component that fails any step is refused with the reason; drivers
+//! already loaded are not touched.
+
+use std::sync::Arc;
+
+use serde::Serialize;
+use sha2::{Digest, Sha256};
+use wasmtime::Store;
+
+use super::bindings::{DriverPre, metadata};
+use super::{Runtime, cache};
+use crate::capabilities::{CallScope, CallState, HostPattern};
+
+/// The major.minor of the `sluice:driver` WIT package this host implements.
+pub const WIT_VERSION: &str = "0.1.0";
+
+/// Why a component was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("not a valid component: {0}")]
+    Compile(String),
+    #[error("does not implement the sluice:driver@{WIT_VERSION} world: {0}")]
+    World(String),
+    #[error("metadata call failed: {0}")]
+    Metadata(String),
+    #[error("invalid metadata: {0}")]
+    InvalidMetadata(String),
+}
+
+/// A secret a driver declares.
+#[derive(Debug, Clone, Serialize)]
+pub struct SecretSpec {
+    pub name: String,
+    pub description: String,
+    pub required: bool,
+}
+
+/// A driver's validated metadata.
+#[derive(Debug, Clone, Serialize)]
+pub struct DriverInfo {
+    pub id: String,
+    pub version: String,
+    pub display_name: String,
+    pub auth_kind: &'static str,
+    pub ingestion_modes: Vec<&'static str>,
+    pub settings_schema: serde_json::Value,
+    pub outbound_hosts: Vec<String>,
+    pub secrets: Vec<SecretSpec>,
+    pub wit_version: String,
+    /// sha256 of the component's bytes, hex.
+    pub sha256: String,
+}
+
+/// A loaded, linked, validated driver, ready to instantiate per call.
+pub struct LoadedDriver {
+    pub info: DriverInfo,
+    pub(crate) pre: DriverPre<CallState>,
+    settings_validator: jsonschema::Validator,
+    pub(crate) declared_secrets: Arc<[String]>,
+    pub(crate) declared_hosts: Arc<[HostPattern]>,
+}
+
+/// One failing location of a settings object.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct SettingsViolation {
+    /// JSON pointer into the settings, `""` for the object itself.
+    pub path: String,
+    pub message: String,
+}
+
+impl LoadedDriver {
+    /// Validate installation settings against the driver's schema.
+    pub fn validate_settings(
+        &self,
+        settings: &serde_json::Value,
+    ) -> Result<(), Vec<SettingsViolation>> {
+        let violations: Vec<_> = self
+            .settings_validator
+            .iter_errors(settings)
+            .map(|e| SettingsViolation {
+                path: e.instance_path().to_string(),
+                message: e.to_string(),
+            })
+            .collect();
+        if violations.is_empty() {
+            Ok(())
+        } else {
+            Err(violations)
+        }
+    }
+
+    /// The capability scope for a call on behalf of an installation.
+    pub fn scope(
+        &self,
+        installation_id: &str,
+        secrets: crate::capabilities::SecretSource,
+        state: crate::capabilities::StateSource,
+    ) -> CallScope {
+        CallScope {
+            installation_id: Some(installation_id.to_string()),
+            driver_id: self.info.id.clone(),
+            declared_secrets: self.declared_secrets.clone(),
+            declared_hosts: self.declared_hosts.clone(),
+            secrets,
+            state,
+        }
+    }
+}
+
+impl Runtime {
+    /// Compile, link and validate a driver component.
+    pub async fn load_driver(&self, bytes: &[u8]) -> Result<LoadedDriver, LoadError> {
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let component = {
+            let engine = self.engine().clone();
+            let cache_dir = self.cache_dir().map(|p| p.to_path_buf());
+            let (sha, bytes) = (sha256.clone(), bytes.to_vec());
+            // Compilation is CPU-bound and can take a second: keep it off the reactor.
+            tokio::task::spawn_blocking(move || {
+                cache::compile(&engine, cache_dir.as_deref(), &sha, &bytes)
+            })
+            .await
+            .map_err(|e| LoadError::Compile(e.to_string()))?
+            .map_err(|e| LoadError::Compile(format!("{e:#}")))?
+        };
+        let instance_pre = self
+            .linker()
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let pre = DriverPre::new(instance_pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
+
+        let state = CallState::new(
+            self.capabilities().clone(),
+            CallScope::metadata_only(),
+            0,
+            0,
+        );
+        let mut store = Store::new(self.engine(), state);
+        store.set_epoch_deadline(1);
+        let deadline = std::time::Instant::now() + self.limits().webhook_timeout();
+        store.epoch_deadline_callback(move |_| super::session::deadline_check(deadline));
+        let raw = async {
+            let driver = pre.instantiate_async(&mut store).await?;
+            driver.sluice_driver_metadata().call_get(&mut store).await
+        }
+        .await
+        .map_err(|e| LoadError::Metadata(format!("{e:#}")))?;
+        let info = validate(raw, sha256)?;
+        let settings_validator = jsonschema::options()
+            .should_validate_formats(true)
+            .build(&info.settings_schema)
+            .map_err(|e| {
+                LoadError::InvalidMetadata(format!(
+                    "settings-schema is not a valid JSON Schema: {e}"
+                ))
+            })?;
+        let declared_hosts = info
+            .outbound_hosts
+            .iter()
+            .map(|h| {
+                HostPattern::parse(h)
+                    .map_err(|e| LoadError::InvalidMetadata(format!("outbound-hosts: {e}")))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(LoadedDriver {
+            declared_secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
+            declared_hosts: declared_hosts.into(),
+            settings_validator,
+            pre,
+            info,
+        })
+    }
+}
+
+fn is_identifier(s: &str, max: usize, extra: &[char]) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some('a'..='z'))
+        && s.len() <= max
+        && chars.all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || extra.contains(&c))
+}
+
+fn is_semver(s: &str) -> bool {
+    let core = s.split(['-', '+']).next().unwrap_or("");
+    let parts: Vec<_> = core.split('.').collect();
+    parts.len() == 3
+        && parts
+            .iter()
+            .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, LoadError> {
+    let bad = |m: String| Err(LoadError::InvalidMetadata(m));
+    if !is_identifier(&raw.id, 32, &['_', '-']) {
+        return bad(format!(
+            "id {:?} must match [a-z][a-z0-9_-]{{0,31}}",
+            raw.id
+        ));
+    }
+    if !is_semver(&raw.version) {
+        return bad(format!(
+            "version {:?} is not a semantic version",
+            raw.version
+        ));
+    }
+    if raw.display_name.trim().is_empty() {
+        return bad("display-name is empty".into());
+    }
+    // Same major.minor: within 0.x a minor bump may change the world.
+    let compatible = |v: &str| {
+        is_semver(v)
+            && v.rsplit_once('.').map(|(mm, _)| mm)
+                == WIT_VERSION.rsplit_once('.').map(|(mm, _)| mm)
+    };
+    if !compatible(&raw.wit_version) {
+        return bad(format!(
+            "wit-version {:?} is not compatible with this host ({WIT_VERSION})",
+            raw.wit_version
+        ));
+    }
+    if raw.ingestion_modes.is_empty() {
+        return bad("ingestion-modes is empty".into());
+    }
+    let settings_schema: serde_json::Value = serde_json::from_str(&raw.settings_schema)
+        .map_err(|e| LoadError::InvalidMetadata(format!("settings-schema is not JSON: {e}")))?;
+    let mut names = std::collections::HashSet::new();
+    for s in &raw.secrets {
+        if !is_identifier(&s.name, 64, &['_']) {
+            return bad(format!(
+                "secret name {:?} must match [a-z][a-z0-9_]{{0,63}}",
+                s.name
+            ));
+        }
+        if !names.insert(&s.name) {
+            return bad(format!("secret {:?} is declared twice", s.name));
+        }
+    }
+    Ok(DriverInfo {
+        id: raw.id,
+        version: raw.version,
+        display_name: raw.display_name,
+        auth_kind: match raw.auth_kind {
+            metadata::AuthKind::Oauth2 => "oauth2",
+            metadata::AuthKind::ApiKey => "api_key",
+            metadata::AuthKind::SharedSecret => "shared_secret",
+            metadata::AuthKind::None => "none",
+        },
+        ingestion_modes: raw
+            .ingestion_modes
+            .iter()
+            .map(|m| match m {
+                metadata::IngestionMode::Webhook => "webhook",
+                metadata::IngestionMode::Polling => "polling",
+            })
+            .collect(),
+        settings_schema,
+        outbound_hosts: raw.outbound_hosts,
+        secrets: raw
+            .secrets
+            .into_iter()
+            .map(|s| SecretSpec {
+                name: s.name,
+                description: s.description,
+                required: s.required,
+            })
+            .collect(),
+        wit_version: raw.wit_version,
+        sha256,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identifiers_and_versions() {
+        assert!(is_identifier("stripe", 32, &['_', '-']));
+        assert!(is_identifier("my-driver_2", 32, &['_', '-']));
+        assert!(!is_identifier("Stripe", 32, &['_', '-']));
+        assert!(!is_identifier("2stripe", 32, &['_', '-']));
+        assert!(!is_identifier("", 32, &['_', '-']));
+        assert!(!is_identifier("a/b", 32, &['_', '-']));
+        assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
+        assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
+    }
+}

@@ -1,0 +1,137 @@
+//! The sandbox: wasmtime engine, driver loading and per-call instances.
+//!
+//! One [`Runtime`] per process owns the engine (pooling allocator, epoch interruption),
+//! the linker with Sluice's capabilities, and the limits. Each loaded driver keeps one
+//! `InstancePre`; every call gets a fresh `Store` holding only that installation's
+//! capabilities ([`Session`]), so nothing leaks between calls or installations.
+
+mod bindings;
+mod cache;
+mod driver;
+mod session;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use wasmtime::component::{HasSelf, Linker};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+pub use bindings::{auth, canonical, clock, http, ingest, log, metadata, secrets, state, types};
+pub use driver::{DriverInfo, LoadError, LoadedDriver, SecretSpec};
+pub use session::{CallError, Session, describe as describe_driver_error};
+
+use crate::capabilities::{CallState, Capabilities};
+use crate::config::SandboxConfig;
+
+/// How often the epoch advances; deadlines are checked at this granularity.
+const EPOCH_TICK: Duration = Duration::from_millis(5);
+
+/// The process-wide sandbox.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<CallState>,
+    limits: SandboxConfig,
+    cache_dir: Option<PathBuf>,
+    permits: Arc<Semaphore>,
+    capabilities: Arc<Capabilities>,
+    ticker_stop: Arc<AtomicBool>,
+}
+
+/// Failure to build the engine (bad limits for this platform).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start the wasm runtime: {0}")]
+pub struct RuntimeError(String);
+
+impl Runtime {
+    /// Build the engine and linker. `cache_dir` keeps compiled code across restarts.
+    pub fn new(
+        limits: SandboxConfig,
+        capabilities: Capabilities,
+        cache_dir: Option<PathBuf>,
+    ) -> Result<Self, RuntimeError> {
+        let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
+        let instances = limits.max_concurrent_instances;
+        let mut pool = PoolingAllocationConfig::default();
+        // A Rust component has a handful of core instances, one memory and a few tables.
+        pool.total_component_instances(instances)
+            .total_core_instances(instances * 8)
+            .total_memories(instances * 2)
+            .total_tables(instances * 8)
+            .max_memory_size(limits.max_memory_bytes)
+            .max_core_instances_per_component(32)
+            .max_memories_per_component(4)
+            .max_tables_per_component(16);
+        let mut config = Config::new();
+        config
+            .epoch_interruption(true)
+            .wasm_component_model(true)
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+        let engine = Engine::new(&config).map_err(err)?;
+
+        let mut linker = Linker::<CallState>::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
+        bindings::Driver::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)
+            .map_err(err)?;
+
+        let ticker_stop = Arc::new(AtomicBool::new(false));
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        Ok(Self {
+            permits: Arc::new(Semaphore::new(instances as usize)),
+            engine,
+            linker,
+            limits,
+            cache_dir,
+            capabilities: Arc::new(capabilities),
+            ticker_stop,
+        })
+    }
+
+    /// The limits every call runs under.
+    pub fn limits(&self) -> &SandboxConfig {
+        &self.limits
+    }
+
+    /// The host capabilities shared by all calls (HTTP client, grants, clock).
+    pub fn capabilities(&self) -> &Arc<Capabilities> {
+        &self.capabilities
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
+    pub(crate) fn linker(&self) -> &Linker<CallState> {
+        &self.linker
+    }
+
+    pub(crate) fn permits(&self) -> &Arc<Semaphore> {
+        &self.permits
+    }
+
+    pub(crate) fn cache_dir(&self) -> Option<&std::path::Path> {
+        self.cache_dir.as_deref()
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.ticker_stop.store(true, Ordering::Relaxed);
+    }
+}
+
+/// Advance the engine's epoch on a plain thread so deadlines hold even when every tokio
+/// worker is busy running guest code.
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+    std::thread::Builder::new()
+        .name("sluice-epoch".into())
+        .spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(EPOCH_TICK);
+                engine.increment_epoch();
+            }
+        })
+        .expect("spawning the epoch thread");
+}

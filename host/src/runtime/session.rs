@@ -1,0 +1,209 @@
+//! One call into a driver: a fresh `Store` and instance, a deadline, a sandbox slot.
+//!
+//! A [`Session`] may make several export calls (a webhook delivery runs verify, handle and
+//! normalize in one instance), all under one deadline. Whatever happens inside — trap,
+//! timeout, exhausted memory — surfaces as a [`CallError`] for this call only.
+
+use std::time::{Duration, Instant};
+
+use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::{Store, UpdateDeadline};
+
+use super::bindings::{Driver, ingest, types};
+use super::{LoadedDriver, Runtime};
+use crate::capabilities::{CallScope, CallState, CallWrites};
+
+/// How long a call waits for a free sandbox slot before answering "overloaded".
+const SLOT_WAIT: Duration = Duration::from_secs(1);
+
+/// Why a driver call did not produce a result.
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("every sandbox slot is busy")]
+    Overloaded,
+    #[error("the driver exceeded its time budget")]
+    Timeout,
+    #[error("the driver trapped: {0}")]
+    Trap(String),
+    #[error("the driver returned too much output (limit {0} bytes)")]
+    OutputTooLarge(usize),
+    #[error("the driver refused: {}", describe(.0))]
+    Driver(types::DriverError),
+}
+
+/// A one-line description of a driver error.
+pub fn describe(e: &types::DriverError) -> String {
+    use types::DriverError as E;
+    match e {
+        E::Unauthorized(m) => format!("unauthorized: {m}"),
+        E::BadRequest(m) => format!("bad request: {m}"),
+        E::InvalidSettings(m) => format!("invalid settings: {m}"),
+        E::Upstream(u) => format!("provider answered {}: {}", u.status, u.message),
+        E::RateLimited(r) => format!("rate limited for {} ms: {}", r.retry_after_ms, r.message),
+        E::Unsupported(m) => format!("unsupported: {m}"),
+        E::Internal(m) => format!("driver error: {m}"),
+    }
+}
+
+/// Marker error raised by the epoch callback when the deadline has passed.
+#[derive(Debug)]
+struct DeadlineExceeded;
+
+impl std::fmt::Display for DeadlineExceeded {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("deadline exceeded")
+    }
+}
+
+impl std::error::Error for DeadlineExceeded {}
+
+/// The epoch callback: yield to the executor every tick, trap once past `deadline`.
+pub(super) fn deadline_check(deadline: Instant) -> wasmtime::Result<UpdateDeadline> {
+    if Instant::now() >= deadline {
+        Err(wasmtime::Error::new(DeadlineExceeded))
+    } else {
+        Ok(UpdateDeadline::Yield(1))
+    }
+}
+
+fn classify(error: wasmtime::Error) -> CallError {
+    if error.downcast_ref::<DeadlineExceeded>().is_some() {
+        CallError::Timeout
+    } else {
+        CallError::Trap(format!("{error:#}"))
+    }
+}
+
+/// A live instance of a driver for one call.
+pub struct Session {
+    store: Store<CallState>,
+    driver: Driver,
+    deadline: tokio::time::Instant,
+    output_left: usize,
+    max_output: usize,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Runtime {
+    /// Instantiate `driver` in a fresh store scoped to `scope`, with `budget` of wall time
+    /// for everything the session does.
+    pub async fn session(
+        &self,
+        driver: &LoadedDriver,
+        scope: CallScope,
+        budget: Duration,
+    ) -> Result<Session, CallError> {
+        let permit = tokio::time::timeout(SLOT_WAIT, self.permits().clone().acquire_owned())
+            .await
+            .map_err(|_| CallError::Overloaded)?
+            .map_err(|_| CallError::Overloaded)?;
+        let limits = self.limits();
+        let state = CallState::new(
+            self.capabilities().clone(),
+            scope,
+            limits.max_outbound_requests,
+            limits.max_response_bytes,
+        );
+        let mut store = Store::new(self.engine(), state);
+        let started = Instant::now();
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |_| deadline_check(started + budget));
+        let deadline = tokio::time::Instant::from_std(started + budget);
+        let driver = tokio::time::timeout_at(deadline, driver.pre.instantiate_async(&mut store))
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(classify)?;
+        Ok(Session {
+            store,
+            driver,
+            deadline,
+            output_left: limits.max_output_bytes,
+            max_output: limits.max_output_bytes,
+            _permit: permit,
+        })
+    }
+}
+
+/// Run one export call under the session deadline.
+macro_rules! call {
+    ($session:expr, $iface:ident . $method:ident ( $($arg:expr),* )) => {{
+        let session = &mut *$session;
+        let export = session.driver.$iface();
+        tokio::time::timeout_at(session.deadline, export.$method(&mut session.store, $($arg),*))
+            .await
+            .map_err(|_| CallError::Timeout)?
+            .map_err(classify)
+    }};
+}
+
+impl Session {
+    /// Count `bytes` of output against the call's output cap.
+    pub fn charge_output(&mut self, bytes: usize) -> Result<(), CallError> {
+        self.output_left = self
+            .output_left
+            .checked_sub(bytes)
+            .ok_or(CallError::OutputTooLarge(self.max_output))?;
+        Ok(())
+    }
+
+    pub async fn verify_webhook(
+        &mut self,
+        ctx: &types::CallContext,
+        request: &types::IncomingRequest,
+    ) -> Result<(), CallError> {
+        call!(self, sluice_driver_auth.call_verify_webhook(ctx, request))?
+            .map_err(CallError::Driver)
+    }
+
+    pub async fn route_key(
+        &mut self,
+        request: &types::IncomingRequest,
+    ) -> Result<Option<String>, CallError> {
+        call!(self, sluice_driver_ingest.call_route_key(request))
+    }
+
+    pub async fn handle_webhook(
+        &mut self,
+        ctx: &types::CallContext,
+        request: &types::IncomingRequest,
+    ) -> Result<ingest::WebhookOutcome, CallError> {
+        let outcome = call!(self, sluice_driver_ingest.call_handle_webhook(ctx, request))?
+            .map_err(CallError::Driver)?;
+        self.charge_output(outcome.events.iter().map(raw_event_size).sum())?;
+        Ok(outcome)
+    }
+
+    /// Normalize one raw event. The outer error fails the call; the inner one is the
+    /// driver's verdict on this event (kept as a dead letter by the pipeline).
+    pub async fn normalize(
+        &mut self,
+        ctx: &types::CallContext,
+        event: &types::RawEvent,
+    ) -> Result<Result<Vec<super::canonical::CanonicalRecord>, types::DriverError>, CallError> {
+        call!(self, sluice_driver_normalize.call_normalize(ctx, event))
+    }
+
+    pub async fn poll(
+        &mut self,
+        ctx: &types::CallContext,
+        cursor: Option<&str>,
+    ) -> Result<ingest::PollResult, CallError> {
+        let result =
+            call!(self, sluice_driver_ingest.call_poll(ctx, cursor))?.map_err(CallError::Driver)?;
+        self.charge_output(result.events.iter().map(raw_event_size).sum())?;
+        Ok(result)
+    }
+
+    /// End the session, returning the writes to commit with its results.
+    pub fn finish(mut self) -> CallWrites {
+        self.store.data_mut().take_writes()
+    }
+}
+
+fn raw_event_size(e: &types::RawEvent) -> usize {
+    e.payload.len()
+        + e.provider_event_id.len()
+        + e.event_type.len()
+        + e.account_key.as_ref().map_or(0, String::len)
+        + 32
+}

@@ -1,0 +1,221 @@
+//! The admin API under `/v1`: drivers, installations, secrets, events.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::{Value, json};
+use sluice_store::{Installation, InstallationId, NewInstallation};
+
+use super::{ApiError, AppState};
+
+/// A JSON body, with malformed input answered as our `400`.
+fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+    payload
+        .map(|Json(v)| v)
+        .map_err(|e| ApiError::bad_request(e.body_text()))
+}
+
+fn installation_json(state: &AppState, i: &Installation) -> Value {
+    json!({
+        "installation_id": i.id.as_str(),
+        "driver_id": i.driver_id,
+        "settings": i.settings,
+        "created_at": i.created_at,
+        "webhook_url": format!("{}/webhooks/{}", state.public_url, i.id),
+        "secrets": i.secret_names,
+    })
+}
+
+fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
+    InstallationId::parse(id).map_err(|_| ApiError::not_found("unknown installation"))
+}
+
+pub async fn list_drivers(State(state): State<Arc<AppState>>) -> Json<Value> {
+    let drivers: Vec<_> = state
+        .drivers
+        .list()
+        .iter()
+        .map(|d| d.info.clone())
+        .collect();
+    Json(json!({ "drivers": drivers }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateInstallation {
+    installation_id: Option<String>,
+    driver_id: String,
+    #[serde(default = "empty_object")]
+    settings: Value,
+}
+
+fn empty_object() -> Value {
+    json!({})
+}
+
+pub async fn create_installation(
+    State(state): State<Arc<AppState>>,
+    payload: Result<Json<CreateInstallation>, JsonRejection>,
+) -> Result<Response, ApiError> {
+    let request = body(payload)?;
+    let driver = state.drivers.get(&request.driver_id).ok_or_else(|| {
+        ApiError::unprocessable(
+            "unknown_driver",
+            format!("no driver {:?} is loaded", request.driver_id),
+        )
+    })?;
+    if let Err(violations) = driver.validate_settings(&request.settings) {
+        return Err(ApiError::unprocessable(
+            "invalid_settings",
+            format!(
+                "settings do not match the {} driver's schema",
+                driver.info.id
+            ),
+        )
+        .with_details(json!(violations)));
+    }
+    let id = match request.installation_id {
+        Some(id) => InstallationId::parse(&id)
+            .map_err(|_| ApiError::bad_request("installation_id must match [A-Za-z0-9_-]{1,64}"))?,
+        None => InstallationId::generate(),
+    };
+    let installation = state
+        .store
+        .create_installation(NewInstallation {
+            id,
+            driver_id: driver.info.id.clone(),
+            settings: request.settings,
+            account_key: None,
+        })
+        .await?;
+    tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");
+    Ok((
+        StatusCode::CREATED,
+        Json(installation_json(&state, &installation)),
+    )
+        .into_response())
+}
+
+pub async fn list_installations(
+    State(state): State<Arc<AppState>>,
+) -> Result<Json<Value>, ApiError> {
+    let all = state.store.list_installations().await?;
+    let list: Vec<_> = all.iter().map(|i| installation_json(&state, i)).collect();
+    Ok(Json(json!({ "installations": list })))
+}
+
+pub async fn get_installation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let installation = state
+        .store
+        .get_installation(&parse_id(&id)?)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown installation"))?;
+    Ok(Json(installation_json(&state, &installation)))
+}
+
+pub async fn delete_installation(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    if state.store.delete_installation(&parse_id(&id)?).await? {
+        tracing::info!(installation = %id, "installation deleted");
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("unknown installation"))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecretValue {
+    value: String,
+}
+
+pub async fn put_secret(
+    State(state): State<Arc<AppState>>,
+    Path((id, name)): Path<(String, String)>,
+    payload: Result<Json<SecretValue>, JsonRejection>,
+) -> Result<StatusCode, ApiError> {
+    let id = parse_id(&id)?;
+    let value = body(payload)?.value;
+    let installation = state
+        .store
+        .get_installation(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown installation"))?;
+    let driver = state.drivers.get(&installation.driver_id);
+    let declared = driver
+        .as_ref()
+        .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
+    if !declared {
+        return Err(ApiError::unprocessable(
+            "unknown_secret",
+            format!(
+                "the {} driver declares no secret {name:?}",
+                installation.driver_id
+            ),
+        ));
+    }
+    state.store.put_secret(&id, &name, value.as_bytes()).await?;
+    // The value is never logged: only which secret changed.
+    tracing::info!(installation = %id, secret = %name, "secret set");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+pub struct EventsQuery {
+    installation_id: Option<String>,
+    after: Option<String>,
+    limit: Option<String>,
+}
+
+pub async fn list_events(
+    State(state): State<Arc<AppState>>,
+    Query(query): Query<EventsQuery>,
+) -> Result<Response, ApiError> {
+    let installation = match &query.installation_id {
+        Some(id) => Some(
+            InstallationId::parse(id).map_err(|_| ApiError::bad_request("bad installation_id"))?,
+        ),
+        None => None,
+    };
+    let after: i64 = match query.after.as_deref() {
+        None | Some("") => 0,
+        Some(a) => a.parse().ok().filter(|a| *a >= 0).ok_or_else(|| {
+            ApiError::bad_request("after must be a cursor returned as next_cursor")
+        })?,
+    };
+    let limit: i64 = match query.limit.as_deref() {
+        None => 100,
+        Some(l) => l
+            .parse()
+            .ok()
+            .filter(|l| (1..=1000).contains(l))
+            .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
+    };
+    let events = state
+        .store
+        .list_events(installation.as_ref(), after, limit)
+        .await?;
+    let next = events.last().map_or(after, |e| e.seq);
+    // Bodies are stored as CloudEvent JSON text: splice them in without re-parsing.
+    let mut out =
+        String::with_capacity(events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 64);
+    out.push_str("{\"events\":[");
+    for (i, e) in events.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        out.push_str(&e.body);
+    }
+    out.push_str(&format!("],\"next_cursor\":\"{next}\"}}"));
+    Ok(([("content-type", "application/json")], out).into_response())
+}

@@ -1,0 +1,105 @@
+//! The one error type of every HTTP answer: a status and `{"error": {code, message, details?}}`.
+
+use axum::Json;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use crate::pipeline::DeliveryError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+        }
+    }
+
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthorized", message)
+    }
+
+    pub fn unprocessable(code: &'static str, message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, code, message)
+    }
+
+    /// A server-side failure: logged in full, answered without internals.
+    pub fn internal(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::error!(%error, "{context}");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            format!("{context}; see the server log"),
+        )
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut error = json!({"code": self.code, "message": self.message});
+        if let Some(details) = self.details {
+            error["details"] = details;
+        }
+        (self.status, Json(json!({ "error": error }))).into_response()
+    }
+}
+
+impl From<sluice_store::StoreError> for ApiError {
+    fn from(e: sluice_store::StoreError) -> Self {
+        match e {
+            sluice_store::StoreError::Conflict(m) => {
+                ApiError::new(StatusCode::CONFLICT, "conflict", m)
+            }
+            sluice_store::StoreError::NotFound => ApiError::not_found("not found"),
+            other => ApiError::internal("storage error", other),
+        }
+    }
+}
+
+impl From<DeliveryError> for ApiError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Unauthorized(m) => ApiError::unauthorized(m),
+            DeliveryError::BadRequest(m) => ApiError::bad_request(m),
+            DeliveryError::Overloaded => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                "every sandbox slot is busy; retry",
+            ),
+            DeliveryError::DriverFailed(m) => {
+                tracing::warn!(reason = %m, "driver failed; nothing stored");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "driver_failed",
+                    format!("{m}; nothing was stored"),
+                )
+            }
+            DeliveryError::Storage(e) => {
+                ApiError::internal("could not commit the delivery; nothing was stored", e)
+            }
+        }
+    }
+}

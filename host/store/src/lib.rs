@@ -1,0 +1,40 @@
+//! # sluice-store
+//!
+//! The persistence layer of Sluice: everything the host must not lose.
+//!
+//! - **Installations** (one customer's connection through one driver), soft-deleted so
+//!   their ids are never reused and their events stay readable.
+//! - **Secrets**, encrypted at rest with XChaCha20-Poly1305 under a 32-byte master key
+//!   ([`MasterKey`], [`SecretCipher`]) and bound to their (installation, name) slot.
+//!   Only names are ever listed; values come back as zeroed-on-drop [`SecretBytes`].
+//! - **Driver state** (small per-installation key/value: cursors, token expiry).
+//! - **The ingestion commit** ([`Store::commit_delivery`]): the raw events of one delivery
+//!   (deduplicated on installation + provider event id), their normalized CloudEvents or
+//!   dead-letter state, and the driver's state writes, in one transaction. A webhook is
+//!   acknowledged only after this returns `Ok`.
+//! - **The event log** read by the Processing Engine through a cursor
+//!   ([`Store::list_events`]): `seq` order is commit order, so a reader that resumes after
+//!   the last `seq` it saw never misses an event.
+//!
+//! Two backends, one code path: SQLite (`sqlite://path/to.db`, the embedded default) and
+//! PostgreSQL (`postgres://…`, several nodes sharing one database), both through
+//! `sqlx::AnyPool` with `$n` placeholders. Each backend has its own migration directory
+//! (`migrations/sqlite`, `migrations/postgres`) with the same tables and semantics, applied
+//! by [`Store::connect`]. Times are stored as RFC 3339 UTC text.
+
+#![warn(missing_docs)]
+
+mod crypto;
+mod error;
+mod id;
+mod ingest;
+mod store;
+
+pub use crypto::{MasterKey, SecretBytes, SecretCipher};
+pub use error::StoreError;
+pub use id::InstallationId;
+pub use ingest::{
+    CommitOutcome, DeadLetter, Delivery, IngestedEvent, MAX_EVENTS_PAGE, NewEvent,
+    NormalizeOutcome, RawEvent, RawEventStatus, StateWrite, StoredEvent,
+};
+pub use store::{Backend, Installation, NewInstallation, Store};

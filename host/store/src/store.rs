@@ -1,0 +1,537 @@
+//! Connection, migrations, installations, secrets and driver state.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::sync::Once;
+
+use futures_like::BoxFuture;
+use sqlx::any::{AnyPoolOptions, AnyRow};
+use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::{AnyPool, Executor, Row};
+
+use crate::{InstallationId, SecretBytes, SecretCipher, StoreError};
+
+/// Minimal alias so we do not need a direct `futures` dependency.
+mod futures_like {
+    pub type BoxFuture<'a, T> = std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + 'a>>;
+}
+
+/// Which database a [`Store`] talks to, chosen by the URL scheme.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Backend {
+    /// An SQLite file (`sqlite://path/to.db`): the embedded default, one node.
+    Sqlite,
+    /// A PostgreSQL database (`postgres://…`), shareable by several nodes.
+    Postgres,
+}
+
+impl Backend {
+    /// The backend a database URL designates.
+    pub fn from_url(url: &str) -> Result<Backend, StoreError> {
+        let scheme = url.split_once(':').map(|(s, _)| s.to_ascii_lowercase());
+        match scheme.as_deref() {
+            Some("sqlite") => Ok(Backend::Sqlite),
+            Some("postgres" | "postgresql") => Ok(Backend::Postgres),
+            _ => Err(StoreError::InvalidUrl(
+                "expected a sqlite:// or postgres:// URL".into(),
+            )),
+        }
+    }
+}
+
+/// The persistence layer: one pool plus the secret cipher. Cheap to clone (all shared).
+///
+/// Every method runs the same SQL on both backends (through `sqlx::AnyPool`); the only
+/// backend-specific parts are the migrations, how a write transaction begins, and the
+/// PostgreSQL commit lock in [`Store::commit_delivery`].
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub(crate) pool: AnyPool,
+    pub(crate) cipher: SecretCipher,
+    pub(crate) backend: Backend,
+}
+
+/// A live (not deleted) installation as stored.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Installation {
+    /// Its id.
+    pub id: InstallationId,
+    /// The driver it goes through.
+    pub driver_id: String,
+    /// Settings object (validated against the driver's schema by the caller).
+    pub settings: serde_json::Value,
+    /// Provider account it routes for (app-level webhooks), unique per driver among live
+    /// installations.
+    pub account_key: Option<String>,
+    /// Creation time, RFC 3339 UTC (`…Z`).
+    pub created_at: String,
+    /// Names of the secrets stored for it, sorted. Never the values.
+    pub secret_names: Vec<String>,
+}
+
+/// What [`Store::create_installation`] needs.
+#[derive(Clone, Debug)]
+pub struct NewInstallation {
+    /// The id (caller-chosen or [`InstallationId::generate`]).
+    pub id: InstallationId,
+    /// The driver it goes through.
+    pub driver_id: String,
+    /// Settings object.
+    pub settings: serde_json::Value,
+    /// Optional provider account key.
+    pub account_key: Option<String>,
+}
+
+/// Embedded migrations, one list per backend. Applied in order by version; sqlx records
+/// them (with a checksum of the SQL) in `_sqlx_migrations`, so running them again is a no-op.
+/// (Equivalent to `sqlx::migrate!`, which needs sqlx's `macros` feature and its
+/// proc-macro build of both drivers.)
+const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/sqlite/0001_init.sql"),
+)];
+const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../migrations/postgres/0001_init.sql"),
+)];
+
+#[derive(Debug)]
+struct Embedded(&'static [(i64, &'static str, &'static str)]);
+
+impl MigrationSource<'static> for Embedded {
+    fn resolve(self) -> BoxFuture<'static, Result<Vec<Migration>, sqlx::error::BoxDynError>> {
+        Box::pin(async move {
+            Ok(self
+                .0
+                .iter()
+                .map(|&(version, description, sql)| {
+                    Migration::new(
+                        version,
+                        Cow::Borrowed(description),
+                        MigrationType::Simple,
+                        Cow::Borrowed(sql),
+                        false,
+                    )
+                })
+                .collect())
+        })
+    }
+}
+
+/// Current time, RFC 3339 UTC with a `Z`, second precision.
+pub(crate) fn now_rfc3339() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Turns `sqlite://path` / `sqlite:path` into a URL sqlx accepts that creates the file if
+/// missing, creating the parent directory too. Returns the URL and whether it is in-memory.
+fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
+    let rest = url
+        .strip_prefix("sqlite://")
+        .or_else(|| url.strip_prefix("sqlite:"))
+        .ok_or_else(|| StoreError::InvalidUrl("expected sqlite://path".into()))?;
+    let (path, query) = match rest.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (rest, None),
+    };
+    if path.is_empty() {
+        return Err(StoreError::InvalidUrl("sqlite URL has no file path".into()));
+    }
+    let memory = path == ":memory:";
+    if !memory
+        && let Some(parent) = Path::new(path)
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+    {
+        std::fs::create_dir_all(parent)?;
+    }
+    let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
+    let mut out = format!("sqlite://{path}");
+    match (query, has_mode || memory) {
+        (Some(q), true) => out = format!("{out}?{q}"),
+        (Some(q), false) => out = format!("{out}?{q}&mode=rwc"),
+        (None, true) => {}
+        (None, false) => out.push_str("?mode=rwc"),
+    }
+    Ok((out, memory))
+}
+
+fn installation_from_row(row: &AnyRow) -> Result<Installation, StoreError> {
+    let settings: String = row.try_get("settings")?;
+    let settings = serde_json::from_str(&settings).map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+    Ok(Installation {
+        id: InstallationId::from_db(row.try_get("id")?),
+        driver_id: row.try_get("driver_id")?,
+        settings,
+        account_key: row.try_get("account_key")?,
+        created_at: row.try_get("created_at")?,
+        secret_names: Vec::new(),
+    })
+}
+
+const INSTALLATION_COLUMNS: &str = "id, driver_id, settings, account_key, created_at";
+
+impl Store {
+    /// Connects to `url` (`sqlite://path/to.db` or `postgres://…`) and applies the
+    /// migrations (idempotent; safe for several nodes starting at once, sqlx takes a lock).
+    ///
+    /// SQLite: the file and its directory are created if missing; every connection uses
+    /// WAL journaling, enforces foreign keys and waits up to 5 s on a locked database.
+    /// `sqlite::memory:` works too (one connection, gone when the store is dropped).
+    pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Store, StoreError> {
+        static DRIVERS: Once = Once::new();
+        DRIVERS.call_once(sqlx::any::install_default_drivers);
+
+        let backend = Backend::from_url(url)?;
+        let pool = match backend {
+            Backend::Sqlite => {
+                let (url, memory) = prepare_sqlite_url(url)?;
+                let mut options = AnyPoolOptions::new().after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        conn.execute(
+                            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
+                             PRAGMA journal_mode = WAL;",
+                        )
+                        .await?;
+                        Ok(())
+                    })
+                });
+                if memory {
+                    options = options
+                        .max_connections(1)
+                        .min_connections(1)
+                        .idle_timeout(None)
+                        .max_lifetime(None);
+                }
+                options.connect(&url).await?
+            }
+            Backend::Postgres => AnyPoolOptions::new().connect(url).await?,
+        };
+        let migrations = match backend {
+            Backend::Sqlite => SQLITE_MIGRATIONS,
+            Backend::Postgres => POSTGRES_MIGRATIONS,
+        };
+        Migrator::new(Embedded(migrations))
+            .await?
+            .run(&pool)
+            .await?;
+        tracing::debug!(?backend, "store connected and migrated");
+        Ok(Store {
+            pool,
+            cipher,
+            backend,
+        })
+    }
+
+    /// Which backend this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// The underlying pool, for queries this crate does not wrap (and for tests).
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// Closes the pool, waiting for connections to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
+    /// lock up front (waiting up to the busy timeout) instead of upgrading a read lock later,
+    /// which can fail at once with `SQLITE_BUSY` when two writers race.
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
+    // ---- installations ------------------------------------------------------------------
+
+    /// Creates an installation.
+    ///
+    /// [`StoreError::Conflict`] if the id was ever used (deleted installations keep theirs),
+    /// or if another live installation of the same driver has the same account key.
+    pub async fn create_installation(
+        &self,
+        new: NewInstallation,
+    ) -> Result<Installation, StoreError> {
+        let created_at = now_rfc3339();
+        let settings = serde_json::to_string(&new.settings)
+            .map_err(|e| StoreError::InvalidInput(format!("settings: {e}")))?;
+        let result = sqlx::query(
+            "INSERT INTO installations (id, driver_id, settings, account_key, created_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(new.id.as_str())
+        .bind(&new.driver_id)
+        .bind(settings)
+        .bind(new.account_key.clone())
+        .bind(&created_at)
+        .execute(&self.pool)
+        .await;
+        match result {
+            Ok(_) => Ok(Installation {
+                id: new.id,
+                driver_id: new.driver_id,
+                settings: new.settings,
+                account_key: new.account_key,
+                created_at,
+                secret_names: Vec::new(),
+            }),
+            Err(e) if StoreError::is_unique_violation(&e) => {
+                let taken = sqlx::query("SELECT 1 FROM installations WHERE id = $1")
+                    .bind(new.id.as_str())
+                    .fetch_optional(&self.pool)
+                    .await?
+                    .is_some();
+                Err(StoreError::Conflict(if taken {
+                    format!("installation id {} is already taken", new.id)
+                } else {
+                    format!(
+                        "driver {} already has a live installation for this account key",
+                        new.driver_id
+                    )
+                }))
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The live installation with this id, with its secret names.
+    pub async fn get_installation(
+        &self,
+        id: &InstallationId,
+    ) -> Result<Option<Installation>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations \
+             WHERE id = $1 AND deleted_at IS NULL"
+        ))
+        .bind(id.as_str())
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => {
+                let mut inst = installation_from_row(&row)?;
+                inst.secret_names = self.secret_names(id).await?;
+                Ok(Some(inst))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// All live installations, oldest first (ties by id), with their secret names.
+    pub async fn list_installations(&self) -> Result<Vec<Installation>, StoreError> {
+        let rows = sqlx::query(&format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations \
+             WHERE deleted_at IS NULL ORDER BY created_at, id"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        let mut out = rows
+            .iter()
+            .map(installation_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        let names = sqlx::query(
+            "SELECT s.installation_id, s.name FROM secrets s \
+             JOIN installations i ON i.id = s.installation_id \
+             WHERE i.deleted_at IS NULL ORDER BY s.installation_id, s.name",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        let mut by_id: std::collections::HashMap<String, Vec<String>> = Default::default();
+        for row in names {
+            by_id
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
+        }
+        for inst in &mut out {
+            if let Some(names) = by_id.remove(inst.id.as_str()) {
+                inst.secret_names = names;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Soft-deletes an installation (its id stays taken, its events stay readable) and
+    /// deletes its secrets. `false` if there was no live installation with this id.
+    pub async fn delete_installation(&self, id: &InstallationId) -> Result<bool, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let done = sqlx::query(
+            "UPDATE installations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
+        )
+        .bind(id.as_str())
+        .bind(now_rfc3339())
+        .execute(&mut *tx)
+        .await?
+        .rows_affected()
+            > 0;
+        if done {
+            sqlx::query("DELETE FROM secrets WHERE installation_id = $1")
+                .bind(id.as_str())
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await?;
+        Ok(done)
+    }
+
+    /// The live installation of `driver_id` bound to the provider account `account_key`
+    /// (routing of app-level webhooks).
+    pub async fn find_by_account_key(
+        &self,
+        driver_id: &str,
+        account_key: &str,
+    ) -> Result<Option<Installation>, StoreError> {
+        let row = sqlx::query(&format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations \
+             WHERE driver_id = $1 AND account_key = $2 AND deleted_at IS NULL"
+        ))
+        .bind(driver_id)
+        .bind(account_key)
+        .fetch_optional(&self.pool)
+        .await?;
+        match row {
+            Some(row) => {
+                let mut inst = installation_from_row(&row)?;
+                inst.secret_names = self.secret_names(&inst.id).await?;
+                Ok(Some(inst))
+            }
+            None => Ok(None),
+        }
+    }
+
+    // ---- secrets ------------------------------------------------------------------------
+
+    /// Stores (or replaces) the secret `name` of a live installation, encrypted.
+    /// [`StoreError::NotFound`] if the installation is unknown or deleted.
+    pub async fn put_secret(
+        &self,
+        id: &InstallationId,
+        name: &str,
+        value: &[u8],
+    ) -> Result<(), StoreError> {
+        let ciphertext = self.cipher.encrypt(id, name, value)?;
+        let stored = sqlx::query(
+            "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
+             SELECT $1, $2, $3, $4 WHERE EXISTS \
+               (SELECT 1 FROM installations WHERE id = $1 AND deleted_at IS NULL) \
+             ON CONFLICT (installation_id, name) \
+             DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+        )
+        .bind(id.as_str())
+        .bind(name)
+        .bind(ciphertext)
+        .bind(now_rfc3339())
+        .execute(&self.pool)
+        .await?
+        .rows_affected();
+        if stored == 0 {
+            return Err(StoreError::NotFound);
+        }
+        Ok(())
+    }
+
+    /// Decrypts the secret `name` of an installation; `None` if it is not set.
+    /// [`StoreError::Crypto`] if it cannot be decrypted (wrong master key, altered row).
+    pub async fn get_secret(
+        &self,
+        id: &InstallationId,
+        name: &str,
+    ) -> Result<Option<SecretBytes>, StoreError> {
+        let row =
+            sqlx::query("SELECT ciphertext FROM secrets WHERE installation_id = $1 AND name = $2")
+                .bind(id.as_str())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        match row {
+            Some(row) => {
+                let ciphertext: Vec<u8> = row.try_get(0)?;
+                Ok(Some(self.cipher.decrypt(id, name, &ciphertext)?))
+            }
+            None => Ok(None),
+        }
+    }
+
+    /// Names of the secrets stored for an installation, sorted.
+    pub async fn secret_names(&self, id: &InstallationId) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT name FROM secrets WHERE installation_id = $1 ORDER BY name")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(StoreError::from))
+            .collect()
+    }
+
+    // ---- driver state -------------------------------------------------------------------
+
+    /// A driver state value (cursor, token expiry, …) of an installation. State is written
+    /// only through [`Store::commit_delivery`], atomically with the events it goes with.
+    pub async fn get_state(
+        &self,
+        id: &InstallationId,
+        key: &str,
+    ) -> Result<Option<Vec<u8>>, StoreError> {
+        let row =
+            sqlx::query("SELECT value FROM driver_state WHERE installation_id = $1 AND key = $2")
+                .bind(id.as_str())
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(match row {
+            Some(row) => Some(row.try_get(0)?),
+            None => None,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backend_from_url() {
+        assert_eq!(Backend::from_url("sqlite://a.db").unwrap(), Backend::Sqlite);
+        assert_eq!(
+            Backend::from_url("postgres://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert_eq!(
+            Backend::from_url("postgresql://h/db").unwrap(),
+            Backend::Postgres
+        );
+        assert!(matches!(
+            Backend::from_url("mysql://x"),
+            Err(StoreError::InvalidUrl(_))
+        ));
+        assert!(Backend::from_url("nonsense").is_err());
+    }
+
+    #[test]
+    fn sqlite_url_gets_create_mode() {
+        let (u, m) = prepare_sqlite_url("sqlite://db.sqlite").unwrap();
+        assert_eq!((u.as_str(), m), ("sqlite://db.sqlite?mode=rwc", false));
+        let (u, _) = prepare_sqlite_url("sqlite:db.sqlite?cache=private").unwrap();
+        assert_eq!(u, "sqlite://db.sqlite?cache=private&mode=rwc");
+        let (u, _) = prepare_sqlite_url("sqlite://db.sqlite?mode=ro").unwrap();
+        assert_eq!(u, "sqlite://db.sqlite?mode=ro");
+        let (u, m) = prepare_sqlite_url("sqlite::memory:").unwrap();
+        assert_eq!((u.as_str(), m), ("sqlite://:memory:", true));
+        assert!(prepare_sqlite_url("sqlite://").is_err());
+    }
+}

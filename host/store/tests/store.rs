@@ -1,0 +1,814 @@
+//! Behaviour of the store on both backends (see `common` for the harness).
+
+mod common;
+
+use common::TestDb;
+use serde_json::json;
+use sluice_store::{
+    Delivery, IngestedEvent, InstallationId, NewEvent, NewInstallation, NormalizeOutcome,
+    RawEventStatus, StateWrite, Store, StoreError,
+};
+
+both_backends!(
+    migrations_are_idempotent,
+    installation_lifecycle,
+    installation_conflicts,
+    secret_roundtrip,
+    secret_bound_to_its_slot,
+    wrong_master_key_is_a_crypto_error,
+    commit_stores_raw_and_events,
+    duplicate_delivery_is_counted_not_stored,
+    concurrent_duplicates_store_once,
+    failed_normalization_is_a_dead_letter,
+    state_writes_are_committed,
+    event_cursor_pages_in_order,
+    failing_commit_leaves_nothing,
+    commit_to_unknown_or_deleted_installation,
+);
+
+fn iid(s: &str) -> InstallationId {
+    InstallationId::parse(s).unwrap()
+}
+
+async fn install(
+    store: &Store,
+    id: &str,
+    driver: &str,
+    account_key: Option<&str>,
+) -> InstallationId {
+    let id = iid(id);
+    store
+        .create_installation(NewInstallation {
+            id: id.clone(),
+            driver_id: driver.into(),
+            settings: json!({"tolerance_seconds": 300}),
+            account_key: account_key.map(Into::into),
+        })
+        .await
+        .unwrap();
+    id
+}
+
+fn normalized(provider_event_id: &str, event_ids: &[&str]) -> IngestedEvent {
+    IngestedEvent {
+        provider_event_id: provider_event_id.into(),
+        event_type: "charge.succeeded".into(),
+        account_key: Some("acct_1".into()),
+        payload: format!(r#"{{"id":"{provider_event_id}"}}"#).into_bytes(),
+        outcome: NormalizeOutcome::Normalized(
+            event_ids
+                .iter()
+                .map(|id| NewEvent {
+                    event_id: (*id).into(),
+                    event_type: "payment.succeeded".into(),
+                    subject: Some("ch_1".into()),
+                    time: "2023-03-17T19:10:39Z".into(),
+                    cloud_event: json!({
+                        "specversion": "1.0", "id": id, "type": "payment.succeeded",
+                        "sluiceprovidereventid": provider_event_id,
+                        "data": {"amount": {"amount_minor": 1099, "currency": "USD"}},
+                    }),
+                })
+                .collect(),
+        ),
+    }
+}
+
+fn failed(provider_event_id: &str, reason: &str) -> IngestedEvent {
+    IngestedEvent {
+        provider_event_id: provider_event_id.into(),
+        event_type: "charge.weird".into(),
+        account_key: None,
+        payload: b"\x00not json\xff".to_vec(),
+        outcome: NormalizeOutcome::Failed {
+            reason: reason.into(),
+        },
+    }
+}
+
+fn delivery(
+    id: &InstallationId,
+    events: Vec<IngestedEvent>,
+    state_writes: Vec<StateWrite>,
+) -> Delivery {
+    Delivery {
+        installation_id: id.clone(),
+        driver_id: "stripe".into(),
+        driver_version: "0.1.0".into(),
+        received_at: "2026-01-02T03:04:05Z".into(),
+        events,
+        state_writes,
+    }
+}
+
+fn set(key: &str, value: &[u8]) -> StateWrite {
+    StateWrite::Set {
+        key: key.into(),
+        value: value.to_vec(),
+    }
+}
+
+fn body_json(body: &str) -> serde_json::Value {
+    serde_json::from_str(body).unwrap()
+}
+
+async fn migrations_are_idempotent(db: &TestDb) {
+    let first = db.store().await;
+    let id = install(&first, "inst_a", "stripe", None).await;
+    first.ping().await.unwrap();
+    // Connecting again re-runs the migrator: a no-op that keeps the data.
+    let second = db.store().await;
+    second.ping().await.unwrap();
+    assert!(second.get_installation(&id).await.unwrap().is_some());
+    let third = db.store().await;
+    assert_eq!(third.list_installations().await.unwrap().len(), 1);
+    if db.backend == sluice_store::Backend::Sqlite {
+        let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
+            .fetch_one(third.pool())
+            .await
+            .unwrap();
+        assert_eq!(mode, "wal");
+        let fk: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(third.pool())
+            .await
+            .unwrap();
+        assert_eq!(fk, 1);
+    }
+    first.close().await;
+    second.close().await;
+    third.close().await;
+}
+
+async fn installation_lifecycle(db: &TestDb) {
+    let store = db.store().await;
+    let a = store
+        .create_installation(NewInstallation {
+            id: iid("inst_shop_42"),
+            driver_id: "shopify".into(),
+            settings: json!({"poll_interval": 5, "webhook_topics": ["orders/create"]}),
+            account_key: Some("shop42.myshopify.com".into()),
+        })
+        .await
+        .unwrap();
+    assert!(a.created_at.ends_with('Z'), "{}", a.created_at);
+    assert!(chrono::DateTime::parse_from_rfc3339(&a.created_at).is_ok());
+    assert!(a.secret_names.is_empty());
+
+    let got = store.get_installation(&a.id).await.unwrap().unwrap();
+    assert_eq!(got, a);
+    let b = install(&store, InstallationId::generate().as_str(), "stripe", None).await;
+
+    let list = store.list_installations().await.unwrap();
+    let ids: Vec<_> = list.iter().map(|i| i.id.clone()).collect();
+    assert_eq!(ids.len(), 2);
+    assert!(ids.contains(&a.id) && ids.contains(&b));
+
+    let found = store
+        .find_by_account_key("shopify", "shop42.myshopify.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(found.id, a.id);
+    assert!(
+        store
+            .find_by_account_key("stripe", "shop42.myshopify.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    assert!(store.delete_installation(&a.id).await.unwrap());
+    assert!(!store.delete_installation(&a.id).await.unwrap());
+    assert!(store.get_installation(&a.id).await.unwrap().is_none());
+    assert!(
+        store
+            .find_by_account_key("shopify", "shop42.myshopify.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let list = store.list_installations().await.unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].id, b);
+    assert!(
+        !store
+            .delete_installation(&iid("never_existed"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .get_installation(&iid("never_existed"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+    store.close().await;
+}
+
+async fn installation_conflicts(db: &TestDb) {
+    let store = db.store().await;
+    let a = install(&store, "inst_a", "stripe", Some("acct_1")).await;
+
+    let dup_id = store
+        .create_installation(NewInstallation {
+            id: a.clone(),
+            driver_id: "hotmart".into(),
+            settings: json!({}),
+            account_key: None,
+        })
+        .await;
+    assert!(
+        matches!(dup_id, Err(StoreError::Conflict(ref m)) if m.contains("inst_a")),
+        "{dup_id:?}"
+    );
+
+    let dup_key = store
+        .create_installation(NewInstallation {
+            id: iid("inst_b"),
+            driver_id: "stripe".into(),
+            settings: json!({}),
+            account_key: Some("acct_1".into()),
+        })
+        .await;
+    assert!(
+        matches!(dup_key, Err(StoreError::Conflict(ref m)) if m.contains("account key")),
+        "{dup_key:?}"
+    );
+    // Nothing half-created.
+    assert!(
+        store
+            .get_installation(&iid("inst_b"))
+            .await
+            .unwrap()
+            .is_none()
+    );
+
+    // Same key on another driver, and several installations without a key: fine.
+    install(&store, "inst_c", "shopify", Some("acct_1")).await;
+    install(&store, "inst_d", "stripe", None).await;
+    install(&store, "inst_e", "stripe", None).await;
+
+    // Once the holder is deleted its key is free, but its id stays taken.
+    assert!(store.delete_installation(&a).await.unwrap());
+    install(&store, "inst_b", "stripe", Some("acct_1")).await;
+    let reuse = store
+        .create_installation(NewInstallation {
+            id: a.clone(),
+            driver_id: "stripe".into(),
+            settings: json!({}),
+            account_key: None,
+        })
+        .await;
+    assert!(matches!(reuse, Err(StoreError::Conflict(_))), "{reuse:?}");
+    store.close().await;
+}
+
+async fn secret_roundtrip(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    store
+        .put_secret(&id, "webhook_secret", b"whsec_one")
+        .await
+        .unwrap();
+    store
+        .put_secret(&id, "api_key", b"sk_test_1")
+        .await
+        .unwrap();
+    let got = store
+        .get_secret(&id, "webhook_secret")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.expose(), b"whsec_one");
+    assert_eq!(format!("{got:?}"), "[redacted]");
+
+    // Upsert replaces.
+    store
+        .put_secret(&id, "webhook_secret", b"whsec_two")
+        .await
+        .unwrap();
+    assert_eq!(
+        store
+            .get_secret(&id, "webhook_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        b"whsec_two"
+    );
+    assert!(store.get_secret(&id, "missing").await.unwrap().is_none());
+    assert_eq!(
+        store.secret_names(&id).await.unwrap(),
+        ["api_key", "webhook_secret"]
+    );
+    let inst = store.get_installation(&id).await.unwrap().unwrap();
+    assert_eq!(inst.secret_names, ["api_key", "webhook_secret"]);
+    let listed = store.list_installations().await.unwrap();
+    assert_eq!(listed[0].secret_names, ["api_key", "webhook_secret"]);
+
+    // Binary values survive.
+    let binary: Vec<u8> = (0..=255).collect();
+    store.put_secret(&id, "bin", &binary).await.unwrap();
+    assert_eq!(
+        store
+            .get_secret(&id, "bin")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        &binary[..]
+    );
+
+    // The value is not stored in clear.
+    let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT ciphertext FROM secrets")
+        .fetch_all(store.pool())
+        .await
+        .unwrap();
+    assert!(
+        rows.iter()
+            .all(|c| !c.windows(9).any(|w| w == b"whsec_two"))
+    );
+
+    // Unknown installation: NotFound. Deleting the installation deletes its secrets.
+    let missing = store.put_secret(&iid("nope"), "x", b"y").await;
+    assert!(matches!(missing, Err(StoreError::NotFound)), "{missing:?}");
+    assert!(store.delete_installation(&id).await.unwrap());
+    assert!(
+        store
+            .get_secret(&id, "webhook_secret")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.secret_names(&id).await.unwrap().is_empty());
+    assert!(matches!(
+        store.put_secret(&id, "x", b"y").await,
+        Err(StoreError::NotFound)
+    ));
+    store.close().await;
+}
+
+async fn secret_bound_to_its_slot(db: &TestDb) {
+    let store = db.store().await;
+    let a = install(&store, "inst_a", "stripe", None).await;
+    let b = install(&store, "inst_b", "stripe", None).await;
+    store
+        .put_secret(&a, "webhook_secret", b"whsec_a")
+        .await
+        .unwrap();
+
+    // Copy the ciphertext to another name of the same installation...
+    sqlx::query(
+        "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
+         SELECT installation_id, 'api_key', ciphertext, updated_at FROM secrets \
+         WHERE installation_id = $1 AND name = 'webhook_secret'",
+    )
+    .bind(a.as_str())
+    .execute(store.pool())
+    .await
+    .unwrap();
+    // ...and to the same name of another installation.
+    sqlx::query(
+        "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
+         SELECT $2, name, ciphertext, updated_at FROM secrets \
+         WHERE installation_id = $1 AND name = 'webhook_secret'",
+    )
+    .bind(a.as_str())
+    .bind(b.as_str())
+    .execute(store.pool())
+    .await
+    .unwrap();
+
+    let moved = store.get_secret(&a, "api_key").await;
+    assert!(matches!(moved, Err(StoreError::Crypto)), "{moved:?}");
+    let moved = store.get_secret(&b, "webhook_secret").await;
+    assert!(matches!(moved, Err(StoreError::Crypto)), "{moved:?}");
+    assert_eq!(
+        store
+            .get_secret(&a, "webhook_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        b"whsec_a"
+    );
+    store.close().await;
+}
+
+async fn wrong_master_key_is_a_crypto_error(db: &TestDb) {
+    let right = db.store_with_key([1; 32]).await;
+    let id = install(&right, "inst_a", "stripe", None).await;
+    right
+        .put_secret(&id, "webhook_secret", b"whsec_a")
+        .await
+        .unwrap();
+    let wrong = db.store_with_key([2; 32]).await;
+    let got = wrong.get_secret(&id, "webhook_secret").await;
+    assert!(matches!(got, Err(StoreError::Crypto)), "{got:?}");
+    assert_eq!(
+        right
+            .get_secret(&id, "webhook_secret")
+            .await
+            .unwrap()
+            .unwrap()
+            .expose(),
+        b"whsec_a"
+    );
+    right.close().await;
+    wrong.close().await;
+}
+
+async fn commit_stores_raw_and_events(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    let out = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                normalized("evt_1", &["ce_1a", "ce_1b"]),
+                normalized("evt_2", &[]),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((out.stored, out.duplicates, out.events), (2, 0, 2));
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 2);
+
+    let events = store.list_events(Some(&id), 0, 100).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert!(events[0].seq < events[1].seq);
+    let first = body_json(&events[0].body);
+    assert_eq!(first["id"], "ce_1a");
+    assert_eq!(first["data"]["amount"]["amount_minor"], 1099);
+    let raw_id: i64 = first["sluicerawevent"].as_str().unwrap().parse().unwrap();
+    assert_eq!(
+        body_json(&events[1].body)["sluicerawevent"],
+        first["sluicerawevent"]
+    );
+
+    let raw = store.raw_event(&id, raw_id).await.unwrap().unwrap();
+    assert_eq!(raw.provider_event_id, "evt_1");
+    assert_eq!(raw.payload, br#"{"id":"evt_1"}"#);
+    assert_eq!(raw.status, RawEventStatus::Normalized);
+    assert_eq!(raw.failure_reason, None);
+    assert_eq!(raw.account_key.as_deref(), Some("acct_1"));
+    assert_eq!(
+        (raw.driver_id.as_str(), raw.driver_version.as_str()),
+        ("stripe", "0.1.0")
+    );
+    assert_eq!(raw.received_at, "2026-01-02T03:04:05Z");
+    assert_eq!(raw.installation_id, id);
+    assert!(
+        store
+            .raw_event(&iid("other"), raw_id)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(store.list_failed(&id).await.unwrap().is_empty());
+    store.close().await;
+}
+
+async fn duplicate_delivery_is_counted_not_stored(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    let first = store
+        .commit_delivery(delivery(&id, vec![normalized("evt_1", &["ce_1"])], vec![]))
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.duplicates, first.events), (1, 0, 1));
+    // The redelivery's normalized events carry other ids: they must not be stored either.
+    let again = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                normalized("evt_1", &["ce_1_retry"]),
+                normalized("evt_2", &["ce_2"]),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((again.stored, again.duplicates, again.events), (1, 1, 1));
+    // A duplicate inside one delivery counts too.
+    let inner = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                normalized("evt_3", &["ce_3"]),
+                normalized("evt_3", &["ce_3_dup"]),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((inner.stored, inner.duplicates, inner.events), (1, 1, 1));
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 3);
+    let ids: Vec<_> = store
+        .list_events(Some(&id), 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| body_json(&e.body)["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, ["ce_1", "ce_2", "ce_3"]);
+
+    // The same provider event id under another installation is a different event.
+    let other = install(&store, "inst_b", "stripe", None).await;
+    let out = store
+        .commit_delivery(delivery(
+            &other,
+            vec![normalized("evt_1", &["ce_b1"])],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out.stored, 1);
+    store.close().await;
+}
+
+async fn concurrent_duplicates_store_once(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    let tasks: Vec<_> = (0..8)
+        .map(|_| {
+            let store = store.clone();
+            let d = delivery(
+                &id,
+                vec![normalized("evt_same", &["ce_same"])],
+                vec![set("cursor", b"c1")],
+            );
+            tokio::spawn(async move { store.commit_delivery(d).await })
+        })
+        .collect();
+    let (mut stored, mut duplicates, mut events) = (0, 0, 0);
+    for task in tasks {
+        let out = task.await.unwrap().unwrap();
+        stored += out.stored;
+        duplicates += out.duplicates;
+        events += out.events;
+    }
+    assert_eq!((stored, duplicates, events), (1, 7, 1));
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 1);
+    assert_eq!(store.list_events(Some(&id), 0, 100).await.unwrap().len(), 1);
+    store.close().await;
+}
+
+async fn failed_normalization_is_a_dead_letter(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    let out = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                failed("evt_bad", "unknown currency \"XXX\""),
+                normalized("evt_ok", &["ce_ok"]),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((out.stored, out.duplicates, out.events), (2, 0, 1));
+    let dead = store.list_failed(&id).await.unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(dead[0].provider_event_id, "evt_bad");
+    assert_eq!(dead[0].event_type, "charge.weird");
+    assert_eq!(dead[0].reason, "unknown currency \"XXX\"");
+    let raw = store.raw_event(&id, dead[0].id).await.unwrap().unwrap();
+    assert_eq!(raw.status, RawEventStatus::Failed);
+    assert_eq!(
+        raw.failure_reason.as_deref(),
+        Some("unknown currency \"XXX\"")
+    );
+    assert_eq!(raw.payload, b"\x00not json\xff");
+    assert_eq!(raw.account_key, None);
+    let events = store.list_events(Some(&id), 0, 100).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(body_json(&events[0].body)["id"], "ce_ok");
+    // A redelivery of the failed event is a duplicate, not a second dead letter.
+    let again = store
+        .commit_delivery(delivery(&id, vec![failed("evt_bad", "again")], vec![]))
+        .await
+        .unwrap();
+    assert_eq!((again.stored, again.duplicates), (0, 1));
+    assert_eq!(store.list_failed(&id).await.unwrap().len(), 1);
+    store.close().await;
+}
+
+async fn state_writes_are_committed(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    assert!(store.get_state(&id, "cursor").await.unwrap().is_none());
+    // A poll that found nothing still advances its cursor.
+    let out = store
+        .commit_delivery(delivery(
+            &id,
+            vec![],
+            vec![set("cursor", b"1000"), set("token_exp", b"\x00\x01")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(out, Default::default());
+    assert_eq!(
+        store.get_state(&id, "cursor").await.unwrap().unwrap(),
+        b"1000"
+    );
+    assert_eq!(
+        store.get_state(&id, "token_exp").await.unwrap().unwrap(),
+        b"\x00\x01"
+    );
+    // Overwrite, with events, in order: the last write to a key wins.
+    store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_1", &["ce_1"])],
+            vec![
+                set("cursor", b"1500"),
+                set("cursor", b"2000"),
+                StateWrite::Delete {
+                    key: "token_exp".into(),
+                },
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_state(&id, "cursor").await.unwrap().unwrap(),
+        b"2000"
+    );
+    assert!(store.get_state(&id, "token_exp").await.unwrap().is_none());
+    // Deleting a missing key is fine; state is per installation.
+    let other = install(&store, "inst_b", "stripe", None).await;
+    store
+        .commit_delivery(delivery(
+            &other,
+            vec![],
+            vec![
+                StateWrite::Delete {
+                    key: "nothing".into(),
+                },
+                set("cursor", b"9"),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(
+        store.get_state(&id, "cursor").await.unwrap().unwrap(),
+        b"2000"
+    );
+    assert_eq!(
+        store.get_state(&other, "cursor").await.unwrap().unwrap(),
+        b"9"
+    );
+    store.close().await;
+}
+
+async fn event_cursor_pages_in_order(db: &TestDb) {
+    let store = db.store().await;
+    let a = install(&store, "inst_a", "stripe", None).await;
+    let b = install(&store, "inst_b", "stripe", None).await;
+    let mut expected = Vec::new();
+    for i in 0..7 {
+        let (inst, tag) = if i % 3 == 2 { (&b, "b") } else { (&a, "a") };
+        let ce = format!("ce_{tag}_{i}");
+        store
+            .commit_delivery(delivery(
+                inst,
+                vec![normalized(&format!("evt_{i}"), &[&ce])],
+                vec![],
+            ))
+            .await
+            .unwrap();
+        expected.push(ce);
+    }
+
+    let mut seen = Vec::new();
+    let mut cursor = 0;
+    let mut last_seq = 0;
+    loop {
+        let page = store.list_events(None, cursor, 3).await.unwrap();
+        assert!(page.len() <= 3);
+        if page.is_empty() {
+            break;
+        }
+        for e in &page {
+            assert!(e.seq > last_seq, "seq must increase");
+            last_seq = e.seq;
+            seen.push(body_json(&e.body)["id"].as_str().unwrap().to_owned());
+        }
+        cursor = page.last().unwrap().seq;
+    }
+    assert_eq!(seen, expected);
+    // An empty page past the end; limit 0 gives nothing.
+    assert!(
+        store
+            .list_events(None, cursor, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert!(store.list_events(None, 0, 0).await.unwrap().is_empty());
+
+    let only_b: Vec<_> = store
+        .list_events(Some(&b), 0, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(|e| body_json(&e.body)["id"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(only_b, ["ce_b_2", "ce_b_5"]);
+    let a_page = store.list_events(Some(&a), 0, 2).await.unwrap();
+    assert_eq!(a_page.len(), 2);
+    let a_rest = store
+        .list_events(Some(&a), a_page[1].seq, 100)
+        .await
+        .unwrap();
+    assert_eq!(a_rest.len(), 3);
+
+    // A deleted installation's events stay readable.
+    assert!(store.delete_installation(&b).await.unwrap());
+    assert_eq!(store.list_events(Some(&b), 0, 100).await.unwrap().len(), 2);
+    store.close().await;
+}
+
+async fn failing_commit_leaves_nothing(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_1", &["ce_taken"])],
+            vec![set("cursor", b"1")],
+        ))
+        .await
+        .unwrap();
+
+    // evt_2 is fine, evt_3 reuses an existing CloudEvent id: the whole delivery fails.
+    let err = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                normalized("evt_2", &["ce_2"]),
+                failed("evt_dead", "x"),
+                normalized("evt_3", &["ce_taken"]),
+            ],
+            vec![set("cursor", b"2")],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 1);
+    assert_eq!(store.list_events(None, 0, 100).await.unwrap().len(), 1);
+    assert!(store.list_failed(&id).await.unwrap().is_empty());
+    assert_eq!(store.get_state(&id, "cursor").await.unwrap().unwrap(), b"1");
+
+    // A template that is not an object is refused before anything is written.
+    let mut bad = normalized("evt_4", &["ce_4"]);
+    if let NormalizeOutcome::Normalized(list) = &mut bad.outcome {
+        list[0].cloud_event = json!(["not", "an", "object"]);
+    }
+    let err = store
+        .commit_delivery(delivery(&id, vec![bad], vec![]))
+        .await;
+    assert!(matches!(err, Err(StoreError::InvalidInput(_))), "{err:?}");
+
+    // Nothing of the failed delivery was kept: it now commits as new.
+    let retry = store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_2", &["ce_2"])],
+            vec![set("cursor", b"2")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((retry.stored, retry.duplicates, retry.events), (1, 0, 1));
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 2);
+    assert_eq!(store.get_state(&id, "cursor").await.unwrap().unwrap(), b"2");
+    store.close().await;
+}
+
+async fn commit_to_unknown_or_deleted_installation(db: &TestDb) {
+    let store = db.store().await;
+    let err = store
+        .commit_delivery(delivery(
+            &iid("ghost"),
+            vec![normalized("evt_1", &["ce_1"])],
+            vec![],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+    let id = install(&store, "inst_a", "stripe", None).await;
+    assert!(store.delete_installation(&id).await.unwrap());
+    let err = store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_1", &["ce_1"])],
+            vec![set("k", b"v")],
+        ))
+        .await;
+    assert!(matches!(err, Err(StoreError::NotFound)), "{err:?}");
+    assert_eq!(store.count_raw_events(&id).await.unwrap(), 0);
+    assert!(store.get_state(&id, "k").await.unwrap().is_none());
+    store.close().await;
+}

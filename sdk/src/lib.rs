@@ -1,0 +1,79 @@
+//! # sluice-sdk
+//!
+//! The guest-side SDK for writing Sluice drivers: WebAssembly
+//! components that implement the `sluice:driver@0.1.0` WIT world (`wit/` at the workspace
+//! root) and are hot-loaded by the Sluice host.
+//!
+//! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements the four exported `Guest`
+//! traits and registers them with [`export!`]:
+//!
+//! ```ignore
+//! use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize};
+//!
+//! struct MyDriver;
+//! impl metadata::Guest for MyDriver { /* … */ }
+//! impl auth::Guest for MyDriver { /* … */ }
+//! impl ingest::Guest for MyDriver { /* … */ }
+//! impl normalize::Guest for MyDriver { /* … */ }
+//!
+//! sluice_sdk::export!(MyDriver);
+//! ```
+//!
+//! Build it with `cargo build --target wasm32-wasip2 --release`.
+//!
+//! Besides the generated [`bindings`], the SDK holds the small, dependency-light helpers every
+//! driver needs and that are easy to get subtly wrong:
+//!
+//! - [`money`]: ISO 4217 exponents and exact decimal/minor-unit conversion (never via floats);
+//! - [`time`]: Unix timestamps and RFC 3339 text to the WIT `datetime`;
+//! - [`headers`]: case-insensitive lookup in WIT header lists;
+//! - [`error`]: constructors for [`DriverError`] variants;
+//! - [`json`]: reading optional fields from `serde_json::Value`, ids kept exact.
+//!
+//! Everything except the `export!`-ed glue compiles and runs natively, so driver logic can be
+//! unit-tested and benchmarked with a plain `cargo test`. Off-wasm the imported host functions
+//! are stubs that must not be called: keep the logic that touches imports thin and inject
+//! closures instead (see the Stripe driver's signature verifier).
+
+#![warn(missing_docs)]
+
+// Lets the generated code refer to `sluice_sdk::…` paths from inside this crate too.
+extern crate self as sluice_sdk;
+
+pub mod error;
+pub mod headers;
+pub mod json;
+pub mod money;
+pub mod time;
+
+/// The `wit-bindgen` runtime, re-exported so driver crates need not depend on it directly
+/// (the generated `export!` macro refers to it through this path).
+#[doc(hidden)]
+pub use wit_bindgen as __wit_bindgen;
+
+/// Bindings generated from the `sluice:driver` WIT world.
+///
+/// - `bindings::sluice::driver::*`: the imported host capabilities (`http`, `secrets`, `log`,
+///   `clock`, `state`) and the shared `types` / `canonical` records;
+/// - `bindings::exports::sluice::driver::{metadata, auth, ingest, normalize}`: the `Guest`
+///   traits a driver implements.
+#[allow(missing_docs, clippy::all)]
+pub mod bindings {
+    wit_bindgen::generate!({
+        path: "../wit",
+        world: "sluice:driver/driver",
+        generate_all,
+        pub_export_macro: true,
+        export_macro_name: "export",
+        default_bindings_module: "sluice_sdk::bindings",
+        runtime_path: "sluice_sdk::__wit_bindgen::rt",
+        additional_derives: [PartialEq, Clone],
+    });
+}
+
+pub use bindings::sluice::driver::canonical;
+pub use bindings::sluice::driver::types::{self, Datetime, DriverError, Money};
+
+/// `sluice_sdk::export!(MyDriver);` registers a type implementing the four `Guest` traits
+/// as the component's exports.
+pub use bindings::export;

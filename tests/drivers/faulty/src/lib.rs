@@ -1,0 +1,192 @@
+//! `faulty`: a test-only driver whose behaviour is chosen by the installation's `mode`
+//! setting. It traps, loops forever, refuses, or floods the host with output, so the
+//! end-to-end tests can check that one bad driver fails only its own calls.
+//!
+//! Written against the WIT world with `wit-bindgen` directly (not the SDK) on purpose:
+//! the host's isolation guarantees must not depend on SDK behaviour.
+
+wit_bindgen::generate!({
+    path: "../../../wit",
+    world: "sluice:driver/driver",
+});
+
+use exports::sluice::driver::auth::{self, ScopeCheck, TokenGrant};
+use exports::sluice::driver::ingest::{self, PollResult, RawEvent, WebhookOutcome};
+use exports::sluice::driver::metadata::{self, AuthKind, DriverInfo, IngestionMode};
+use exports::sluice::driver::normalize;
+use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
+use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
+
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output"]}},"additionalProperties":false}"#;
+
+/// Number of events and size of each payload in `huge-output` mode (10,000 × 1 KiB).
+const HUGE_COUNT: usize = 10_000;
+const HUGE_PAYLOAD: usize = 1024;
+
+struct Faulty;
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    Ok,
+    Trap,
+    Loop,
+    BadRequest,
+    Unauthorized,
+    NormalizeError,
+    HugeOutput,
+}
+
+/// Reads `mode` from the settings JSON text. The host validated it against the schema,
+/// so a minimal scan is enough; anything unexpected means `ok`.
+fn mode(ctx: &CallContext) -> Mode {
+    match json_string_field(ctx.settings.as_bytes(), "mode").as_deref() {
+        Some("trap") => Mode::Trap,
+        Some("loop") => Mode::Loop,
+        Some("bad-request") => Mode::BadRequest,
+        Some("unauthorized") => Mode::Unauthorized,
+        Some("normalize-error") => Mode::NormalizeError,
+        Some("huge-output") => Mode::HugeOutput,
+        _ => Mode::Ok,
+    }
+}
+
+/// Finds the first `"<key>": "<string>"` pair in a JSON object and returns the string.
+/// Deliberately minimal (no escapes in keys, simple escapes in values): this driver
+/// has no JSON dependency.
+fn json_string_field(json: &[u8], key: &str) -> Option<String> {
+    let text = std::str::from_utf8(json).ok()?;
+    let needle = format!("\"{key}\"");
+    let mut from = 0;
+    while let Some(pos) = text[from..].find(&needle) {
+        let after = from + pos + needle.len();
+        let rest = text[after..].trim_start();
+        if let Some(rest) = rest.strip_prefix(':') {
+            let rest = rest.trim_start();
+            let rest = rest.strip_prefix('"')?;
+            let mut out = String::new();
+            let mut chars = rest.chars();
+            while let Some(c) = chars.next() {
+                match c {
+                    '"' => return Some(out),
+                    '\\' => out.push(chars.next()?),
+                    c => out.push(c),
+                }
+            }
+            return None;
+        }
+        from = after;
+    }
+    None
+}
+
+impl metadata::Guest for Faulty {
+    fn get() -> DriverInfo {
+        DriverInfo {
+            id: "faulty".into(),
+            version: "0.1.0".into(),
+            display_name: "Faulty (test driver)".into(),
+            auth_kind: AuthKind::None,
+            ingestion_modes: vec![IngestionMode::Webhook],
+            settings_schema: SETTINGS_SCHEMA.into(),
+            outbound_hosts: vec![],
+            secrets: vec![],
+            wit_version: "0.1.0".into(),
+        }
+    }
+}
+
+impl auth::Guest for Faulty {
+    fn authorize_url(_: CallContext, _: String, _: String) -> Result<String, DriverError> {
+        Err(DriverError::Unsupported("faulty has no OAuth".into()))
+    }
+
+    fn exchange_code(_: CallContext, _: String, _: String) -> Result<TokenGrant, DriverError> {
+        Err(DriverError::Unsupported("faulty has no OAuth".into()))
+    }
+
+    fn refresh(_: CallContext) -> Result<TokenGrant, DriverError> {
+        Err(DriverError::Unsupported("faulty has no tokens".into()))
+    }
+
+    fn validate_scopes(_: CallContext, _: Vec<String>) -> Result<ScopeCheck, DriverError> {
+        Ok(ScopeCheck { missing: vec![] })
+    }
+
+    fn verify_webhook(ctx: CallContext, _: IncomingRequest) -> Result<(), DriverError> {
+        match mode(&ctx) {
+            Mode::Unauthorized => Err(DriverError::Unauthorized("mode is unauthorized".into())),
+            _ => Ok(()),
+        }
+    }
+}
+
+impl ingest::Guest for Faulty {
+    fn route_key(_: IncomingRequest) -> Option<String> {
+        None
+    }
+
+    fn handle_webhook(
+        ctx: CallContext,
+        request: IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
+        let events = match mode(&ctx) {
+            Mode::Trap => panic!("faulty driver: trap mode"),
+            Mode::Loop => spin_forever(),
+            Mode::BadRequest => return Err(DriverError::BadRequest("mode is bad-request".into())),
+            Mode::HugeOutput => (0..HUGE_COUNT)
+                .map(|i| RawEvent {
+                    provider_event_id: format!("huge_{i}"),
+                    event_type: "faulty.huge".into(),
+                    account_key: None,
+                    occurred_at: None,
+                    payload: vec![b'x'; HUGE_PAYLOAD],
+                })
+                .collect(),
+            Mode::Ok | Mode::Unauthorized | Mode::NormalizeError => {
+                let id = json_string_field(&request.body, "id")
+                    .filter(|id| !id.is_empty())
+                    .ok_or_else(|| DriverError::BadRequest("body has no string `id`".into()))?;
+                vec![RawEvent {
+                    provider_event_id: id,
+                    event_type: "faulty.event".into(),
+                    account_key: None,
+                    occurred_at: None,
+                    payload: request.body,
+                }]
+            }
+        };
+        Ok(WebhookOutcome {
+            events,
+            reply: None,
+        })
+    }
+
+    fn poll(_: CallContext, _: Option<String>) -> Result<PollResult, DriverError> {
+        Err(DriverError::Unsupported("faulty is webhook-only".into()))
+    }
+}
+
+/// Never returns; the host's epoch deadline has to interrupt it.
+fn spin_forever() -> ! {
+    let mut n: u64 = 0;
+    loop {
+        n = std::hint::black_box(n.wrapping_add(1));
+    }
+}
+
+impl normalize::Guest for Faulty {
+    fn normalize(ctx: CallContext, event: RawEvent) -> Result<Vec<CanonicalRecord>, DriverError> {
+        if mode(&ctx) == Mode::NormalizeError {
+            return Err(DriverError::Internal("boom".into()));
+        }
+        Ok(vec![CanonicalRecord {
+            change: Change::Observed,
+            data: RecordData::Unmapped(Unmapped {
+                external_id: Some(event.provider_event_id),
+                object_type: Some(event.event_type),
+            }),
+        }])
+    }
+}
+
+export!(Faulty);

@@ -1,0 +1,761 @@
+//! Support for the end-to-end tests: start the real `sluice` binary as a child process
+//! on a free loopback port with the built drivers, talk to it over HTTP, sign webhooks
+//! with the providers' official libraries, and run `sluice driver test`.
+//!
+//! Environment (set by `cargo xtask test`; defaults point into this workspace):
+//! - `SLUICE_BIN`: the `sluice` binary (default `target/debug/sluice`).
+//! - `SLUICE_DRIVERS`: built bundled drivers (default `target/drivers`).
+//! - `SLUICE_TEST_DRIVERS`: built test-only drivers (default `target/test-drivers`).
+//! - `SLUICE_FIXTURES_DIR`: the shared fixtures (default `../shared/fixtures`).
+//! - `SLUICE_TEST_POSTGRES_URL`: a PostgreSQL server; Postgres tests are skipped without it.
+
+use std::collections::hash_map::RandomState;
+use std::fs::File;
+use std::hash::{BuildHasher, Hasher};
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use anyhow::{Context, Result, bail};
+use reqwest::Method;
+use serde_json::Value;
+
+pub use reqwest::StatusCode;
+pub use serde_json::json;
+
+/// How long `sluice serve` may take to answer `GET /healthz`.
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+/// Per-request timeout of the test client (well above the host's own deadlines).
+const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// The storage backend a scenario runs against.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+/// Runs one async scenario `fn(Backend)` as two tests, one per backend:
+/// `both_backends!(scenario => sqlite_scenario, postgres_scenario);`
+#[macro_export]
+macro_rules! both_backends {
+    ($scenario:ident => $sqlite:ident, $postgres:ident) => {
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $sqlite() {
+            $scenario($crate::Backend::Sqlite).await;
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn $postgres() {
+            $scenario($crate::Backend::Postgres).await;
+        }
+    };
+}
+
+// ---------------------------------------------------------------------------------------
+// Paths and small utilities
+// ---------------------------------------------------------------------------------------
+
+fn workspace_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
+}
+
+fn env_path(var: &str, default: impl FnOnce() -> PathBuf) -> PathBuf {
+    match std::env::var_os(var) {
+        Some(value) if !value.is_empty() => PathBuf::from(value),
+        _ => default(),
+    }
+}
+
+/// The `sluice` binary under test.
+pub fn sluice_bin() -> PathBuf {
+    let bin = env_path("SLUICE_BIN", || {
+        workspace_root()
+            .join("target/debug")
+            .join(format!("sluice{}", std::env::consts::EXE_SUFFIX))
+    });
+    assert!(
+        bin.is_file(),
+        "sluice binary not found at {} (run `cargo xtask test`, or set SLUICE_BIN)",
+        bin.display()
+    );
+    bin
+}
+
+/// A bundled driver component, e.g. `bundled_driver("stripe")`.
+pub fn bundled_driver(name: &str) -> PathBuf {
+    let path = env_path("SLUICE_DRIVERS", || workspace_root().join("target/drivers"))
+        .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "driver {} not built (run `cargo xtask build-drivers`, or set SLUICE_DRIVERS)",
+        path.display()
+    );
+    path
+}
+
+/// A test-only driver component, e.g. `test_driver("faulty")`.
+pub fn test_driver(name: &str) -> PathBuf {
+    let path = env_path("SLUICE_TEST_DRIVERS", || {
+        workspace_root().join("target/test-drivers")
+    })
+    .join(format!("{name}.wasm"));
+    assert!(
+        path.is_file(),
+        "test driver {} not built (run `cargo xtask build-drivers`, or set SLUICE_TEST_DRIVERS)",
+        path.display()
+    );
+    path
+}
+
+/// A file under the shared fixtures directory, e.g. `fixture("stripe/x.json")`.
+pub fn fixture(relative: &str) -> PathBuf {
+    let path = env_path("SLUICE_FIXTURES_DIR", || {
+        workspace_root().join("../shared/fixtures")
+    })
+    .join(relative);
+    assert!(
+        path.is_file(),
+        "fixture {} not found (set SLUICE_FIXTURES_DIR)",
+        path.display()
+    );
+    path
+}
+
+/// The raw bytes of a fixture file.
+pub fn fixture_bytes(relative: &str) -> Vec<u8> {
+    let path = fixture(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
+}
+
+/// A fixture file parsed as JSON.
+pub fn fixture_json(relative: &str) -> Value {
+    serde_json::from_slice(&fixture_bytes(relative))
+        .unwrap_or_else(|e| panic!("fixture {relative} is not JSON: {e}"))
+}
+
+/// A random lower-case hex string of 16 characters.
+pub fn random_hex() -> String {
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    let mut hasher = RandomState::new().build_hasher();
+    hasher.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
+    hasher.write_u32(std::process::id());
+    hasher.write_u128(
+        SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos(),
+    );
+    format!("{:016x}", hasher.finish())
+}
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs() as i64
+}
+
+/// A directory removed on drop (kept, with its path printed, when the test panicked).
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(prefix: &str) -> Self {
+        let path = std::env::temp_dir().join(format!("{prefix}-{}", random_hex()));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("creating {}: {e}", path.display()));
+        Self { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            eprintln!("test files kept in {}", self.path.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.path);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Peers: the providers' official libraries
+// ---------------------------------------------------------------------------------------
+
+/// A `Stripe-Signature` header for `payload`, computed by the official `stripe` Node
+/// library (`tests/peers/sign.js`). `timestamp` defaults to now.
+pub fn stripe_signature(payload: &[u8], secret: &str, timestamp: Option<i64>) -> String {
+    let peers = workspace_root().join("tests/peers");
+    assert!(
+        peers.join("node_modules/stripe").is_dir(),
+        "the Node test peers are not installed: run `npm ci` in {} (`cargo xtask test` does it)",
+        peers.display()
+    );
+    let dir = TempDir::new("sluice-sign");
+    let payload_file = dir.path().join("payload");
+    std::fs::write(&payload_file, payload).expect("writing payload");
+    let mut cmd = Command::new("node");
+    cmd.arg(peers.join("sign.js"))
+        .arg("--payload-file")
+        .arg(&payload_file)
+        .args(["--secret", secret]);
+    if let Some(t) = timestamp {
+        cmd.args(["--timestamp", &t.to_string()]);
+    }
+    let out = cmd.output().expect("running node (is Node.js installed?)");
+    assert!(
+        out.status.success(),
+        "sign.js failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).expect("sign.js prints UTF-8")
+}
+
+// ---------------------------------------------------------------------------------------
+// `sluice driver test`
+// ---------------------------------------------------------------------------------------
+
+/// One run of `sluice driver test`.
+#[derive(Debug, Default)]
+pub struct DriverTest<'a> {
+    pub driver: PathBuf,
+    pub body: &'a [u8],
+    pub headers: Vec<(&'a str, &'a str)>,
+    pub secrets: Vec<(&'a str, &'a str)>,
+    pub settings: Option<String>,
+    pub now: Option<i64>,
+}
+
+/// What `sluice driver test` printed and how it exited.
+#[derive(Debug)]
+pub struct DriverTestOutput {
+    pub exit_code: Option<i32>,
+    pub json: Value,
+    pub stderr: String,
+}
+
+impl DriverTestOutput {
+    pub fn ok(&self) -> bool {
+        self.json["ok"] == Value::Bool(true)
+    }
+
+    /// `error.code` of a refusal (`None` on success).
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+}
+
+impl DriverTest<'_> {
+    pub fn run(&self) -> DriverTestOutput {
+        let dir = TempDir::new("sluice-driver-test");
+        let body_file = dir.path().join("body");
+        std::fs::write(&body_file, self.body).expect("writing body");
+        let mut cmd = Command::new(sluice_bin());
+        cmd.args(["driver", "test", "--driver"])
+            .arg(&self.driver)
+            .arg("--body")
+            .arg(&body_file);
+        for (name, value) in &self.headers {
+            cmd.arg("--header").arg(format!("{name}: {value}"));
+        }
+        for (name, value) in &self.secrets {
+            cmd.arg("--secret").arg(format!("{name}={value}"));
+        }
+        if let Some(settings) = &self.settings {
+            cmd.args(["--settings", settings]);
+        }
+        if let Some(now) = self.now {
+            cmd.args(["--now", &now.to_string()]);
+        }
+        scrub_sluice_env(&mut cmd);
+        cmd.env("SLUICE_DATA_DIR", dir.path().join("data"))
+            .current_dir(dir.path())
+            .stdin(Stdio::null());
+        let out = cmd.output().expect("running sluice driver test");
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        let json = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| {
+            panic!(
+                "`sluice driver test` did not print one JSON object ({e}); exit {:?}\nstdout:\n{stdout}\nstderr:\n{stderr}",
+                out.status.code()
+            )
+        });
+        DriverTestOutput {
+            exit_code: out.status.code(),
+            json,
+            stderr,
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// `sluice serve`
+// ---------------------------------------------------------------------------------------
+
+/// An HTTP answer: status, raw text and (when it parses) JSON.
+#[derive(Debug)]
+pub struct Response {
+    pub status: StatusCode,
+    pub text: String,
+    pub json: Value,
+}
+
+impl Response {
+    /// `error.code` of an error answer.
+    pub fn error_code(&self) -> Option<&str> {
+        self.json["error"]["code"].as_str()
+    }
+
+    /// Panics with the whole answer unless the status is `expected`.
+    #[track_caller]
+    pub fn expect_status(&self, expected: u16) -> &Self {
+        assert_eq!(
+            self.status.as_u16(),
+            expected,
+            "unexpected status; body: {}",
+            self.text
+        );
+        self
+    }
+}
+
+struct PgDatabase {
+    admin_url: String,
+    name: String,
+}
+
+impl PgDatabase {
+    fn create(admin_url: &str) -> Result<Self> {
+        let name = format!("sluice_e2e_{}", random_hex());
+        psql(admin_url, &format!("CREATE DATABASE {name}"))?;
+        Ok(Self {
+            admin_url: admin_url.to_string(),
+            name,
+        })
+    }
+
+    fn url(&self) -> String {
+        with_database(&self.admin_url, &self.name)
+    }
+}
+
+impl Drop for PgDatabase {
+    fn drop(&mut self) {
+        if let Err(e) = psql(
+            &self.admin_url,
+            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name),
+        ) {
+            eprintln!("could not drop test database {}: {e:#}", self.name);
+        }
+    }
+}
+
+fn psql(url: &str, sql: &str) -> Result<()> {
+    let out = Command::new("psql")
+        .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", url, "-c", sql])
+        .stdin(Stdio::null())
+        .output()
+        .context("running psql (is the PostgreSQL client installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "psql `{sql}` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// `url` with its database (the path) replaced by `database`, keeping any query.
+fn with_database(url: &str, database: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let authority = base.find("://").map_or(0, |i| i + 3);
+    let path = base[authority..]
+        .find('/')
+        .map_or(base.len(), |i| authority + i);
+    let mut out = format!("{}/{database}", &base[..path]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+/// Removes every inherited `SLUICE_*` variable (test plumbing such as `SLUICE_BIN`, and any
+/// operator setting like `SLUICE_MASTER_KEY` or `SLUICE_MAX_BODY_BYTES`) from a child.
+fn scrub_sluice_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("SLUICE_") {
+            cmd.env_remove(key);
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").expect("binding 127.0.0.1:0");
+    listener.local_addr().expect("local address").port()
+}
+
+/// A running `sluice serve` with its own data dir, database and drivers dir
+/// (copies of the bundled `stripe` and the test-only `faulty` drivers).
+pub struct Sluice {
+    child: Option<Child>,
+    /// `http://127.0.0.1:<port>`
+    pub base_url: String,
+    pub admin_token: String,
+    pub backend: Backend,
+    client: reqwest::Client,
+    log_path: PathBuf,
+    // Dropped after the child is killed (field order matters for the database).
+    _pg: Option<PgDatabase>,
+    dir: TempDir,
+}
+
+impl Sluice {
+    /// Starts a server on `backend`. `None` (with a printed notice) for Postgres when
+    /// `SLUICE_TEST_POSTGRES_URL` is unset: the scenario is skipped.
+    pub async fn start(backend: Backend) -> Option<Self> {
+        Self::start_with_env(backend, &[]).await
+    }
+
+    /// Like [`Sluice::start`], with extra environment variables for the server.
+    pub async fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
+        let pg_admin_url = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+                Ok(url) if !url.is_empty() => Some(url),
+                _ => {
+                    eprintln!(
+                        "SKIPPED: SLUICE_TEST_POSTGRES_URL is not set, so this Postgres test does not run"
+                    );
+                    return None;
+                }
+            },
+        };
+
+        let dir = TempDir::new("sluice-e2e");
+        let data_dir = dir.path().join("data");
+        let drivers_dir = dir.path().join("drivers");
+        std::fs::create_dir_all(&data_dir).expect("creating data dir");
+        std::fs::create_dir_all(&drivers_dir).expect("creating drivers dir");
+        for (name, from) in [
+            ("stripe", bundled_driver("stripe")),
+            ("faulty", test_driver("faulty")),
+        ] {
+            std::fs::copy(&from, drivers_dir.join(format!("{name}.wasm")))
+                .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        }
+
+        let pg = pg_admin_url.map(|url| {
+            PgDatabase::create(&url).unwrap_or_else(|e| panic!("creating a test database: {e:#}"))
+        });
+        let database_url = match &pg {
+            Some(pg) => pg.url(),
+            None => format!("sqlite://{}", dir.path().join("sluice.db").display()),
+        };
+
+        let port = free_port();
+        let listen = format!("127.0.0.1:{port}");
+        let admin_token = format!("test-token-{}", random_hex());
+        let log_path = dir.path().join("sluice.log");
+        let log = File::create(&log_path).expect("creating log file");
+        let log_err = log.try_clone().expect("cloning log file handle");
+
+        let mut cmd = Command::new(sluice_bin());
+        // Only what the test sets: no SLUICE_MASTER_KEY (the key file goes in the data
+        // dir), nothing inherited from the caller's environment or a `sluice.toml`.
+        scrub_sluice_env(&mut cmd);
+        cmd.arg("serve")
+            .env("SLUICE_LISTEN", &listen)
+            .env("SLUICE_DATABASE_URL", &database_url)
+            .env("SLUICE_DRIVERS_DIR", &drivers_dir)
+            .env("SLUICE_DATA_DIR", &data_dir)
+            .env("SLUICE_ADMIN_TOKEN", &admin_token)
+            .env("SLUICE_LOG", "info")
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err);
+        for (key, value) in env {
+            cmd.env(key, value);
+        }
+        let child = cmd.spawn().expect("starting sluice serve");
+
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("building HTTP client");
+        let mut sluice = Self {
+            child: Some(child),
+            base_url: format!("http://{listen}"),
+            admin_token,
+            backend,
+            client,
+            log_path,
+            _pg: pg,
+            dir,
+        };
+        sluice.wait_ready().await;
+        Some(sluice)
+    }
+
+    /// Polls `GET /healthz` until it answers 200 (bounded by `READY_TIMEOUT`).
+    async fn wait_ready(&mut self) {
+        let deadline = Instant::now() + READY_TIMEOUT;
+        let url = format!("{}/healthz", self.base_url);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Ok(Some(status)) = child.try_wait()
+            {
+                panic!(
+                    "sluice serve exited with {status} before it was ready; its output:\n{}",
+                    self.log()
+                );
+            }
+            if let Ok(resp) = self
+                .client
+                .get(&url)
+                .timeout(Duration::from_secs(2))
+                .send()
+                .await
+                && resp.status() == StatusCode::OK
+            {
+                return;
+            }
+            if Instant::now() > deadline {
+                panic!(
+                    "sluice serve did not answer GET /healthz within {READY_TIMEOUT:?}; its output:\n{}",
+                    self.log()
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Everything the server printed on stdout and stderr so far.
+    pub fn log(&self) -> String {
+        std::fs::read(&self.log_path)
+            .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Stops the server (kill and wait); the log stays readable.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The server's temporary directory (data dir, drivers dir, log, SQLite file).
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> Response {
+        let resp = request
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("HTTP request failed: {e}; server output:\n{}", self.log()));
+        let status = resp.status();
+        let text = resp.text().await.expect("reading response body");
+        let json = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Response { status, text, json }
+    }
+
+    /// An admin API call with the right bearer token. `body` is sent as JSON.
+    pub async fn admin(&self, method: Method, path: &str, body: Option<Value>) -> Response {
+        let token = self.admin_token.clone();
+        self.admin_as(Some(&token), method, path, body).await
+    }
+
+    /// An admin API call with the given bearer token (or none).
+    pub async fn admin_as(
+        &self,
+        token: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
+        let mut request = self.client.request(method, self.url(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        self.send(request).await
+    }
+
+    /// `POST /webhooks/{installation}` with the raw body and headers.
+    pub async fn post_webhook(
+        &self,
+        installation: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> Response {
+        let mut request = self
+            .client
+            .post(self.url(&format!("/webhooks/{installation}")))
+            .header("content-type", "application/json");
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        self.send(request.body(body.into())).await
+    }
+
+    /// Creates an installation and returns its JSON (asserts `201`).
+    pub async fn create_installation(&self, driver_id: &str, settings: Value) -> Value {
+        let resp = self
+            .admin(
+                Method::POST,
+                "/v1/installations",
+                Some(json!({"driver_id": driver_id, "settings": settings})),
+            )
+            .await;
+        resp.expect_status(201);
+        assert!(
+            resp.json["installation_id"].is_string(),
+            "no installation_id in {}",
+            resp.text
+        );
+        resp.json
+    }
+
+    /// Sets an installation secret (asserts `204`).
+    pub async fn put_secret(&self, installation: &str, name: &str, value: &str) {
+        self.admin(
+            Method::PUT,
+            &format!("/v1/installations/{installation}/secrets/{name}"),
+            Some(json!({"value": value})),
+        )
+        .await
+        .expect_status(204);
+    }
+
+    /// Every event of one installation, in commit order (follows `next_cursor`).
+    pub async fn events(&self, installation: &str) -> Vec<Value> {
+        let mut events = Vec::new();
+        let mut after: Option<String> = None;
+        loop {
+            let mut path = format!("/v1/events?installation_id={installation}&limit=1000");
+            if let Some(after) = &after {
+                path.push_str(&format!("&after={after}"));
+            }
+            let resp = self.admin(Method::GET, &path, None).await;
+            resp.expect_status(200);
+            let page = resp.json["events"]
+                .as_array()
+                .unwrap_or_else(|| panic!("no events array in {}", resp.text))
+                .clone();
+            if page.is_empty() {
+                return events;
+            }
+            events.extend(page);
+            let next = resp.json["next_cursor"]
+                .as_str()
+                .map(str::to_string)
+                .unwrap_or_else(|| panic!("no next_cursor in {}", resp.text));
+            after = Some(next);
+        }
+    }
+
+    /// A Stripe installation with a fresh `webhook_secret`; returns (installation id, secret).
+    pub async fn stripe_installation(&self) -> (String, String) {
+        let inst = self.create_installation("stripe", json!({})).await;
+        let id = inst["installation_id"].as_str().unwrap().to_string();
+        let secret = format!("whsec_{}{}", random_hex(), random_hex());
+        self.put_secret(&id, "webhook_secret", &secret).await;
+        (id, secret)
+    }
+
+    /// Posts `payload` to a Stripe installation, signed now with `secret` by the official library.
+    pub async fn post_stripe(&self, installation: &str, secret: &str, payload: &[u8]) -> Response {
+        let signature = stripe_signature(payload, secret, None);
+        self.post_webhook(
+            installation,
+            &[("stripe-signature", signature.as_str())],
+            payload.to_vec(),
+        )
+        .await
+    }
+}
+
+impl Drop for Sluice {
+    fn drop(&mut self) {
+        self.stop();
+        if std::thread::panicking() {
+            let log = self.log();
+            let lines: Vec<&str> = log.lines().collect();
+            let tail = &lines[lines.len().saturating_sub(200)..];
+            eprintln!(
+                "---- sluice serve output ({:?}, last {} lines) ----\n{}\n---- end ----",
+                self.backend,
+                tail.len(),
+                tail.join("\n")
+            );
+        }
+    }
+}
+
+/// The Stripe charge fixture (`stripe_event_charge_succeeded.json`), raw bytes.
+pub fn stripe_charge_payload() -> Vec<u8> {
+    fixture_bytes("stripe/stripe_event_charge_succeeded.json")
+}
+
+/// A copy of the Stripe charge fixture with a new event id, charge id, currency and amount.
+pub fn stripe_charge_variant(
+    event_id: &str,
+    charge_id: &str,
+    currency: &str,
+    amount: i64,
+) -> Vec<u8> {
+    let mut event: Value =
+        serde_json::from_slice(&stripe_charge_payload()).expect("fixture is JSON");
+    event["id"] = json!(event_id);
+    let charge = &mut event["data"]["object"];
+    charge["id"] = json!(charge_id);
+    charge["currency"] = json!(currency);
+    charge["amount"] = json!(amount);
+    charge["amount_captured"] = json!(amount);
+    serde_json::to_vec_pretty(&event).expect("serialising")
+}
+
+#[cfg(test)]
+mod unit {
+    use super::with_database;
+
+    #[test]
+    fn replaces_the_database_of_a_url() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/test", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u:p@h/test?sslmode=disable", "x"),
+            "postgres://u:p@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://h:5432", "x"),
+            "postgres://h:5432/x"
+        );
+    }
+}

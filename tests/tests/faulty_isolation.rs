@@ -1,0 +1,143 @@
+//! A driver that traps, loops forever or floods the host fails only its own call:
+//! nothing is stored for it, and the Stripe installation beside it keeps working.
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+use sluice_tests::{Backend, Sluice, both_backends, stripe_charge_variant};
+
+both_backends!(faulty_calls_fail_alone => sqlite_faulty_calls_fail_alone, postgres_faulty_calls_fail_alone);
+both_backends!(faulty_refusals_and_failed_normalization => sqlite_faulty_refusals_and_failed_normalization, postgres_faulty_refusals_and_failed_normalization);
+
+/// The host's default deadline is 2 s per delivery; allow generous slack on a busy machine.
+const LOOP_BOUND: Duration = Duration::from_secs(10);
+
+async fn faulty(sluice: &Sluice, mode: &str) -> String {
+    let inst = sluice
+        .create_installation("faulty", json!({"mode": mode}))
+        .await;
+    inst["installation_id"].as_str().unwrap().to_string()
+}
+
+fn body(id: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}","note":"faulty e2e"}}"#).into_bytes()
+}
+
+async fn faulty_calls_fail_alone(backend: Backend) {
+    let Some(sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    let (stripe, secret) = sluice.stripe_installation().await;
+    let trap = faulty(&sluice, "trap").await;
+    let looping = faulty(&sluice, "loop").await;
+    let huge = faulty(&sluice, "huge-output").await;
+    let mut accepted = 0;
+
+    let resp = sluice.post_webhook(&trap, &[], body("evt_trap")).await;
+    resp.expect_status(500);
+    assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
+
+    let payload = stripe_charge_variant("evt_e2e_after_trap", "ch_e2e_after_trap", "usd", 100);
+    sluice
+        .post_stripe(&stripe, &secret, &payload)
+        .await
+        .expect_status(200);
+    accepted += 1;
+
+    // The loop runs while a Stripe delivery is handled beside it.
+    let started = Instant::now();
+    let (looped, during) = tokio::join!(
+        sluice.post_webhook(&looping, &[], body("evt_loop")),
+        async {
+            let payload =
+                stripe_charge_variant("evt_e2e_during_loop", "ch_e2e_during_loop", "usd", 200);
+            sluice.post_stripe(&stripe, &secret, &payload).await
+        }
+    );
+    let elapsed = started.elapsed();
+    looped.expect_status(500);
+    assert_eq!(
+        looped.error_code(),
+        Some("driver_failed"),
+        "{}",
+        looped.text
+    );
+    assert!(
+        elapsed < LOOP_BOUND,
+        "the looping driver held the request for {elapsed:?}"
+    );
+    during.expect_status(200);
+    accepted += 1;
+
+    let resp = sluice.post_webhook(&huge, &[], body("evt_huge")).await;
+    resp.expect_status(500);
+
+    // And afterwards.
+    let payload = stripe_charge_variant("evt_e2e_after_all", "ch_e2e_after_all", "usd", 300);
+    sluice
+        .post_stripe(&stripe, &secret, &payload)
+        .await
+        .expect_status(200);
+    accepted += 1;
+
+    for inst in [&trap, &looping, &huge] {
+        let events = sluice.events(inst).await;
+        assert!(events.is_empty(), "{inst} stored {events:#?}");
+    }
+    assert_eq!(sluice.events(&stripe).await.len(), accepted);
+    sluice
+        .admin(reqwest::Method::GET, "/readyz", None)
+        .await
+        .expect_status(200);
+}
+
+async fn faulty_refusals_and_failed_normalization(backend: Backend) {
+    let Some(sluice) = Sluice::start(backend).await else {
+        return;
+    };
+
+    // Control: in `ok` mode the faulty driver works, so the failures above are its modes.
+    let ok = faulty(&sluice, "ok").await;
+    let resp = sluice.post_webhook(&ok, &[], body("evt_ok")).await;
+    resp.expect_status(200);
+    assert_eq!(resp.json, json!({"accepted": 1, "duplicates": 0}));
+    let events = sluice.events(&ok).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["sluiceprovidereventid"], "evt_ok");
+    assert_eq!(events[0]["sluicedriver"], "faulty");
+    assert_eq!(events[0]["type"], "unmapped.faulty.event");
+    // No `id` in the body: the driver calls it a bad request.
+    let resp = sluice
+        .post_webhook(&ok, &[], br#"{"note":"no id"}"#.to_vec())
+        .await;
+    resp.expect_status(400);
+    assert_eq!(resp.error_code(), Some("bad_request"), "{}", resp.text);
+
+    let bad = faulty(&sluice, "bad-request").await;
+    let resp = sluice.post_webhook(&bad, &[], body("evt_bad")).await;
+    resp.expect_status(400);
+    assert_eq!(resp.error_code(), Some("bad_request"), "{}", resp.text);
+
+    let unauthorized = faulty(&sluice, "unauthorized").await;
+    let resp = sluice
+        .post_webhook(&unauthorized, &[], body("evt_unauth"))
+        .await;
+    resp.expect_status(401);
+    assert_eq!(resp.error_code(), Some("unauthorized"), "{}", resp.text);
+
+    // A normalization error keeps the raw event (state `failed`) and acknowledges the
+    // delivery, but no normalized event is published.
+    let failing = faulty(&sluice, "normalize-error").await;
+    let resp = sluice.post_webhook(&failing, &[], body("evt_norm")).await;
+    resp.expect_status(200);
+    // The raw event was kept: the same delivery again is a duplicate, not a new event.
+    let resp = sluice.post_webhook(&failing, &[], body("evt_norm")).await;
+    resp.expect_status(200);
+    assert_eq!(resp.json["duplicates"], 1, "{}", resp.text);
+
+    for inst in [&bad, &unauthorized, &failing] {
+        let events = sluice.events(inst).await;
+        assert!(events.is_empty(), "{inst} published {events:#?}");
+    }
+    assert_eq!(sluice.events(&ok).await.len(), 1);
+}

@@ -1,0 +1,276 @@
+//! Developer entry point: `cargo xtask <command>`.
+//!
+//! - `cargo xtask run [-- args]`  build the bundled drivers and start `sluice serve` on them.
+//! - `cargo xtask test`           build everything the end-to-end tests need and run the suite.
+//! - `cargo xtask build-drivers`  build every driver component for `wasm32-wasip2`.
+//! - `cargo xtask ensure-target`  install the `wasm32-wasip2` target when it is missing.
+//! - `cargo xtask bench`          run the benchmarks (`sluice-bench`).
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+const WASM_TARGET: &str = "wasm32-wasip2";
+
+/// Drivers shipped with Sluice: (cargo package, driver name). Built into `target/drivers/`.
+const BUNDLED: &[(&str, &str)] = &[("sluice-driver-stripe", "stripe")];
+
+/// Drivers that exist only for tests: built into `target/test-drivers/`, never shipped.
+const TEST_ONLY: &[(&str, &str)] = &[("sluice-test-driver-faulty", "faulty")];
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  run [-- args]    build the bundled drivers, then `sluice serve --drivers-dir target/drivers [args]`
+  test             build drivers and the `sluice` binary, install the test peers, run the whole suite
+  build-drivers    build every driver for wasm32-wasip2 into target/drivers and target/test-drivers
+  ensure-target    add the wasm32-wasip2 rustup target when it is missing
+  bench            run the benchmarks (package `sluice-bench`)
+";
+
+fn main() {
+    if let Err(err) = real_main() {
+        eprintln!("xtask: error: {err:#}");
+        std::process::exit(1);
+    }
+}
+
+fn real_main() -> Result<()> {
+    let mut args = std::env::args_os().skip(1);
+    let Some(command) = args.next() else {
+        eprint!("{USAGE}");
+        bail!("no command given");
+    };
+    let rest: Vec<OsString> = args.collect();
+    let ws = Workspace::locate()?;
+    match command.to_str() {
+        Some("ensure-target") => no_args(&rest).and_then(|()| ensure_target()),
+        Some("build-drivers") => no_args(&rest).and_then(|()| build_drivers(&ws)),
+        Some("run") => run(&ws, &rest),
+        Some("test") => test(&ws, &rest),
+        Some("bench") => bench(&ws, &rest),
+        Some("help" | "-h" | "--help") => {
+            print!("{USAGE}");
+            Ok(())
+        }
+        _ => {
+            eprint!("{USAGE}");
+            bail!("unknown command {command:?}")
+        }
+    }
+}
+
+fn no_args(rest: &[OsString]) -> Result<()> {
+    if rest.is_empty() {
+        Ok(())
+    } else {
+        bail!("unexpected arguments: {rest:?}")
+    }
+}
+
+/// Strips one leading `--` so both `cargo xtask run -- --flag` and `cargo xtask run --flag` work.
+fn passthrough(rest: &[OsString]) -> &[OsString] {
+    match rest.first() {
+        Some(first) if first == "--" => &rest[1..],
+        _ => rest,
+    }
+}
+
+struct Workspace {
+    root: PathBuf,
+    target: PathBuf,
+}
+
+impl Workspace {
+    fn locate() -> Result<Self> {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .parent()
+            .context("xtask has no parent directory")?
+            .to_path_buf();
+        // Respect CARGO_TARGET_DIR so the paths we copy from are where cargo wrote.
+        let target = match std::env::var_os("CARGO_TARGET_DIR") {
+            Some(dir) if !dir.is_empty() => {
+                let dir = PathBuf::from(dir);
+                if dir.is_absolute() {
+                    dir
+                } else {
+                    root.join(dir)
+                }
+            }
+            _ => root.join("target"),
+        };
+        Ok(Self { root, target })
+    }
+
+    fn cargo(&self) -> Command {
+        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+        let mut cmd = Command::new(cargo);
+        cmd.current_dir(&self.root);
+        cmd
+    }
+
+    fn drivers_dir(&self) -> PathBuf {
+        self.target.join("drivers")
+    }
+
+    fn test_drivers_dir(&self) -> PathBuf {
+        self.target.join("test-drivers")
+    }
+
+    fn sluice_bin(&self) -> PathBuf {
+        self.target
+            .join("debug")
+            .join(format!("sluice{}", std::env::consts::EXE_SUFFIX))
+    }
+}
+
+fn status(cmd: &mut Command) -> Result<()> {
+    eprintln!("xtask: running {cmd:?}");
+    let status = cmd
+        .status()
+        .with_context(|| format!("could not start {:?}", cmd.get_program()))?;
+    if !status.success() {
+        bail!("{cmd:?} failed with {status}");
+    }
+    Ok(())
+}
+
+fn ensure_target() -> Result<()> {
+    let out = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+        .context("could not run `rustup target list --installed` (is rustup installed?)")?;
+    if !out.status.success() {
+        bail!(
+            "`rustup target list --installed` failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let installed = String::from_utf8_lossy(&out.stdout);
+    if installed.lines().any(|line| line.trim() == WASM_TARGET) {
+        return Ok(());
+    }
+    status(Command::new("rustup").args(["target", "add", WASM_TARGET]))
+}
+
+fn build_drivers(ws: &Workspace) -> Result<()> {
+    ensure_target()?;
+    let mut cmd = ws.cargo();
+    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    for (package, _) in BUNDLED.iter().chain(TEST_ONLY) {
+        cmd.args(["-p", package]);
+    }
+    status(&mut cmd)?;
+
+    let built = ws.target.join(WASM_TARGET).join("release");
+    for (list, dest) in [
+        (BUNDLED, ws.drivers_dir()),
+        (TEST_ONLY, ws.test_drivers_dir()),
+    ] {
+        std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
+        for (package, name) in list {
+            let from = built.join(format!("{}.wasm", package.replace('-', "_")));
+            let to = dest.join(format!("{name}.wasm"));
+            std::fs::copy(&from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            eprintln!("xtask: {name} -> {}", to.display());
+        }
+    }
+    Ok(())
+}
+
+fn run(ws: &Workspace, rest: &[OsString]) -> Result<()> {
+    build_drivers(ws)?;
+    let mut cmd = ws.cargo();
+    cmd.args(["run", "-p", "sluice", "--", "serve", "--drivers-dir"])
+        .arg(ws.drivers_dir())
+        .args(passthrough(rest));
+    status(&mut cmd)
+}
+
+fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
+    build_drivers(ws)?;
+    // The binary the end-to-end tests start as a child process.
+    status(ws.cargo().args(["build", "-p", "sluice"]))?;
+    install_peers(ws)?;
+
+    let nextest = ws
+        .cargo()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    let mut cmd = ws.cargo();
+    if nextest {
+        cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"]);
+    } else {
+        eprintln!("xtask: cargo-nextest not found, using `cargo test`");
+        cmd.args(["test", "--workspace", "--no-fail-fast"]);
+    }
+    cmd.args(passthrough(rest));
+
+    cmd.env("SLUICE_BIN", ws.sluice_bin())
+        .env("SLUICE_DRIVERS", ws.drivers_dir())
+        .env("SLUICE_TEST_DRIVERS", ws.test_drivers_dir());
+    if std::env::var_os("SLUICE_FIXTURES_DIR").is_none() {
+        let shared = ws.root.join("..").join("shared").join("fixtures");
+        if shared.is_dir() {
+            let shared = shared.canonicalize().unwrap_or(shared);
+            cmd.env("SLUICE_FIXTURES_DIR", shared);
+        } else {
+            eprintln!(
+                "xtask: warning: no fixtures at {} and SLUICE_FIXTURES_DIR is unset",
+                shared.display()
+            );
+        }
+    }
+    // SLUICE_TEST_POSTGRES_URL (and SLUICE_FIXTURES_DIR when set) pass through unchanged
+    // by inheritance; say which Postgres the tests will use.
+    match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => eprintln!("xtask: Postgres tests use {url}"),
+        _ => eprintln!("xtask: SLUICE_TEST_POSTGRES_URL unset: Postgres tests will be skipped"),
+    }
+    status(&mut cmd)
+}
+
+/// The Node test peer (the official `stripe` library, used to sign webhooks).
+fn install_peers(ws: &Workspace) -> Result<()> {
+    let peers = ws.root.join("tests").join("peers");
+    if peers.join("node_modules").is_dir() {
+        return Ok(());
+    }
+    let mut cmd = Command::new("npm");
+    cmd.current_dir(&peers);
+    if peers.join("package-lock.json").is_file() {
+        cmd.args(["ci", "--no-audit", "--no-fund"]);
+    } else {
+        cmd.args(["install", "--no-audit", "--no-fund"]);
+    }
+    status(&mut cmd)
+        .context("installing the Node test peers in tests/peers (is Node.js installed?)")
+}
+
+fn bench(ws: &Workspace, rest: &[OsString]) -> Result<()> {
+    let out = ws
+        .cargo()
+        .args(["metadata", "--no-deps", "--format-version", "1"])
+        .output()
+        .context("running cargo metadata")?;
+    if !out.status.success() {
+        bail!(
+            "cargo metadata failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let metadata = String::from_utf8_lossy(&out.stdout);
+    if !metadata.contains(r#""name":"sluice-bench""#) {
+        bail!("no `sluice-bench` package in this workspace yet: there are no benchmarks to run");
+    }
+    status(
+        ws.cargo()
+            .args(["run", "--release", "-p", "sluice-bench", "--"])
+            .args(passthrough(rest)),
+    )
+}
