@@ -77,7 +77,8 @@ impl Runtime {
             .map_err(err)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
-        spawn_epoch_ticker(engine.clone(), ticker_stop.clone());
+        spawn_epoch_ticker(engine.clone(), ticker_stop.clone())
+            .map_err(|e| RuntimeError(format!("cannot start the epoch thread: {e}")))?;
         Ok(Self {
             permits: Arc::new(Semaphore::new(instances as usize)),
             engine,
@@ -124,7 +125,7 @@ impl Drop for Runtime {
 
 /// Advance the engine's epoch on a plain thread so deadlines hold even when every tokio
 /// worker is busy running guest code.
-fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
+fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("sluice-epoch".into())
         .spawn(move || {
@@ -133,5 +134,5 @@ fn spawn_epoch_ticker(engine: Engine, stop: Arc<AtomicBool>) {
                 engine.increment_epoch();
             }
         })
-        .expect("spawning the epoch thread");
+        .map(drop)
 }
