@@ -28,7 +28,10 @@
 //! - [`time`]: Unix timestamps and RFC 3339 text to the WIT `datetime`;
 //! - [`headers`]: case-insensitive lookup in WIT header lists;
 //! - [`error`]: constructors for [`DriverError`] variants;
-//! - [`json`]: reading optional fields from `serde_json::Value`, ids kept exact.
+//! - [`json`]: reading optional fields from `serde_json::Value`, ids kept exact;
+//! - [`enums`]: provider enumerations to Sluice's vocabulary, raw value kept;
+//! - [`verify`]: webhook signature and token checks computed by the host over named secrets;
+//! - [`paging`]: `Link` headers, cursors in URLs, `Retry-After`.
 //!
 //! Everything except the `export!`-ed glue compiles and runs natively, so driver logic can be
 //! unit-tested and benchmarked with a plain `cargo test`. Off-wasm the imported host functions
@@ -40,11 +43,14 @@
 // Lets the generated code refer to `sluice_sdk::…` paths from inside this crate too.
 extern crate self as sluice_sdk;
 
+pub mod enums;
 pub mod error;
 pub mod headers;
 pub mod json;
 pub mod money;
+pub mod paging;
 pub mod time;
+pub mod verify;
 
 /// The `wit-bindgen` runtime, re-exported so driver crates need not depend on it directly
 /// (the generated `export!` macro refers to it through this path).
