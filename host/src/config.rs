@@ -51,8 +51,6 @@ pub struct Config {
 pub struct SandboxConfig {
     /// Wall-clock budget of one webhook delivery (verify + handle + normalize). Default 2000.
     pub webhook_timeout_ms: u64,
-    /// Budget of one poll or auth call, which may wait on the provider. Default 30000.
-    pub call_timeout_ms: u64,
     /// Linear memory per instance. Default 64 MiB.
     pub max_memory_bytes: usize,
     /// Bytes a call may return (raw events and records together). Default 8 MiB.
@@ -86,7 +84,6 @@ impl Default for SandboxConfig {
     fn default() -> Self {
         Self {
             webhook_timeout_ms: 2_000,
-            call_timeout_ms: 30_000,
             max_memory_bytes: 64 * 1024 * 1024,
             max_output_bytes: 8 * 1024 * 1024,
             max_outbound_requests: 16,
@@ -99,10 +96,6 @@ impl Default for SandboxConfig {
 impl SandboxConfig {
     pub fn webhook_timeout(&self) -> Duration {
         Duration::from_millis(self.webhook_timeout_ms)
-    }
-
-    pub fn call_timeout(&self) -> Duration {
-        Duration::from_millis(self.call_timeout_ms)
     }
 }
 

@@ -27,6 +27,10 @@ pub enum DeliveryError {
     /// No sandbox slot free (`503`).
     #[error("every sandbox slot is busy")]
     Overloaded,
+    /// The installation cannot take deliveries yet, e.g. its signing secret is not set
+    /// (`503`: the provider retries, and succeeds once the operator has fixed it).
+    #[error("{0}")]
+    NotReady(String),
     /// The driver trapped, timed out or misbehaved (`500`, provider retries).
     #[error("{0}")]
     DriverFailed(String),
@@ -41,6 +45,7 @@ impl From<CallError> for DeliveryError {
             CallError::Overloaded => DeliveryError::Overloaded,
             CallError::Driver(DriverError::Unauthorized(m)) => DeliveryError::Unauthorized(m),
             CallError::Driver(DriverError::BadRequest(m)) => DeliveryError::BadRequest(m),
+            CallError::Driver(DriverError::InvalidSettings(m)) => DeliveryError::NotReady(m),
             other => DeliveryError::DriverFailed(other.to_string()),
         }
     }
@@ -139,13 +144,9 @@ pub async fn deliver(
             received_at,
             events,
             state_writes: writes.state,
+            secret_writes: writes.secrets,
         })
         .await?;
-    for (name, value) in writes.secrets {
-        store
-            .put_secret(&installation.id, &name, value.expose())
-            .await?;
-    }
     Ok(Accepted {
         accepted: outcome.stored,
         duplicates: outcome.duplicates,

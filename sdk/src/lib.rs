@@ -19,7 +19,7 @@
 //! sluice_sdk::export!(MyDriver);
 //! ```
 //!
-//! Build it with `cargo build --target wasm32-wasip2 --release`.
+//! Build it with `cargo build --target wasm32-wasip2 --profile driver` (release, stripped).
 //!
 //! Besides the generated [`bindings`], the SDK holds the small, dependency-light helpers every
 //! driver needs and that are easy to get subtly wrong:

@@ -10,7 +10,13 @@ pub fn link_next(link_header: &str) -> Option<String> {
         params
             .split(';')
             .filter_map(|p| p.trim().split_once('='))
-            .any(|(k, v)| k.trim().eq_ignore_ascii_case("rel") && v.trim().trim_matches('"').split_whitespace().any(|r| r == "next"))
+            .any(|(k, v)| {
+                k.trim().eq_ignore_ascii_case("rel")
+                    && v.trim()
+                        .trim_matches('"')
+                        .split_whitespace()
+                        .any(|r| r == "next")
+            })
             .then(|| url.to_string())
     })
 }
@@ -67,6 +73,9 @@ mod tests {
 
     #[test]
     fn encodes_query_values() {
-        assert_eq!(encode_query_value("2024-01-01T00:00:00+00:00"), "2024-01-01T00%3A00%3A00%2B00%3A00");
+        assert_eq!(
+            encode_query_value("2024-01-01T00:00:00+00:00"),
+            "2024-01-01T00%3A00%3A00%2B00%3A00"
+        );
     }
 }

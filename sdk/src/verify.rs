@@ -12,11 +12,14 @@ use crate::{DriverError, error};
 pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
     const INVALID: u8 = 0xff;
     let mut table = [INVALID; 256];
-    for (i, c) in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".iter().enumerate() {
+    for (i, c) in b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+        .iter()
+        .enumerate()
+    {
         table[usize::from(*c)] = i as u8;
     }
     let text = text.trim().as_bytes();
-    if text.is_empty() || text.len() % 4 != 0 {
+    if text.is_empty() || !text.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(text.len() / 4 * 3);
@@ -44,7 +47,7 @@ pub fn decode_base64(text: &str) -> Option<Vec<u8>> {
 /// Decode lower- or upper-case hex.
 pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
     let text = text.trim();
-    if text.len() % 2 != 0 {
+    if !text.len().is_multiple_of(2) {
         return None;
     }
     (0..text.len())
@@ -56,32 +59,54 @@ pub fn decode_hex(text: &str) -> Option<Vec<u8>> {
 /// Map a `secrets` failure: a missing secret is the operator's to fix, not a forgery.
 fn secret_error(secret: &str, e: secrets::Error) -> DriverError {
     match e {
-        secrets::Error::NotFound(_) => error::invalid_settings(format!("the installation has no {secret} secret")),
+        secrets::Error::NotFound(_) => {
+            error::invalid_settings(format!("the installation has no {secret} secret"))
+        }
         other => error::internal(format!("secrets call failed: {other:?}")),
     }
 }
 
 /// Check that `signature` (already decoded) is the HMAC of `message` under `secret`.
 /// `Err(unauthorized)` when it is not.
-pub fn hmac(secret: &str, algorithm: HmacAlgorithm, message: &[u8], signatures: &[Vec<u8>], what: &str) -> Result<(), DriverError> {
+pub fn hmac(
+    secret: &str,
+    algorithm: HmacAlgorithm,
+    message: &[u8],
+    signatures: &[Vec<u8>],
+    what: &str,
+) -> Result<(), DriverError> {
     if signatures.is_empty() {
-        return Err(error::unauthorized(format!("{what} is missing or malformed")));
+        return Err(error::unauthorized(format!(
+            "{what} is missing or malformed"
+        )));
     }
     match secrets::verify_hmac(secret, algorithm, message, signatures) {
         Ok(true) => Ok(()),
-        Ok(false) => Err(error::unauthorized(format!("{what} does not match the payload"))),
+        Ok(false) => Err(error::unauthorized(format!(
+            "{what} does not match the payload"
+        ))),
         Err(e) => Err(secret_error(secret, e)),
     }
 }
 
 /// Check a base64 HMAC-SHA256 of `message` (Shopify-style).
-pub fn hmac_sha256_base64(secret: &str, message: &[u8], header: Option<&str>, what: &str) -> Result<(), DriverError> {
+pub fn hmac_sha256_base64(
+    secret: &str,
+    message: &[u8],
+    header: Option<&str>,
+    what: &str,
+) -> Result<(), DriverError> {
     let decoded: Vec<Vec<u8>> = header.and_then(decode_base64).into_iter().collect();
     hmac(secret, HmacAlgorithm::Sha256, message, &decoded, what)
 }
 
 /// Check a hex HMAC-SHA256 of `message`.
-pub fn hmac_sha256_hex(secret: &str, message: &[u8], header: Option<&str>, what: &str) -> Result<(), DriverError> {
+pub fn hmac_sha256_hex(
+    secret: &str,
+    message: &[u8],
+    header: Option<&str>,
+    what: &str,
+) -> Result<(), DriverError> {
     let decoded: Vec<Vec<u8>> = header.and_then(decode_hex).into_iter().collect();
     hmac(secret, HmacAlgorithm::Sha256, message, &decoded, what)
 }

@@ -15,7 +15,7 @@
 //!
 //! The `wasm32` component glue (`component.rs`) only wires these to the WIT imports
 //! (`clock`, `secrets.verify-hmac`, `http`) and exports. Build the component with
-//! `cargo build -p sluice-driver-stripe --target wasm32-wasip2 --release`.
+//! `cargo build -p sluice-driver-stripe --target wasm32-wasip2 --profile driver` (or `cargo xtask build-drivers`).
 
 pub mod events;
 pub mod normalize;

@@ -9,7 +9,7 @@ use crate::signature::DEFAULT_TOLERANCE_SECS;
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 
 /// JSON Schema (draft 2020-12) for an installation's settings.
-pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","description":"Connected account to poll on behalf of (sent as Stripe-Account)."}}}"#;
+pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","x-sluice-account-key":true,"description":"Connected account to poll on behalf of (sent as Stripe-Account); also routes app-level webhooks carrying this account."}}}"#;
 
 /// Parsed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]

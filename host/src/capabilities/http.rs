@@ -402,12 +402,13 @@ impl Host for CallState {
                 "outbound request budget for this call is spent".into(),
             )));
         }
-        self.http.remaining -= 1;
         let captures = request.capture.clone();
         let outgoing = match self.build(url, request).await? {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
+        // Only requests that leave the host count against the budget.
+        self.http.remaining -= 1;
         let client = self.http.shared.http.client.clone();
         let mut response = match client.execute(outgoing).await {
             Ok(r) => r,

@@ -13,34 +13,9 @@ use subtle::ConstantTimeEq;
 use super::{CallScope, CallState};
 use crate::runtime::secrets::{Error, HmacAlgorithm, Host};
 
-/// A secret's bytes, zeroed on drop.
-#[derive(Clone)]
-pub struct SecretValue(Vec<u8>);
-
-impl SecretValue {
-    pub fn new(bytes: Vec<u8>) -> Self {
-        Self(bytes)
-    }
-
-    pub fn expose(&self) -> &[u8] {
-        &self.0
-    }
-}
-
-impl Drop for SecretValue {
-    fn drop(&mut self) {
-        for b in self.0.iter_mut() {
-            // Volatile so the compiler cannot drop the wipe as a dead store.
-            unsafe { std::ptr::write_volatile(b, 0) };
-        }
-    }
-}
-
-impl std::fmt::Debug for SecretValue {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("SecretValue([redacted])")
-    }
-}
+/// A secret's bytes: zeroed on drop, `[redacted]` in `Debug` (the store's type, so a value
+/// read or captured here is committed without another copy).
+pub use sluice_store::SecretBytes as SecretValue;
 
 /// Where a call's secrets come from.
 #[derive(Clone)]
@@ -93,8 +68,7 @@ impl CallSecrets {
                 } => store
                     .get_secret(installation, name)
                     .await
-                    .map_err(|e| wasmtime::Error::msg(format!("reading secret {name:?}: {e}")))?
-                    .map(|bytes| SecretValue::new(bytes.expose().to_vec())),
+                    .map_err(|e| wasmtime::Error::msg(format!("reading secret {name:?}: {e}")))?,
             };
             self.cache.insert(name.to_string(), value);
         }

@@ -41,6 +41,17 @@ impl CallStateStore {
         }
     }
 
+    /// Whether this call may write `key`.
+    fn writable(&self, key: &str) -> Result<(), String> {
+        if key.is_empty() || key.len() > MAX_KEY_BYTES {
+            return Err(format!("state keys are 1 to {MAX_KEY_BYTES} bytes"));
+        }
+        if matches!(self.source, StateSource::None) {
+            return Err("no installation state in this call".into());
+        }
+        Ok(())
+    }
+
     pub fn take_writes(&mut self) -> Vec<StateWrite> {
         self.pending
             .drain()
@@ -72,23 +83,21 @@ impl Host for CallState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {
-        if key.is_empty() || key.len() > MAX_KEY_BYTES {
-            return Ok(Err(format!("state keys are 1 to {MAX_KEY_BYTES} bytes")));
-        }
         if value.len() > MAX_VALUE_BYTES {
             return Ok(Err(format!(
                 "state values are at most {MAX_VALUE_BYTES} bytes"
             )));
         }
-        if matches!(self.state.source, StateSource::None) {
-            return Ok(Err("no installation state in this call".into()));
-        }
-        self.state.pending.insert(key, Some(value));
-        Ok(Ok(()))
+        Ok(self.state.writable(&key).map(|()| {
+            self.state.pending.insert(key, Some(value));
+        }))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
-        self.state.pending.insert(key, None);
+        // The WIT function cannot fail: an unwritable key has nothing to delete.
+        if self.state.writable(&key).is_ok() {
+            self.state.pending.insert(key, None);
+        }
         Ok(())
     }
 }

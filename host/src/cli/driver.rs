@@ -69,6 +69,14 @@ impl DriverCommand {
                 settings,
                 now,
             } => {
+                // Driver `log` calls go to stderr; stdout stays one JSON document.
+                let _ = tracing_subscriber::fmt()
+                    .with_writer(std::io::stderr)
+                    .with_env_filter(
+                        tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
+                            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+                    )
+                    .try_init();
                 let clock = now.map_or(Clock::System, |s| Clock::Pinned(Duration::from_secs(s)));
                 let runtime = Runtime::new(
                     SandboxConfig::default(),
@@ -111,8 +119,15 @@ impl DriverCommand {
                 }
                 .await;
                 Ok(report(match result {
-                    Ok((processed, _reply)) => {
-                        json!({"ok": true, "events": processed.iter().map(|p| {
+                    Ok((processed, reply)) => {
+                        let reply = reply.map(|r| {
+                            json!({
+                                "status": r.status,
+                                "content_type": r.content_type,
+                                "body": String::from_utf8_lossy(&r.body),
+                            })
+                        });
+                        json!({"ok": true, "reply": reply, "events": processed.iter().map(|p| {
                         let mut event = json!({
                             "provider_event_id": p.raw.provider_event_id,
                             "event_type": p.raw.event_type,

@@ -52,9 +52,15 @@ pub struct DriverInfo {
     pub sha256: String,
 }
 
+/// The JSON Schema annotation that marks the settings property holding an installation's
+/// account key (Shopify `shop`, Stripe `account`), used to route app-level webhooks.
+pub const ACCOUNT_KEY_ANNOTATION: &str = "x-sluice-account-key";
+
 /// A loaded, linked, validated driver, ready to instantiate per call.
 pub struct LoadedDriver {
     pub info: DriverInfo,
+    /// The settings property marked with [`ACCOUNT_KEY_ANNOTATION`], if any.
+    pub account_key_setting: Option<String>,
     pub(crate) pre: DriverPre<CallState>,
     settings_validator: jsonschema::Validator,
     pub(crate) declared_secrets: Arc<[String]>,
@@ -87,6 +93,20 @@ impl LoadedDriver {
             Ok(())
         } else {
             Err(violations)
+        }
+    }
+
+    /// The installation's account key: its value of the annotated settings property.
+    pub fn account_key(&self, settings: &serde_json::Value) -> Option<String> {
+        let property = self.account_key_setting.as_deref()?;
+        settings.get(property)?.as_str().map(str::to_string)
+    }
+
+    /// The scope of a routing call (`route-key`): no installation, nothing granted.
+    pub fn routing_scope(&self) -> CallScope {
+        CallScope {
+            driver_id: self.info.id.clone(),
+            ..CallScope::metadata_only()
         }
     }
 
@@ -163,13 +183,35 @@ impl Runtime {
                     .map_err(|e| LoadError::InvalidMetadata(format!("outbound-hosts: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
+        let account_key_setting = account_key_setting(&info.settings_schema)?;
         Ok(LoadedDriver {
+            account_key_setting,
             declared_secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
             declared_hosts: declared_hosts.into(),
             settings_validator,
             pre,
             info,
         })
+    }
+}
+
+/// Find the one settings property annotated as the account key.
+fn account_key_setting(schema: &serde_json::Value) -> Result<Option<String>, LoadError> {
+    let Some(properties) = schema.get("properties").and_then(|p| p.as_object()) else {
+        return Ok(None);
+    };
+    let marked: Vec<_> = properties
+        .iter()
+        .filter(|(_, p)| p.get(ACCOUNT_KEY_ANNOTATION) == Some(&serde_json::Value::Bool(true)))
+        .map(|(name, _)| name.clone())
+        .collect();
+    match marked.as_slice() {
+        [] => Ok(None),
+        [one] => Ok(Some(one.clone())),
+        many => Err(LoadError::InvalidMetadata(format!(
+            "settings-schema marks {} properties with {ACCOUNT_KEY_ANNOTATION}; at most one may be",
+            many.len()
+        ))),
     }
 }
 
@@ -187,6 +229,12 @@ fn is_semver(s: &str) -> bool {
         && parts
             .iter()
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
+}
+
+/// `"0.1"` of `"0.1.3-rc.1"`.
+fn major_minor(version: &str) -> Option<&str> {
+    let core = version.split(['-', '+']).next()?;
+    core.rsplit_once('.').map(|(mm, _)| mm)
 }
 
 fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, LoadError> {
@@ -207,12 +255,7 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
         return bad("display-name is empty".into());
     }
     // Same major.minor: within 0.x a minor bump may change the world.
-    let compatible = |v: &str| {
-        is_semver(v)
-            && v.rsplit_once('.').map(|(mm, _)| mm)
-                == WIT_VERSION.rsplit_once('.').map(|(mm, _)| mm)
-    };
-    if !compatible(&raw.wit_version) {
+    if !is_semver(&raw.wit_version) || major_minor(&raw.wit_version) != major_minor(WIT_VERSION) {
         return bad(format!(
             "wit-version {:?} is not compatible with this host ({WIT_VERSION})",
             raw.wit_version
@@ -274,6 +317,21 @@ mod tests {
     use super::*;
 
     #[test]
+    fn account_key_property_is_found_and_unique() {
+        let schema = serde_json::json!({"properties": {"shop": {"type": "string", "x-sluice-account-key": true}, "x": {}}});
+        assert_eq!(
+            account_key_setting(&schema).unwrap().as_deref(),
+            Some("shop")
+        );
+        assert_eq!(
+            account_key_setting(&serde_json::json!({"type": "object"})).unwrap(),
+            None
+        );
+        let two = serde_json::json!({"properties": {"a": {"x-sluice-account-key": true}, "b": {"x-sluice-account-key": true}}});
+        assert!(account_key_setting(&two).is_err());
+    }
+
+    #[test]
     fn identifiers_and_versions() {
         assert!(is_identifier("stripe", 32, &['_', '-']));
         assert!(is_identifier("my-driver_2", 32, &['_', '-']));
@@ -283,5 +341,7 @@ mod tests {
         assert!(!is_identifier("a/b", 32, &['_', '-']));
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
+        assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
+        assert_eq!(major_minor(WIT_VERSION), Some("0.1"));
     }
 }

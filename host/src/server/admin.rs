@@ -21,13 +21,28 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 }
 
 fn installation_json(state: &AppState, i: &Installation) -> Value {
+    // Required secrets not set yet: the installation cannot take deliveries until they are.
+    let missing: Vec<String> = state
+        .drivers
+        .get(&i.driver_id)
+        .map(|d| {
+            d.info
+                .secrets
+                .iter()
+                .filter(|s| s.required && !i.secret_names.contains(&s.name))
+                .map(|s| s.name.clone())
+                .collect()
+        })
+        .unwrap_or_default();
     json!({
         "installation_id": i.id.as_str(),
         "driver_id": i.driver_id,
         "settings": i.settings,
+        "account_key": i.account_key,
         "created_at": i.created_at,
         "webhook_url": format!("{}/webhooks/{}", state.public_url, i.id),
         "secrets": i.secret_names,
+        "secrets_missing": missing,
     })
 }
 
@@ -89,8 +104,8 @@ pub async fn create_installation(
         .create_installation(NewInstallation {
             id,
             driver_id: driver.info.id.clone(),
+            account_key: driver.account_key(&request.settings),
             settings: request.settings,
-            account_key: None,
         })
         .await?;
     tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");

@@ -89,6 +89,15 @@ impl From<DeliveryError> for ApiError {
                 "overloaded",
                 "every sandbox slot is busy; retry",
             ),
+            DeliveryError::NotReady(m) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "installation_not_ready",
+                format!("{m}; nothing was stored"),
+            ),
+            // Deleted between lookup and commit.
+            DeliveryError::Storage(sluice_store::StoreError::NotFound) => {
+                ApiError::not_found("unknown installation")
+            }
             DeliveryError::DriverFailed(m) => {
                 tracing::warn!(reason = %m, "driver failed; nothing stored");
                 ApiError::new(

@@ -48,6 +48,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/webhooks/{installation_id}", post(webhooks::receive))
+        .route(
+            "/webhooks/drivers/{driver_id}",
+            post(webhooks::receive_for_driver),
+        )
         .nest("/v1", admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

@@ -110,6 +110,7 @@ fn aad(installation_id: &InstallationId, name: &str) -> Vec<u8> {
 
 /// A decrypted secret. The bytes are overwritten with zeros when the value is dropped, and
 /// `Debug` prints `[redacted]`, so a secret cannot leak through a log line by accident.
+#[derive(Clone)]
 pub struct SecretBytes(Vec<u8>);
 
 impl SecretBytes {

@@ -3,6 +3,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::crypto::SecretBytes;
 use crate::store::Backend;
 use crate::{InstallationId, Store, StoreError};
 
@@ -29,6 +30,9 @@ pub struct Delivery {
     pub events: Vec<IngestedEvent>,
     /// Driver state changes made during the call (e.g. the polling cursor), applied in order.
     pub state_writes: Vec<StateWrite>,
+    /// Secrets the host captured from provider responses during the call (OAuth tokens),
+    /// by name; stored encrypted, in the same transaction.
+    pub secret_writes: Vec<(String, SecretBytes)>,
 }
 
 /// One raw provider event and what normalizing it gave.
@@ -347,6 +351,24 @@ impl Store {
                         .await?;
                 }
             }
+        }
+
+        for (name, value) in &delivery.secret_writes {
+            let ciphertext =
+                self.cipher
+                    .encrypt(&delivery.installation_id, name, value.expose())?;
+            sqlx::query(
+                "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (installation_id, name) \
+                 DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+            )
+            .bind(delivery.installation_id.as_str())
+            .bind(name.as_str())
+            .bind(ciphertext)
+            .bind(crate::store::now_rfc3339())
+            .execute(&mut *tx)
+            .await?;
         }
 
         tx.commit().await?;

@@ -6,7 +6,7 @@ use common::TestDb;
 use serde_json::json;
 use sluice_store::{
     Delivery, IngestedEvent, InstallationId, NewEvent, NewInstallation, NormalizeOutcome,
-    RawEventStatus, StateWrite, Store, StoreError,
+    RawEventStatus, SecretBytes, StateWrite, Store, StoreError,
 };
 
 both_backends!(
@@ -24,6 +24,7 @@ both_backends!(
     event_cursor_pages_in_order,
     failing_commit_leaves_nothing,
     commit_to_unknown_or_deleted_installation,
+    captured_secrets_commit_with_the_delivery,
 );
 
 fn iid(s: &str) -> InstallationId {
@@ -98,6 +99,7 @@ fn delivery(
         received_at: "2026-01-02T03:04:05Z".into(),
         events,
         state_writes,
+        secret_writes: Vec::new(),
     }
 }
 
@@ -811,4 +813,40 @@ async fn commit_to_unknown_or_deleted_installation(db: &TestDb) {
     assert_eq!(store.count_raw_events(&id).await.unwrap(), 0);
     assert!(store.get_state(&id, "k").await.unwrap().is_none());
     store.close().await;
+}
+
+/// Tokens captured from a provider response are stored with the delivery, or not at all.
+async fn captured_secrets_commit_with_the_delivery(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "hotmart", None).await;
+    let token = || {
+        vec![(
+            "access_token".to_string(),
+            SecretBytes::new(b"tok_1".to_vec()),
+        )]
+    };
+
+    let mut d = delivery(&id, vec![normalized("evt_1", &["ce_1"])], vec![]);
+    d.secret_writes = token();
+    store.commit_delivery(d).await.unwrap();
+    let got = store
+        .get_secret(&id, "access_token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.expose(), b"tok_1");
+
+    // A delivery that fails (reused CloudEvent id) must not replace the token.
+    let mut d = delivery(&id, vec![normalized("evt_2", &["ce_1"])], vec![]);
+    d.secret_writes = vec![(
+        "access_token".to_string(),
+        SecretBytes::new(b"tok_2".to_vec()),
+    )];
+    assert!(store.commit_delivery(d).await.is_err());
+    let got = store
+        .get_secret(&id, "access_token")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(got.expose(), b"tok_1");
 }
