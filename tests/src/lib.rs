@@ -10,7 +10,6 @@
 //! - `SLUICE_TEST_POSTGRES_URL`: a PostgreSQL server; Postgres tests are skipped without it.
 
 use std::collections::hash_map::RandomState;
-use std::fs::File;
 use std::hash::{BuildHasher, Hasher};
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -227,6 +226,17 @@ pub fn stripe_signature(payload: &[u8], secret: &str, timestamp: Option<i64>) ->
 // `sluice driver test`
 // ---------------------------------------------------------------------------------------
 
+/// A `sluice` command for a CLI run: no inherited `SLUICE_*` variables, working and data
+/// directories inside `dir`, no stdin. Add the arguments and run it.
+pub fn sluice_cli(dir: &Path) -> Command {
+    let mut cmd = Command::new(sluice_bin());
+    scrub_sluice_env(&mut cmd);
+    cmd.env("SLUICE_DATA_DIR", dir.join("data"))
+        .current_dir(dir)
+        .stdin(Stdio::null());
+    cmd
+}
+
 /// One run of `sluice driver test`.
 #[derive(Debug, Default)]
 pub struct DriverTest<'a> {
@@ -262,7 +272,7 @@ impl DriverTest<'_> {
         let dir = TempDir::new("sluice-driver-test");
         let body_file = dir.path().join("body");
         std::fs::write(&body_file, self.body).expect("writing body");
-        let mut cmd = Command::new(sluice_bin());
+        let mut cmd = sluice_cli(dir.path());
         cmd.args(["driver", "test", "--driver"])
             .arg(&self.driver)
             .arg("--body")
@@ -279,10 +289,6 @@ impl DriverTest<'_> {
         if let Some(now) = self.now {
             cmd.args(["--now", &now.to_string()]);
         }
-        scrub_sluice_env(&mut cmd);
-        cmd.env("SLUICE_DATA_DIR", dir.path().join("data"))
-            .current_dir(dir.path())
-            .stdin(Stdio::null());
         let out = cmd.output().expect("running sluice driver test");
         let stdout = String::from_utf8_lossy(&out.stdout);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
@@ -420,6 +426,8 @@ pub struct Sluice {
     pub backend: Backend,
     client: reqwest::Client,
     log_path: PathBuf,
+    database_url: String,
+    env: Vec<(String, String)>,
     // Dropped after the child is killed (field order matters for the database).
     _pg: Option<PgDatabase>,
     dir: TempDir,
@@ -434,6 +442,16 @@ impl Sluice {
 
     /// Like [`Sluice::start`], with extra environment variables for the server.
     pub async fn start_with_env(backend: Backend, env: &[(&str, &str)]) -> Option<Self> {
+        Self::start_with(backend, env, &[]).await
+    }
+
+    /// Like [`Sluice::start_with_env`], with extra files (`name`, bytes) written into the
+    /// drivers dir beside `stripe.wasm` and `faulty.wasm` before the server starts.
+    pub async fn start_with(
+        backend: Backend,
+        env: &[(&str, &str)],
+        extra_drivers: &[(&str, &[u8])],
+    ) -> Option<Self> {
         let pg_admin_url = match backend {
             Backend::Sqlite => None,
             Backend::Postgres => match std::env::var("SLUICE_TEST_POSTGRES_URL") {
@@ -448,9 +466,8 @@ impl Sluice {
         };
 
         let dir = TempDir::new("sluice-e2e");
-        let data_dir = dir.path().join("data");
         let drivers_dir = dir.path().join("drivers");
-        std::fs::create_dir_all(&data_dir).expect("creating data dir");
+        std::fs::create_dir_all(dir.path().join("data")).expect("creating data dir");
         std::fs::create_dir_all(&drivers_dir).expect("creating drivers dir");
         for (name, from) in [
             ("stripe", bundled_driver("stripe")),
@@ -458,6 +475,10 @@ impl Sluice {
         ] {
             std::fs::copy(&from, drivers_dir.join(format!("{name}.wasm")))
                 .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+        }
+        for (name, bytes) in extra_drivers {
+            std::fs::write(drivers_dir.join(name), bytes)
+                .unwrap_or_else(|e| panic!("writing driver file {name}: {e}"));
         }
 
         let pg = pg_admin_url.map(|url| {
@@ -468,11 +489,47 @@ impl Sluice {
             None => format!("sqlite://{}", dir.path().join("sluice.db").display()),
         };
 
-        let port = free_port();
-        let listen = format!("127.0.0.1:{port}");
-        let admin_token = format!("test-token-{}", random_hex());
-        let log_path = dir.path().join("sluice.log");
-        let log = File::create(&log_path).expect("creating log file");
+        let client = reqwest::Client::builder()
+            .timeout(REQUEST_TIMEOUT)
+            .build()
+            .expect("building HTTP client");
+        let mut sluice = Self {
+            child: None,
+            base_url: String::new(),
+            admin_token: format!("test-token-{}", random_hex()),
+            backend,
+            client,
+            log_path: dir.path().join("sluice.log"),
+            database_url,
+            env: env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            _pg: pg,
+            dir,
+        };
+        sluice.spawn();
+        sluice.wait_ready().await;
+        Some(sluice)
+    }
+
+    /// Stops the server and starts it again on a new port, with the same data dir,
+    /// database, drivers dir, admin token and environment. Its output is appended to
+    /// the same log.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn();
+        self.wait_ready().await;
+    }
+
+    /// Starts `sluice serve` on a free port; output goes to the end of the log.
+    fn spawn(&mut self) {
+        let listen = format!("127.0.0.1:{}", free_port());
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log_path)
+            .expect("opening log file");
         let log_err = log.try_clone().expect("cloning log file handle");
 
         let mut cmd = Command::new(sluice_bin());
@@ -481,36 +538,20 @@ impl Sluice {
         scrub_sluice_env(&mut cmd);
         cmd.arg("serve")
             .env("SLUICE_LISTEN", &listen)
-            .env("SLUICE_DATABASE_URL", &database_url)
-            .env("SLUICE_DRIVERS_DIR", &drivers_dir)
-            .env("SLUICE_DATA_DIR", &data_dir)
-            .env("SLUICE_ADMIN_TOKEN", &admin_token)
+            .env("SLUICE_DATABASE_URL", &self.database_url)
+            .env("SLUICE_DRIVERS_DIR", self.drivers_dir())
+            .env("SLUICE_DATA_DIR", self.data_dir())
+            .env("SLUICE_ADMIN_TOKEN", &self.admin_token)
             .env("SLUICE_LOG", "info")
-            .current_dir(dir.path())
+            .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
             .stderr(log_err);
-        for (key, value) in env {
+        for (key, value) in &self.env {
             cmd.env(key, value);
         }
-        let child = cmd.spawn().expect("starting sluice serve");
-
-        let client = reqwest::Client::builder()
-            .timeout(REQUEST_TIMEOUT)
-            .build()
-            .expect("building HTTP client");
-        let mut sluice = Self {
-            child: Some(child),
-            base_url: format!("http://{listen}"),
-            admin_token,
-            backend,
-            client,
-            log_path,
-            _pg: pg,
-            dir,
-        };
-        sluice.wait_ready().await;
-        Some(sluice)
+        self.child = Some(cmd.spawn().expect("starting sluice serve"));
+        self.base_url = format!("http://{listen}");
     }
 
     /// Polls `GET /healthz` until it answers 200 (bounded by `READY_TIMEOUT`).
@@ -564,6 +605,16 @@ impl Sluice {
     /// The server's temporary directory (data dir, drivers dir, log, SQLite file).
     pub fn dir(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The server's `SLUICE_DATA_DIR` (master key, compiled-code `cache/`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.dir.path().join("data")
+    }
+
+    /// The server's `SLUICE_DRIVERS_DIR`.
+    pub fn drivers_dir(&self) -> PathBuf {
+        self.dir.path().join("drivers")
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,4 +1,5 @@
-//! A driver that traps, loops forever or floods the host fails only its own call:
+//! A driver that traps, loops forever, floods the host or exhausts its memory fails only
+//! its own call:
 //! nothing is stored for it, and the Stripe installation beside it keeps working.
 
 use std::time::{Duration, Instant};
@@ -7,6 +8,7 @@ use serde_json::json;
 use sluice_tests::{Backend, Sluice, both_backends, stripe_charge_variant};
 
 both_backends!(faulty_calls_fail_alone => sqlite_faulty_calls_fail_alone, postgres_faulty_calls_fail_alone);
+both_backends!(out_of_memory_fails_alone => sqlite_out_of_memory_fails_alone, postgres_out_of_memory_fails_alone);
 both_backends!(faulty_refusals_and_failed_normalization => sqlite_faulty_refusals_and_failed_normalization, postgres_faulty_refusals_and_failed_normalization);
 
 /// The host's default deadline is 2 s per delivery; allow generous slack on a busy machine.
@@ -89,6 +91,35 @@ async fn faulty_calls_fail_alone(backend: Backend) {
         .admin(reqwest::Method::GET, "/readyz", None)
         .await
         .expect_status(200);
+}
+
+/// `oom` allocates and touches 200 MiB; the host caps a driver's memory at 64 MiB.
+async fn out_of_memory_fails_alone(backend: Backend) {
+    let Some(sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    let (stripe, secret) = sluice.stripe_installation().await;
+    let oom = faulty(&sluice, "oom").await;
+
+    let resp = sluice.post_webhook(&oom, &[], body("evt_oom")).await;
+    resp.expect_status(500);
+    assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
+    // The limit stopped it (the allocation failed and the guest aborted), not the
+    // driver's own report of having touched it all.
+    assert!(resp.text.contains("trapped"), "{}", resp.text);
+    assert!(
+        !resp.text.contains("allocated and read"),
+        "the driver used 200 MiB: {}",
+        resp.text
+    );
+    assert!(sluice.events(&oom).await.is_empty());
+
+    let payload = stripe_charge_variant("evt_e2e_after_oom", "ch_e2e_after_oom", "usd", 100);
+    sluice
+        .post_stripe(&stripe, &secret, &payload)
+        .await
+        .expect_status(200);
+    assert_eq!(sluice.events(&stripe).await.len(), 1);
 }
 
 async fn faulty_refusals_and_failed_normalization(backend: Backend) {

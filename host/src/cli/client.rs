@@ -132,10 +132,7 @@ impl AdminClient {
 }
 
 fn print(value: &Value) {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(value).unwrap_or_default()
-    );
+    super::print_json(value);
 }
 
 impl InstallationsCommand {

@@ -58,7 +58,7 @@ impl DriverCommand {
                     None,
                 )?;
                 let driver = runtime.load_driver(&read(&file)?).await?;
-                println!("{}", serde_json::to_string_pretty(&driver.info)?);
+                super::print_json(&driver.info);
                 Ok(ExitCode::SUCCESS)
             }
             DriverCommand::Test {
@@ -162,10 +162,7 @@ fn error_code(e: &CallError) -> &'static str {
 }
 
 fn report(value: Value) -> ExitCode {
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&value).unwrap_or_default()
-    );
+    super::print_json(&value);
     if value["ok"] == Value::Bool(true) {
         ExitCode::SUCCESS
     } else {

@@ -57,6 +57,14 @@ pub struct ServerArgs {
     pub data_dir: PathBuf,
 }
 
+/// Print a JSON document on stdout. A closed pipe (`sluice events list | head`) is not an
+/// error worth a panic: the reader has what it wanted.
+pub(crate) fn print_json(value: &impl serde::Serialize) {
+    use std::io::Write;
+    let text = serde_json::to_string_pretty(value).unwrap_or_default();
+    let _ = writeln!(std::io::stdout().lock(), "{text}");
+}
+
 /// Run the command line; errors are printed with their context chain.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();

@@ -70,7 +70,14 @@ fn classify(error: wasmtime::Error) -> CallError {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
         CallError::Timeout
     } else {
-        CallError::Trap(format!("{error:#}"))
+        // The full chain (with the wasm backtrace) is for the operator's log; callers get
+        // the root cause, e.g. "wasm trap: wasm `unreachable` instruction executed".
+        tracing::warn!(error = ?error, "driver trapped");
+        let mut root: &dyn std::error::Error = &*error;
+        while let Some(source) = root.source() {
+            root = source;
+        }
+        CallError::Trap(root.to_string())
     }
 }
 

@@ -100,6 +100,15 @@ impl From<DeliveryError> for ApiError {
             }
             DeliveryError::DriverFailed(m) => {
                 tracing::warn!(reason = %m, "driver failed; nothing stored");
+                // The caller gets the first line only: a trap carries a wasm backtrace that
+                // is for the operator's log, not for whoever sent the webhook.
+                let m = m
+                    .lines()
+                    .next()
+                    .unwrap_or_default()
+                    .chars()
+                    .take(300)
+                    .collect::<String>();
                 ApiError::new(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "driver_failed",

@@ -1,6 +1,10 @@
 //! `faulty`: a test-only driver whose behaviour is chosen by the installation's `mode`
-//! setting. It traps, loops forever, refuses, or floods the host with output, so the
-//! end-to-end tests can check that one bad driver fails only its own calls.
+//! setting. It traps, loops forever, refuses, floods the host with output, allocates
+//! past the memory limit, or fetches the settings' `url`, so the end-to-end tests can
+//! check that one bad driver fails only its own calls and that outbound grants hold.
+//!
+//! With the `bad-metadata` feature its metadata has an invalid id, so the host must
+//! refuse to load it.
 //!
 //! Written against the WIT world with `wit-bindgen` directly (not the SDK) on purpose:
 //! the host's isolation guarantees must not depend on SDK behaviour.
@@ -15,9 +19,19 @@ use exports::sluice::driver::ingest::{self, PollResult, RawEvent, WebhookOutcome
 use exports::sluice::driver::metadata::{self, AuthKind, DriverInfo, IngestionMode};
 use exports::sluice::driver::normalize;
 use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
+use sluice::driver::http;
 use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output"]}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+
+/// The id in the metadata: invalid in the `bad-metadata` build.
+#[cfg(not(feature = "bad-metadata"))]
+const DRIVER_ID: &str = "faulty";
+#[cfg(feature = "bad-metadata")]
+const DRIVER_ID: &str = "Bad Id!";
+
+/// What `oom` mode allocates and touches: far over the host's 64 MiB memory cap.
+const OOM_BYTES: usize = 200 << 20;
 
 /// Number of events and size of each payload in `huge-output` mode (10,000 × 1 KiB).
 const HUGE_COUNT: usize = 10_000;
@@ -34,6 +48,8 @@ enum Mode {
     Unauthorized,
     NormalizeError,
     HugeOutput,
+    Oom,
+    Fetch,
 }
 
 /// Reads `mode` from the settings JSON text. The host validated it against the schema,
@@ -46,6 +62,8 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("unauthorized") => Mode::Unauthorized,
         Some("normalize-error") => Mode::NormalizeError,
         Some("huge-output") => Mode::HugeOutput,
+        Some("oom") => Mode::Oom,
+        Some("fetch") => Mode::Fetch,
         _ => Mode::Ok,
     }
 }
@@ -82,13 +100,13 @@ fn json_string_field(json: &[u8], key: &str) -> Option<String> {
 impl metadata::Guest for Faulty {
     fn get() -> DriverInfo {
         DriverInfo {
-            id: "faulty".into(),
+            id: DRIVER_ID.into(),
             version: "0.1.0".into(),
             display_name: "Faulty (test driver)".into(),
             auth_kind: AuthKind::None,
             ingestion_modes: vec![IngestionMode::Webhook],
             settings_schema: SETTINGS_SCHEMA.into(),
-            outbound_hosts: vec![],
+            outbound_hosts: vec!["https://api.example.com".into()],
             secrets: vec![],
             wit_version: "0.1.0".into(),
         }
@@ -142,17 +160,20 @@ impl ingest::Guest for Faulty {
                     payload: vec![b'x'; HUGE_PAYLOAD],
                 })
                 .collect(),
+            Mode::Oom => {
+                let touched = touch_memory(OOM_BYTES);
+                return Err(DriverError::Internal(format!(
+                    "allocated and read {touched} bytes past the memory limit"
+                )));
+            }
+            Mode::Fetch => {
+                let url = json_string_field(ctx.settings.as_bytes(), "url")
+                    .ok_or_else(|| DriverError::InvalidSettings("fetch needs `url`".into()))?;
+                vec![raw_event(&request, fetch(url)?)?]
+            }
             Mode::Ok | Mode::Unauthorized | Mode::NormalizeError => {
-                let id = json_string_field(&request.body, "id")
-                    .filter(|id| !id.is_empty())
-                    .ok_or_else(|| DriverError::BadRequest("body has no string `id`".into()))?;
-                vec![RawEvent {
-                    provider_event_id: id,
-                    event_type: "faulty.event".into(),
-                    account_key: None,
-                    occurred_at: None,
-                    payload: request.body,
-                }]
+                let payload = request.body.clone();
+                vec![raw_event(&request, payload)?]
             }
         };
         Ok(WebhookOutcome {
@@ -164,6 +185,45 @@ impl ingest::Guest for Faulty {
     fn poll(_: CallContext, _: Option<String>) -> Result<PollResult, DriverError> {
         Err(DriverError::Unsupported("faulty is webhook-only".into()))
     }
+}
+
+/// One `faulty.event` with the request body's `id` and the given payload.
+fn raw_event(request: &IncomingRequest, payload: Vec<u8>) -> Result<RawEvent, DriverError> {
+    let id = json_string_field(&request.body, "id")
+        .filter(|id| !id.is_empty())
+        .ok_or_else(|| DriverError::BadRequest("body has no string `id`".into()))?;
+    Ok(RawEvent {
+        provider_event_id: id,
+        event_type: "faulty.event".into(),
+        account_key: None,
+        occurred_at: None,
+        payload,
+    })
+}
+
+/// GET `url` through the host; the body of a `200`, or the error as `internal`.
+fn fetch(url: String) -> Result<Vec<u8>, DriverError> {
+    let request = http::Request {
+        method: http::Method::Get,
+        url,
+        headers: vec![],
+        body: http::Body::Empty,
+        credential: None,
+        capture: vec![],
+        timeout_ms: Some(5_000),
+    };
+    match http::send(&request) {
+        Ok(response) if response.status == 200 => Ok(response.body),
+        Ok(response) => Err(DriverError::Internal(format!("status {}", response.status))),
+        Err(e) => Err(DriverError::Internal(format!("{e:?}"))),
+    }
+}
+
+/// Allocates `bytes`, writes every byte and reads them all back; the host's memory
+/// limit must stop it first.
+fn touch_memory(bytes: usize) -> usize {
+    let buffer = std::hint::black_box(vec![1u8; bytes]);
+    buffer.iter().map(|&b| usize::from(b)).sum()
 }
 
 /// Never returns; the host's epoch deadline has to interrupt it.

@@ -1,0 +1,179 @@
+//! Outbound HTTP grants: a driver reaches only origins it declared or the operator
+//! granted, and loopback only through an explicit `SLUICE_ALLOW_HOSTS` grant. The
+//! faulty driver's `fetch` mode GETs its `url` setting and stores the body as an event.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use sluice_tests::{Backend, Sluice, both_backends};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+
+both_backends!(loopback_is_denied_without_a_grant => sqlite_loopback_is_denied_without_a_grant, postgres_loopback_is_denied_without_a_grant);
+both_backends!(only_granted_origins_are_reached => sqlite_only_granted_origins_are_reached, postgres_only_granted_origins_are_reached);
+
+const FAKE_BODY: &str = r#"{"fetched":true}"#;
+
+/// A tiny HTTP server answering every request `200` with [`FAKE_BODY`] (or `302` to a
+/// location); it records the connections and request lines it saw and stops when dropped.
+struct Fake {
+    addr: SocketAddr,
+    connections: Arc<AtomicUsize>,
+    requests: Arc<Mutex<Vec<String>>>,
+    task: JoinHandle<()>,
+}
+
+impl Fake {
+    async fn start(ip: &str) -> Self {
+        Self::start_answering(ip, None).await
+    }
+
+    /// A fake answering every request `302 Found` with `location`.
+    async fn redirecting(ip: &str, location: String) -> Self {
+        Self::start_answering(ip, Some(location)).await
+    }
+
+    async fn start_answering(ip: &str, redirect: Option<String>) -> Self {
+        let listener = TcpListener::bind((ip, 0))
+            .await
+            .unwrap_or_else(|e| panic!("binding {ip}:0: {e}"));
+        let addr = listener.local_addr().expect("local address");
+        let connections = Arc::new(AtomicUsize::new(0));
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (seen, lines) = (connections.clone(), requests.clone());
+        let response = match redirect {
+            None => format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{FAKE_BODY}",
+                FAKE_BODY.len()
+            ),
+            Some(location) => format!(
+                "HTTP/1.1 302 Found\r\nlocation: {location}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            ),
+        };
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                seen.fetch_add(1, Ordering::SeqCst);
+                // Bounded: a client that never finishes its request is dropped.
+                let _ = tokio::time::timeout(
+                    Duration::from_secs(10),
+                    answer(stream, &lines, &response),
+                )
+                .await;
+            }
+        });
+        Self {
+            addr,
+            connections,
+            requests,
+            task,
+        }
+    }
+
+    fn connections(&self) -> usize {
+        self.connections.load(Ordering::SeqCst)
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
+}
+
+impl Drop for Fake {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// Reads one request head, records its request line (before answering, so the test sees
+/// it once the host has the response) and answers it.
+async fn answer(mut stream: TcpStream, lines: &Mutex<Vec<String>>, response: &str) -> Option<()> {
+    let mut head = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let n = stream.read(&mut buf).await.ok()?;
+        if n == 0 || head.len() > 64 * 1024 {
+            return None;
+        }
+        head.extend_from_slice(&buf[..n]);
+    }
+    let head = String::from_utf8_lossy(&head).into_owned();
+    lines
+        .lock()
+        .unwrap()
+        .push(head.lines().next().unwrap_or_default().to_string());
+    stream.write_all(response.as_bytes()).await.ok()?;
+    let _ = stream.shutdown().await;
+    Some(())
+}
+
+/// A faulty installation in `fetch` mode for `url`; returns its id.
+async fn fetcher(sluice: &Sluice, url: &str) -> String {
+    let inst = sluice
+        .create_installation("faulty", json!({"mode": "fetch", "url": url}))
+        .await;
+    inst["installation_id"].as_str().unwrap().to_string()
+}
+
+fn body(id: &str) -> Vec<u8> {
+    format!(r#"{{"id":"{id}"}}"#).into_bytes()
+}
+
+/// Posts to a fetcher and checks the driver failed with `reason` (the driver's debug
+/// rendering of what `http.send` gave it) and nothing was stored.
+async fn expect_fetch_failed(sluice: &Sluice, inst: &str, id: &str, reason: &str) {
+    let resp = sluice.post_webhook(inst, &[], body(id)).await;
+    resp.expect_status(500);
+    assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
+    assert!(resp.text.contains(reason), "not {reason:?}: {}", resp.text);
+    let events = sluice.events(inst).await;
+    assert!(events.is_empty(), "stored {events:#?}");
+}
+
+async fn loopback_is_denied_without_a_grant(backend: Backend) {
+    let fake = Fake::start("127.0.0.1").await;
+    let Some(sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    let inst = fetcher(&sluice, &format!("http://{}/x", fake.addr)).await;
+    expect_fetch_failed(&sluice, &inst, "evt_no_grant", "Error::Denied(").await;
+    assert_eq!(fake.connections(), 0, "requests: {:?}", fake.requests());
+}
+
+async fn only_granted_origins_are_reached(backend: Backend) {
+    let fake = Fake::start("127.0.0.1").await;
+    // Same loopback network, different host: neither declared nor granted.
+    let other = Fake::start("127.0.0.2").await;
+    let Some(sluice) =
+        Sluice::start_with_env(backend, &[("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*")]).await
+    else {
+        return;
+    };
+
+    let inst = fetcher(&sluice, &format!("http://{}/x", fake.addr)).await;
+    let resp = sluice.post_webhook(&inst, &[], body("evt_granted")).await;
+    resp.expect_status(200);
+    assert_eq!(resp.json, json!({"accepted": 1, "duplicates": 0}));
+    let events = sluice.events(&inst).await;
+    assert_eq!(events.len(), 1, "{events:#?}");
+    assert_eq!(events[0]["sluiceprovidereventid"], "evt_granted");
+    assert_eq!(events[0]["type"], "unmapped.faulty.event");
+    assert_eq!(fake.requests(), ["GET /x HTTP/1.1"]);
+    assert_eq!(fake.connections(), 1);
+
+    let denied = fetcher(&sluice, &format!("http://{}/", other.addr)).await;
+    expect_fetch_failed(&sluice, &denied, "evt_other_host", "Error::Denied(").await;
+    assert_eq!(other.connections(), 0, "requests: {:?}", other.requests());
+    assert_eq!(fake.connections(), 1);
+
+    // A granted origin cannot bounce the request to one that is not: redirects are
+    // handed to the driver, never followed.
+    let bouncer = Fake::redirecting("127.0.0.1", format!("http://{}/", other.addr)).await;
+    let bounced = fetcher(&sluice, &format!("http://{}/r", bouncer.addr)).await;
+    expect_fetch_failed(&sluice, &bounced, "evt_redirect", "status 302").await;
+    assert_eq!(bouncer.requests(), ["GET /r HTTP/1.1"]);
+    assert_eq!(other.connections(), 0, "requests: {:?}", other.requests());
+}
