@@ -13,12 +13,29 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 const WASM_TARGET: &str = "wasm32-wasip2";
+/// Cargo profile for driver components: release, stripped (see the workspace Cargo.toml).
+const DRIVER_PROFILE: &str = "driver";
 
 /// Drivers shipped with Sluice: (cargo package, driver name). Built into `target/drivers/`.
-const BUNDLED: &[(&str, &str)] = &[("sluice-driver-stripe", "stripe")];
+const BUNDLED: &[(&str, &str)] = &[
+    ("sluice-driver-stripe", "stripe"),
+    ("sluice-driver-shopify", "shopify"),
+    ("sluice-driver-hotmart", "hotmart"),
+];
 
 /// Drivers that exist only for tests: built into `target/test-drivers/`, never shipped.
-const TEST_ONLY: &[(&str, &str)] = &[("sluice-test-driver-faulty", "faulty")];
+const TEST_ONLY: &[(&str, &str)] = &[
+    ("sluice-test-driver-faulty", "faulty"),
+    ("sluice-example-driver", "acme"),
+];
+
+/// Test-only builds of a package with a cargo feature: (cargo package, feature, driver
+/// name). Built one by one after the others and copied into `target/test-drivers/`.
+const TEST_VARIANTS: &[(&str, &str, &str)] = &[(
+    "sluice-test-driver-faulty",
+    "bad-metadata",
+    "faulty-bad-metadata",
+)];
 
 const USAGE: &str = "\
 usage: cargo xtask <command>
@@ -159,26 +176,54 @@ fn ensure_target() -> Result<()> {
 fn build_drivers(ws: &Workspace) -> Result<()> {
     ensure_target()?;
     let mut cmd = ws.cargo();
-    cmd.args(["build", "--release", "--target", WASM_TARGET]);
+    cmd.args([
+        "build",
+        "--profile",
+        DRIVER_PROFILE,
+        "--target",
+        WASM_TARGET,
+    ]);
     for (package, _) in BUNDLED.iter().chain(TEST_ONLY) {
         cmd.args(["-p", package]);
     }
     status(&mut cmd)?;
 
-    let built = ws.target.join(WASM_TARGET).join("release");
+    let built = ws.target.join(WASM_TARGET).join(DRIVER_PROFILE);
     for (list, dest) in [
         (BUNDLED, ws.drivers_dir()),
         (TEST_ONLY, ws.test_drivers_dir()),
     ] {
         std::fs::create_dir_all(&dest).with_context(|| format!("creating {}", dest.display()))?;
         for (package, name) in list {
-            let from = built.join(format!("{}.wasm", package.replace('-', "_")));
-            let to = dest.join(format!("{name}.wasm"));
-            std::fs::copy(&from, &to)
-                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
-            eprintln!("xtask: {name} -> {}", to.display());
+            copy_driver(&built, package, &dest, name)?;
         }
     }
+
+    // A variant writes the same output file as the package's normal build, so each one
+    // is built on its own and copied away before the next build.
+    for (package, feature, name) in TEST_VARIANTS {
+        let mut cmd = ws.cargo();
+        cmd.args([
+            "build",
+            "--profile",
+            DRIVER_PROFILE,
+            "--target",
+            WASM_TARGET,
+        ])
+        .args(["-p", package, "--features", feature]);
+        status(&mut cmd)?;
+        copy_driver(&built, package, &ws.test_drivers_dir(), name)?;
+    }
+    Ok(())
+}
+
+/// Copies the component cargo built for `package` to `<dest>/<name>.wasm`.
+fn copy_driver(built: &Path, package: &str, dest: &Path, name: &str) -> Result<()> {
+    let from = built.join(format!("{}.wasm", package.replace('-', "_")));
+    let to = dest.join(format!("{name}.wasm"));
+    std::fs::copy(&from, &to)
+        .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+    eprintln!("xtask: {name} -> {}", to.display());
     Ok(())
 }
 
@@ -253,21 +298,7 @@ fn install_peers(ws: &Workspace) -> Result<()> {
 }
 
 fn bench(ws: &Workspace, rest: &[OsString]) -> Result<()> {
-    let out = ws
-        .cargo()
-        .args(["metadata", "--no-deps", "--format-version", "1"])
-        .output()
-        .context("running cargo metadata")?;
-    if !out.status.success() {
-        bail!(
-            "cargo metadata failed: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-    let metadata = String::from_utf8_lossy(&out.stdout);
-    if !metadata.contains(r#""name":"sluice-bench""#) {
-        bail!("no `sluice-bench` package in this workspace yet: there are no benchmarks to run");
-    }
+    build_drivers(ws)?;
     status(
         ws.cargo()
             .args(["run", "--release", "-p", "sluice-bench", "--"])

@@ -1,0 +1,528 @@
+//! Shopify payloads → canonical records.
+//!
+//! - `orders/create|updated|paid|cancelled|fulfilled|partially_fulfilled` → one `order`.
+//!   The payload is the order object (a webhook body) or the REST envelope
+//!   `{"order": {…}}` (what `GET orders/{id}.json` returns), which is unwrapped.
+//! - `refunds/create` → one `refund`.
+//! - `customers/create|update` → one `customer` (`created` / `updated`).
+//! - anything else → `unmapped` (object type = the topic's resource), never dropped.
+//!
+//! Money: Shopify sends decimal strings in the shop currency (`currency`); they become minor
+//! units by the currency's ISO 4217 exponent, exactly (`"1000"` and `"1000.00"` JPY → 1000).
+//! Order totals are the order's *original* amounts (`subtotal_price`, `total_tax`,
+//! `total_discounts`, `total_shipping_price_set.shop_money`, `total_price`); the current
+//! total after edits and refunds is kept in metadata as `current_total_price`.
+//! A line item's `total` is `price × quantity − Σ discount_allocations`.
+//! A refund's amount is the sum of its successful `refund` transactions (the money actually
+//! returned); a refund without transactions (restock only) falls back to the sum of its
+//! `refund_line_items` `subtotal_set` + `total_tax_set` shop amounts.
+//! Ids (integers, possibly beyond 2^53) are read as exact decimal text.
+
+use serde_json::Value;
+use sluice_sdk::canonical::{
+    Address, CanonicalRecord, Change, Customer, FinancialStatus, FulfillmentStatus, LineItem,
+    Order, OrderStatus, RecordData, Refund, RefundStatus, Unmapped,
+};
+use sluice_sdk::json::{at, i64_field, id_field, str_field, string_field};
+use sluice_sdk::{Datetime, Money, enums, money, time};
+
+/// Why a payload could not be normalized.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizeError(pub String);
+
+impl std::fmt::Display for NormalizeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for NormalizeError {}
+
+type Result<T> = std::result::Result<T, NormalizeError>;
+
+fn err(msg: impl Into<String>) -> NormalizeError {
+    NormalizeError(msg.into())
+}
+
+/// Normalize one event of `topic` with payload `payload` (JSON text).
+pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
+    let topic = topic.to_ascii_lowercase();
+    let parsed: Option<Value> = serde_json::from_slice(payload).ok();
+    let (resource, action) = topic.split_once('/').unwrap_or((topic.as_str(), ""));
+    let record = match (resource, action, parsed) {
+        (
+            "orders",
+            "create" | "updated" | "paid" | "cancelled" | "fulfilled" | "partially_fulfilled",
+            Some(v),
+        ) => {
+            let order = unwrap_envelope(&v, "order");
+            let change = if action == "create" {
+                Change::Created
+            } else {
+                Change::Updated
+            };
+            CanonicalRecord {
+                change,
+                data: RecordData::Order(order_record(order)?),
+            }
+        }
+        ("refunds", "create", Some(v)) => CanonicalRecord {
+            change: Change::Created,
+            data: RecordData::Refund(refund_record(unwrap_envelope(&v, "refund"))?),
+        },
+        ("customers", "create" | "update", Some(v)) => CanonicalRecord {
+            change: if action == "create" {
+                Change::Created
+            } else {
+                Change::Updated
+            },
+            data: RecordData::Customer(customer_record(unwrap_envelope(&v, "customer"))?),
+        },
+        (_, _, parsed) => CanonicalRecord {
+            change: Change::Observed,
+            data: RecordData::Unmapped(Unmapped {
+                external_id: parsed.as_ref().and_then(|v| id_field(v, "id")),
+                object_type: Some(resource.to_string()).filter(|r| !r.is_empty()),
+            }),
+        },
+    };
+    Ok(vec![record])
+}
+
+/// `v[key]` when `v` is exactly `{key: {…}}` (a REST envelope), else `v`.
+fn unwrap_envelope<'a>(v: &'a Value, key: &str) -> &'a Value {
+    match v.as_object() {
+        Some(map) if map.len() == 1 && map.get(key).is_some_and(Value::is_object) => &map[key],
+        _ => v,
+    }
+}
+
+fn opt_time(v: &Value, key: &str) -> Result<Option<Datetime>> {
+    match str_field(v, key) {
+        None | Some("") => Ok(None),
+        Some(t) => time::parse_rfc3339(t)
+            .map(Some)
+            .map_err(|e| err(format!("{key}: {e}"))),
+    }
+}
+
+fn amount(text: &str, currency: &str, what: &str) -> Result<Money> {
+    money::money_from_decimal_str(text, currency)
+        .map_err(|e| err(format!("{what} {text:?} {currency}: {e:?}")))
+}
+
+/// A decimal-string money field (`"10.00"`); `None` when absent or null.
+fn opt_money(v: &Value, key: &str, currency: &str) -> Result<Option<Money>> {
+    match v.get(key) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => amount(s, currency, key).map(Some),
+        Some(other) => Err(err(format!("{key} is not a decimal string: {other}"))),
+    }
+}
+
+/// The shop-money amount of a `*_set` field (`{"shop_money": {"amount", "currency_code"}}`).
+fn set_money(v: &Value, key: &str) -> Result<Option<Money>> {
+    let Some(shop) = at(v, &[key, "shop_money"]) else {
+        return Ok(None);
+    };
+    match (str_field(shop, "amount"), str_field(shop, "currency_code")) {
+        (Some(a), Some(c)) => amount(a, c, key).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn non_empty(v: &Value, key: &str) -> Option<String> {
+    string_field(v, key).filter(|s| !s.trim().is_empty())
+}
+
+fn address(v: Option<&Value>) -> Option<Address> {
+    let a = v.filter(|a| a.is_object())?;
+    let name = non_empty(a, "name").or_else(|| {
+        let full = [non_empty(a, "first_name"), non_empty(a, "last_name")]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" ");
+        Some(full).filter(|f| !f.is_empty())
+    });
+    Some(Address {
+        name,
+        company: non_empty(a, "company"),
+        line1: non_empty(a, "address1"),
+        line2: non_empty(a, "address2"),
+        city: non_empty(a, "city"),
+        region: non_empty(a, "province"),
+        postal_code: non_empty(a, "zip"),
+        country_code: non_empty(a, "country_code").map(|c| c.to_ascii_uppercase()),
+        phone: non_empty(a, "phone"),
+    })
+}
+
+const FINANCIAL: [(&str, FinancialStatus); 8] = [
+    ("pending", FinancialStatus::Pending),
+    ("authorized", FinancialStatus::Authorized),
+    ("partially_paid", FinancialStatus::PartiallyPaid),
+    ("paid", FinancialStatus::Paid),
+    ("partially_refunded", FinancialStatus::PartiallyRefunded),
+    ("refunded", FinancialStatus::Refunded),
+    ("voided", FinancialStatus::Voided),
+    ("expired", FinancialStatus::Expired),
+];
+
+const FULFILLMENT: [(&str, FulfillmentStatus); 5] = [
+    ("fulfilled", FulfillmentStatus::Fulfilled),
+    ("partial", FulfillmentStatus::Partial),
+    ("restocked", FulfillmentStatus::Restocked),
+    ("unfulfilled", FulfillmentStatus::Unfulfilled),
+    ("null", FulfillmentStatus::Unfulfilled),
+];
+
+fn line_item(item: &Value, currency: &str) -> Result<LineItem> {
+    let quantity = i64_field(item, "quantity").unwrap_or(0);
+    let unit_price = opt_money(item, "price", currency)?;
+    let mut discount = 0i64;
+    for alloc in item
+        .get("discount_allocations")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(a) = str_field(alloc, "amount") {
+            discount = discount
+                .checked_add(amount(a, currency, "discount_allocations.amount")?.amount_minor)
+                .ok_or_else(|| err("discount overflow"))?;
+        }
+    }
+    let total = unit_price
+        .as_ref()
+        .map(|p| {
+            p.amount_minor
+                .checked_mul(quantity)
+                .and_then(|t| t.checked_sub(discount))
+                .map(|amount_minor| Money {
+                    amount_minor,
+                    currency: p.currency.clone(),
+                })
+                .ok_or_else(|| err("line item total overflows"))
+        })
+        .transpose()?;
+    Ok(LineItem {
+        external_id: id_field(item, "id"),
+        product_external_id: id_field(item, "product_id"),
+        variant_external_id: id_field(item, "variant_id"),
+        sku: non_empty(item, "sku"),
+        title: non_empty(item, "name")
+            .or_else(|| non_empty(item, "title"))
+            .unwrap_or_default(),
+        quantity,
+        unit_price,
+        total,
+    })
+}
+
+/// Normalize one order object.
+pub fn order_record(o: &Value) -> Result<Order> {
+    let external_id = id_field(o, "id").ok_or_else(|| err("order has no id"))?;
+    let currency = str_field(o, "currency").ok_or_else(|| err("order has no currency"))?;
+    let (status, status_raw) = if !o.get("cancelled_at").is_none_or(Value::is_null) {
+        (OrderStatus::Cancelled, "cancelled")
+    } else if !o.get("closed_at").is_none_or(Value::is_null) {
+        (OrderStatus::Completed, "closed")
+    } else {
+        (OrderStatus::Open, "open")
+    };
+    let (financial_status, financial_status_raw) = match str_field(o, "financial_status") {
+        Some(raw) => {
+            let (s, r) = enums::map(raw, &FINANCIAL, FinancialStatus::Unknown);
+            (s, Some(r))
+        }
+        None => (FinancialStatus::Unknown, None),
+    };
+    // Shopify's REST API says `null` for an order with nothing fulfilled yet.
+    let (fulfillment_status, fulfillment_status_raw) = match str_field(o, "fulfillment_status") {
+        Some(raw) => {
+            let (s, r) = enums::map(raw, &FULFILLMENT, FulfillmentStatus::Unknown);
+            (s, Some(r))
+        }
+        None => (FulfillmentStatus::Unfulfilled, None),
+    };
+    let total =
+        opt_money(o, "total_price", currency)?.ok_or_else(|| err("order has no total_price"))?;
+    let line_items = o
+        .get("line_items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .map(|i| line_item(i, currency))
+        .collect::<Result<Vec<_>>>()?;
+    let customer = o.get("customer").filter(|c| c.is_object());
+    let mut metadata = Vec::new();
+    for key in [
+        "admin_graphql_api_id",
+        "presentment_currency",
+        "current_total_price",
+        "source_name",
+        "processed_at",
+        "tags",
+    ] {
+        if let Some(v) = non_empty(o, key) {
+            metadata.push((key.to_string(), v));
+        }
+    }
+    if let Some(test) = o.get("test").and_then(Value::as_bool) {
+        metadata.push(("test".into(), test.to_string()));
+    }
+    for attr in o
+        .get("note_attributes")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let (Some(name), Some(value)) = (str_field(attr, "name"), attr.get("value")) {
+            let value = value
+                .as_str()
+                .map_or_else(|| value.to_string(), str::to_owned);
+            metadata.push((format!("note_attributes.{name}"), value));
+        }
+    }
+    Ok(Order {
+        external_id,
+        number: non_empty(o, "name").or_else(|| id_field(o, "order_number")),
+        customer_external_id: customer.and_then(|c| id_field(c, "id")),
+        email: non_empty(o, "email")
+            .or_else(|| non_empty(o, "contact_email"))
+            .or_else(|| customer.and_then(|c| non_empty(c, "email"))),
+        status,
+        status_raw: Some(status_raw.to_string()),
+        financial_status,
+        financial_status_raw,
+        fulfillment_status,
+        fulfillment_status_raw,
+        subtotal: opt_money(o, "subtotal_price", currency)?,
+        total_tax: opt_money(o, "total_tax", currency)?,
+        total_discounts: opt_money(o, "total_discounts", currency)?,
+        total_shipping: set_money(o, "total_shipping_price_set")?,
+        total,
+        line_items,
+        billing_address: address(o.get("billing_address")),
+        shipping_address: address(o.get("shipping_address")),
+        created_at: opt_time(o, "created_at")?,
+        updated_at: opt_time(o, "updated_at")?,
+        cancelled_at: opt_time(o, "cancelled_at")?,
+        cancel_reason: non_empty(o, "cancel_reason"),
+        metadata,
+    })
+}
+
+/// Normalize one refund object (`refunds/create`).
+pub fn refund_record(r: &Value) -> Result<Refund> {
+    let external_id = id_field(r, "id").ok_or_else(|| err("refund has no id"))?;
+    let transactions: Vec<&Value> = r
+        .get("transactions")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter(|t| str_field(t, "kind").is_none_or(|k| k.eq_ignore_ascii_case("refund")))
+        .collect();
+    let statuses: Vec<String> = transactions
+        .iter()
+        .map(|t| str_field(t, "status").unwrap_or("").to_ascii_lowercase())
+        .collect();
+    let (status, status_raw) = if transactions.is_empty() {
+        (RefundStatus::Succeeded, "no_transactions".to_string())
+    } else {
+        let s = if statuses.iter().all(|s| s == "success") {
+            RefundStatus::Succeeded
+        } else if statuses.iter().any(|s| s == "pending") {
+            RefundStatus::Pending
+        } else if statuses.iter().any(|s| s == "failure" || s == "error") {
+            RefundStatus::Failed
+        } else {
+            RefundStatus::Unknown
+        };
+        let mut raw = statuses.clone();
+        raw.dedup();
+        (s, raw.join(","))
+    };
+    let mut total: Option<Money> = None;
+    let mut add = |m: Money| -> Result<()> {
+        match &mut total {
+            None => total = Some(m),
+            Some(t) if t.currency == m.currency => {
+                t.amount_minor = t
+                    .amount_minor
+                    .checked_add(m.amount_minor)
+                    .ok_or_else(|| err("refund amount overflows"))?
+            }
+            Some(t) => {
+                return Err(err(format!(
+                    "refund mixes currencies {} and {}",
+                    t.currency, m.currency
+                )));
+            }
+        }
+        Ok(())
+    };
+    let successful: Vec<&&Value> = transactions
+        .iter()
+        .filter(|t| str_field(t, "status").is_none_or(|s| s.eq_ignore_ascii_case("success")))
+        .collect();
+    if !transactions.is_empty() {
+        let counted = if successful.is_empty() {
+            transactions.iter().collect::<Vec<_>>()
+        } else {
+            successful
+        };
+        for t in counted {
+            let currency = str_field(t, "currency")
+                .ok_or_else(|| err("refund transaction has no currency"))?;
+            let a =
+                str_field(t, "amount").ok_or_else(|| err("refund transaction has no amount"))?;
+            add(amount(a, currency, "transactions.amount")?)?;
+        }
+    } else {
+        for item in r
+            .get("refund_line_items")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
+            for key in ["subtotal_set", "total_tax_set"] {
+                if let Some(m) = set_money(item, key)? {
+                    add(m)?;
+                }
+            }
+        }
+    }
+    let amount = total
+        .ok_or_else(|| err("refund has neither transactions nor refund line items with amounts"))?;
+    let mut metadata = Vec::new();
+    if let Some(restock) = r.get("restock").and_then(Value::as_bool) {
+        metadata.push(("restock".into(), restock.to_string()));
+    }
+    let ids: Vec<String> = transactions
+        .iter()
+        .filter_map(|t| id_field(t, "id"))
+        .collect();
+    if !ids.is_empty() {
+        metadata.push(("transaction_ids".into(), ids.join(",")));
+    }
+    if let Some(v) = non_empty(r, "admin_graphql_api_id") {
+        metadata.push(("admin_graphql_api_id".into(), v));
+    }
+    Ok(Refund {
+        external_id,
+        payment_external_id: transactions.first().and_then(|t| id_field(t, "parent_id")),
+        order_external_id: id_field(r, "order_id"),
+        amount,
+        status,
+        status_raw,
+        reason: non_empty(r, "note"),
+        created_at: match opt_time(r, "created_at")? {
+            Some(t) => Some(t),
+            None => opt_time(r, "processed_at")?,
+        },
+        metadata,
+    })
+}
+
+/// Normalize one customer object.
+pub fn customer_record(c: &Value) -> Result<Customer> {
+    let external_id = id_field(c, "id").ok_or_else(|| err("customer has no id"))?;
+    let first_name = non_empty(c, "first_name");
+    let last_name = non_empty(c, "last_name");
+    let name = Some(
+        [first_name.clone(), last_name.clone()]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>()
+            .join(" "),
+    )
+    .filter(|n| !n.is_empty());
+    let mut metadata = Vec::new();
+    for key in ["state", "tags", "currency", "admin_graphql_api_id"] {
+        if let Some(v) = non_empty(c, key) {
+            metadata.push((key.to_string(), v));
+        }
+    }
+    if let Some(v) = c.get("verified_email").and_then(Value::as_bool) {
+        metadata.push(("verified_email".into(), v.to_string()));
+    }
+    Ok(Customer {
+        external_id,
+        email: non_empty(c, "email"),
+        name,
+        first_name,
+        last_name,
+        phone: non_empty(c, "phone"),
+        address: address(c.get("default_address")),
+        created_at: opt_time(c, "created_at")?,
+        updated_at: opt_time(c, "updated_at")?,
+        metadata,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_topics_are_unmapped() {
+        let r = normalize("products/create", br#"{"id": 9007199254740993}"#).unwrap();
+        assert_eq!(r[0].change, Change::Observed);
+        assert_eq!(
+            r[0].data,
+            RecordData::Unmapped(Unmapped {
+                external_id: Some("9007199254740993".into()),
+                object_type: Some("products".into())
+            })
+        );
+        let r = normalize("orders/create", b"not json").unwrap();
+        assert!(matches!(r[0].data, RecordData::Unmapped(_)));
+    }
+
+    #[test]
+    fn minimal_jpy_order() {
+        let o = normalize("orders/create", br#"{"id": 9007199254740993, "currency": "JPY", "total_price": "1000.00", "subtotal_price": "1000", "financial_status": "PAID", "fulfillment_status": "fulfilled", "created_at": "2024-01-01T09:00:00+09:00", "line_items": [{"id": 1, "price": "500", "quantity": 2, "title": "T", "discount_allocations": [{"amount": "100"}]}]}"#).unwrap();
+        let RecordData::Order(o) = &o[0].data else {
+            panic!()
+        };
+        assert_eq!(o.external_id, "9007199254740993");
+        assert_eq!(
+            o.total,
+            Money {
+                amount_minor: 1000,
+                currency: "JPY".into()
+            }
+        );
+        assert_eq!(o.subtotal.as_ref().unwrap().amount_minor, 1000);
+        assert_eq!(
+            (o.financial_status, o.financial_status_raw.as_deref()),
+            (FinancialStatus::Paid, Some("PAID"))
+        );
+        assert_eq!(o.fulfillment_status, FulfillmentStatus::Fulfilled);
+        assert_eq!(o.created_at.unwrap().seconds, 1_704_067_200);
+        assert_eq!(o.line_items[0].total.as_ref().unwrap().amount_minor, 900);
+        assert!(
+            normalize(
+                "orders/create",
+                br#"{"id": 1, "currency": "JPY", "total_price": "10.5"}"#
+            )
+            .is_err()
+        );
+        assert!(
+            normalize(
+                "orders/create",
+                br#"{"id": 1, "currency": "USD", "total_price": 10.5}"#
+            )
+            .is_err()
+        );
+        assert!(
+            normalize(
+                "orders/create",
+                br#"{"currency": "USD", "total_price": "1"}"#
+            )
+            .is_err()
+        );
+    }
+}
