@@ -3,8 +3,9 @@
 //! operator grant. The host injects the client credentials (Basic) and the captured access
 //! token (Bearer); the token never enters the sandbox.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,8 +16,7 @@ use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{Capabilities, Clock, HostPattern, SecretSource, StateSource};
-use sluice::config::SandboxConfig;
+use sluice::capabilities::{SecretSource, StateSource};
 use sluice::runtime::ingest::PollResult;
 use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
@@ -144,34 +144,12 @@ async fn start_fake(mode: Mode) -> (String, Fake) {
         .route("/security/oauth/token", post(token))
         .route("/payments/api/v1/sales/history", get(sales))
         .with_state(fake.clone());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = common::serve(app).await;
     (base, fake)
 }
 
-fn hotmart_wasm() -> Vec<u8> {
-    let dir = std::env::var_os("SLUICE_DRIVERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/drivers"));
-    let path = dir.join("hotmart.wasm");
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-drivers`", path.display()))
-}
-
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    let grants = grants
-        .iter()
-        .map(|g| HostPattern::parse(g).unwrap())
-        .collect();
-    let runtime = Runtime::new(
-        SandboxConfig::default(),
-        Capabilities::new(grants, Clock::System).unwrap(),
-        None,
-    )
-    .unwrap();
-    let driver = runtime.load_driver(&hotmart_wasm()).await.unwrap();
-    (runtime, driver)
+    common::load("hotmart", grants).await
 }
 
 /// One `poll` call with the client credentials (and optionally a stored token + expiry).

@@ -2,8 +2,9 @@
 //! `Link` `page_info` pagination, `429` with a fractional `Retry-After`, and the access token
 //! injected host-side as `X-Shopify-Access-Token`.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -12,8 +13,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{Capabilities, Clock, HostPattern, SecretSource, StateSource};
-use sluice::config::SandboxConfig;
+use sluice::capabilities::{SecretSource, StateSource};
 use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
 
@@ -74,35 +74,13 @@ async fn start_fake(rate_limited: bool) -> (String, Seen) {
             base: base_slot.clone(),
             rate_limited,
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
+    let base = common::serve(app).await;
     *base_slot.lock().unwrap() = base.clone();
-    tokio::spawn(async move { axum::serve(listener, app).await });
     (base, seen)
 }
 
-fn shopify_wasm() -> Vec<u8> {
-    let dir = std::env::var_os("SLUICE_DRIVERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/drivers"));
-    let path = dir.join("shopify.wasm");
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-drivers`", path.display()))
-}
-
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    let grants = grants
-        .iter()
-        .map(|g| HostPattern::parse(g).unwrap())
-        .collect();
-    let runtime = Runtime::new(
-        SandboxConfig::default(),
-        Capabilities::new(grants, Clock::System).unwrap(),
-        None,
-    )
-    .unwrap();
-    let driver = runtime.load_driver(&shopify_wasm()).await.unwrap();
-    (runtime, driver)
+    common::load("shopify", grants).await
 }
 
 async fn poll(

@@ -1,8 +1,9 @@
 //! The `http` capability end to end: the real Stripe component polls a fake Stripe on
 //! loopback through the host, which checks grants and injects the API key by reference.
 
+mod common;
+
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -11,8 +12,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{Capabilities, Clock, HostPattern, SecretSource, StateSource};
-use sluice::config::SandboxConfig;
+use sluice::capabilities::{SecretSource, StateSource};
 use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
 
@@ -68,34 +68,12 @@ async fn start_fake(status: StatusCode, retry_after: Option<&'static str>) -> (S
             status,
             retry_after,
         });
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(async move { axum::serve(listener, app).await });
+    let base = common::serve(app).await;
     (base, seen)
 }
 
-fn stripe_wasm() -> Vec<u8> {
-    let dir = std::env::var_os("SLUICE_DRIVERS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/drivers"));
-    let path = dir.join("stripe.wasm");
-    std::fs::read(&path)
-        .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-drivers`", path.display()))
-}
-
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    let grants = grants
-        .iter()
-        .map(|g| HostPattern::parse(g).unwrap())
-        .collect();
-    let runtime = Runtime::new(
-        SandboxConfig::default(),
-        Capabilities::new(grants, Clock::System).unwrap(),
-        None,
-    )
-    .unwrap();
-    let driver = runtime.load_driver(&stripe_wasm()).await.unwrap();
-    (runtime, driver)
+    common::load("stripe", grants).await
 }
 
 async fn poll(

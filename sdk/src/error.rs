@@ -1,5 +1,6 @@
 //! Constructors for [`DriverError`] variants, so drivers write `error::bad_request("…")`.
 
+use crate::bindings::sluice::driver::http;
 use crate::types::{DriverError, RateLimit, UpstreamError};
 
 /// Missing or invalid signature, token or timestamp (webhooks answer `401`).
@@ -50,6 +51,38 @@ pub fn internal(msg: impl Into<String>) -> DriverError {
     DriverError::Internal(msg.into())
 }
 
+/// Map an outbound-HTTP failure (`http.send`) to a driver error. A denied destination or a
+/// credential naming a secret the installation lacks is the operator's to fix
+/// (`invalid-settings`); a timeout or transport failure is a retryable upstream error.
+pub fn from_http(e: http::Error, provider: &str) -> DriverError {
+    match e {
+        http::Error::Denied(m) => invalid_settings(format!("outbound request denied: {m}")),
+        // The host words a missing credential secret this way (host/src/capabilities/http.rs).
+        http::Error::InvalidRequest(m) if m.starts_with("credential secret") => {
+            invalid_settings(format!("outbound request refused: {m}"))
+        }
+        http::Error::InvalidRequest(m) => internal(format!("invalid outbound request: {m}")),
+        http::Error::LimitExceeded(m) => internal(format!("outbound request budget spent: {m}")),
+        http::Error::Timeout => upstream(504, format!("request to {provider} timed out"), true),
+        http::Error::Transport(m) => upstream(502, format!("transport error: {m}"), true),
+    }
+}
+
+/// The error for a non-2xx provider answer: `429` is rate-limited (after `Retry-After`,
+/// 1 s when absent), anything else an upstream error.
+pub fn from_status(
+    status: u16,
+    headers: &[(String, String)],
+    message: impl Into<String>,
+) -> DriverError {
+    if status == 429 {
+        let wait = crate::paging::retry_after(headers).unwrap_or(1_000);
+        rate_limited(wait, message)
+    } else {
+        upstream_status(status, message)
+    }
+}
+
 /// Parse an HTTP `Retry-After` header given in (possibly fractional) seconds into
 /// milliseconds, e.g. `"2.5"` → `2500`. HTTP dates and garbage give `None`.
 pub fn retry_after_ms(value: &str) -> Option<u64> {
@@ -72,6 +105,32 @@ pub fn retry_after_ms(value: &str) -> Option<u64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn statuses_and_http_errors_map_to_driver_errors() {
+        let h = vec![("Retry-After".to_string(), "1.5".to_string())];
+        assert!(
+            matches!(from_status(429, &h, "slow"), DriverError::RateLimited(r) if r.retry_after_ms == 1500)
+        );
+        assert!(
+            matches!(from_status(429, &[], "slow"), DriverError::RateLimited(r) if r.retry_after_ms == 1000)
+        );
+        assert!(matches!(from_status(503, &[], "down"), DriverError::Upstream(u) if u.retryable));
+        assert!(matches!(from_status(404, &[], "gone"), DriverError::Upstream(u) if !u.retryable));
+        assert!(matches!(
+            from_http(http::Error::Denied("x".into()), "P"),
+            DriverError::InvalidSettings(_)
+        ));
+        let missing =
+            http::Error::InvalidRequest("credential secret: NotFound(\"api_key\")".into());
+        assert!(matches!(
+            from_http(missing, "P"),
+            DriverError::InvalidSettings(_)
+        ));
+        assert!(
+            matches!(from_http(http::Error::Timeout, "P"), DriverError::Upstream(u) if u.status == 504 && u.retryable)
+        );
+    }
 
     #[test]
     fn constructors() {

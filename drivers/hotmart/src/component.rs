@@ -107,25 +107,6 @@ fn now_ms() -> i64 {
     now.seconds * 1000 + i64::from(now.nanoseconds / 1_000_000)
 }
 
-/// Map an outbound-HTTP failure to a driver error.
-fn http_error(e: http::Error) -> DriverError {
-    match e {
-        http::Error::Denied(m) => error::invalid_settings(format!("outbound request denied: {m}")),
-        http::Error::InvalidRequest(m) => {
-            if m.contains("secret") {
-                error::invalid_settings(format!("outbound request refused: {m}"))
-            } else {
-                error::internal(format!("invalid outbound request: {m}"))
-            }
-        }
-        http::Error::LimitExceeded(m) => {
-            error::internal(format!("outbound request budget spent: {m}"))
-        }
-        http::Error::Timeout => error::upstream(504, "request to Hotmart timed out", true),
-        http::Error::Transport(m) => error::upstream(502, format!("transport error: {m}"), true),
-    }
-}
-
 fn rate_limited(response: &http::Response) -> DriverError {
     let wait = paging::retry_after(&response.headers).unwrap_or(60_000);
     error::rate_limited(wait, poll::error_message(429, &response.body))
@@ -164,7 +145,7 @@ fn acquire_token(settings: &settings::Settings) -> Result<(), DriverError> {
         timeout_ms: Some(30_000),
     };
     let now = now_ms();
-    let response = http::send(&request).map_err(http_error)?;
+    let response = http::send(&request).map_err(|e| error::from_http(e, "Hotmart"))?;
     match response.status {
         200..=299 => {
             let expires = poll::token_expires_at(&response.body, now);
@@ -199,7 +180,7 @@ fn get_page(url: &str) -> Result<http::Response, DriverError> {
         capture: Vec::new(),
         timeout_ms: Some(30_000),
     };
-    http::send(&request).map_err(http_error)
+    http::send(&request).map_err(|e| error::from_http(e, "Hotmart"))
 }
 
 impl ingest::Guest for Hotmart {

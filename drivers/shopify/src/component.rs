@@ -3,7 +3,7 @@
 use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize as norm};
 use sluice_sdk::bindings::sluice::driver::{clock, http, log, secrets};
 use sluice_sdk::types::{CallContext, IncomingRequest};
-use sluice_sdk::{DriverError, error, headers, paging, verify};
+use sluice_sdk::{DriverError, error, headers, verify};
 
 use crate::oauth::{self, CallbackError};
 use crate::poll::{self, Cursor};
@@ -125,7 +125,7 @@ fn token_request(
         ],
         timeout_ms: Some(30_000),
     };
-    let response = http::send(&request).map_err(http_error)?;
+    let response = http::send(&request).map_err(|e| error::from_http(e, "Shopify"))?;
     match response.status {
         200..=299 => {
             let grant = oauth::parse_grant(&response.body)
@@ -136,12 +136,9 @@ fn token_request(
                 account_key: Some(settings.shop.clone()),
             })
         }
-        429 => Err(error::rate_limited(
-            paging::retry_after(&response.headers).unwrap_or(1_000),
-            poll::error_message(429, &response.body),
-        )),
-        status => Err(error::upstream_status(
+        status => Err(error::from_status(
             status,
+            &response.headers,
             poll::error_message(status, &response.body),
         )),
     }
@@ -269,7 +266,7 @@ impl ingest::Guest for Shopify {
             capture: Vec::new(),
             timeout_ms: Some(30_000),
         };
-        let response = http::send(&request).map_err(http_error)?;
+        let response = http::send(&request).map_err(|e| error::from_http(e, "Shopify"))?;
         match response.status {
             200..=299 => {
                 let link = headers::get(&response.headers, "link");
@@ -282,28 +279,12 @@ impl ingest::Guest for Shopify {
                     retry_after_ms: None,
                 })
             }
-            429 => Err(error::rate_limited(
-                paging::retry_after(&response.headers).unwrap_or(1_000),
-                poll::error_message(429, &response.body),
-            )),
-            status => Err(error::upstream_status(
+            status => Err(error::from_status(
                 status,
+                &response.headers,
                 poll::error_message(status, &response.body),
             )),
         }
-    }
-}
-
-/// Map an outbound-HTTP failure to a driver error.
-fn http_error(e: http::Error) -> DriverError {
-    match e {
-        http::Error::Denied(m) => error::invalid_settings(format!("outbound request denied: {m}")),
-        http::Error::InvalidRequest(m) => error::internal(format!("invalid outbound request: {m}")),
-        http::Error::LimitExceeded(m) => {
-            error::internal(format!("outbound request budget spent: {m}"))
-        }
-        http::Error::Timeout => error::upstream(504, "request to Shopify timed out", true),
-        http::Error::Transport(m) => error::upstream(502, format!("transport error: {m}"), true),
     }
 }
 

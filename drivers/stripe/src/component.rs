@@ -133,7 +133,7 @@ impl ingest::Guest for Stripe {
             capture: Vec::new(),
             timeout_ms: Some(30_000),
         };
-        let response = http::send(&request).map_err(http_error)?;
+        let response = http::send(&request).map_err(|e| error::from_http(e, "Stripe"))?;
         match response.status {
             200..=299 => {
                 let page = poll::parse_page(&response.body, &cursor)
@@ -145,33 +145,12 @@ impl ingest::Guest for Stripe {
                     retry_after_ms: None,
                 })
             }
-            429 => {
-                let wait = headers::get(&response.headers, "retry-after")
-                    .and_then(error::retry_after_ms)
-                    .unwrap_or(1_000);
-                Err(error::rate_limited(
-                    wait,
-                    poll::error_message(429, &response.body),
-                ))
-            }
-            status => Err(error::upstream_status(
+            status => Err(error::from_status(
                 status,
+                &response.headers,
                 poll::error_message(status, &response.body),
             )),
         }
-    }
-}
-
-/// Map an outbound-HTTP failure to a driver error.
-fn http_error(e: http::Error) -> DriverError {
-    match e {
-        http::Error::Denied(m) => error::invalid_settings(format!("outbound request denied: {m}")),
-        http::Error::InvalidRequest(m) => error::internal(format!("invalid outbound request: {m}")),
-        http::Error::LimitExceeded(m) => {
-            error::internal(format!("outbound request budget spent: {m}"))
-        }
-        http::Error::Timeout => error::upstream(504, "request to Stripe timed out", true),
-        http::Error::Transport(m) => error::upstream(502, format!("transport error: {m}"), true),
     }
 }
 

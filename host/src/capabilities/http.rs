@@ -19,6 +19,9 @@ use crate::runtime::http::{Body, Credential, Error, Host, Method, Request, Respo
 
 /// Longest a single outbound request may take, whatever the driver asks.
 const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
+/// Prefix of the `invalid-request` message for a credential naming an unusable secret
+/// (drivers, through the SDK, report it as an installation-settings problem).
+const CREDENTIAL_SECRET: &str = "credential secret";
 /// Replaces captured values in the body handed back to the guest.
 const REDACTED: &str = "[redacted]";
 
@@ -254,7 +257,7 @@ impl CallState {
             .secrets
             .lookup(name)
             .await?
-            .map_err(|e| Error::InvalidRequest(format!("credential secret: {e:?}"))))
+            .map_err(|e| Error::InvalidRequest(format!("{CREDENTIAL_SECRET}: {e:?}"))))
     }
 
     async fn resolve_value(&mut self, value: Value) -> wasmtime::Result<Result<Vec<u8>, Error>> {
