@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{Driver, ingest, types};
+use super::bindings::{Driver, auth, ingest, types};
 use super::{LoadedDriver, Runtime};
 use crate::capabilities::{CallScope, CallState, CallWrites};
 
@@ -159,6 +159,50 @@ impl Session {
         request: &types::IncomingRequest,
     ) -> Result<(), CallError> {
         call!(self, sluice_driver_auth.call_verify_webhook(ctx, request))?
+            .map_err(CallError::Driver)
+    }
+
+    pub async fn authorize_url(
+        &mut self,
+        ctx: &types::CallContext,
+        redirect_uri: &str,
+        state: &str,
+    ) -> Result<String, CallError> {
+        call!(
+            self,
+            sluice_driver_auth.call_authorize_url(ctx, redirect_uri, state)
+        )?
+        .map_err(CallError::Driver)
+    }
+
+    /// Exchange an OAuth callback for tokens; the tokens themselves are captured by the
+    /// host and come back from [`Session::finish`].
+    pub async fn exchange_code(
+        &mut self,
+        ctx: &types::CallContext,
+        callback_query: &str,
+        redirect_uri: &str,
+    ) -> Result<auth::TokenGrant, CallError> {
+        call!(
+            self,
+            sluice_driver_auth.call_exchange_code(ctx, callback_query, redirect_uri)
+        )?
+        .map_err(CallError::Driver)
+    }
+
+    pub async fn refresh(
+        &mut self,
+        ctx: &types::CallContext,
+    ) -> Result<auth::TokenGrant, CallError> {
+        call!(self, sluice_driver_auth.call_refresh(ctx))?.map_err(CallError::Driver)
+    }
+
+    pub async fn validate_scopes(
+        &mut self,
+        ctx: &types::CallContext,
+        granted: &[String],
+    ) -> Result<auth::ScopeCheck, CallError> {
+        call!(self, sluice_driver_auth.call_validate_scopes(ctx, granted))?
             .map_err(CallError::Driver)
     }
 
