@@ -36,6 +36,23 @@ pub struct Rendered {
     pub data: Value,
 }
 
+/// Roughly the size of `value` as JSON text, for output caps: a walk that counts strings
+/// and keys (plus a few bytes per node) without serialising anything.
+pub fn approx_json_size(value: &Value) -> usize {
+    const NODE: usize = 8;
+    match value {
+        Value::String(s) => s.len() + NODE,
+        Value::Array(items) => items.iter().map(approx_json_size).sum::<usize>() + NODE,
+        Value::Object(map) => {
+            map.iter()
+                .map(|(k, v)| k.len() + approx_json_size(v))
+                .sum::<usize>()
+                + NODE
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => NODE,
+    }
+}
+
 /// Render a record. `provider_type` names unmapped events.
 pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered, InvalidRecord> {
     let change = match record.change {
@@ -461,6 +478,17 @@ mod tests {
         assert_eq!(
             r.data["provider_event_type"],
             "terminal.reader.action_succeeded"
+        );
+    }
+
+    #[test]
+    fn approx_size_tracks_serialized_size() {
+        let data = render(&payment("USD"), "charge.succeeded").unwrap().data;
+        let exact = data.to_string().len();
+        let approx = approx_json_size(&data);
+        assert!(
+            approx >= exact / 2 && approx <= exact * 2,
+            "approx {approx} vs exact {exact}"
         );
     }
 

@@ -89,7 +89,10 @@ pub async fn process(
             Err(e) => Err(crate::runtime::describe_driver_error(&e)),
         };
         if let Ok(rendered) = &result {
-            let size = rendered.iter().map(|r| r.data.to_string().len()).sum();
+            let size = rendered
+                .iter()
+                .map(|r| canonical::approx_json_size(&r.data))
+                .sum();
             session.charge_output(size)?;
         }
         processed.push(Processed {
