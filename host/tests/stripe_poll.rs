@@ -164,3 +164,18 @@ async fn a_grant_for_one_port_does_not_open_another() {
     assert!(poll(&runtime, &driver, &base).await.is_err());
     assert!(seen.lock().unwrap().is_empty());
 }
+
+#[tokio::test]
+async fn the_outbound_request_budget_is_enforced() {
+    let (base, seen) = start_fake(StatusCode::OK, None).await;
+    let limits = sluice::config::SandboxConfig {
+        max_outbound_requests: 0,
+        ..Default::default()
+    };
+    let (runtime, driver) = common::load_with("stripe", &["http://127.0.0.1:*"], limits).await;
+    match poll(&runtime, &driver, &base).await {
+        Err(CallError::Driver(DriverError::Internal(m))) => assert!(m.contains("budget"), "{m}"),
+        other => panic!("expected the budget to stop the request, got {other:?}"),
+    }
+    assert!(seen.lock().unwrap().is_empty());
+}

@@ -21,12 +21,21 @@ pub fn driver_wasm(name: &str) -> Vec<u8> {
 
 /// A runtime with the given operator grants and the named driver loaded into it.
 pub async fn load(name: &str, grants: &[&str]) -> (Runtime, LoadedDriver) {
+    load_with(name, grants, SandboxConfig::default()).await
+}
+
+/// [`load`] with other sandbox limits.
+pub async fn load_with(
+    name: &str,
+    grants: &[&str],
+    limits: SandboxConfig,
+) -> (Runtime, LoadedDriver) {
     let grants = grants
         .iter()
         .map(|g| HostPattern::parse(g).unwrap())
         .collect();
     let runtime = Runtime::new(
-        SandboxConfig::default(),
+        limits,
         Capabilities::new(grants, Clock::System).unwrap(),
         None,
     )
