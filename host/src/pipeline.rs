@@ -134,7 +134,16 @@ pub async fn deliver(
     // Release the sandbox slot before waiting on the database.
     let writes = session.finish();
 
-    let received_at = canonical::rfc3339(&now()).unwrap_or_default();
+    if processed.is_empty() && writes.state.is_empty() && writes.secrets.is_empty() {
+        // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
+        return Ok(Accepted {
+            accepted: 0,
+            duplicates: 0,
+            reply,
+        });
+    }
+    let received_at =
+        canonical::rfc3339(&runtime.capabilities().clock.now_datetime()).unwrap_or_default();
     let events = processed
         .into_iter()
         .map(|p| ingested(p, installation, &driver.info, &received_at))
@@ -155,14 +164,6 @@ pub async fn deliver(
         duplicates: outcome.duplicates,
         reply,
     })
-}
-
-fn now() -> crate::runtime::types::Datetime {
-    let now = crate::capabilities::Clock::System.now();
-    crate::runtime::types::Datetime {
-        seconds: now.as_secs() as i64,
-        nanoseconds: now.subsec_nanos(),
-    }
 }
 
 /// Wrap rendered records in CloudEvents and pair them with their raw event.

@@ -26,6 +26,15 @@ impl Clock {
             Clock::Pinned(at) => *at,
         }
     }
+
+    /// Now as the WIT `datetime`.
+    pub fn now_datetime(&self) -> Datetime {
+        let now = self.now();
+        Datetime {
+            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
+            nanoseconds: now.subsec_nanos(),
+        }
+    }
 }
 
 impl HostWallClock for Clock {
@@ -40,10 +49,6 @@ impl HostWallClock for Clock {
 
 impl crate::runtime::clock::Host for CallState {
     async fn now(&mut self) -> wasmtime::Result<Datetime> {
-        let now = self.clock.now();
-        Ok(Datetime {
-            seconds: i64::try_from(now.as_secs()).unwrap_or(i64::MAX),
-            nanoseconds: now.subsec_nanos(),
-        })
+        Ok(self.clock.now_datetime())
     }
 }
