@@ -19,6 +19,16 @@ pub fn driver_wasm(name: &str) -> Vec<u8> {
         .unwrap_or_else(|e| panic!("{}: {e}; run `cargo xtask build-drivers`", path.display()))
 }
 
+/// A file of the shared provider fixtures (`SLUICE_FIXTURES_DIR`, else `../shared/fixtures`
+/// beside the repository), byte for byte.
+pub fn fixture_bytes(relative: &str) -> Vec<u8> {
+    let dir = std::env::var_os("SLUICE_FIXTURES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/fixtures"));
+    let path = dir.join(relative);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+}
+
 /// A runtime with the given operator grants and the named driver loaded into it.
 pub async fn load(name: &str, grants: &[&str]) -> (Runtime, LoadedDriver) {
     load_with(name, grants, SandboxConfig::default()).await
