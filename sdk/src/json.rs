@@ -11,6 +11,12 @@ pub fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |cur, key| cur.get(key))
 }
 
+/// The string at `path` (object keys), owned; `None` when a step is missing or the value is
+/// not a string.
+pub fn string_at(v: &Value, path: &[&str]) -> Option<String> {
+    at(v, path)?.as_str().map(str::to_owned)
+}
+
 /// A string field (`None` when missing, `null` or not a string).
 pub fn str_field<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
     v.get(key)?.as_str()

@@ -38,7 +38,7 @@
 
 use serde_json::Value;
 use sluice_sdk::canonical::*;
-use sluice_sdk::json::{at, i64_field, id_value, str_field, string_field};
+use sluice_sdk::json::{at, i64_field, id_value, str_field, string_at, string_field};
 use sluice_sdk::time::{datetime_from_unix_millis, parse_rfc3339, to_rfc3339};
 use sluice_sdk::{Datetime, Money, enums};
 
@@ -275,16 +275,12 @@ impl Sale {
         push(
             &mut meta,
             "subscriber_code",
-            at(data, &["subscription", "subscriber", "code"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(data, &["subscription", "subscriber", "code"]),
         );
         push(
             &mut meta,
             "subscription_status",
-            at(data, &["subscription", "status"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(data, &["subscription", "status"]),
         );
         push(
             &mut meta,
@@ -294,9 +290,7 @@ impl Sale {
         push(
             &mut meta,
             "coupon_code",
-            at(purchase, &["offer", "coupon_code"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["offer", "coupon_code"]),
         );
         push(
             &mut meta,
@@ -306,24 +300,14 @@ impl Sale {
         push(
             &mut meta,
             "parent_purchase_transaction",
-            at(purchase, &["order_bump", "parent_purchase_transaction"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["order_bump", "parent_purchase_transaction"]),
         );
         push(
             &mut meta,
             "checkout_country",
-            at(purchase, &["checkout_country", "iso"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["checkout_country", "iso"]),
         );
-        push(
-            &mut meta,
-            "sck",
-            at(purchase, &["origin", "sck"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-        );
+        push(&mut meta, "sck", string_at(purchase, &["origin", "sck"]));
         push(
             &mut meta,
             "business_model",
@@ -344,19 +328,13 @@ impl Sale {
             status: unify_status(str_field(purchase, "status").unwrap_or_default()),
             price,
             fee,
-            payment_type: at(purchase, &["payment", "type"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
-            failure_reason: at(purchase, &["payment", "refusal_reason"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            payment_type: string_at(purchase, &["payment", "type"]),
+            failure_reason: string_at(purchase, &["payment", "refusal_reason"]),
             order_date: ms(purchase, "order_date"),
             email: buyer.and_then(|b| string_field(b, "email")),
             product_id: product.and_then(|p| p.get("id")).and_then(id_value),
             product_name: product.and_then(|p| string_field(p, "name")),
-            offer_code: at(purchase, &["offer", "code"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            offer_code: string_at(purchase, &["offer", "code"]),
             installments: at(purchase, &["payment", "installments_number"]).and_then(Value::as_i64),
             recurrence: i64_field(purchase, "recurrence_number")
                 .or_else(|| i64_field(purchase, "recurrency_number")),
@@ -402,23 +380,17 @@ impl Sale {
         push(
             &mut meta,
             "payment_mode",
-            at(purchase, &["offer", "payment_mode"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["offer", "payment_mode"]),
         );
         push(
             &mut meta,
             "sck",
-            at(purchase, &["tracking", "source_sck"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["tracking", "source_sck"]),
         );
         push(
             &mut meta,
             "tracking_source",
-            at(purchase, &["tracking", "source"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(purchase, &["tracking", "source"]),
         );
         push(
             &mut meta,
@@ -428,9 +400,7 @@ impl Sale {
         push(
             &mut meta,
             "producer_ucode",
-            at(item, &["producer", "ucode"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            string_at(item, &["producer", "ucode"]),
         );
         Ok(Sale {
             transaction,
@@ -441,16 +411,12 @@ impl Sale {
                 .or_else(|| at(purchase, &["payment", "method"]))
                 .and_then(Value::as_str)
                 .map(str::to_owned),
-            failure_reason: at(purchase, &["payment", "refusal_reason"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            failure_reason: string_at(purchase, &["payment", "refusal_reason"]),
             order_date: ms(purchase, "order_date"),
             email: buyer.and_then(|b| string_field(b, "email")),
             product_id: product.and_then(|p| p.get("id")).and_then(id_value),
             product_name: product.and_then(|p| string_field(p, "name")),
-            offer_code: at(purchase, &["offer", "code"])
-                .and_then(Value::as_str)
-                .map(str::to_owned),
+            offer_code: string_at(purchase, &["offer", "code"]),
             installments: at(purchase, &["payment", "installments_number"]).and_then(Value::as_i64),
             recurrence: i64_field(purchase, "recurrency_number")
                 .or_else(|| i64_field(purchase, "recurrence_number")),
@@ -693,9 +659,7 @@ fn subscription_cancellation(text: &str, data: &Value, event: &str) -> Canonical
     let mut s = subscription(id, (SubscriptionStatus::Cancelled, event.to_string()));
     s.customer_external_id = lower_email(subscriber);
     s.plan_external_id = at(data, &["subscription", "plan", "id"]).and_then(id_value);
-    s.plan_name = at(data, &["subscription", "plan", "name"])
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    s.plan_name = string_at(data, &["subscription", "plan", "name"]);
     s.next_charge_at = ms(data, "date_next_charge");
     s.cancelled_at = ms(data, "cancellation_date");
     push(
@@ -782,9 +746,7 @@ fn charge_date(data: &Value, event: &str) -> CanonicalRecord {
     );
     s.customer_external_id = lower_email(subscriber);
     s.plan_external_id = at(data, &["plan", "id"]).and_then(id_value);
-    s.plan_name = at(data, &["plan", "name"])
-        .and_then(Value::as_str)
-        .map(str::to_owned);
+    s.plan_name = string_at(data, &["plan", "name"]);
     s.next_charge_at = sub.and_then(|s| match s.get("dateNextCharge") {
         Some(Value::String(t)) => parse_rfc3339(t).ok(),
         Some(Value::Number(n)) => n.as_i64().map(datetime_from_unix_millis),
@@ -803,9 +765,7 @@ fn charge_date(data: &Value, event: &str) -> CanonicalRecord {
     push(
         &mut s.metadata,
         "offer_code",
-        at(data, &["plan", "offer", "code"])
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        string_at(data, &["plan", "offer", "code"]),
     );
     push(
         &mut s.metadata,

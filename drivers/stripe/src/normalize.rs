@@ -18,7 +18,8 @@ use sluice_sdk::canonical::{
     Subscription, SubscriptionStatus, Unmapped,
 };
 use sluice_sdk::json::{
-    at, bool_field, expandable_id, i64_field, id_field, str_field, string_field, string_pairs,
+    at, bool_field, expandable_id, i64_field, id_field, str_field, string_at, string_field,
+    string_pairs,
 };
 use sluice_sdk::money::{self, MoneyError};
 use sluice_sdk::time::datetime_from_unix;
@@ -297,9 +298,7 @@ pub fn charge(obj: &Value) -> Result<Payment> {
         fee,
         status,
         status_raw: status_raw.to_string(),
-        method: at(obj, &["payment_method_details", "type"])
-            .and_then(Value::as_str)
-            .map(str::to_owned),
+        method: string_at(obj, &["payment_method_details", "type"]),
         description: string_field(obj, "description"),
         failure_reason: string_field(obj, "failure_message")
             .or_else(|| string_field(obj, "failure_code")),
