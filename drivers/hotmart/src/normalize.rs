@@ -72,71 +72,170 @@ pub fn unify_status(raw: &str) -> String {
     }
 }
 
-const PAYMENT_STATUS: &[(&str, PaymentStatus)] = &[
-    ("APPROVED", PaymentStatus::Succeeded),
-    ("COMPLETE", PaymentStatus::Succeeded),
-    ("PRINTED_BILLET", PaymentStatus::Pending),
-    ("WAITING_PAYMENT", PaymentStatus::Pending),
-    ("STARTED", PaymentStatus::Pending),
-    ("PROCESSING_TRANSACTION", PaymentStatus::Pending),
-    ("UNDER_ANALISYS", PaymentStatus::Pending),
-    ("PRE_ORDER", PaymentStatus::Pending),
-    ("DELAYED", PaymentStatus::Failed),
-    ("OVERDUE", PaymentStatus::Failed),
-    ("NO_FUNDS", PaymentStatus::Failed),
-    ("BLOCKED", PaymentStatus::Failed),
-    ("CANCELLED", PaymentStatus::Cancelled),
-    ("EXPIRED", PaymentStatus::Expired),
-    ("REFUNDED", PaymentStatus::Refunded),
-    ("PARTIALLY_REFUNDED", PaymentStatus::PartiallyRefunded),
-    ("CHARGEBACK", PaymentStatus::Disputed),
-    ("DISPUTE", PaymentStatus::Disputed),
-    ("PROTESTED", PaymentStatus::Disputed),
+/// A sale status: what it means for the payment, the order's financial state and the order
+/// (the table in the module docs).
+type SaleStatus = (PaymentStatus, FinancialStatus, OrderStatus);
+
+const SALE_STATUS: &[(&str, SaleStatus)] = &[
+    (
+        "APPROVED",
+        (
+            PaymentStatus::Succeeded,
+            FinancialStatus::Paid,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "COMPLETE",
+        (
+            PaymentStatus::Succeeded,
+            FinancialStatus::Paid,
+            OrderStatus::Completed,
+        ),
+    ),
+    (
+        "PRINTED_BILLET",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "WAITING_PAYMENT",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "STARTED",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "PROCESSING_TRANSACTION",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "UNDER_ANALISYS",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "PRE_ORDER",
+        (
+            PaymentStatus::Pending,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "DELAYED",
+        (
+            PaymentStatus::Failed,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "OVERDUE",
+        (
+            PaymentStatus::Failed,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "NO_FUNDS",
+        (
+            PaymentStatus::Failed,
+            FinancialStatus::Pending,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "BLOCKED",
+        (
+            PaymentStatus::Failed,
+            FinancialStatus::Voided,
+            OrderStatus::Cancelled,
+        ),
+    ),
+    (
+        "CANCELLED",
+        (
+            PaymentStatus::Cancelled,
+            FinancialStatus::Voided,
+            OrderStatus::Cancelled,
+        ),
+    ),
+    (
+        "EXPIRED",
+        (
+            PaymentStatus::Expired,
+            FinancialStatus::Expired,
+            OrderStatus::Cancelled,
+        ),
+    ),
+    (
+        "REFUNDED",
+        (
+            PaymentStatus::Refunded,
+            FinancialStatus::Refunded,
+            OrderStatus::Completed,
+        ),
+    ),
+    (
+        "PARTIALLY_REFUNDED",
+        (
+            PaymentStatus::PartiallyRefunded,
+            FinancialStatus::PartiallyRefunded,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "CHARGEBACK",
+        (
+            PaymentStatus::Disputed,
+            FinancialStatus::Refunded,
+            OrderStatus::Completed,
+        ),
+    ),
+    (
+        "DISPUTE",
+        (
+            PaymentStatus::Disputed,
+            FinancialStatus::Paid,
+            OrderStatus::Open,
+        ),
+    ),
+    (
+        "PROTESTED",
+        (
+            PaymentStatus::Disputed,
+            FinancialStatus::Paid,
+            OrderStatus::Open,
+        ),
+    ),
 ];
 
-const FINANCIAL_STATUS: &[(&str, FinancialStatus)] = &[
-    ("APPROVED", FinancialStatus::Paid),
-    ("COMPLETE", FinancialStatus::Paid),
-    ("PRINTED_BILLET", FinancialStatus::Pending),
-    ("WAITING_PAYMENT", FinancialStatus::Pending),
-    ("STARTED", FinancialStatus::Pending),
-    ("PROCESSING_TRANSACTION", FinancialStatus::Pending),
-    ("UNDER_ANALISYS", FinancialStatus::Pending),
-    ("PRE_ORDER", FinancialStatus::Pending),
-    ("DELAYED", FinancialStatus::Pending),
-    ("OVERDUE", FinancialStatus::Pending),
-    ("NO_FUNDS", FinancialStatus::Pending),
-    ("BLOCKED", FinancialStatus::Voided),
-    ("CANCELLED", FinancialStatus::Voided),
-    ("EXPIRED", FinancialStatus::Expired),
-    ("REFUNDED", FinancialStatus::Refunded),
-    ("PARTIALLY_REFUNDED", FinancialStatus::PartiallyRefunded),
-    ("CHARGEBACK", FinancialStatus::Refunded),
-    ("DISPUTE", FinancialStatus::Paid),
-    ("PROTESTED", FinancialStatus::Paid),
-];
-
-const ORDER_STATUS: &[(&str, OrderStatus)] = &[
-    ("APPROVED", OrderStatus::Open),
-    ("COMPLETE", OrderStatus::Completed),
-    ("PRINTED_BILLET", OrderStatus::Open),
-    ("WAITING_PAYMENT", OrderStatus::Open),
-    ("STARTED", OrderStatus::Open),
-    ("PROCESSING_TRANSACTION", OrderStatus::Open),
-    ("UNDER_ANALISYS", OrderStatus::Open),
-    ("PRE_ORDER", OrderStatus::Open),
-    ("DELAYED", OrderStatus::Open),
-    ("OVERDUE", OrderStatus::Open),
-    ("NO_FUNDS", OrderStatus::Open),
-    ("BLOCKED", OrderStatus::Cancelled),
-    ("CANCELLED", OrderStatus::Cancelled),
-    ("EXPIRED", OrderStatus::Cancelled),
-    ("REFUNDED", OrderStatus::Completed),
-    ("PARTIALLY_REFUNDED", OrderStatus::Open),
-    ("CHARGEBACK", OrderStatus::Completed),
-    ("DISPUTE", OrderStatus::Open),
-    ("PROTESTED", OrderStatus::Open),
-];
+const UNKNOWN_SALE_STATUS: SaleStatus = (
+    PaymentStatus::Unknown,
+    FinancialStatus::Unknown,
+    OrderStatus::Unknown,
+);
 
 const SUBSCRIPTION_STATUS: &[(&str, SubscriptionStatus)] = &[
     ("ACTIVE", SubscriptionStatus::Active),
@@ -450,7 +549,8 @@ impl Sale {
 
     /// The payment record.
     pub fn payment(&self) -> Payment {
-        let (status, status_raw) = enums::map(&self.status, PAYMENT_STATUS, PaymentStatus::Unknown);
+        let ((status, _, _), status_raw) =
+            enums::map(&self.status, SALE_STATUS, UNKNOWN_SALE_STATUS);
         Payment {
             external_id: self.transaction.clone(),
             order_external_id: Some(self.transaction.clone()),
@@ -472,9 +572,9 @@ impl Sale {
 
     /// The order record.
     pub fn order(&self) -> Order {
-        let (status, status_raw) = enums::map(&self.status, ORDER_STATUS, OrderStatus::Unknown);
-        let (financial, financial_raw) =
-            enums::map(&self.status, FINANCIAL_STATUS, FinancialStatus::Unknown);
+        let ((_, financial, status), status_raw) =
+            enums::map(&self.status, SALE_STATUS, UNKNOWN_SALE_STATUS);
+        let financial_raw = status_raw.clone();
         let mut metadata = self.payment_metadata();
         metadata.extend(self.order_metadata.iter().cloned());
         Order {
@@ -817,21 +917,10 @@ mod tests {
     #[test]
     fn every_documented_status_is_mapped() {
         for s in crate::settings::ALL_TRANSACTION_STATUSES {
-            assert_ne!(
-                enums::map(s, PAYMENT_STATUS, PaymentStatus::Unknown).0,
-                PaymentStatus::Unknown,
-                "{s}"
-            );
-            assert_ne!(
-                enums::map(s, FINANCIAL_STATUS, FinancialStatus::Unknown).0,
-                FinancialStatus::Unknown,
-                "{s}"
-            );
-            assert_ne!(
-                enums::map(s, ORDER_STATUS, OrderStatus::Unknown).0,
-                OrderStatus::Unknown,
-                "{s}"
-            );
+            let (payment, financial, order) = enums::map(s, SALE_STATUS, UNKNOWN_SALE_STATUS).0;
+            assert_ne!(payment, PaymentStatus::Unknown, "{s}");
+            assert_ne!(financial, FinancialStatus::Unknown, "{s}");
+            assert_ne!(order, OrderStatus::Unknown, "{s}");
         }
     }
 
