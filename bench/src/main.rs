@@ -13,10 +13,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use hmac::{Hmac, Mac};
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{Capabilities, Clock, SecretSource, StateSource};
-use sluice::config::SandboxConfig;
-use sluice::runtime::types::{CallContext, IncomingRequest};
+use sluice::capabilities::{CapabilityConfig, Clock, DataSource, FixedData};
 use sluice::runtime::{LoadedDriver, Runtime};
+use sluice::wit::types::{CallContext, IncomingRequest};
 use sluice_driver_stripe::{events, normalize, settings, signature};
 use subtle::ConstantTimeEq;
 
@@ -63,12 +62,11 @@ async fn sandbox_delivery(
     runtime: &Runtime,
     driver: &LoadedDriver,
     request: &IncomingRequest,
-    secrets: &SecretSource,
+    secrets: &DataSource,
 ) -> anyhow::Result<usize> {
     let scope = driver.scope(
-        "inst_bench",
+        &sluice_store::InstallationId::parse("inst_bench")?,
         secrets.clone(),
-        StateSource::Fixed(Arc::default()),
     );
     let ctx = CallContext {
         installation_id: "inst_bench".into(),
@@ -95,12 +93,11 @@ async fn sandbox_delivery(
 async fn sandbox_instantiate(
     runtime: &Runtime,
     driver: &LoadedDriver,
-    secrets: &SecretSource,
+    secrets: &DataSource,
 ) -> anyhow::Result<usize> {
     let scope = driver.scope(
-        "inst_bench",
+        &sluice_store::InstallationId::parse("inst_bench")?,
         secrets.clone(),
-        StateSource::Fixed(Arc::default()),
     );
     runtime
         .session(driver, scope, Duration::from_secs(2))
@@ -164,8 +161,10 @@ async fn main() -> anyhow::Result<()> {
     let header = format!("t={SIGNED_AT},v1={v1}");
 
     let runtime = Runtime::new(
-        SandboxConfig::default(),
-        Capabilities::new(Vec::new(), Clock::Pinned(Duration::from_secs(SIGNED_AT)))?,
+        CapabilityConfig {
+            clock: Clock::Pinned(Duration::from_secs(SIGNED_AT)),
+            ..CapabilityConfig::new(Vec::new())
+        },
         None,
     )?;
     let driver = runtime.load_driver(&bytes).await?;
@@ -176,10 +175,13 @@ async fn main() -> anyhow::Result<()> {
         headers: vec![("stripe-signature".into(), header.clone())],
         body: body.clone(),
     };
-    let secrets = SecretSource::Fixed(Arc::new(HashMap::from([(
-        "webhook_secret".to_string(),
-        SecretValue::new(SECRET.as_bytes().to_vec()),
-    )])));
+    let secrets = DataSource::Fixed(Arc::new(FixedData {
+        secrets: HashMap::from([(
+            "webhook_secret".to_string(),
+            SecretValue::new(SECRET.as_bytes().to_vec()),
+        )]),
+        state: HashMap::new(),
+    }));
     if native_delivery(&body, &header)?
         != sandbox_delivery(&runtime, &driver, &request, &secrets).await?
     {

@@ -7,12 +7,12 @@
 
 use serde_json::{Map, Value, json};
 
-use crate::runtime::canonical::{
+use crate::wit::canonical::{
     Address, CanonicalRecord, Change, ChargebackStatus, FinancialStatus, FulfillmentStatus,
     InvoiceStatus, LineItem, OrderStatus, PaymentStatus, RecordData, RefundStatus,
     SubscriptionStatus,
 };
-use crate::runtime::types::{Datetime, Money};
+use crate::wit::types::{Datetime, Money};
 
 /// A record that cannot be published as it is.
 #[derive(Debug, thiserror::Error)]
@@ -412,7 +412,7 @@ fn invoice_status(s: InvoiceStatus) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::canonical::{Payment, Unmapped};
+    use crate::wit::canonical::{Payment, Unmapped};
 
     fn payment(currency: &str) -> CanonicalRecord {
         CanonicalRecord {

@@ -10,7 +10,7 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use serde::Deserialize;
 
-use crate::capabilities::HostPattern;
+use crate::net::OriginPattern;
 
 /// The whole configuration of one `sluice serve` process.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +29,9 @@ pub struct Config {
     /// Directory of driver components (`*.wasm`) loaded at start. Default
     /// `target/drivers`, where `cargo xtask build-drivers` puts the bundled drivers.
     pub drivers_dir: PathBuf,
+    /// Compiled-code cache. Default `<data_dir>/cache`. Several processes may share one
+    /// (entries are written atomically).
+    pub cache_dir: Option<PathBuf>,
     /// Bearer token for `/v1`. Default: generated at first start, kept in
     /// `<data_dir>/admin.token`.
     pub admin_token: Option<String>,
@@ -71,6 +74,7 @@ impl Default for Config {
             data_dir: PathBuf::from("sluice-data"),
             database_url: None,
             drivers_dir: PathBuf::from("target/drivers"),
+            cache_dir: None,
             admin_token: None,
             master_key: None,
             allow_hosts: Vec::new(),
@@ -141,6 +145,9 @@ impl Config {
         if let Some(v) = var("SLUICE_DRIVERS_DIR") {
             self.drivers_dir = v.into();
         }
+        if let Some(v) = var("SLUICE_CACHE_DIR") {
+            self.cache_dir = Some(v.into());
+        }
         if let Some(v) = var("SLUICE_ADMIN_TOKEN") {
             self.admin_token = Some(v);
         }
@@ -175,6 +182,13 @@ impl Config {
         }
     }
 
+    /// The compiled-code cache in force.
+    pub fn cache_dir(&self) -> PathBuf {
+        self.cache_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("cache"))
+    }
+
     /// The public base URL in force, without a trailing slash.
     pub fn public_url(&self) -> String {
         match &self.public_url {
@@ -184,7 +198,7 @@ impl Config {
     }
 
     /// Parse and check everything that can be wrong before starting.
-    pub fn validate(&self) -> anyhow::Result<Vec<HostPattern>> {
+    pub fn validate(&self) -> anyhow::Result<Vec<OriginPattern>> {
         if self.max_body_bytes == 0 {
             bail!("max_body_bytes must be positive");
         }
@@ -195,7 +209,7 @@ impl Config {
         }
         self.allow_hosts
             .iter()
-            .map(|p| HostPattern::parse(p).map_err(|e| anyhow::anyhow!("allow_hosts entry: {e}")))
+            .map(|p| OriginPattern::parse(p).map_err(|e| anyhow::anyhow!("allow_hosts entry: {e}")))
             .collect()
     }
 }
@@ -237,6 +251,19 @@ mod tests {
     fn file_rejects_unknown_keys() {
         let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listne"));
+    }
+
+    #[test]
+    fn default_cache_is_in_data_dir() {
+        assert_eq!(
+            Config::default().cache_dir(),
+            PathBuf::from("sluice-data/cache")
+        );
+        let mut config = Config::default();
+        config
+            .apply_env(|k| (k == "SLUICE_CACHE_DIR").then(|| "/tmp/c".into()))
+            .unwrap();
+        assert_eq!(config.cache_dir(), PathBuf::from("/tmp/c"));
     }
 
     #[test]

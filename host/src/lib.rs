@@ -1,9 +1,11 @@
 //! Sluice: a sandboxed WebAssembly host for provider integration drivers.
 //!
-//! Drivers are WebAssembly components implementing the `sluice:driver` world (see `wit/`).
-//! This crate loads them into a wasmtime sandbox ([`runtime`]) with capability-scoped
-//! imports ([`capabilities`]), routes provider webhooks through them ([`pipeline`]) and
-//! serves the result over HTTP ([`server`]); persistence lives in `sluice-store`.
+//! Drivers are WebAssembly components implementing the `sluice:driver` world (see `wit/`,
+//! as Rust types in [`wit`]). This crate loads them into a wasmtime sandbox ([`runtime`])
+//! with capability-scoped imports ([`capabilities`]) under the network policy ([`net`]),
+//! turns provider webhooks into durable events ([`pipeline`]), renders them for consumers
+//! ([`canonical`] records inside the [`output`] envelope) and serves all of it over HTTP
+//! ([`server`]); persistence lives in `sluice-store`.
 //!
 //! The `sluice` binary ([`cli`]) runs the server and the operator commands.
 
@@ -11,7 +13,11 @@ pub mod canonical;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod net;
+pub mod output;
 pub mod pipeline;
 pub mod registry;
 pub mod runtime;
 pub mod server;
+pub mod signing;
+pub mod wit;

@@ -1,23 +1,37 @@
-//! The webhook pipeline: verify → handle → normalize in one sandbox instance, then commit
-//! raw events, normalized events and driver state in one transaction.
+//! The webhook pipeline: find the installation, run verify → handle → normalize in one
+//! sandbox instance, then commit raw events, normalized events and the call's writes in
+//! one transaction.
 //!
 //! Nothing is written before the driver has finished, so a trap, a timeout or a refusal
 //! leaves no trace, and the provider (which gets a non-2xx) retries.
 
 use std::sync::Arc;
 
-use rand::Rng;
-use serde_json::{Value, json};
-use sluice_store::{Delivery, IngestedEvent, Installation, NewEvent, NormalizeOutcome, Store};
+use sluice_store::{
+    Delivery, EventId, IngestedEvent, Installation, InstallationId, NewEvent, NormalizeOutcome,
+    Store, StoreError,
+};
 
 use crate::canonical;
-use crate::capabilities::{SecretSource, StateSource};
-use crate::runtime::types::{CallContext, DriverError, IncomingRequest, RawEvent};
+use crate::capabilities::DataSource;
+use crate::registry::DriverRegistry;
 use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
+use crate::wit::ingest::WebhookReply;
+use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 
 /// Why a delivery was not accepted, by what the provider should be told.
 #[derive(Debug, thiserror::Error)]
 pub enum DeliveryError {
+    /// No live installation has that id (`404`).
+    #[error("unknown installation")]
+    UnknownInstallation,
+    /// The installation's driver, or the driver of an app-level URL, is not loaded
+    /// (`503` for installations: the operator may load it; `404` for app-level URLs).
+    #[error("driver {0:?} is not loaded")]
+    DriverUnavailable(String),
+    /// An app-level delivery names no account, or one no installation has (`404`).
+    #[error("{0}")]
+    Unroutable(String),
     /// The driver refused the signature, token or timestamp (`401`).
     #[error("{0}")]
     Unauthorized(String),
@@ -36,7 +50,7 @@ pub enum DeliveryError {
     DriverFailed(String),
     /// The commit failed (`500`, provider retries).
     #[error("storage: {0}")]
-    Storage(#[from] sluice_store::StoreError),
+    Storage(#[from] StoreError),
 }
 
 impl From<CallError> for DeliveryError {
@@ -51,6 +65,16 @@ impl From<CallError> for DeliveryError {
     }
 }
 
+/// Where a webhook request was sent.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// `/webhooks/{installation_id}`.
+    Installation(String),
+    /// `/webhooks/drivers/{driver_id}`: one URL for every account of a provider app; the
+    /// driver names the account (`route-key`) and the installation holding it gets it.
+    Driver(String),
+}
+
 /// What an accepted delivery produced.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct Accepted {
@@ -58,9 +82,12 @@ pub struct Accepted {
     pub accepted: usize,
     /// Raw events already stored by an earlier delivery.
     pub duplicates: usize,
+    /// The installation that received it (useful for app-level URLs).
+    #[serde(skip)]
+    pub installation: Option<InstallationId>,
     /// The reply the driver asked for instead of the default one.
     #[serde(skip)]
-    pub reply: Option<crate::runtime::ingest::WebhookReply>,
+    pub reply: Option<WebhookReply>,
 }
 
 /// One normalized raw event, ready for the store.
@@ -69,13 +96,13 @@ pub struct Processed {
     pub outcome: Result<Vec<canonical::Rendered>, String>,
 }
 
-/// Run verify → handle → normalize for one request. Shared by the server and
+/// Run verify → handle → normalize for one request. Shared by the pipeline and
 /// `sluice driver test`.
 pub async fn process(
     session: &mut Session,
     ctx: &CallContext,
     request: &IncomingRequest,
-) -> Result<(Vec<Processed>, Option<crate::runtime::ingest::WebhookReply>), CallError> {
+) -> Result<(Vec<Processed>, Option<WebhookReply>), CallError> {
     session.verify_webhook(ctx, request).await?;
     let outcome = session.handle_webhook(ctx, request).await?;
     let mut processed = Vec::with_capacity(outcome.events.len());
@@ -103,76 +130,158 @@ pub async fn process(
     Ok((processed, outcome.reply))
 }
 
-/// Deliver one webhook request to an installation and commit what it produced.
-pub async fn deliver(
-    runtime: &Runtime,
-    store: &Store,
-    driver: &Arc<LoadedDriver>,
-    installation: &Installation,
-    request: IncomingRequest,
-) -> Result<Accepted, DeliveryError> {
-    let id = installation.id.as_str();
-    let scope = driver.scope(
-        id,
-        SecretSource::Store {
-            store: store.clone(),
-            installation: installation.id.clone(),
-        },
-        StateSource::Store {
-            store: store.clone(),
-            installation: installation.id.clone(),
-        },
-    );
-    let ctx = CallContext {
-        installation_id: id.to_string(),
-        settings: installation.settings.to_string(),
-    };
-    let mut session = runtime
-        .session(driver, scope, runtime.limits().webhook_timeout())
-        .await?;
-    let (processed, reply) = process(&mut session, &ctx, &request).await?;
-    // Release the sandbox slot before waiting on the database.
-    let writes = session.finish();
-
-    if processed.is_empty() && writes.state.is_empty() && writes.secrets.is_empty() {
-        // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
-        return Ok(Accepted {
-            accepted: 0,
-            duplicates: 0,
-            reply,
-        });
-    }
-    let received_at =
-        canonical::rfc3339(&runtime.capabilities().clock.now_datetime()).unwrap_or_default();
-    let events = processed
-        .into_iter()
-        .map(|p| ingested(p, installation, &driver.info, &received_at))
-        .collect();
-    let outcome = store
-        .commit_delivery(Delivery {
-            installation_id: installation.id.clone(),
-            driver_id: driver.info.id.clone(),
-            driver_version: driver.info.version.clone(),
-            received_at,
-            events,
-            state_writes: writes.state,
-            secret_writes: writes.secrets,
-        })
-        .await?;
-    Ok(Accepted {
-        accepted: outcome.stored,
-        duplicates: outcome.duplicates,
-        reply,
-    })
+/// Provider traffic into durable events.
+pub struct Pipeline {
+    runtime: Arc<Runtime>,
+    drivers: Arc<DriverRegistry>,
+    store: Store,
 }
 
-/// Wrap rendered records in CloudEvents and pair them with their raw event.
-fn ingested(
-    p: Processed,
-    installation: &Installation,
-    info: &crate::runtime::DriverInfo,
-    received_at: &str,
-) -> IngestedEvent {
+impl Pipeline {
+    pub fn new(runtime: Arc<Runtime>, drivers: Arc<DriverRegistry>, store: Store) -> Self {
+        Self {
+            runtime,
+            drivers,
+            store,
+        }
+    }
+
+    pub fn runtime(&self) -> &Arc<Runtime> {
+        &self.runtime
+    }
+
+    pub fn drivers(&self) -> &Arc<DriverRegistry> {
+        &self.drivers
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Deliver one webhook request and commit what it produced.
+    pub async fn receive(
+        &self,
+        target: Target,
+        request: IncomingRequest,
+    ) -> Result<Accepted, DeliveryError> {
+        let (driver, installation) = match target {
+            Target::Installation(id) => {
+                let id =
+                    InstallationId::parse(&id).map_err(|_| DeliveryError::UnknownInstallation)?;
+                let installation = self
+                    .store
+                    .get_installation(&id)
+                    .await?
+                    .ok_or(DeliveryError::UnknownInstallation)?;
+                let driver = self.drivers.get(&installation.driver_id).ok_or_else(|| {
+                    DeliveryError::DriverUnavailable(installation.driver_id.clone())
+                })?;
+                (driver, installation)
+            }
+            Target::Driver(driver_id) => {
+                let driver = self
+                    .drivers
+                    .get(&driver_id)
+                    .ok_or(DeliveryError::DriverUnavailable(driver_id))?;
+                let installation = self.route(&driver, &request).await?;
+                (driver, installation)
+            }
+        };
+        self.deliver(&driver, &installation, request).await
+    }
+
+    /// The installation an app-level request is for: the driver's `route-key`, called
+    /// before any verification, names the account.
+    async fn route(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        request: &IncomingRequest,
+    ) -> Result<Installation, DeliveryError> {
+        let mut session = self
+            .runtime
+            .session(
+                driver,
+                driver.routing_scope(),
+                self.runtime.limits().webhook_timeout(),
+            )
+            .await?;
+        let key = session.route_key(request).await?;
+        session.finish();
+        let key = key.ok_or_else(|| {
+            DeliveryError::Unroutable("the request names no account this driver can route".into())
+        })?;
+        self.store
+            .find_by_account_key(&driver.info.id, &key)
+            .await?
+            .ok_or_else(|| {
+                DeliveryError::Unroutable(format!(
+                    "no installation of {} for account {key:?}",
+                    driver.info.id
+                ))
+            })
+    }
+
+    async fn deliver(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        installation: &Installation,
+        request: IncomingRequest,
+    ) -> Result<Accepted, DeliveryError> {
+        let scope = driver.scope(&installation.id, DataSource::Store(self.store.clone()));
+        let ctx = CallContext {
+            installation_id: installation.id.to_string(),
+            settings: installation.settings.to_string(),
+        };
+        let mut session = self
+            .runtime
+            .session(driver, scope, self.runtime.limits().webhook_timeout())
+            .await?;
+        let (processed, reply) = process(&mut session, &ctx, &request).await?;
+        // Release the sandbox slot before waiting on the database.
+        let writes = session.finish();
+
+        if processed.is_empty() && writes.is_empty() {
+            // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
+            return Ok(Accepted {
+                accepted: 0,
+                duplicates: 0,
+                installation: Some(installation.id.clone()),
+                reply,
+            });
+        }
+        let received_at = canonical::rfc3339(&self.runtime.capabilities().clock.now_datetime())
+            .unwrap_or_default();
+        let events = processed
+            .into_iter()
+            .map(|p| ingested(p, &installation.id, &received_at))
+            .collect();
+        let outcome = self
+            .store
+            .commit_delivery(Delivery {
+                installation_id: installation.id.clone(),
+                driver_id: driver.info.id.clone(),
+                driver_version: driver.info.version.clone(),
+                received_at,
+                events,
+                writes,
+            })
+            .await
+            .map_err(|e| match e {
+                // Deleted between lookup and commit.
+                StoreError::NotFound => DeliveryError::UnknownInstallation,
+                other => DeliveryError::Storage(other),
+            })?;
+        Ok(Accepted {
+            accepted: outcome.stored,
+            duplicates: outcome.duplicates,
+            installation: Some(installation.id.clone()),
+            reply,
+        })
+    }
+}
+
+/// Pair a raw event with its normalized events (or its failure).
+fn ingested(p: Processed, installation: &InstallationId, received_at: &str) -> IngestedEvent {
     let time = p
         .raw
         .occurred_at
@@ -183,21 +292,17 @@ fn ingested(
         Ok(rendered) => NormalizeOutcome::Normalized(
             rendered
                 .into_iter()
-                .map(|r| {
-                    let event_id = new_event_id();
-                    let cloud_event = cloud_event(&event_id, &r, &p.raw, installation, info, &time);
-                    NewEvent {
-                        event_id,
-                        event_type: r.event_type,
-                        subject: r.subject,
-                        time: time.clone(),
-                        cloud_event,
-                    }
+                .map(|r| NewEvent {
+                    event_id: EventId::generate(),
+                    event_type: r.event_type,
+                    subject: r.subject,
+                    time: time.clone(),
+                    data: r.data.to_string(),
                 })
                 .collect(),
         ),
         Err(reason) => {
-            tracing::warn!(installation = %installation.id, provider_event_id = %p.raw.provider_event_id, %reason, "normalization failed; kept as dead letter");
+            tracing::warn!(%installation, provider_event_id = %p.raw.provider_event_id, %reason, "normalization failed; kept as dead letter");
             NormalizeOutcome::Failed { reason }
         }
     };
@@ -208,39 +313,4 @@ fn ingested(
         payload: p.raw.payload,
         outcome,
     }
-}
-
-fn cloud_event(
-    id: &str,
-    r: &canonical::Rendered,
-    raw: &RawEvent,
-    installation: &Installation,
-    info: &crate::runtime::DriverInfo,
-    time: &str,
-) -> Value {
-    json!({
-        "specversion": "1.0",
-        "id": id,
-        "source": format!("/sluice/installations/{}", installation.id),
-        "type": r.event_type,
-        "subject": r.subject,
-        "time": time,
-        "datacontenttype": "application/json",
-        "sluiceinstallation": installation.id.as_str(),
-        "sluicedriver": info.id,
-        "sluicedriverversion": info.version,
-        "sluiceprovidereventid": raw.provider_event_id,
-        "sluiceprovidereventtype": raw.event_type,
-        "data": r.data,
-    })
-}
-
-/// `evt_` and 26 random base32 characters (130 bits).
-fn new_event_id() -> String {
-    const ALPHABET: &[u8; 32] = b"0123456789abcdefghjkmnpqrstvwxyz";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..26)
-        .map(|_| ALPHABET[rng.gen_range(0..32)] as char)
-        .collect();
-    format!("evt_{suffix}")
 }

@@ -1,4 +1,6 @@
-//! Host-side bindings for the `sluice:driver` world, generated from `wit/`.
+//! The `sluice:driver` WIT world as Rust types: the one home of everything that crosses the
+//! sandbox boundary. Generated from `wit/`; capabilities, the runtime, the canonical
+//! renderer and the pipeline all import it, and it imports nothing of theirs.
 //!
 //! Every import is `async` (host capabilities may touch the network or the database) and
 //! `trappable`: a host-side failure such as a database error traps the call instead of
@@ -13,3 +15,6 @@ wasmtime::component::bindgen!({
 
 pub use exports::sluice::driver::{auth, ingest, metadata};
 pub use sluice::driver::{canonical, clock, http, log, secrets, state, types};
+
+/// The version of the `sluice:driver` package this host implements.
+pub const WIT_VERSION: &str = "0.2.0";

@@ -57,8 +57,7 @@ pub fn internal(msg: impl Into<String>) -> DriverError {
 pub fn from_http(e: http::Error, provider: &str) -> DriverError {
     match e {
         http::Error::Denied(m) => invalid_settings(format!("outbound request denied: {m}")),
-        // The host words a missing credential secret this way (host/src/capabilities/http.rs).
-        http::Error::InvalidRequest(m) if m.starts_with("credential secret") => {
+        http::Error::MissingCredential(m) => {
             invalid_settings(format!("outbound request refused: {m}"))
         }
         http::Error::InvalidRequest(m) => internal(format!("invalid outbound request: {m}")),
@@ -121,11 +120,14 @@ mod tests {
             from_http(http::Error::Denied("x".into()), "P"),
             DriverError::InvalidSettings(_)
         ));
-        let missing =
-            http::Error::InvalidRequest("credential secret: NotFound(\"api_key\")".into());
+        let missing = http::Error::MissingCredential("no \"api_key\" secret".into());
         assert!(matches!(
             from_http(missing, "P"),
             DriverError::InvalidSettings(_)
+        ));
+        assert!(matches!(
+            from_http(http::Error::InvalidRequest("bad URL".into()), "P"),
+            DriverError::Internal(_)
         ));
         assert!(
             matches!(from_http(http::Error::Timeout, "P"), DriverError::Upstream(u) if u.status == 504 && u.retryable)

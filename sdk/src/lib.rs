@@ -1,22 +1,18 @@
 //! # sluice-sdk
 //!
 //! The guest-side SDK for writing Sluice drivers: WebAssembly
-//! components that implement the `sluice:driver@0.1.0` WIT world (`wit/` at the workspace
+//! components that implement the `sluice:driver@0.2.0` WIT world (`wit/` at the workspace
 //! root) and are hot-loaded by the Sluice host.
 //!
-//! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements the four exported `Guest`
-//! traits and registers them with [`export!`]:
+//! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements [`driver::Driver`] — its
+//! metadata, `normalize`, and whichever of webhooks, polling and OAuth its provider has —
+//! and registers it with [`register_driver!`]; everything it does not implement answers
+//! `unsupported`:
 //!
 //! ```ignore
-//! use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize};
-//!
 //! struct MyDriver;
-//! impl metadata::Guest for MyDriver { /* … */ }
-//! impl auth::Guest for MyDriver { /* … */ }
-//! impl ingest::Guest for MyDriver { /* … */ }
-//! impl normalize::Guest for MyDriver { /* … */ }
-//!
-//! sluice_sdk::export!(MyDriver);
+//! impl sluice_sdk::driver::Driver for MyDriver { /* … */ }
+//! sluice_sdk::register_driver!(MyDriver);
 //! ```
 //!
 //! Build it with `cargo build --target wasm32-wasip2 --profile driver` (release, stripped).
@@ -24,6 +20,8 @@
 //! Besides the generated [`bindings`], the SDK holds the small, dependency-light helpers every
 //! driver needs and that are easy to get subtly wrong:
 //!
+//! - [`driver`]: the [`Driver`](driver::Driver) trait, [`Metadata`](driver::Metadata) builder
+//!   and settings parsing;
 //! - [`money`]: ISO 4217 exponents and exact decimal/minor-unit conversion (never via floats);
 //! - [`time`]: Unix timestamps and RFC 3339 text to the WIT `datetime`;
 //! - [`headers`]: case-insensitive lookup in WIT header lists;
@@ -43,6 +41,7 @@
 // Lets the generated code refer to `sluice_sdk::…` paths from inside this crate too.
 extern crate self as sluice_sdk;
 
+pub mod driver;
 pub mod enums;
 pub mod error;
 pub mod headers;
@@ -80,6 +79,23 @@ pub mod bindings {
 pub use bindings::sluice::driver::canonical;
 pub use bindings::sluice::driver::types::{self, Datetime, DriverError, Money};
 
-/// `sluice_sdk::export!(MyDriver);` registers a type implementing the four `Guest` traits
-/// as the component's exports.
+/// The raw `wit-bindgen` export macro: `sluice_sdk::export!(T)` exports a type implementing
+/// the four `Guest` traits itself. Prefer [`register_driver!`] and [`driver::Driver`].
 pub use bindings::export;
+
+/// The version of the `sluice:driver` WIT package this SDK is generated from; every
+/// driver's metadata reports it.
+pub const WIT_VERSION: &str = "0.2.0";
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wit_version_is_the_package_version() {
+        let world = include_str!("../../wit/world.wit");
+        assert!(
+            world.starts_with(&format!("package sluice:driver@{};", super::WIT_VERSION)),
+            "wit/world.wit does not declare version {}",
+            super::WIT_VERSION
+        );
+    }
+}

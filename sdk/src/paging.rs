@@ -49,9 +49,41 @@ pub fn encode_query_value(value: &str) -> String {
     out
 }
 
+/// Decode one component of an `application/x-www-form-urlencoded` query: `+` is a space,
+/// `%XX` a byte; a malformed escape is kept as it is, and invalid UTF-8 is replaced.
+pub fn decode_query_component(text: &str) -> String {
+    let hex = |b: u8| (b as char).to_digit(16).map(|d| d as u8);
+    let b = text.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        match b[i] {
+            b'+' => out.push(b' '),
+            b'%' if i + 2 < b.len() => match (hex(b[i + 1]), hex(b[i + 2])) {
+                (Some(h), Some(l)) => {
+                    out.push(h * 16 + l);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            c => out.push(c),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn decodes_query_components() {
+        assert_eq!(decode_query_component("a+b%20c%3D"), "a b c=");
+        assert_eq!(decode_query_component("%4"), "%4");
+        assert_eq!(decode_query_component("%zz%41"), "%zzA");
+        assert_eq!(decode_query_component("caf%C3%A9"), "café");
+    }
 
     #[test]
     fn finds_next_link_among_others() {

@@ -1,7 +1,7 @@
 //! Developer entry point: `cargo xtask <command>`.
 //!
 //! - `cargo xtask run [-- args]`  build the bundled drivers and start `sluice serve` on them.
-//! - `cargo xtask test`           build everything the end-to-end tests need and run the suite.
+//! - `cargo xtask test`           build the drivers and test peers, then run the whole suite.
 //! - `cargo xtask build-drivers`  build every driver component for `wasm32-wasip2`.
 //! - `cargo xtask ensure-target`  install the `wasm32-wasip2` target when it is missing.
 //! - `cargo xtask bench`          run the benchmarks (`sluice-bench`).
@@ -42,7 +42,7 @@ usage: cargo xtask <command>
 
 commands:
   run [-- args]    build the bundled drivers, then `sluice serve --drivers-dir target/drivers [args]`
-  test             build drivers and the `sluice` binary, install the test peers, run the whole suite
+  test             build the drivers, install the test peers, run the whole suite
   build-drivers    build every driver for wasm32-wasip2 into target/drivers and target/test-drivers
   ensure-target    add the wasm32-wasip2 rustup target when it is missing
   bench            run the benchmarks (package `sluice-bench`)
@@ -135,12 +135,6 @@ impl Workspace {
 
     fn test_drivers_dir(&self) -> PathBuf {
         self.target.join("test-drivers")
-    }
-
-    fn sluice_bin(&self) -> PathBuf {
-        self.target
-            .join("debug")
-            .join(format!("sluice{}", std::env::consts::EXE_SUFFIX))
     }
 }
 
@@ -238,8 +232,6 @@ fn run(ws: &Workspace, rest: &[OsString]) -> Result<()> {
 
 fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     build_drivers(ws)?;
-    // The binary the end-to-end tests start as a child process.
-    status(ws.cargo().args(["build", "-p", "sluice"]))?;
     install_peers(ws)?;
 
     let nextest = ws
@@ -256,28 +248,41 @@ fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     }
     cmd.args(passthrough(rest));
 
-    cmd.env("SLUICE_BIN", ws.sluice_bin())
-        .env("SLUICE_DRIVERS", ws.drivers_dir())
-        .env("SLUICE_TEST_DRIVERS", ws.test_drivers_dir());
-    if std::env::var_os("SLUICE_FIXTURES_DIR").is_none() {
-        let shared = ws.root.join("..").join("shared").join("fixtures");
-        if shared.is_dir() {
-            let shared = shared.canonicalize().unwrap_or(shared);
-            cmd.env("SLUICE_FIXTURES_DIR", shared);
-        } else {
-            eprintln!(
-                "xtask: warning: no fixtures at {} and SLUICE_FIXTURES_DIR is unset",
-                shared.display()
-            );
+    // Tests that skip for a missing service append a line here (see sluice-testkit's
+    // `require`); with CI set they fail instead.
+    let skips = ws.target.join("test-skips.txt");
+    let _ = std::fs::remove_file(&skips);
+    cmd.env("SLUICE_DRIVERS", ws.drivers_dir())
+        .env("SLUICE_TEST_DRIVERS", ws.test_drivers_dir())
+        .env("SLUICE_TEST_CACHE", ws.target.join("test-cache"))
+        .env("SLUICE_TEST_SKIPS", &skips);
+    match std::env::var("SLUICE_TEST_POSTGRES_URL") {
+        Ok(url) if !url.is_empty() => eprintln!("xtask: PostgreSQL tests use {url}"),
+        _ => {
+            eprintln!("xtask: SLUICE_TEST_POSTGRES_URL is unset: PostgreSQL tests will be skipped")
         }
     }
-    // SLUICE_TEST_POSTGRES_URL (and SLUICE_FIXTURES_DIR when set) pass through unchanged
-    // by inheritance; say which Postgres the tests will use.
-    match std::env::var("SLUICE_TEST_POSTGRES_URL") {
-        Ok(url) if !url.is_empty() => eprintln!("xtask: Postgres tests use {url}"),
-        _ => eprintln!("xtask: SLUICE_TEST_POSTGRES_URL unset: Postgres tests will be skipped"),
+    let result = status(&mut cmd);
+    report_skips(&skips);
+    result
+}
+
+/// Print how many tests skipped for a missing service, by service.
+fn report_skips(path: &Path) {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        eprintln!("xtask: no test was skipped");
+        return;
+    };
+    let mut by_reason = std::collections::BTreeMap::<&str, usize>::new();
+    for line in text.lines() {
+        let reason = line.split('\t').next().unwrap_or(line);
+        *by_reason.entry(reason).or_default() += 1;
     }
-    status(&mut cmd)
+    let total: usize = by_reason.values().sum();
+    eprintln!("xtask: {total} test(s) skipped for a missing service:");
+    for (reason, n) in by_reason {
+        eprintln!("xtask:   {n} need {reason}");
+    }
 }
 
 /// The Node test peer (the official `stripe` library, used to sign webhooks).

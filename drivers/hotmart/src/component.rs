@@ -1,104 +1,25 @@
-//! The component glue: wires the plain-Rust modules to the WIT imports and exports.
+//! The component glue: the Hotmart driver's metadata and exports, each a thin call into the
+//! plain-Rust modules (which build and test natively).
 
-use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize as norm};
 use sluice_sdk::bindings::sluice::driver::{clock, http, secrets, state};
-use sluice_sdk::types::{CallContext, IncomingRequest};
+use sluice_sdk::canonical::CanonicalRecord;
+use sluice_sdk::driver::{
+    AuthKind, Context, Driver, Metadata, PollResult, SecretSpec, WebhookOutcome,
+};
+use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, paging, verify};
 
 use crate::poll::{self, Cursor};
-use crate::{
-    ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, DRIVER_ID, HOTTOK, NO_OAUTH, normalize, settings,
-    webhook,
-};
+use crate::settings::{self, Settings};
+use crate::{ACCESS_TOKEN, CLIENT_ID, CLIENT_SECRET, DRIVER_ID, HOTTOK, normalize, webhook};
 
 struct Hotmart;
 
-sluice_sdk::export!(Hotmart);
+sluice_sdk::register_driver!(Hotmart);
 
-fn load_settings(ctx: &CallContext) -> Result<settings::Settings, DriverError> {
-    settings::parse(&ctx.settings).map_err(error::invalid_settings)
-}
-
-fn secret(name: &str, description: &str, required: bool) -> metadata::SecretSpec {
-    metadata::SecretSpec {
-        name: name.into(),
-        description: description.into(),
-        required,
-    }
-}
-
-impl metadata::Guest for Hotmart {
-    fn get() -> metadata::DriverInfo {
-        metadata::DriverInfo {
-            id: DRIVER_ID.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            display_name: "Hotmart".into(),
-            auth_kind: metadata::AuthKind::SharedSecret,
-            ingestion_modes: vec![
-                metadata::IngestionMode::Webhook,
-                metadata::IngestionMode::Polling,
-            ],
-            settings_schema: settings::SCHEMA.into(),
-            outbound_hosts: vec![
-                settings::DEFAULT_API_BASE.into(),
-                settings::DEFAULT_AUTH_BASE.into(),
-            ],
-            secrets: vec![
-                secret(
-                    HOTTOK,
-                    "The account's hottok, sent by Hotmart in X-HOTMART-HOTTOK",
-                    true,
-                ),
-                secret(
-                    CLIENT_ID,
-                    "API client id (Developer Credentials), for polling",
-                    false,
-                ),
-                secret(
-                    CLIENT_SECRET,
-                    "API client secret (Developer Credentials), for polling",
-                    false,
-                ),
-                secret(
-                    ACCESS_TOKEN,
-                    "API access token, captured by the host from the token response",
-                    false,
-                ),
-            ],
-            wit_version: "0.1.0".into(),
-        }
-    }
-}
-
-impl auth::Guest for Hotmart {
-    fn authorize_url(_: CallContext, _: String, _: String) -> Result<String, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
-    }
-
-    fn exchange_code(
-        _: CallContext,
-        _: String,
-        _: String,
-    ) -> Result<auth::TokenGrant, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
-    }
-
-    fn refresh(_: CallContext) -> Result<auth::TokenGrant, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
-    }
-
-    fn validate_scopes(_: CallContext, _: Vec<String>) -> Result<auth::ScopeCheck, DriverError> {
-        Ok(auth::ScopeCheck {
-            missing: Vec::new(),
-        })
-    }
-
-    fn verify_webhook(_: CallContext, request: IncomingRequest) -> Result<(), DriverError> {
-        verify::token(
-            HOTTOK,
-            webhook::presented_hottok(&request.headers),
-            webhook::HOTTOK_WHAT,
-        )
+impl sluice_sdk::driver::Settings for Settings {
+    fn parse(text: &str) -> Result<Self, String> {
+        settings::parse(text)
     }
 }
 
@@ -113,7 +34,7 @@ fn rate_limited(response: &http::Response) -> DriverError {
 }
 
 /// Acquire a token: the host injects the client credentials and captures the token.
-fn acquire_token(settings: &settings::Settings) -> Result<(), DriverError> {
+fn acquire_token(settings: &Settings) -> Result<(), DriverError> {
     if !secrets::exists(CLIENT_ID) || !secrets::exists(CLIENT_SECRET) {
         return Err(error::invalid_settings(
             "polling needs the client_id and client_secret secrets",
@@ -183,46 +104,79 @@ fn get_page(url: &str) -> Result<http::Response, DriverError> {
     http::send(&request).map_err(|e| error::from_http(e, "Hotmart"))
 }
 
-impl ingest::Guest for Hotmart {
-    fn route_key(_: IncomingRequest) -> Option<String> {
-        // Hotmart bodies carry no account identifier; see `webhook`.
-        None
+impl Driver for Hotmart {
+    type Settings = Settings;
+
+    fn metadata() -> Metadata {
+        Metadata::new(DRIVER_ID, env!("CARGO_PKG_VERSION"), "Hotmart")
+            .auth(AuthKind::SharedSecret)
+            .webhooks()
+            .polling()
+            .settings_schema(settings::SCHEMA)
+            .outbound(settings::DEFAULT_API_BASE)
+            .outbound(settings::DEFAULT_AUTH_BASE)
+            .secret(SecretSpec::required(
+                HOTTOK,
+                "The account's hottok, sent by Hotmart in X-HOTMART-HOTTOK",
+            ))
+            .secret(SecretSpec::optional(
+                CLIENT_ID,
+                "API client id (Developer Credentials), for polling",
+            ))
+            .secret(SecretSpec::optional(
+                CLIENT_SECRET,
+                "API client secret (Developer Credentials), for polling",
+            ))
+            .secret(SecretSpec::optional(
+                ACCESS_TOKEN,
+                "API access token, captured by the host from the token response",
+            ))
+            .signing_header("X-HOTMART-HOTTOK", "{secret}")
+    }
+
+    fn verify_webhook(_: &Context<Settings>, request: &IncomingRequest) -> Result<(), DriverError> {
+        verify::token(
+            HOTTOK,
+            webhook::presented_hottok(&request.headers),
+            webhook::HOTTOK_WHAT,
+        )
     }
 
     fn handle_webhook(
-        _: CallContext,
-        request: IncomingRequest,
-    ) -> Result<ingest::WebhookOutcome, DriverError> {
+        _: &Context<Settings>,
+        request: &IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
+        // Hotmart bodies carry no account identifier (see `webhook`): no `route_key`.
         let event = webhook::raw_event(&request.body).map_err(error::bad_request)?;
-        Ok(ingest::WebhookOutcome {
+        Ok(WebhookOutcome {
             events: vec![event],
             reply: None,
         })
     }
 
-    fn poll(ctx: CallContext, cursor: Option<String>) -> Result<ingest::PollResult, DriverError> {
-        let settings = load_settings(&ctx)?;
-        let cursor = Cursor::parse(cursor.as_deref());
-        let page = poll::page_request(&cursor, now_ms(), &settings);
-        let url = poll::sales_url(&settings, &page);
+    fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
+        let settings = &ctx.settings;
+        let cursor = Cursor::parse(cursor);
+        let page = poll::page_request(&cursor, now_ms(), settings);
+        let url = poll::sales_url(settings, &page);
 
         let stored = state::get(poll::TOKEN_EXPIRES_AT);
         let mut fresh = false;
         if !(secrets::exists(ACCESS_TOKEN) && poll::token_usable(stored.as_deref(), now_ms())) {
-            acquire_token(&settings)?;
+            acquire_token(settings)?;
             fresh = true;
         }
         let mut response = get_page(&url)?;
         if response.status == 401 && !fresh {
             // Revoked or expired early: one new token, one retry.
-            acquire_token(&settings)?;
+            acquire_token(settings)?;
             response = get_page(&url)?;
         }
         match response.status {
             200..=299 => {
                 let parsed = poll::parse_page(&response.body, &page)
                     .map_err(|e| error::upstream(response.status, e, true))?;
-                Ok(ingest::PollResult {
+                Ok(PollResult {
                     events: parsed.events,
                     next_cursor: Some(parsed.next.to_text()),
                     has_more: parsed.has_more,
@@ -236,13 +190,11 @@ impl ingest::Guest for Hotmart {
             )),
         }
     }
-}
 
-impl norm::Guest for Hotmart {
     fn normalize(
-        _: CallContext,
-        event: ingest::RawEvent,
-    ) -> Result<Vec<sluice_sdk::canonical::CanonicalRecord>, DriverError> {
+        _: &Context<Settings>,
+        event: &RawEvent,
+    ) -> Result<Vec<CanonicalRecord>, DriverError> {
         normalize::normalize(&event.event_type, &event.payload).map_err(error::bad_request)
     }
 }

@@ -41,7 +41,3 @@ pub const CLIENT_SECRET: &str = "client_secret";
 
 /// The secret the host captures the API access token into (never seen by the guest).
 pub const ACCESS_TOKEN: &str = "access_token";
-
-/// The message every OAuth entry point answers with.
-pub const NO_OAUTH: &str =
-    "hotmart uses a webhook hottok and API client credentials; no OAuth authorization flow";

@@ -1,77 +1,63 @@
-//! The component glue: wires the plain-Rust modules to the WIT imports and exports.
+//! The component glue: the Shopify driver's metadata and exports, each a thin call into the
+//! plain-Rust modules (which build and test natively).
 
-use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize as norm};
 use sluice_sdk::bindings::sluice::driver::{clock, http, log, secrets};
-use sluice_sdk::types::{CallContext, IncomingRequest};
+use sluice_sdk::canonical::CanonicalRecord;
+use sluice_sdk::driver::{
+    AuthKind, Context, Driver, Metadata, PollResult, ScopeCheck, SecretSpec, TokenGrant,
+    WebhookOutcome,
+};
+use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers, verify};
 
 use crate::oauth::{self, CallbackError};
 use crate::poll::{self, Cursor};
+use crate::settings::{self, Settings};
 use crate::webhook::{self, VerifyError};
 use crate::{
     ACCESS_TOKEN, ACCESS_TOKEN_HEADER, CLIENT_ID, CLIENT_SECRET, DRIVER_ID, REFRESH_TOKEN,
-    WEBHOOK_SECRET, normalize, settings,
+    WEBHOOK_SECRET, normalize,
 };
 
 struct Shopify;
 
-sluice_sdk::export!(Shopify);
+sluice_sdk::register_driver!(Shopify);
 
-fn load_settings(ctx: &CallContext) -> Result<settings::Settings, DriverError> {
-    settings::parse(&ctx.settings).map_err(error::invalid_settings)
-}
-
-fn secret(name: &str, description: &str, required: bool) -> metadata::SecretSpec {
-    metadata::SecretSpec {
-        name: name.into(),
-        description: description.into(),
-        required,
+impl sluice_sdk::driver::Settings for Settings {
+    fn parse(text: &str) -> Result<Self, String> {
+        settings::parse(text)
     }
 }
 
-impl metadata::Guest for Shopify {
-    fn get() -> metadata::DriverInfo {
-        metadata::DriverInfo {
-            id: DRIVER_ID.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            display_name: "Shopify".into(),
-            auth_kind: metadata::AuthKind::Oauth2,
-            ingestion_modes: vec![
-                metadata::IngestionMode::Webhook,
-                metadata::IngestionMode::Polling,
-            ],
-            settings_schema: settings::SCHEMA.into(),
-            outbound_hosts: vec!["https://*.myshopify.com".into()],
-            secrets: vec![
-                secret(
-                    WEBHOOK_SECRET,
-                    "The app's client secret (API secret key): signs webhooks and OAuth callbacks",
-                    true,
-                ),
-                secret(
-                    ACCESS_TOKEN,
-                    "Admin API access token (X-Shopify-Access-Token), for polling; captured by the OAuth exchange",
-                    false,
-                ),
-                secret(
-                    REFRESH_TOKEN,
-                    "Refresh token of an expiring offline access token; captured by the OAuth exchange",
-                    false,
-                ),
-                secret(
-                    CLIENT_ID,
-                    "The app's client id (API key), for the token endpoint when not in the settings",
-                    false,
-                ),
-                secret(
-                    CLIENT_SECRET,
-                    "The app's client secret for the token endpoint (defaults to webhook_secret)",
-                    false,
-                ),
-            ],
-            wit_version: "0.1.0".into(),
-        }
-    }
+fn metadata() -> Metadata {
+    Metadata::new(DRIVER_ID, env!("CARGO_PKG_VERSION"), "Shopify")
+        .auth(AuthKind::Oauth2)
+        .webhooks()
+        .polling()
+        .settings_schema(settings::SCHEMA)
+        .outbound("https://*.myshopify.com")
+        .secret(SecretSpec::required(
+            WEBHOOK_SECRET,
+            "The app's client secret (API secret key): signs webhooks and OAuth callbacks",
+        ))
+        .secret(SecretSpec::optional(
+            ACCESS_TOKEN,
+            "Admin API access token (X-Shopify-Access-Token), for polling; captured by the OAuth exchange",
+        ))
+        .secret(SecretSpec::optional(
+            REFRESH_TOKEN,
+            "Refresh token of an expiring offline access token; captured by the OAuth exchange",
+        ))
+        .secret(SecretSpec::optional(
+            CLIENT_ID,
+            "The app's client id (API key), for the token endpoint when not in the settings",
+        ))
+        .secret(SecretSpec::optional(
+            CLIENT_SECRET,
+            "The app's client secret for the token endpoint (defaults to webhook_secret)",
+        ))
+        .signing_header("X-Shopify-Hmac-Sha256", "{hmac-sha256-base64:{body}}")
+        .signing_header("X-Shopify-Webhook-Id", "{uuid}")
 }
 
 /// Map a `secrets` failure: a missing secret is the operator's to fix, not a forgery.
@@ -104,9 +90,9 @@ fn client_secret_name() -> &'static str {
 
 /// POST a form to the token endpoint, capturing the tokens into secrets.
 fn token_request(
-    settings: &settings::Settings,
+    settings: &Settings,
     form: Vec<(String, http::Value)>,
-) -> Result<auth::TokenGrant, DriverError> {
+) -> Result<TokenGrant, DriverError> {
     let request = http::Request {
         method: http::Method::Post,
         url: oauth::token_url(settings),
@@ -130,7 +116,7 @@ fn token_request(
         200..=299 => {
             let grant = oauth::parse_grant(&response.body)
                 .map_err(|e| error::upstream(response.status, e, false))?;
-            Ok(auth::TokenGrant {
+            Ok(TokenGrant {
                 scopes: grant.scopes,
                 expires_in: grant.expires_in,
                 account_key: Some(settings.shop.clone()),
@@ -144,63 +130,66 @@ fn token_request(
     }
 }
 
-impl auth::Guest for Shopify {
+impl Driver for Shopify {
+    type Settings = Settings;
+
+    fn metadata() -> Metadata {
+        metadata()
+    }
+
     fn authorize_url(
-        ctx: CallContext,
-        redirect_uri: String,
-        state: String,
+        ctx: &Context<Settings>,
+        redirect_uri: &str,
+        state: &str,
     ) -> Result<String, DriverError> {
-        let settings = load_settings(&ctx)?;
-        oauth::authorize_url(&settings, &redirect_uri, &state).map_err(error::unsupported)
+        oauth::authorize_url(&ctx.settings, redirect_uri, state).map_err(error::unsupported)
     }
 
     fn exchange_code(
-        ctx: CallContext,
-        callback_query: String,
-        _redirect_uri: String,
-    ) -> Result<auth::TokenGrant, DriverError> {
-        let settings = load_settings(&ctx)?;
+        ctx: &Context<Settings>,
+        callback_query: &str,
+        _redirect_uri: &str,
+    ) -> Result<TokenGrant, DriverError> {
+        let settings = &ctx.settings;
         let now = clock::now().seconds;
-        let callback = oauth::verify_callback(&settings, &callback_query, now, verify_app_hmac)
+        let callback = oauth::verify_callback(settings, callback_query, now, verify_app_hmac)
             .map_err(|e| match e {
                 CallbackError::Check(e) => secrets_error(e),
                 CallbackError::MissingCode => error::bad_request("the callback has no code"),
                 other => error::unauthorized(format!("OAuth callback refused: {other:?}")),
             })?;
         let form = oauth::code_form(
-            oauth::client_id_value(&settings, CLIENT_ID),
+            oauth::client_id_value(settings, CLIENT_ID),
             client_secret_name(),
             &callback.code,
         );
-        token_request(&settings, form)
+        token_request(settings, form)
     }
 
-    fn refresh(ctx: CallContext) -> Result<auth::TokenGrant, DriverError> {
-        let settings = load_settings(&ctx)?;
+    fn refresh(ctx: &Context<Settings>) -> Result<TokenGrant, DriverError> {
         if !secrets::exists(REFRESH_TOKEN) {
             return Err(error::unsupported(
                 "no refresh_token: the access token does not expire",
             ));
         }
         let form = oauth::refresh_form(
-            oauth::client_id_value(&settings, CLIENT_ID),
+            oauth::client_id_value(&ctx.settings, CLIENT_ID),
             client_secret_name(),
             REFRESH_TOKEN,
         );
-        token_request(&settings, form)
+        token_request(&ctx.settings, form)
     }
 
     fn validate_scopes(
-        ctx: CallContext,
-        granted: Vec<String>,
-    ) -> Result<auth::ScopeCheck, DriverError> {
-        let settings = load_settings(&ctx)?;
-        Ok(auth::ScopeCheck {
-            missing: oauth::missing_scopes(&settings.scopes, &granted),
+        ctx: &Context<Settings>,
+        granted: &[String],
+    ) -> Result<ScopeCheck, DriverError> {
+        Ok(ScopeCheck {
+            missing: oauth::missing_scopes(&ctx.settings.scopes, granted),
         })
     }
 
-    fn verify_webhook(_: CallContext, request: IncomingRequest) -> Result<(), DriverError> {
+    fn verify_webhook(_: &Context<Settings>, request: &IncomingRequest) -> Result<(), DriverError> {
         webhook::verify(&request.headers, &request.body, |body, header| {
             verify::hmac_sha256_base64(WEBHOOK_SECRET, body, header, "X-Shopify-Hmac-Sha256")
         })
@@ -210,19 +199,16 @@ impl auth::Guest for Shopify {
             VerifyError::Check(e) => e,
         })
     }
-}
 
-impl ingest::Guest for Shopify {
-    fn route_key(request: IncomingRequest) -> Option<String> {
+    fn route_key(request: &IncomingRequest) -> Option<String> {
         webhook::route_key(&request.headers)
     }
 
     fn handle_webhook(
-        ctx: CallContext,
-        request: IncomingRequest,
-    ) -> Result<ingest::WebhookOutcome, DriverError> {
-        let settings = load_settings(&ctx)?;
-        let events = match webhook::handle(&settings, &request.headers, &request.body)
+        ctx: &Context<Settings>,
+        request: &IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
+        let events = match webhook::handle(&ctx.settings, &request.headers, &request.body)
             .map_err(error::bad_request)?
         {
             webhook::Outcome::Event(event) => {
@@ -245,18 +231,18 @@ impl ingest::Guest for Shopify {
                 Vec::new()
             }
         };
-        Ok(ingest::WebhookOutcome {
+        Ok(WebhookOutcome {
             events,
             reply: None,
         })
     }
 
-    fn poll(ctx: CallContext, cursor: Option<String>) -> Result<ingest::PollResult, DriverError> {
-        let settings = load_settings(&ctx)?;
-        let cursor = Cursor::parse(cursor.as_deref());
+    fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
+        let settings = &ctx.settings;
+        let cursor = Cursor::parse(cursor);
         let request = http::Request {
             method: http::Method::Get,
-            url: poll::orders_url(&settings, &cursor),
+            url: poll::orders_url(settings, &cursor),
             headers: vec![("Accept".into(), "application/json".into())],
             body: http::Body::Empty,
             credential: Some(http::Credential::Header(http::HeaderCredential {
@@ -270,9 +256,9 @@ impl ingest::Guest for Shopify {
         match response.status {
             200..=299 => {
                 let link = headers::get(&response.headers, "link");
-                let page = poll::parse_page(&settings, &response.body, link, &cursor)
+                let page = poll::parse_page(settings, &response.body, link, &cursor)
                     .map_err(|e| error::upstream(response.status, e, true))?;
-                Ok(ingest::PollResult {
+                Ok(PollResult {
                     events: page.events,
                     next_cursor: Some(page.next.to_text()),
                     has_more: page.has_more,
@@ -286,13 +272,11 @@ impl ingest::Guest for Shopify {
             )),
         }
     }
-}
 
-impl norm::Guest for Shopify {
     fn normalize(
-        _: CallContext,
-        event: ingest::RawEvent,
-    ) -> Result<Vec<sluice_sdk::canonical::CanonicalRecord>, DriverError> {
+        _: &Context<Settings>,
+        event: &RawEvent,
+    ) -> Result<Vec<CanonicalRecord>, DriverError> {
         normalize::normalize(&event.event_type, &event.payload)
             .map_err(|e| error::bad_request(e.to_string()))
     }

@@ -16,7 +16,7 @@
 //! directions, as shopify-app-js does), and `shop` must be the installation's shop.
 
 use sluice_sdk::bindings::sluice::driver::http::Value as FormValue;
-use sluice_sdk::paging::encode_query_value;
+use sluice_sdk::paging::{decode_query_component, encode_query_value};
 use sluice_sdk::verify::decode_hex;
 
 use crate::settings::Settings;
@@ -45,32 +45,6 @@ pub fn authorize_url(
     ))
 }
 
-fn hex_val(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Percent-decode a query component (`+` is a space, as in form encoding).
-pub fn percent_decode(text: &str) -> String {
-    let b = text.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' => out.push(b' '),
-            b'%' if i + 2 < b.len() => match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                (Some(h), Some(l)) => {
-                    out.push(h * 16 + l);
-                    i += 2;
-                }
-                _ => out.push(b'%'),
-            },
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// A raw query string as decoded `(key, value)` pairs, in order.
 pub fn parse_query(query: &str) -> Vec<(String, String)> {
     query
@@ -79,7 +53,7 @@ pub fn parse_query(query: &str) -> Vec<(String, String)> {
         .filter(|p| !p.is_empty())
         .map(|pair| {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-            (percent_decode(k), percent_decode(v))
+            (decode_query_component(k), decode_query_component(v))
         })
         .collect()
 }
@@ -383,7 +357,7 @@ mod tests {
                 ("e".into(), "%zz".into())
             ]
         );
-        assert_eq!(percent_decode("%4"), "%4");
+        assert_eq!(decode_query_component("%4"), "%4");
     }
 
     #[test]

@@ -1,85 +1,63 @@
-//! The component glue: wires the plain-Rust modules to the WIT imports and exports.
+//! The component glue: the Stripe driver's metadata and exports, each a thin call into the
+//! plain-Rust modules (which build and test natively).
 
-use sluice_sdk::bindings::exports::sluice::driver::{auth, ingest, metadata, normalize as norm};
 use sluice_sdk::bindings::sluice::driver::{clock, http, secrets};
-use sluice_sdk::types::{CallContext, IncomingRequest};
+use sluice_sdk::canonical::CanonicalRecord;
+use sluice_sdk::driver::{
+    AuthKind, Context, Driver, Metadata, PollResult, SecretSpec, WebhookOutcome,
+};
+use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers};
 
 use crate::poll::{self, Cursor};
-use crate::{API_KEY, DRIVER_ID, NO_OAUTH, WEBHOOK_SECRET, events, normalize, settings, signature};
+use crate::settings::{self, Settings};
+use crate::{API_KEY, DRIVER_ID, WEBHOOK_SECRET, events, normalize, signature};
 
 struct Stripe;
 
-sluice_sdk::export!(Stripe);
+sluice_sdk::register_driver!(Stripe);
 
-fn load_settings(ctx: &CallContext) -> Result<settings::Settings, DriverError> {
-    settings::parse(&ctx.settings).map_err(error::invalid_settings)
-}
-
-impl metadata::Guest for Stripe {
-    fn get() -> metadata::DriverInfo {
-        metadata::DriverInfo {
-            id: DRIVER_ID.into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            display_name: "Stripe".into(),
-            auth_kind: metadata::AuthKind::SharedSecret,
-            ingestion_modes: vec![
-                metadata::IngestionMode::Webhook,
-                metadata::IngestionMode::Polling,
-            ],
-            settings_schema: settings::SCHEMA.into(),
-            outbound_hosts: vec![settings::DEFAULT_API_BASE.into()],
-            secrets: vec![
-                metadata::SecretSpec {
-                    name: WEBHOOK_SECRET.into(),
-                    description: "The endpoint's webhook signing secret (whsec_…)".into(),
-                    required: true,
-                },
-                metadata::SecretSpec {
-                    name: API_KEY.into(),
-                    description:
-                        "A secret or restricted API key with read access to events, for polling"
-                            .into(),
-                    required: false,
-                },
-            ],
-            wit_version: "0.1.0".into(),
-        }
+impl sluice_sdk::driver::Settings for Settings {
+    fn parse(text: &str) -> Result<Self, String> {
+        settings::parse(text)
     }
 }
 
-impl auth::Guest for Stripe {
-    fn authorize_url(_: CallContext, _: String, _: String) -> Result<String, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
+impl Driver for Stripe {
+    type Settings = Settings;
+
+    fn metadata() -> Metadata {
+        Metadata::new(DRIVER_ID, env!("CARGO_PKG_VERSION"), "Stripe")
+            .auth(AuthKind::SharedSecret)
+            .webhooks()
+            .polling()
+            .settings_schema(settings::SCHEMA)
+            .outbound(settings::DEFAULT_API_BASE)
+            .secret(SecretSpec::required(
+                WEBHOOK_SECRET,
+                "The endpoint's webhook signing secret (whsec_…)",
+            ))
+            .secret(SecretSpec::optional(
+                API_KEY,
+                "A secret or restricted API key with read access to events, for polling",
+            ))
+            .signing_header(
+                signature::HEADER,
+                "t={timestamp},v1={hmac-sha256-hex:{timestamp}.{body}}",
+            )
     }
 
-    fn exchange_code(
-        _: CallContext,
-        _: String,
-        _: String,
-    ) -> Result<auth::TokenGrant, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
-    }
-
-    fn refresh(_: CallContext) -> Result<auth::TokenGrant, DriverError> {
-        Err(error::unsupported(NO_OAUTH))
-    }
-
-    fn validate_scopes(_: CallContext, _: Vec<String>) -> Result<auth::ScopeCheck, DriverError> {
-        Ok(auth::ScopeCheck {
-            missing: Vec::new(),
-        })
-    }
-
-    fn verify_webhook(ctx: CallContext, request: IncomingRequest) -> Result<(), DriverError> {
-        let settings = load_settings(&ctx)?;
+    fn verify_webhook(
+        ctx: &Context<Settings>,
+        request: &IncomingRequest,
+    ) -> Result<(), DriverError> {
         let header = headers::get(&request.headers, signature::HEADER);
         let now = clock::now().seconds;
         let result = signature::verify(
             header,
             &request.body,
             now,
-            Some(settings.tolerance_seconds),
+            Some(ctx.settings.tolerance_seconds),
             |message, candidates| {
                 secrets::verify_hmac(
                     WEBHOOK_SECRET,
@@ -99,27 +77,25 @@ impl auth::Guest for Stripe {
             other => error::unauthorized(other.to_string()),
         })
     }
-}
 
-impl ingest::Guest for Stripe {
-    fn route_key(request: IncomingRequest) -> Option<String> {
+    fn route_key(request: &IncomingRequest) -> Option<String> {
         events::route_key(&request.body)
     }
 
     fn handle_webhook(
-        _: CallContext,
-        request: IncomingRequest,
-    ) -> Result<ingest::WebhookOutcome, DriverError> {
+        _: &Context<Settings>,
+        request: &IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
         let event = events::raw_event(&request.body).map_err(error::bad_request)?;
-        Ok(ingest::WebhookOutcome {
+        Ok(WebhookOutcome {
             events: vec![event],
             reply: None,
         })
     }
 
-    fn poll(ctx: CallContext, cursor: Option<String>) -> Result<ingest::PollResult, DriverError> {
-        let settings = load_settings(&ctx)?;
-        let cursor = Cursor::parse(cursor.as_deref());
+    fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
+        let settings = &ctx.settings;
+        let cursor = Cursor::parse(cursor);
         let mut request_headers = vec![("Accept".to_string(), "application/json".to_string())];
         if let Some(account) = &settings.account {
             request_headers.push(("Stripe-Account".to_string(), account.clone()));
@@ -138,7 +114,7 @@ impl ingest::Guest for Stripe {
             200..=299 => {
                 let page = poll::parse_page(&response.body, &cursor)
                     .map_err(|e| error::upstream(response.status, e, true))?;
-                Ok(ingest::PollResult {
+                Ok(PollResult {
                     events: page.events,
                     next_cursor: Some(page.next.to_text()),
                     has_more: page.has_more,
@@ -152,13 +128,11 @@ impl ingest::Guest for Stripe {
             )),
         }
     }
-}
 
-impl norm::Guest for Stripe {
     fn normalize(
-        _: CallContext,
-        event: ingest::RawEvent,
-    ) -> Result<Vec<sluice_sdk::canonical::CanonicalRecord>, DriverError> {
+        _: &Context<Settings>,
+        event: &RawEvent,
+    ) -> Result<Vec<CanonicalRecord>, DriverError> {
         normalize::normalize_payload(&event.payload).map_err(|e| error::bad_request(e.to_string()))
     }
 }

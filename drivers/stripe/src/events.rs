@@ -5,8 +5,12 @@ use sluice_sdk::bindings::exports::sluice::driver::ingest::RawEvent;
 use sluice_sdk::json::{i64_field, str_field, string_field};
 use sluice_sdk::time::datetime_from_unix;
 
+/// The event type given to an event that carries none (a signed event is kept, not refused;
+/// it normalizes to `unmapped`).
+pub const UNTYPED: &str = "unknown";
+
 /// Build a raw event from one Stripe event's exact JSON bytes (kept as the payload).
-/// Errors (human-readable) when it is not a JSON object with string `id` and `type`.
+/// Errors (human-readable) when it is not a JSON object with a string `id`.
 pub fn raw_event(payload: &[u8]) -> Result<RawEvent, String> {
     let event: Value =
         serde_json::from_slice(payload).map_err(|e| format!("body is not JSON: {e}"))?;
@@ -19,7 +23,7 @@ pub fn raw_event_from(event: &Value, payload: Vec<u8>) -> Result<RawEvent, Strin
         return Err("event is not a JSON object".into());
     }
     let id = string_field(event, "id").ok_or("event has no string id")?;
-    let event_type = string_field(event, "type").ok_or("event has no string type")?;
+    let event_type = string_field(event, "type").unwrap_or_else(|| UNTYPED.to_string());
     Ok(RawEvent {
         provider_event_id: id,
         event_type,
@@ -54,7 +58,8 @@ mod tests {
         assert!(raw_event(b"{").is_err());
         assert!(raw_event(b"[]").is_err());
         assert!(raw_event(br#"{"id":1,"type":"x"}"#).is_err());
-        assert!(raw_event(br#"{"id":"evt_1"}"#).is_err());
+        let untyped = raw_event(br#"{"id":"evt_1","object":"event"}"#).unwrap();
+        assert_eq!(untyped.event_type, UNTYPED);
     }
 
     #[test]

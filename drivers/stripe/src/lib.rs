@@ -34,6 +34,3 @@ pub const WEBHOOK_SECRET: &str = "webhook_secret";
 
 /// The secret holding the API key used for polling.
 pub const API_KEY: &str = "api_key";
-
-/// The message every OAuth entry point answers with.
-pub const NO_OAUTH: &str = "stripe uses a webhook signing secret and API key; no OAuth";

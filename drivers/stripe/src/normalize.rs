@@ -90,13 +90,23 @@ pub fn normalize_payload(payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
     normalize_event(&event)
 }
 
-/// Normalize one Stripe event (`{"type": …, "data": {"object": …}}`).
+/// Normalize one Stripe event (`{"type": …, "data": {"object": …}}`). An event without a
+/// type or an object to map is kept as `unmapped` (it was signed by Stripe; dropping it
+/// would lose it).
 pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
-    let event_type =
-        str_field(event, "type").ok_or_else(|| NormalizeError::InvalidEvent("no type".into()))?;
-    let object = at(event, &["data", "object"])
-        .filter(|o| o.is_object())
-        .ok_or_else(|| NormalizeError::InvalidEvent("no data.object".into()))?;
+    if !event.is_object() {
+        return Err(NormalizeError::InvalidEvent("not a JSON object".into()));
+    }
+    let object = at(event, &["data", "object"]).filter(|o| o.is_object());
+    let (Some(event_type), Some(object)) = (str_field(event, "type"), object) else {
+        return Ok(vec![CanonicalRecord {
+            change: Change::Observed,
+            data: RecordData::Unmapped(Unmapped {
+                external_id: id_field(event, "id"),
+                object_type: string_field(event, "object"),
+            }),
+        }]);
+    };
     let object_type = str_field(object, "object").unwrap_or_default();
     let change = change_of(event_type);
     let one = |data| Ok(vec![CanonicalRecord { change, data }]);

@@ -18,6 +18,7 @@
 use serde_json::value::RawValue;
 use serde_json::{Map, Value, json};
 use sluice_sdk::bindings::exports::sluice::driver::ingest::RawEvent;
+use sluice_sdk::paging::encode_query_value;
 
 use crate::events::raw_event_from;
 
@@ -70,19 +71,6 @@ impl Cursor {
     }
 }
 
-/// Percent-encode a query value (unreserved characters kept).
-fn encode(value: &str) -> String {
-    let mut out = String::with_capacity(value.len());
-    for b in value.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
-            out.push(char::from(b));
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
-}
-
 /// The URL of the page a cursor asks for.
 pub fn events_url(api_base: &str, cursor: &Cursor) -> String {
     let mut url = format!(
@@ -94,7 +82,7 @@ pub fn events_url(api_base: &str, cursor: &Cursor) -> String {
     }
     if let Some(after) = &cursor.after {
         url.push_str("&starting_after=");
-        url.push_str(&encode(after));
+        url.push_str(&encode_query_value(after));
     }
     url
 }
@@ -276,7 +264,10 @@ mod tests {
         assert!(parse_page(b"nope", &Cursor::default()).is_err());
         assert!(parse_page(br#"{"has_more":false}"#, &Cursor::default()).is_err());
         assert!(parse_page(br#"{"data":{}}"#, &Cursor::default()).is_err());
-        assert!(parse_page(br#"{"data":[{"id":"evt"}]}"#, &Cursor::default()).is_err());
+        assert!(parse_page(br#"{"data":[{"type":"x"}]}"#, &Cursor::default()).is_err());
+        // An event without a type is kept (it normalizes to `unmapped`).
+        let page = parse_page(br#"{"data":[{"id":"evt"}]}"#, &Cursor::default()).unwrap();
+        assert_eq!(page.events[0].event_type, crate::events::UNTYPED);
     }
 
     #[test]

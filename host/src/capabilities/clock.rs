@@ -2,10 +2,11 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::HostWallClock;
 
-use super::CallState;
-use crate::runtime::types::Datetime;
+use super::{CallScope, CallState, Capability, CapabilityConfig};
+use crate::wit::types::Datetime;
 
 /// Where "now" comes from.
 #[derive(Debug, Clone)]
@@ -47,8 +48,24 @@ impl HostWallClock for Clock {
     }
 }
 
-impl crate::runtime::clock::Host for CallState {
+impl Capability for Clock {
+    type Call = Clock;
+
+    fn new(config: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(config.clock.clone())
+    }
+
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        crate::wit::clock::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
+    }
+
+    fn start_call(&self, _: &CallScope) -> Clock {
+        self.clone()
+    }
+}
+
+impl crate::wit::clock::Host for CallState {
     async fn now(&mut self) -> wasmtime::Result<Datetime> {
-        Ok(self.clock.now_datetime())
+        Ok(self.caps.clock.now_datetime())
     }
 }

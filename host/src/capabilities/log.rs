@@ -1,25 +1,41 @@
 //! The `log` capability: driver messages into the host's `tracing` log, tagged with the
 //! driver and installation, rate-limited per call so a chatty driver cannot flood it.
 
-use super::{CallScope, CallState};
-use crate::runtime::log::{Host, Level};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{CallScope, CallState, Capability, CapabilityConfig};
+use crate::wit::log::{Host, Level};
 
 /// Most messages one call may log; the rest are counted and dropped.
 const MAX_MESSAGES_PER_CALL: u32 = 100;
 /// Longest message kept; longer ones are cut.
 const MAX_MESSAGE_BYTES: usize = 4096;
 
+/// The log capability (no configuration).
+pub struct Log;
+
+/// One call's log budget and tags.
 pub struct CallLog {
     driver: String,
     installation: String,
     written: u32,
 }
 
-impl CallLog {
-    pub fn new(scope: &CallScope) -> Self {
-        Self {
-            driver: scope.driver_id.clone(),
-            installation: scope.installation_id.clone().unwrap_or_default(),
+impl Capability for Log {
+    type Call = CallLog;
+
+    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(Log)
+    }
+
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        crate::wit::log::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
+    }
+
+    fn start_call(&self, scope: &CallScope) -> CallLog {
+        CallLog {
+            driver: scope.driver.id.clone(),
+            installation: scope.installation_id().to_string(),
             written: 0,
         }
     }
@@ -27,7 +43,7 @@ impl CallLog {
 
 impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
-        let log = &mut self.log;
+        let log = &mut self.caps.log;
         log.written += 1;
         if log.written > MAX_MESSAGES_PER_CALL {
             return Ok(());

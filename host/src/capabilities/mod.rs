@@ -1,10 +1,15 @@
-//! Host capabilities granted to drivers, one module each: `http`, `secrets`, `log`,
-//! `clock`, `state`.
+//! Host capabilities granted to drivers: one module per WIT import (`http`, `secrets`,
+//! `state`, `log`, `clock`).
 //!
-//! [`Capabilities`] is the process-wide part (HTTP client, operator grants, clock);
-//! [`CallState`] is what one call's `Store` holds: the WASI context with nothing granted,
-//! and the per-installation scope of each capability. Adding a capability means adding a
-//! module here and a field to each of those two structs.
+//! A capability is one unit, the way Spin's factors are: its process-wide configuration (the
+//! type implementing [`Capability`]), what one call holds ([`Capability::Call`]), how it
+//! registers its interface with the linker, and the writes it hands back when the call ends
+//! (committed only with the call's results). The list at the bottom of this file composes
+//! them into [`Capabilities`] (process-wide) and [`CallCapabilities`] (inside each call's
+//! [`CallState`]).
+//!
+//! Adding a capability: write its module (configuration from [`CapabilityConfig`], per-call
+//! state from [`CallScope`], `add_to_linker`, `finish_call`) and add one line to that list.
 
 pub mod clock;
 pub mod http;
@@ -12,80 +17,139 @@ pub mod log;
 pub mod secrets;
 pub mod state;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
-use wasmtime::component::ResourceTable;
+use sluice_store::{InstallationId, Store, Writes};
+use wasmtime::component::{Linker, ResourceTable};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
 pub use clock::Clock;
-pub use http::HostPattern;
-pub use secrets::SecretSource;
-pub use state::{StateSource, StateWrite};
+pub use secrets::SecretValue;
 
-use crate::runtime::types;
+use crate::config::SandboxConfig;
+use crate::net::OriginPattern;
+use crate::wit;
 
-/// Process-wide capability configuration, shared by every call.
-pub struct Capabilities {
-    pub http: http::HttpCapability,
+/// One host capability. See the module documentation.
+pub trait Capability: Sized + Send + Sync + 'static {
+    /// What one call holds.
+    type Call: Send + 'static;
+
+    /// The process-wide part, from the host's configuration.
+    fn new(config: &CapabilityConfig) -> anyhow::Result<Self>;
+
+    /// Register this capability's WIT interface with the linker.
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()>;
+
+    /// The state a call starts with.
+    fn start_call(&self, scope: &CallScope) -> Self::Call;
+
+    /// Move what the call wrote into `writes`, to be committed with its results.
+    fn finish_call(_call: &mut Self::Call, _writes: &mut Writes) {}
+}
+
+/// What capabilities are configured from.
+#[derive(Debug, Clone)]
+pub struct CapabilityConfig {
+    /// The operator's outbound grants (`allow_hosts`): the only way to reach non-global
+    /// addresses.
+    pub grants: Vec<OriginPattern>,
+    /// Where "now" comes from.
     pub clock: Clock,
+    /// Per-call limits.
+    pub limits: SandboxConfig,
 }
 
-impl Capabilities {
-    pub fn new(operator_grants: Vec<HostPattern>, clock: Clock) -> anyhow::Result<Self> {
-        Ok(Self {
-            http: http::HttpCapability::new(operator_grants)?,
-            clock,
-        })
-    }
-}
-
-/// What one call may touch: who it runs for and where its capabilities read from.
-#[derive(Clone)]
-pub struct CallScope {
-    /// `None` only while reading metadata at load time.
-    pub installation_id: Option<String>,
-    pub driver_id: String,
-    /// Secret names the driver declared; nothing else can be named.
-    pub declared_secrets: Arc<[String]>,
-    /// Origins the driver declared (operator grants are added by the http capability).
-    pub declared_hosts: Arc<[HostPattern]>,
-    pub secrets: SecretSource,
-    pub state: StateSource,
-}
-
-impl CallScope {
-    /// The scope used to read a driver's metadata: no installation, nothing granted.
-    pub fn metadata_only() -> Self {
+impl CapabilityConfig {
+    /// Default limits, the system clock and the given grants.
+    pub fn new(grants: Vec<OriginPattern>) -> Self {
         Self {
-            installation_id: None,
-            driver_id: "(loading)".into(),
-            declared_secrets: Arc::from(Vec::new()),
-            declared_hosts: Arc::from(Vec::new()),
-            secrets: SecretSource::None,
-            state: StateSource::None,
+            grants,
+            clock: Clock::System,
+            limits: SandboxConfig::default(),
         }
     }
 }
 
-/// The data of one call's `Store`.
+/// What a driver itself may use, from its validated metadata. Shared by all its calls.
+#[derive(Debug)]
+pub struct DriverScope {
+    /// The driver's id.
+    pub id: String,
+    /// The driver's version.
+    pub version: String,
+    /// Secret names the driver declared; nothing else can be named.
+    pub secrets: Vec<String>,
+    /// Origins the driver declared (operator grants are added by the http capability).
+    pub origins: Vec<OriginPattern>,
+}
+
+/// What one call runs for: the driver and, except while loading or routing, an
+/// installation with the place its secrets and state are read from.
+#[derive(Clone)]
+pub struct CallScope {
+    pub driver: Arc<DriverScope>,
+    pub installation: Option<InstallationScope>,
+}
+
+/// The installation a call acts for.
+#[derive(Clone)]
+pub struct InstallationScope {
+    pub id: InstallationId,
+    pub data: DataSource,
+}
+
+/// Where an installation's secrets and state come from.
+#[derive(Clone)]
+pub enum DataSource {
+    /// The store (secrets decrypted on first use in the call).
+    Store(Store),
+    /// Given values (`sluice driver test`).
+    Fixed(Arc<FixedData>),
+}
+
+/// Secrets and state given on the command line.
+#[derive(Default)]
+pub struct FixedData {
+    pub secrets: HashMap<String, SecretValue>,
+    pub state: HashMap<String, Vec<u8>>,
+}
+
+impl CallScope {
+    /// A call for no installation (metadata, routing): nothing can be named or reached
+    /// beyond what the driver declared, and there are no secrets or state.
+    pub fn driver_only(driver: Arc<DriverScope>) -> Self {
+        Self {
+            driver,
+            installation: None,
+        }
+    }
+
+    /// A call on behalf of an installation.
+    pub fn installation(driver: Arc<DriverScope>, id: InstallationId, data: DataSource) -> Self {
+        Self {
+            driver,
+            installation: Some(InstallationScope { id, data }),
+        }
+    }
+
+    /// The installation's id, or `""` outside an installation.
+    pub fn installation_id(&self) -> &str {
+        self.installation.as_ref().map_or("", |i| i.id.as_str())
+    }
+}
+
+/// The data of one call's `Store`: WASI with nothing granted, the resource table, and each
+/// capability's per-call state.
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    pub(crate) http: http::CallHttp,
-    pub(crate) secrets: secrets::CallSecrets,
-    pub(crate) state: state::CallStateStore,
-    pub(crate) log: log::CallLog,
-    pub(crate) clock: Clock,
+    pub(crate) caps: CallCapabilities,
 }
 
 impl CallState {
-    pub fn new(
-        shared: Arc<Capabilities>,
-        scope: CallScope,
-        max_outbound: u32,
-        max_response: usize,
-    ) -> Self {
-        let clock = shared.clock.clone();
+    pub fn new(capabilities: &Capabilities, scope: &CallScope) -> Self {
         // WASI is linked because Rust's std imports it, but nothing is granted: no
         // preopened directories, no environment, no arguments, no sockets, closed stdio.
         // Its wall clock is ours, so a pinned clock is pinned everywhere.
@@ -93,34 +157,21 @@ impl CallState {
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(clock.clone())
+            .wall_clock(capabilities.clock.clone())
             .build();
         Self {
             wasi,
             table: ResourceTable::new(),
-            http: http::CallHttp::new(shared, &scope, max_outbound, max_response),
-            secrets: secrets::CallSecrets::new(&scope),
-            state: state::CallStateStore::new(&scope),
-            log: log::CallLog::new(&scope),
-            clock,
+            caps: capabilities.start_call(scope),
         }
     }
 
     /// Take what the call wrote, to be committed with its results.
-    pub fn take_writes(&mut self) -> CallWrites {
-        CallWrites {
-            state: self.state.take_writes(),
-            secrets: self.secrets.take_captured(),
-        }
+    pub fn take_writes(&mut self) -> Writes {
+        let mut writes = Writes::default();
+        self.caps.finish_call(&mut writes);
+        writes
     }
-}
-
-/// Side effects of a call that are committed only if the call's results are.
-#[derive(Debug, Default)]
-pub struct CallWrites {
-    pub state: Vec<StateWrite>,
-    /// Secrets captured from provider responses (OAuth tokens), by name.
-    pub secrets: Vec<(String, secrets::SecretValue)>,
 }
 
 impl WasiView for CallState {
@@ -133,5 +184,51 @@ impl WasiView for CallState {
 }
 
 // Type-only interfaces have nothing to implement.
-impl types::Host for CallState {}
-impl crate::runtime::canonical::Host for CallState {}
+impl wit::types::Host for CallState {}
+impl wit::canonical::Host for CallState {}
+
+/// Composes the listed capabilities into [`Capabilities`] and [`CallCapabilities`].
+macro_rules! capabilities {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        /// Every capability's process-wide part.
+        pub struct Capabilities {
+            $(pub $field: $ty,)*
+        }
+
+        /// Every capability's per-call state.
+        pub struct CallCapabilities {
+            $(pub $field: <$ty as Capability>::Call,)*
+        }
+
+        impl Capabilities {
+            /// Configure every capability.
+            pub fn new(config: &CapabilityConfig) -> anyhow::Result<Self> {
+                Ok(Self { $($field: <$ty as Capability>::new(config)?,)* })
+            }
+
+            /// Register every capability's interface.
+            pub fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+                $(<$ty as Capability>::add_to_linker(linker)?;)*
+                Ok(())
+            }
+
+            fn start_call(&self, scope: &CallScope) -> CallCapabilities {
+                CallCapabilities { $($field: self.$field.start_call(scope),)* }
+            }
+        }
+
+        impl CallCapabilities {
+            fn finish_call(&mut self, writes: &mut Writes) {
+                $(<$ty as Capability>::finish_call(&mut self.$field, writes);)*
+            }
+        }
+    };
+}
+
+capabilities! {
+    http: http::Http,
+    secrets: secrets::Secrets,
+    state: state::State,
+    log: log::Log,
+    clock: clock::Clock,
+}

@@ -3,70 +3,80 @@
 //! never logged (`SecretValue`'s `Debug` is redacted).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
+use sluice_store::Writes;
 use subtle::ConstantTimeEq;
+use wasmtime::component::{HasSelf, Linker};
 
-use super::{CallScope, CallState};
-use crate::runtime::secrets::{Error, HmacAlgorithm, Host};
+use super::{CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope};
+use crate::wit::secrets::{Error, HmacAlgorithm, Host};
 
 /// A secret's bytes: zeroed on drop, `[redacted]` in `Debug` (the store's type, so a value
 /// read or captured here is committed without another copy).
 pub use sluice_store::SecretBytes as SecretValue;
 
-/// Where a call's secrets come from.
-#[derive(Clone)]
-pub enum SecretSource {
-    /// No installation (metadata at load time).
-    None,
-    /// The store, decrypted on first use in the call.
-    Store {
-        store: sluice_store::Store,
-        installation: sluice_store::InstallationId,
-    },
-    /// Given on the command line (`sluice driver test --secret name=value`).
-    Fixed(Arc<HashMap<String, SecretValue>>),
-}
+/// The secrets capability (no configuration).
+pub struct Secrets;
 
-/// Per-call secret state: the scope, a cache of what was read, and captured tokens.
+/// One call's secrets: the installation, the names the driver declared, a cache of what
+/// was read, and the values captured from provider responses (OAuth tokens).
 pub struct CallSecrets {
-    source: SecretSource,
-    declared: Arc<[String]>,
+    installation: Option<InstallationScope>,
+    declared: Vec<String>,
     cache: HashMap<String, Option<SecretValue>>,
     captured: Vec<(String, SecretValue)>,
 }
 
-impl CallSecrets {
-    pub fn new(scope: &CallScope) -> Self {
-        Self {
-            source: scope.secrets.clone(),
-            declared: scope.declared_secrets.clone(),
+impl Capability for Secrets {
+    type Call = CallSecrets;
+
+    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(Secrets)
+    }
+
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        crate::wit::secrets::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
+    }
+
+    fn start_call(&self, scope: &CallScope) -> CallSecrets {
+        CallSecrets {
+            installation: scope.installation.clone(),
+            declared: scope.driver.secrets.clone(),
             cache: HashMap::new(),
             captured: Vec::new(),
         }
     }
 
+    fn finish_call(call: &mut CallSecrets, writes: &mut Writes) {
+        writes.secrets.append(&mut call.captured);
+    }
+}
+
+impl CallSecrets {
     /// Look a declared secret up. Store failures trap the call (`Err`); an undeclared or
     /// missing secret is the guest's `Ok(Err(..))`.
     pub async fn lookup(&mut self, name: &str) -> wasmtime::Result<Result<SecretValue, Error>> {
-        if !self.declared.iter().any(|d| d == name) {
+        if !self.is_declared(name) {
             return Ok(Err(Error::NotDeclared(name.to_string())));
         }
         if let Some((_, value)) = self.captured.iter().rev().find(|(n, _)| n == name) {
             return Ok(Ok(value.clone()));
         }
         if !self.cache.contains_key(name) {
-            let value = match &self.source {
-                SecretSource::None => None,
-                SecretSource::Fixed(map) => map.get(name).cloned(),
-                SecretSource::Store {
-                    store,
-                    installation,
-                } => store
-                    .get_secret(installation, name)
+            let value = match &self.installation {
+                None => None,
+                Some(InstallationScope {
+                    data: DataSource::Fixed(data),
+                    ..
+                }) => data.secrets.get(name).cloned(),
+                Some(InstallationScope {
+                    id,
+                    data: DataSource::Store(store),
+                }) => store
+                    .get_secret(id, name)
                     .await
                     .map_err(|e| wasmtime::Error::msg(format!("reading secret {name:?}: {e}")))?,
             };
@@ -78,7 +88,7 @@ impl CallSecrets {
         })
     }
 
-    /// Whether `name` may be written by a capture (declared by the driver).
+    /// Whether the driver declared `name` (only declared secrets can be read or captured).
     pub fn is_declared(&self, name: &str) -> bool {
         self.declared.iter().any(|d| d == name)
     }
@@ -87,14 +97,10 @@ impl CallSecrets {
     pub fn capture(&mut self, name: String, value: SecretValue) {
         self.captured.push((name, value));
     }
-
-    pub fn take_captured(&mut self) -> Vec<(String, SecretValue)> {
-        std::mem::take(&mut self.captured)
-    }
 }
 
 /// HMAC of `message` keyed by `key`.
-pub fn hmac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
+pub fn compute_hmac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
     fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
         // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
         let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
@@ -133,7 +139,7 @@ pub fn verify_jwt_hs256(key: &[u8], token: &str, now: i64) -> Result<String, Str
         return Err("only HS256 JWTs are supported".into());
     }
     let signed = &token[..token.len() - signature.len() - 1];
-    let expected = hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
+    let expected = compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
     if !constant_time_eq(&expected, &decode(signature)?) {
         return Err("JWT signature does not match".into());
     }
@@ -154,19 +160,6 @@ pub fn verify_jwt_hs256(key: &[u8], token: &str, now: i64) -> Result<String, Str
 }
 
 impl Host for CallState {
-    async fn hmac(
-        &mut self,
-        secret: String,
-        algorithm: HmacAlgorithm,
-        message: Vec<u8>,
-    ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
-        Ok(self
-            .secrets
-            .lookup(&secret)
-            .await?
-            .map(|key| hmac(algorithm, key.expose(), &message)))
-    }
-
     async fn verify_hmac(
         &mut self,
         secret: String,
@@ -174,8 +167,8 @@ impl Host for CallState {
         message: Vec<u8>,
         candidates: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        Ok(self.secrets.lookup(&secret).await?.map(|key| {
-            let expected = hmac(algorithm, key.expose(), &message);
+        Ok(self.caps.secrets.lookup(&secret).await?.map(|key| {
+            let expected = compute_hmac(algorithm, key.expose(), &message);
             // Check every candidate so timing does not reveal which one matched.
             candidates
                 .iter()
@@ -189,6 +182,7 @@ impl Host for CallState {
         candidate: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, Error>> {
         Ok(self
+            .caps
             .secrets
             .lookup(&secret)
             .await?
@@ -200,15 +194,15 @@ impl Host for CallState {
         secret: String,
         token: String,
     ) -> wasmtime::Result<Result<String, Error>> {
-        let now = i64::try_from(self.clock.now().as_secs()).unwrap_or(i64::MAX);
-        Ok(match self.secrets.lookup(&secret).await? {
+        let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
+        Ok(match self.caps.secrets.lookup(&secret).await? {
             Ok(key) => verify_jwt_hs256(key.expose(), &token, now).map_err(Error::Invalid),
             Err(e) => Err(e),
         })
     }
 
     async fn exists(&mut self, secret: String) -> wasmtime::Result<bool> {
-        Ok(self.secrets.lookup(&secret).await?.is_ok())
+        Ok(self.caps.secrets.lookup(&secret).await?.is_ok())
     }
 }
 
@@ -218,7 +212,7 @@ mod tests {
 
     #[test]
     fn hmac_matches_stripe_node_vectors() {
-        // shared/fixtures/stripe/stripe_webhook_cases.json, "stripe-node/crypto-provider-hmac".
+        // tests/fixtures/stripe/stripe_webhook_cases.json, "stripe-node/crypto-provider-hmac".
         let cases = [
             (
                 "",
@@ -234,7 +228,7 @@ mod tests {
             ),
         ];
         for (message, expected) in cases {
-            let mac = hmac(HmacAlgorithm::Sha256, b"test_secret", message.as_bytes());
+            let mac = compute_hmac(HmacAlgorithm::Sha256, b"test_secret", message.as_bytes());
             assert_eq!(hex::encode(mac), expected, "message {message:?}");
         }
     }
@@ -252,7 +246,8 @@ mod tests {
         let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
         let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":2000,"nbf":1000}"#);
         let signed = format!("{header}.{claims}");
-        let sig = URL_SAFE_NO_PAD.encode(hmac(HmacAlgorithm::Sha256, key, signed.as_bytes()));
+        let sig =
+            URL_SAFE_NO_PAD.encode(compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes()));
         let token = format!("{signed}.{sig}");
         assert_eq!(
             verify_jwt_hs256(key, &token, 1500).unwrap(),

@@ -3,80 +3,82 @@
 //! transaction as the events the call produced, or dropped with them.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 
-use super::{CallScope, CallState};
-use crate::runtime::state::Host;
+use sluice_store::{StateWrite, Writes};
+use wasmtime::component::{HasSelf, Linker};
+
+use super::{CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope};
+use crate::wit::state::Host;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 128;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 
-pub use sluice_store::StateWrite;
+/// The state capability (no configuration).
+pub struct State;
 
-/// Where reads go when the call has not written the key itself.
-#[derive(Clone)]
-pub enum StateSource {
-    None,
-    Store {
-        store: sluice_store::Store,
-        installation: sluice_store::InstallationId,
-    },
-    /// Fixed initial values (`sluice driver test`).
-    Fixed(Arc<HashMap<String, Vec<u8>>>),
-}
-
-/// Per-call state: the source and this call's pending writes (`None` = deleted).
-pub struct CallStateStore {
-    source: StateSource,
+/// One call's view of the installation's state: where reads go, and its pending writes
+/// (`None` = deleted).
+pub struct CallStateMap {
+    installation: Option<InstallationScope>,
     pending: HashMap<String, Option<Vec<u8>>>,
 }
 
-impl CallStateStore {
-    pub fn new(scope: &CallScope) -> Self {
-        Self {
-            source: scope.state.clone(),
+impl Capability for State {
+    type Call = CallStateMap;
+
+    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(State)
+    }
+
+    fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
+        crate::wit::state::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
+    }
+
+    fn start_call(&self, scope: &CallScope) -> CallStateMap {
+        CallStateMap {
+            installation: scope.installation.clone(),
             pending: HashMap::new(),
         }
     }
 
+    fn finish_call(call: &mut CallStateMap, writes: &mut Writes) {
+        writes
+            .state
+            .extend(call.pending.drain().map(|(key, value)| match value {
+                Some(value) => StateWrite::Set { key, value },
+                None => StateWrite::Delete { key },
+            }));
+    }
+}
+
+impl CallStateMap {
     /// Whether this call may write `key`.
     fn writable(&self, key: &str) -> Result<(), String> {
         if key.is_empty() || key.len() > MAX_KEY_BYTES {
             return Err(format!("state keys are 1 to {MAX_KEY_BYTES} bytes"));
         }
-        if matches!(self.source, StateSource::None) {
+        if self.installation.is_none() {
             return Err("no installation state in this call".into());
         }
         Ok(())
-    }
-
-    pub fn take_writes(&mut self) -> Vec<StateWrite> {
-        self.pending
-            .drain()
-            .map(|(key, value)| match value {
-                Some(value) => StateWrite::Set { key, value },
-                None => StateWrite::Delete { key },
-            })
-            .collect()
     }
 }
 
 impl Host for CallState {
     async fn get(&mut self, key: String) -> wasmtime::Result<Option<Vec<u8>>> {
-        let state = &mut self.state;
+        let state = &self.caps.state;
         if let Some(pending) = state.pending.get(&key) {
             return Ok(pending.clone());
         }
-        Ok(match &state.source {
-            StateSource::None => None,
-            StateSource::Fixed(map) => map.get(&key).cloned(),
-            StateSource::Store {
-                store,
-                installation,
-            } => store
-                .get_state(installation, &key)
+        let Some(installation) = &state.installation else {
+            return Ok(None);
+        };
+        Ok(match &installation.data {
+            DataSource::Fixed(data) => data.state.get(&key).cloned(),
+            DataSource::Store(store) => store
+                .get_state(&installation.id, &key)
                 .await
                 .map_err(|e| wasmtime::Error::msg(format!("reading state {key:?}: {e}")))?,
         })
@@ -88,15 +90,17 @@ impl Host for CallState {
                 "state values are at most {MAX_VALUE_BYTES} bytes"
             )));
         }
-        Ok(self.state.writable(&key).map(|()| {
-            self.state.pending.insert(key, Some(value));
+        let state = &mut self.caps.state;
+        Ok(state.writable(&key).map(|()| {
+            state.pending.insert(key, Some(value));
         }))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         // The WIT function cannot fail: an unwritable key has nothing to delete.
-        if self.state.writable(&key).is_ok() {
-            self.state.pending.insert(key, None);
+        let state = &mut self.caps.state;
+        if state.writable(&key).is_ok() {
+            state.pending.insert(key, None);
         }
         Ok(())
     }

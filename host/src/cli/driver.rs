@@ -15,11 +15,11 @@ use clap::Subcommand;
 use serde_json::{Value, json};
 
 use crate::capabilities::secrets::SecretValue;
-use crate::capabilities::{Capabilities, Clock, SecretSource, StateSource};
-use crate::config::SandboxConfig;
+use crate::capabilities::{CapabilityConfig, Clock, DataSource, FixedData};
+use crate::config::Config;
 use crate::pipeline;
-use crate::runtime::types::{CallContext, DriverError, IncomingRequest};
 use crate::runtime::{CallError, Runtime};
+use crate::wit::types::{CallContext, DriverError, IncomingRequest};
 
 #[derive(Subcommand)]
 pub enum DriverCommand {
@@ -33,7 +33,8 @@ pub enum DriverCommand {
         /// The request body, sent byte for byte.
         #[arg(long)]
         body: PathBuf,
-        /// A request header, `Name: value` (repeatable).
+        /// A request header, `Name: value` (repeatable); the value is everything after the
+        /// colon and one space, exactly.
         #[arg(long = "header")]
         headers: Vec<String>,
         /// An installation secret, `name=value` (repeatable).
@@ -53,9 +54,8 @@ impl DriverCommand {
         match self {
             DriverCommand::Inspect { file } => {
                 let runtime = Runtime::new(
-                    SandboxConfig::default(),
-                    Capabilities::new(Vec::new(), Clock::System)?,
-                    None,
+                    CapabilityConfig::new(Vec::new()),
+                    Some(Config::load(None)?.cache_dir()),
                 )?;
                 let driver = runtime.load_driver(&read(&file)?).await?;
                 super::print_json(&driver.info);
@@ -79,9 +79,11 @@ impl DriverCommand {
                     .try_init();
                 let clock = now.map_or(Clock::System, |s| Clock::Pinned(Duration::from_secs(s)));
                 let runtime = Runtime::new(
-                    SandboxConfig::default(),
-                    Capabilities::new(Vec::new(), clock)?,
-                    None,
+                    CapabilityConfig {
+                        clock,
+                        ..CapabilityConfig::new(Vec::new())
+                    },
+                    Some(Config::load(None)?.cache_dir()),
                 )?;
                 let driver = Arc::new(runtime.load_driver(&read(&driver)?).await?);
                 let settings: Value =
@@ -102,10 +104,13 @@ impl DriverCommand {
                     .into_iter()
                     .map(|(k, v)| (k, SecretValue::new(v.into_bytes())))
                     .collect();
+                let installation = sluice_store::InstallationId::parse("inst_driver_test")?;
                 let scope = driver.scope(
-                    "inst_driver_test",
-                    SecretSource::Fixed(Arc::new(secrets)),
-                    StateSource::Fixed(Arc::new(HashMap::new())),
+                    &installation,
+                    DataSource::Fixed(Arc::new(FixedData {
+                        secrets,
+                        state: HashMap::new(),
+                    })),
                 );
                 let ctx = CallContext {
                     installation_id: "inst_driver_test".into(),
@@ -180,8 +185,14 @@ fn parse_pairs(items: &[String], sep: char) -> anyhow::Result<Vec<(String, Strin
         .iter()
         .map(|item| match item.split_once(sep) {
             Some((k, v)) if !k.trim().is_empty() => {
-                // Header values lose surrounding blanks as in HTTP; secrets are kept exact.
-                let v = if sep == ':' { v.trim() } else { v };
+                // `Name: value`: the one space after the colon separates; the value is kept
+                // exactly (a recorded header with odd whitespace stays odd). Secrets are
+                // kept exactly too.
+                let v = if sep == ':' {
+                    v.strip_prefix(' ').unwrap_or(v)
+                } else {
+                    v
+                };
                 Ok((k.trim().to_string(), v.to_string()))
             }
             _ => bail!("{item:?} is not `name{sep}value`"),

@@ -8,8 +8,9 @@ use anyhow::Context;
 use clap::Args;
 use tracing_subscriber::EnvFilter;
 
-use crate::capabilities::{Capabilities, Clock};
+use crate::capabilities::{CapabilityConfig, Clock};
 use crate::config::Config;
+use crate::pipeline::Pipeline;
 use crate::registry::DriverRegistry;
 use crate::runtime::Runtime;
 use crate::server::{AppState, router};
@@ -64,9 +65,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_token = admin_token(&config)?;
 
     let runtime = Runtime::new(
-        config.sandbox.clone(),
-        Capabilities::new(grants, Clock::System)?,
-        Some(config.data_dir.join("cache")),
+        CapabilityConfig {
+            grants,
+            clock: Clock::System,
+            limits: config.sandbox.clone(),
+        },
+        Some(config.cache_dir()),
     )?;
     let drivers = DriverRegistry::default();
     let failures = drivers
@@ -83,10 +87,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
+    let pipeline = Arc::new(Pipeline::new(Arc::new(runtime), Arc::new(drivers), store));
     let state = Arc::new(AppState {
-        runtime: Arc::new(runtime),
-        drivers: Arc::new(drivers),
-        store,
+        pipeline,
         public_url: config.public_url(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
@@ -94,7 +97,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         listen = %config.listen,
         database = %redact_url(&config.database_url()),
-        drivers = ?state.drivers.list().iter().map(|d| d.info.id.clone()).collect::<Vec<_>>(),
+        drivers = ?state.pipeline.drivers().list().iter().map(|d| d.info.id.clone()).collect::<Vec<_>>(),
         "sluice listening on http://{}",
         config.listen
     );

@@ -1,32 +1,26 @@
 //! `sluice webhook send`: sign a payload exactly as the provider would and post it, so a
 //! newcomer can watch an event flow through without the provider.
+//!
+//! How to sign comes from the installation's driver (its metadata's `webhook-signing`
+//! templates, read from the server), so any driver that describes its signature works
+//! without a change here; `--sign 'Name: template'` replaces them (see
+//! [`crate::signing`] for the template language) and `--header` adds plain headers.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::Context;
-use base64::Engine as _;
-use clap::{Subcommand, ValueEnum};
+use anyhow::{Context, bail};
+use clap::Subcommand;
+use serde_json::Value;
 
-use crate::capabilities::secrets::hmac;
-use crate::runtime::secrets::HmacAlgorithm;
-
-#[derive(Clone, Copy, ValueEnum)]
-pub enum Provider {
-    /// `Stripe-Signature: t=<now>,v1=<hex HMAC-SHA256 of "t.body">`.
-    Stripe,
-    /// `X-Shopify-Hmac-Sha256: <base64 HMAC-SHA256 of body>` with topic, shop and webhook id.
-    Shopify,
-    /// `X-HOTMART-HOTTOK: <token>`.
-    Hotmart,
-}
+use super::ServerArgs;
+use super::client::AdminClient;
+use crate::signing::{Inputs, Template};
 
 #[derive(Subcommand)]
 pub enum WebhookCommand {
-    /// Sign FILE as PROVIDER would and POST it to the installation's webhook URL.
+    /// Sign FILE as the installation's provider would and POST it to its webhook URL.
     Send {
-        #[arg(long, value_enum)]
-        provider: Provider,
         /// Installation to deliver to.
         #[arg(long)]
         installation: String,
@@ -36,72 +30,101 @@ pub enum WebhookCommand {
         /// The payload, sent byte for byte.
         #[arg(long)]
         file: PathBuf,
-        /// Shopify topic.
-        #[arg(long, default_value = "orders/create")]
-        topic: String,
-        /// Shopify shop domain.
-        #[arg(long, default_value = "example.myshopify.com")]
-        shop: String,
-        /// Base URL of the server.
-        #[arg(long, env = "SLUICE_SERVER", default_value = "http://127.0.0.1:8080")]
-        server: String,
+        /// An extra header, `Name: value` (repeatable), e.g. `X-Shopify-Topic: orders/create`.
+        #[arg(long = "header")]
+        headers: Vec<String>,
+        /// A signature header template, `Name: template` (repeatable); replaces the driver's.
+        #[arg(long = "sign")]
+        sign: Vec<String>,
+        /// Unix time to sign at (default: now).
+        #[arg(long)]
+        timestamp: Option<u64>,
+        #[command(flatten)]
+        server: ServerArgs,
     },
 }
 
-/// The headers `provider` would send with `body`, signed at `now` (Unix seconds).
-pub fn sign(
-    provider: Provider,
-    secret: &str,
-    body: &[u8],
-    now: u64,
-    topic: &str,
-    shop: &str,
-) -> Vec<(String, String)> {
-    match provider {
-        Provider::Stripe => {
-            let signed = [format!("{now}.").as_bytes(), body].concat();
-            let v1 = hex::encode(hmac(HmacAlgorithm::Sha256, secret.as_bytes(), &signed));
-            vec![("Stripe-Signature".into(), format!("t={now},v1={v1}"))]
+/// Split `Name: value`.
+fn header_pair(item: &str) -> anyhow::Result<(String, String)> {
+    match item.split_once(':') {
+        Some((name, value)) if !name.trim().is_empty() => {
+            Ok((name.trim().to_string(), value.trim().to_string()))
         }
-        Provider::Shopify => {
-            let mac = hmac(HmacAlgorithm::Sha256, secret.as_bytes(), body);
-            vec![
-                (
-                    "X-Shopify-Hmac-Sha256".into(),
-                    base64::engine::general_purpose::STANDARD.encode(mac),
-                ),
-                ("X-Shopify-Topic".into(), topic.into()),
-                ("X-Shopify-Shop-Domain".into(), shop.into()),
-                (
-                    "X-Shopify-Webhook-Id".into(),
-                    hex::encode(rand::random::<[u8; 16]>()),
-                ),
-                ("X-Shopify-API-Version".into(), "2025-10".into()),
-            ]
-        }
-        Provider::Hotmart => vec![("X-HOTMART-HOTTOK".into(), secret.into())],
+        _ => bail!("{item:?} is not `Name: value`"),
     }
+}
+
+/// The signature headers of `driver_id`, from the server's driver list.
+async fn driver_signing(
+    api: &AdminClient,
+    driver_id: &str,
+) -> anyhow::Result<Vec<(String, String)>> {
+    let drivers = api.call(reqwest::Method::GET, "/v1/drivers", None).await?;
+    let driver = drivers["drivers"]
+        .as_array()
+        .and_then(|list| list.iter().find(|d| d["id"] == driver_id))
+        .with_context(|| format!("the server has no driver {driver_id:?} loaded"))?;
+    let signing: Vec<(String, String)> = driver["webhook_signing"]
+        .as_array()
+        .map(|list| {
+            list.iter()
+                .filter_map(|h| Some((h["name"].as_str()?.into(), h["template"].as_str()?.into())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if signing.is_empty() {
+        bail!("the {driver_id} driver does not describe its webhook signature; give --sign");
+    }
+    Ok(signing)
 }
 
 impl WebhookCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         let WebhookCommand::Send {
-            provider,
             installation,
             secret,
             file,
-            topic,
-            shop,
+            headers,
+            sign,
+            timestamp,
             server,
         } = self;
         let body = std::fs::read(&file).with_context(|| format!("reading {}", file.display()))?;
-        let now = crate::capabilities::Clock::System.now().as_secs();
-        let url = format!("{}/webhooks/{installation}", server.trim_end_matches('/'));
+        let api = AdminClient::new(&server)?;
+        let templates = if sign.is_empty() {
+            let path = format!("/v1/installations/{installation}");
+            let inst: Value = api.call(reqwest::Method::GET, &path, None).await?;
+            let driver_id = inst["driver_id"]
+                .as_str()
+                .context("the installation has no driver_id")?;
+            driver_signing(&api, driver_id).await?
+        } else {
+            sign.iter()
+                .map(|s| header_pair(s))
+                .collect::<anyhow::Result<_>>()?
+        };
+        let inputs = Inputs {
+            body: &body,
+            secret: secret.as_bytes(),
+            timestamp: timestamp
+                .unwrap_or_else(|| crate::capabilities::Clock::System.now().as_secs()),
+        };
+        let url = format!(
+            "{}/webhooks/{installation}",
+            server.server.trim_end_matches('/')
+        );
         let mut request = reqwest::Client::new()
             .post(&url)
             .header("content-type", "application/json")
             .body(body.clone());
-        for (name, value) in sign(provider, &secret, &body, now, &topic, &shop) {
+        for (name, template) in &templates {
+            let value = Template::parse(template)
+                .and_then(|t| t.render(&inputs))
+                .map_err(|e| anyhow::anyhow!("signature header {name}: {e}"))?;
+            request = request.header(name, value);
+        }
+        for item in &headers {
+            let (name, value) = header_pair(item)?;
             request = request.header(name, value);
         }
         let response = request
@@ -115,53 +138,5 @@ impl WebhookCommand {
         } else {
             ExitCode::FAILURE
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn stripe_signature_matches_the_dotnet_vector() {
-        // shared/fixtures/stripe/stripe_webhook_cases.json, stripe-dotnet/EventUtilityTest.
-        let body = std::fs::read(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/fixtures/stripe/stripe_dotnet_event_test_signature.json"
-        ));
-        let Ok(body) = body else {
-            eprintln!("shared fixtures not present; skipping");
-            return;
-        };
-        let headers = sign(
-            Provider::Stripe,
-            "webhook_secret",
-            &body,
-            1533204620,
-            "",
-            "",
-        );
-        assert_eq!(
-            headers[0].1,
-            "t=1533204620,v1=2220f87ef101a04665f11cdf770523143f875572008577fa0f20882ddb9cc3c7"
-        );
-    }
-
-    #[test]
-    fn shopify_signature_is_base64_hmac_of_body() {
-        let headers = sign(
-            Provider::Shopify,
-            "hush",
-            b"{}",
-            0,
-            "orders/create",
-            "a.myshopify.com",
-        );
-        let mac = hmac(HmacAlgorithm::Sha256, b"hush", b"{}");
-        assert_eq!(
-            headers[0].1,
-            base64::engine::general_purpose::STANDARD.encode(mac)
-        );
-        assert_eq!(headers[1].1, "orders/create");
     }
 }

@@ -8,12 +8,10 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use wasmtime::Store;
 
-use super::bindings::{DriverPre, metadata};
 use super::{Runtime, cache};
-use crate::capabilities::{CallScope, CallState, HostPattern};
-
-/// The major.minor of the `sluice:driver` WIT package this host implements.
-pub const WIT_VERSION: &str = "0.1.0";
+use crate::capabilities::{CallScope, CallState, DataSource, DriverScope};
+use crate::net::OriginPattern;
+use crate::wit::{DriverPre, WIT_VERSION, metadata};
 
 /// Why a component was refused.
 #[derive(Debug, thiserror::Error)]
@@ -48,8 +46,18 @@ pub struct DriverInfo {
     pub outbound_hosts: Vec<String>,
     pub secrets: Vec<SecretSpec>,
     pub wit_version: String,
+    /// How the provider signs webhooks: header name → value template (see the WIT
+    /// `signing-header`), for `sluice webhook send`.
+    pub webhook_signing: Vec<SigningHeader>,
     /// sha256 of the component's bytes, hex.
     pub sha256: String,
+}
+
+/// One header of a provider's webhook signature (see the WIT `signing-header`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SigningHeader {
+    pub name: String,
+    pub template: String,
 }
 
 /// The JSON Schema annotation that marks the settings property holding an installation's
@@ -63,8 +71,8 @@ pub struct LoadedDriver {
     pub account_key_setting: Option<String>,
     pub(crate) pre: DriverPre<CallState>,
     settings_validator: jsonschema::Validator,
-    pub(crate) declared_secrets: Arc<[String]>,
-    pub(crate) declared_hosts: Arc<[HostPattern]>,
+    /// What every call of this driver may name and reach.
+    pub scope: Arc<DriverScope>,
 }
 
 /// One failing location of a settings object.
@@ -102,29 +110,18 @@ impl LoadedDriver {
         settings.get(property)?.as_str().map(str::to_string)
     }
 
-    /// The scope of a routing call (`route-key`): no installation, nothing granted.
+    /// The scope of a routing call (`route-key`): no installation, no secrets.
     pub fn routing_scope(&self) -> CallScope {
-        CallScope {
-            driver_id: self.info.id.clone(),
-            ..CallScope::metadata_only()
-        }
+        CallScope::driver_only(self.scope.clone())
     }
 
-    /// The capability scope for a call on behalf of an installation.
+    /// The scope of a call on behalf of an installation.
     pub fn scope(
         &self,
-        installation_id: &str,
-        secrets: crate::capabilities::SecretSource,
-        state: crate::capabilities::StateSource,
+        installation: &sluice_store::InstallationId,
+        data: DataSource,
     ) -> CallScope {
-        CallScope {
-            installation_id: Some(installation_id.to_string()),
-            driver_id: self.info.id.clone(),
-            declared_secrets: self.declared_secrets.clone(),
-            declared_hosts: self.declared_hosts.clone(),
-            secrets,
-            state,
-        }
+        CallScope::installation(self.scope.clone(), installation.clone(), data)
     }
 }
 
@@ -150,12 +147,13 @@ impl Runtime {
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
         let pre = DriverPre::new(instance_pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
 
-        let state = CallState::new(
-            self.capabilities().clone(),
-            CallScope::metadata_only(),
-            0,
-            0,
-        );
+        let loading = Arc::new(DriverScope {
+            id: "(loading)".into(),
+            version: String::new(),
+            secrets: Vec::new(),
+            origins: Vec::new(),
+        });
+        let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
         store.set_epoch_deadline(1);
         let deadline = std::time::Instant::now() + self.limits().webhook_timeout();
@@ -175,19 +173,24 @@ impl Runtime {
                     "settings-schema is not a valid JSON Schema: {e}"
                 ))
             })?;
-        let declared_hosts = info
+        let origins = info
             .outbound_hosts
             .iter()
             .map(|h| {
-                HostPattern::parse(h)
+                OriginPattern::parse(h)
                     .map_err(|e| LoadError::InvalidMetadata(format!("outbound-hosts: {e}")))
             })
             .collect::<Result<Vec<_>, _>>()?;
         let account_key_setting = account_key_setting(&info.settings_schema)?;
+        let scope = Arc::new(DriverScope {
+            id: info.id.clone(),
+            version: info.version.clone(),
+            secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
+            origins,
+        });
         Ok(LoadedDriver {
             account_key_setting,
-            declared_secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
-            declared_hosts: declared_hosts.into(),
+            scope,
             settings_validator,
             pre,
             info,
@@ -239,7 +242,7 @@ fn major_minor(version: &str) -> Option<&str> {
 
 fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, LoadError> {
     let bad = |m: String| Err(LoadError::InvalidMetadata(m));
-    if !is_identifier(&raw.id, 32, &['_', '-']) {
+    if sluice_store::DriverId::parse(&raw.id).is_err() {
         return bad(format!(
             "id {:?} must match [a-z][a-z0-9_-]{{0,31}}",
             raw.id
@@ -308,6 +311,14 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
             })
             .collect(),
         wit_version: raw.wit_version,
+        webhook_signing: raw
+            .webhook_signing
+            .into_iter()
+            .map(|h| SigningHeader {
+                name: h.name,
+                template: h.template,
+            })
+            .collect(),
         sha256,
     })
 }
@@ -342,6 +353,6 @@ mod tests {
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
         assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
-        assert_eq!(major_minor(WIT_VERSION), Some("0.1"));
+        assert_eq!(major_minor(WIT_VERSION), Some("0.2"));
     }
 }

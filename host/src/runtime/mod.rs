@@ -5,7 +5,6 @@
 //! `InstancePre`; every call gets a fresh `Store` holding only that installation's
 //! capabilities ([`Session`]), so nothing leaks between calls or installations.
 
-mod bindings;
 mod cache;
 mod driver;
 mod session;
@@ -19,12 +18,14 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-pub use bindings::{auth, canonical, clock, http, ingest, log, metadata, secrets, state, types};
-pub use driver::{DriverInfo, LoadError, LoadedDriver, SecretSpec};
+pub use driver::{
+    ACCOUNT_KEY_ANNOTATION, DriverInfo, LoadError, LoadedDriver, SecretSpec, SettingsViolation,
+};
 pub use session::{CallError, Session, describe as describe_driver_error};
 
-use crate::capabilities::{CallState, Capabilities};
+use crate::capabilities::{CallState, Capabilities, CapabilityConfig};
 use crate::config::SandboxConfig;
+use crate::wit;
 
 /// How often the epoch advances; deadlines are checked at this granularity.
 const EPOCH_TICK: Duration = Duration::from_millis(5);
@@ -36,7 +37,7 @@ pub struct Runtime {
     limits: SandboxConfig,
     cache_dir: Option<PathBuf>,
     permits: Arc<Semaphore>,
-    capabilities: Arc<Capabilities>,
+    capabilities: Capabilities,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -46,13 +47,13 @@ pub struct Runtime {
 pub struct RuntimeError(String);
 
 impl Runtime {
-    /// Build the engine and linker. `cache_dir` keeps compiled code across restarts.
-    pub fn new(
-        limits: SandboxConfig,
-        capabilities: Capabilities,
-        cache_dir: Option<PathBuf>,
-    ) -> Result<Self, RuntimeError> {
+    /// Build the engine, the linker and every capability. `cache_dir` keeps compiled code
+    /// across restarts.
+    pub fn new(config: CapabilityConfig, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
         let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
+        let capabilities =
+            Capabilities::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
+        let limits = config.limits;
         let instances = limits.max_concurrent_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A Rust component has a handful of core instances, one memory and a few tables.
@@ -73,8 +74,9 @@ impl Runtime {
 
         let mut linker = Linker::<CallState>::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(err)?;
-        bindings::Driver::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s)
-            .map_err(err)?;
+        wit::types::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s).map_err(err)?;
+        wit::canonical::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s).map_err(err)?;
+        Capabilities::add_to_linker(&mut linker).map_err(err)?;
 
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())
@@ -85,7 +87,7 @@ impl Runtime {
             linker,
             limits,
             cache_dir,
-            capabilities: Arc::new(capabilities),
+            capabilities,
             ticker_stop,
         })
     }
@@ -95,8 +97,8 @@ impl Runtime {
         &self.limits
     }
 
-    /// The host capabilities shared by all calls (HTTP client, grants, clock).
-    pub fn capabilities(&self) -> &Arc<Capabilities> {
+    /// The host capabilities shared by all calls (HTTP clients, grants, clock).
+    pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
     }
 

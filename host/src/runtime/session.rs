@@ -9,9 +9,11 @@ use std::time::{Duration, Instant};
 use tokio::sync::OwnedSemaphorePermit;
 use wasmtime::{Store, UpdateDeadline};
 
-use super::bindings::{Driver, auth, ingest, types};
+use sluice_store::Writes;
+
 use super::{LoadedDriver, Runtime};
-use crate::capabilities::{CallScope, CallState, CallWrites};
+use crate::capabilities::{CallScope, CallState};
+use crate::wit::{Driver, auth, ingest, types};
 
 /// How long a call waits for a free sandbox slot before answering "overloaded".
 const SLOT_WAIT: Duration = Duration::from_secs(1);
@@ -105,12 +107,7 @@ impl Runtime {
             .map_err(|_| CallError::Overloaded)?
             .map_err(|_| CallError::Overloaded)?;
         let limits = self.limits();
-        let state = CallState::new(
-            self.capabilities().clone(),
-            scope,
-            limits.max_outbound_requests,
-            limits.max_response_bytes,
-        );
+        let state = CallState::new(self.capabilities(), &scope);
         let mut store = Store::new(self.engine(), state);
         let started = Instant::now();
         store.set_epoch_deadline(1);
@@ -230,7 +227,8 @@ impl Session {
         &mut self,
         ctx: &types::CallContext,
         event: &types::RawEvent,
-    ) -> Result<Result<Vec<super::canonical::CanonicalRecord>, types::DriverError>, CallError> {
+    ) -> Result<Result<Vec<crate::wit::canonical::CanonicalRecord>, types::DriverError>, CallError>
+    {
         call!(self, sluice_driver_normalize.call_normalize(ctx, event))
     }
 
@@ -246,7 +244,7 @@ impl Session {
     }
 
     /// End the session, returning the writes to commit with its results.
-    pub fn finish(mut self) -> CallWrites {
+    pub fn finish(mut self) -> Writes {
         self.store.data_mut().take_writes()
     }
 }

@@ -23,7 +23,8 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
 fn installation_json(state: &AppState, i: &Installation) -> Value {
     // Required secrets not set yet: the installation cannot take deliveries until they are.
     let missing: Vec<String> = state
-        .drivers
+        .pipeline
+        .drivers()
         .get(&i.driver_id)
         .map(|d| {
             d.info
@@ -52,7 +53,8 @@ fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
 
 pub async fn list_drivers(State(state): State<Arc<AppState>>) -> Json<Value> {
     let drivers: Vec<_> = state
-        .drivers
+        .pipeline
+        .drivers()
         .list()
         .iter()
         .map(|d| d.info.clone())
@@ -78,12 +80,16 @@ pub async fn create_installation(
     payload: Result<Json<CreateInstallation>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(payload)?;
-    let driver = state.drivers.get(&request.driver_id).ok_or_else(|| {
-        ApiError::unprocessable(
-            "unknown_driver",
-            format!("no driver {:?} is loaded", request.driver_id),
-        )
-    })?;
+    let driver = state
+        .pipeline
+        .drivers()
+        .get(&request.driver_id)
+        .ok_or_else(|| {
+            ApiError::unprocessable(
+                "unknown_driver",
+                format!("no driver {:?} is loaded", request.driver_id),
+            )
+        })?;
     if let Err(violations) = driver.validate_settings(&request.settings) {
         return Err(ApiError::unprocessable(
             "invalid_settings",
@@ -100,7 +106,8 @@ pub async fn create_installation(
         None => InstallationId::generate(),
     };
     let installation = state
-        .store
+        .pipeline
+        .store()
         .create_installation(NewInstallation {
             id,
             driver_id: driver.info.id.clone(),
@@ -119,7 +126,7 @@ pub async fn create_installation(
 pub async fn list_installations(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.store.list_installations().await?;
+    let all = state.pipeline.store().list_installations().await?;
     let list: Vec<_> = all.iter().map(|i| installation_json(&state, i)).collect();
     Ok(Json(json!({ "installations": list })))
 }
@@ -129,7 +136,8 @@ pub async fn get_installation(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let installation = state
-        .store
+        .pipeline
+        .store()
         .get_installation(&parse_id(&id)?)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
@@ -140,7 +148,12 @@ pub async fn delete_installation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
-    if state.store.delete_installation(&parse_id(&id)?).await? {
+    if state
+        .pipeline
+        .store()
+        .delete_installation(&parse_id(&id)?)
+        .await?
+    {
         tracing::info!(installation = %id, "installation deleted");
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -162,11 +175,12 @@ pub async fn put_secret(
     let id = parse_id(&id)?;
     let value = body(payload)?.value;
     let installation = state
-        .store
+        .pipeline
+        .store()
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let driver = state.drivers.get(&installation.driver_id);
+    let driver = state.pipeline.drivers().get(&installation.driver_id);
     let declared = driver
         .as_ref()
         .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
@@ -179,7 +193,11 @@ pub async fn put_secret(
             ),
         ));
     }
-    state.store.put_secret(&id, &name, value.as_bytes()).await?;
+    state
+        .pipeline
+        .store()
+        .put_secret(&id, &name, value.as_bytes())
+        .await?;
     // The value is never logged: only which secret changed.
     tracing::info!(installation = %id, secret = %name, "secret set");
     Ok(StatusCode::NO_CONTENT)
@@ -217,19 +235,20 @@ pub async fn list_events(
             .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
     };
     let events = state
-        .store
+        .pipeline
+        .store()
         .list_events(installation.as_ref(), after, limit)
         .await?;
     let next = events.last().map_or(after, |e| e.seq);
-    // Bodies are stored as CloudEvent JSON text: splice them in without re-parsing.
+    // Records are stored as JSON text: the envelope is spliced around them, not re-parsed.
     let mut out =
-        String::with_capacity(events.iter().map(|e| e.body.len() + 1).sum::<usize>() + 64);
+        String::with_capacity(events.iter().map(|e| e.data.len() + 600).sum::<usize>() + 64);
     out.push_str("{\"events\":[");
     for (i, e) in events.iter().enumerate() {
         if i > 0 {
             out.push(',');
         }
-        out.push_str(&e.body);
+        out.push_str(&crate::output::cloud_event(e));
     }
     out.push_str(&format!("],\"next_cursor\":\"{next}\"}}"));
     Ok(([("content-type", "application/json")], out).into_response())

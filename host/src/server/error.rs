@@ -91,6 +91,13 @@ impl From<sluice_store::StoreError> for ApiError {
 impl From<DeliveryError> for ApiError {
     fn from(e: DeliveryError) -> Self {
         match e {
+            DeliveryError::UnknownInstallation => ApiError::not_found("unknown installation"),
+            DeliveryError::Unroutable(m) => ApiError::not_found(m),
+            DeliveryError::DriverUnavailable(id) => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "driver_unavailable",
+                format!("driver {id:?} is not loaded"),
+            ),
             DeliveryError::Unauthorized(m) => ApiError::unauthorized(m),
             DeliveryError::BadRequest(m) => ApiError::bad_request(m),
             DeliveryError::Overloaded => ApiError::new(
@@ -103,10 +110,6 @@ impl From<DeliveryError> for ApiError {
                 "installation_not_ready",
                 format!("{m}; nothing was stored"),
             ),
-            // Deleted between lookup and commit.
-            DeliveryError::Storage(sluice_store::StoreError::NotFound) => {
-                ApiError::not_found("unknown installation")
-            }
             DeliveryError::DriverFailed(m) => {
                 tracing::warn!(reason = %m, "driver failed; nothing stored");
                 // The caller gets the first line only: a trap carries a wasm backtrace that

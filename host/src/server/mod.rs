@@ -17,14 +17,11 @@ use axum::routing::{get, post, put};
 pub use error::ApiError;
 
 use crate::capabilities::secrets::constant_time_eq;
-use crate::registry::DriverRegistry;
-use crate::runtime::Runtime;
+use crate::pipeline::Pipeline;
 
 /// Everything a request handler may use.
 pub struct AppState {
-    pub runtime: Arc<Runtime>,
-    pub drivers: Arc<DriverRegistry>,
-    pub store: sluice_store::Store,
+    pub pipeline: Arc<Pipeline>,
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
@@ -60,7 +57,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 }
 
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.store.ping().await {
+    match state.pipeline.store().ping().await {
         Ok(()) => "ready".into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check failed");

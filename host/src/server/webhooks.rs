@@ -8,90 +8,48 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::pipeline;
-use crate::runtime::types::IncomingRequest;
+use crate::pipeline::{DeliveryError, Target};
+use crate::wit::types::IncomingRequest;
 
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(installation_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = sluice_store::InstallationId::parse(&installation_id)
-        .map_err(|_| ApiError::not_found("unknown installation"))?;
-    let installation = state
-        .store
-        .get_installation(&id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let driver = loaded_driver(&state, &installation.driver_id)?;
     let incoming = read_request(request, state.max_body_bytes).await?;
-    deliver(&state, &driver, &installation, incoming).await
+    deliver(&state, Target::Installation(installation_id), incoming).await
 }
 
 /// `POST /webhooks/drivers/{driver_id}`: one URL for every account of a provider app. The
-/// driver names the account (`route-key`, before any verification), the host finds the
-/// installation that declared it, and the request continues as if sent to that
-/// installation's own URL — verification included.
+/// pipeline has the driver name the account and continues as if the request had been sent
+/// to that installation's own URL — verification included.
 pub async fn receive_for_driver(
     State(state): State<Arc<AppState>>,
     Path(driver_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let driver = state
-        .drivers
-        .get(&driver_id)
-        .ok_or_else(|| ApiError::not_found(format!("no driver {driver_id:?} is loaded")))?;
     let incoming = read_request(request, state.max_body_bytes).await?;
-    let mut session = state
-        .runtime
-        .session(
-            &driver,
-            driver.routing_scope(),
-            state.runtime.limits().webhook_timeout(),
-        )
-        .await
-        .map_err(pipeline::DeliveryError::from)?;
-    let key = session
-        .route_key(&incoming)
-        .await
-        .map_err(pipeline::DeliveryError::from)?;
-    session.finish();
-    let key = key
-        .ok_or_else(|| ApiError::not_found("the request names no account this driver can route"))?;
-    let installation = state
-        .store
-        .find_by_account_key(&driver.info.id, &key)
-        .await?
-        .ok_or_else(|| {
-            ApiError::not_found(format!(
-                "no installation of {driver_id} for account {key:?}"
-            ))
-        })?;
-    deliver(&state, &driver, &installation, incoming).await
-}
-
-fn loaded_driver(
-    state: &AppState,
-    driver_id: &str,
-) -> Result<Arc<crate::runtime::LoadedDriver>, ApiError> {
-    state.drivers.get(driver_id).ok_or_else(|| {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "driver_unavailable",
-            format!("driver {driver_id:?} is not loaded"),
-        )
-    })
+    deliver(&state, Target::Driver(driver_id), incoming).await
 }
 
 async fn deliver(
     state: &AppState,
-    driver: &Arc<crate::runtime::LoadedDriver>,
-    installation: &sluice_store::Installation,
+    target: Target,
     incoming: IncomingRequest,
 ) -> Result<Response, ApiError> {
-    let accepted =
-        pipeline::deliver(&state.runtime, &state.store, driver, installation, incoming).await?;
-    tracing::info!(installation = %installation.id, accepted = accepted.accepted, duplicates = accepted.duplicates, "webhook delivered");
+    let app_level = matches!(target, Target::Driver(_));
+    let accepted = state
+        .pipeline
+        .receive(target, incoming)
+        .await
+        .map_err(|e| match e {
+            // An app-level URL names a driver, not an installation: a missing one is a 404.
+            DeliveryError::DriverUnavailable(id) if app_level => {
+                ApiError::not_found(format!("no driver {id:?} is loaded"))
+            }
+            other => ApiError::from(other),
+        })?;
+    tracing::info!(installation = ?accepted.installation.as_ref().map(|i| i.as_str()), accepted = accepted.accepted, duplicates = accepted.duplicates, "webhook delivered");
     Ok(match &accepted.reply {
         Some(reply) => {
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);

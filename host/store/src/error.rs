@@ -22,9 +22,14 @@ pub enum StoreError {
     /// The database URL is neither `sqlite:` nor `postgres:`/`postgresql:`, or is malformed.
     #[error("invalid database url: {0}")]
     InvalidUrl(String),
-    /// An installation id outside `[A-Za-z0-9_-]{1,64}`.
-    #[error("invalid installation id {0:?}: expected 1 to 64 of [A-Za-z0-9_-]")]
-    InvalidId(String),
+    /// A malformed id (see [`crate::id`] for each kind's form).
+    #[error("invalid {kind} {value:?}")]
+    InvalidId {
+        /// Which id type, e.g. `InstallationId`.
+        kind: &'static str,
+        /// The value, cut to 80 characters.
+        value: String,
+    },
     /// A master key (environment value or key file) that is not 32 bytes of standard base64
     /// or 64 hex characters. The message never contains the key.
     #[error("invalid master key: {0}")]

@@ -5,7 +5,7 @@ use sqlx::any::AnyRow;
 
 use crate::crypto::SecretBytes;
 use crate::store::Backend;
-use crate::{InstallationId, Store, StoreError};
+use crate::{EventId, InstallationId, Store, StoreError};
 
 /// Key of the PostgreSQL transaction-scoped advisory lock that serialises ingestion commits
 /// (`"sluice\0\x01"` as a big-endian integer).
@@ -28,11 +28,25 @@ pub struct Delivery {
     pub received_at: String,
     /// The raw events, in provider order.
     pub events: Vec<IngestedEvent>,
-    /// Driver state changes made during the call (e.g. the polling cursor), applied in order.
-    pub state_writes: Vec<StateWrite>,
+    /// What the driver's call wrote besides events: state and captured secrets.
+    pub writes: Writes,
+}
+
+/// Side effects of a driver call, committed with its events or not at all.
+#[derive(Clone, Debug, Default)]
+pub struct Writes {
+    /// Driver state changes (e.g. the polling cursor), applied in order.
+    pub state: Vec<StateWrite>,
     /// Secrets the host captured from provider responses during the call (OAuth tokens),
-    /// by name; stored encrypted, in the same transaction.
-    pub secret_writes: Vec<(String, SecretBytes)>,
+    /// by name; stored encrypted.
+    pub secrets: Vec<(String, SecretBytes)>,
+}
+
+impl Writes {
+    /// Whether there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.state.is_empty() && self.secrets.is_empty()
+    }
 }
 
 /// One raw provider event and what normalizing it gave.
@@ -63,23 +77,21 @@ pub enum NormalizeOutcome {
     },
 }
 
-/// One normalized event to store.
-///
-/// The CloudEvent is built by the caller, except `sluicerawevent`, which only the store
-/// knows: `cloud_event` is a JSON object template, and the store sets
-/// `"sluicerawevent": "<raw event row id>"` in it before serialising it into `body`.
+/// One normalized event to store: its CloudEvent attributes of its own and its record.
+/// The rest of the envelope (source, provenance) comes from its raw event and installation
+/// when it is read.
 #[derive(Clone, Debug)]
 pub struct NewEvent {
     /// The CloudEvent `id`; unique across all events.
-    pub event_id: String,
+    pub event_id: EventId,
     /// The CloudEvent `type` (e.g. `payment.succeeded`).
     pub event_type: String,
     /// The CloudEvent `subject`.
     pub subject: Option<String>,
     /// The CloudEvent `time`, RFC 3339 UTC.
     pub time: String,
-    /// The CloudEvent as a JSON object (without `sluicerawevent`).
-    pub cloud_event: serde_json::Value,
+    /// The canonical record, JSON text (the CloudEvent `data`).
+    pub data: String,
 }
 
 /// A driver state change.
@@ -110,13 +122,33 @@ pub struct CommitOutcome {
     pub events: usize,
 }
 
-/// A stored normalized event, as the cursor API returns it.
+/// A stored normalized event with its provenance, as the cursor API reads it.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredEvent {
     /// Commit-ordered sequence number; the cursor.
     pub seq: i64,
-    /// The CloudEvent JSON text.
-    pub body: String,
+    /// The CloudEvent `id`.
+    pub id: EventId,
+    /// Its installation.
+    pub installation_id: InstallationId,
+    /// The CloudEvent `type`.
+    pub event_type: String,
+    /// The CloudEvent `subject`.
+    pub subject: Option<String>,
+    /// The CloudEvent `time`.
+    pub time: String,
+    /// The canonical record, JSON text.
+    pub data: String,
+    /// The raw event it was normalized from.
+    pub raw_event_id: i64,
+    /// The driver that normalized it, and its version.
+    pub driver_id: String,
+    /// The driver's version.
+    pub driver_version: String,
+    /// The provider's id of the raw event.
+    pub provider_event_id: String,
+    /// The provider's type of the raw event.
+    pub provider_event_type: String,
 }
 
 /// State of a stored raw event.
@@ -226,16 +258,6 @@ impl Store {
     /// installation is not live, [`StoreError::Conflict`] if a normalized event id already
     /// exists, [`StoreError::InvalidInput`] if a CloudEvent template is not an object.
     pub async fn commit_delivery(&self, delivery: Delivery) -> Result<CommitOutcome, StoreError> {
-        if let Some(bad) = delivery.events.iter().find_map(|e| match &e.outcome {
-            NormalizeOutcome::Normalized(list) => list.iter().find(|n| !n.cloud_event.is_object()),
-            NormalizeOutcome::Failed { .. } => None,
-        }) {
-            return Err(StoreError::InvalidInput(format!(
-                "cloud_event of event {} is not a JSON object",
-                bad.event_id
-            )));
-        }
-
         // SQLite: BEGIN IMMEDIATE (see `begin_write`) makes commits fully serial.
         let mut tx = self.begin_write().await?;
         if self.backend == Backend::Postgres {
@@ -299,26 +321,18 @@ impl Store {
             outcome.stored += 1;
 
             for new in normalized {
-                let mut cloud_event = new.cloud_event;
-                if let Some(object) = cloud_event.as_object_mut() {
-                    object.insert(
-                        "sluicerawevent".into(),
-                        serde_json::Value::String(raw_id.to_string()),
-                    );
-                }
-                let body = cloud_event.to_string();
                 sqlx::query(
                     "INSERT INTO events (id, installation_id, raw_event_id, type, subject, \
-                       time, body) \
+                       time, data) \
                      VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 )
-                .bind(new.event_id)
+                .bind(new.event_id.as_str().to_owned())
                 .bind(id)
                 .bind(raw_id)
                 .bind(new.event_type)
                 .bind(new.subject)
                 .bind(new.time)
-                .bind(body)
+                .bind(new.data)
                 .execute(&mut *tx)
                 .await
                 .map_err(map_write_error)?;
@@ -326,7 +340,7 @@ impl Store {
             }
         }
 
-        for write in delivery.state_writes {
+        for write in delivery.writes.state {
             match write {
                 StateWrite::Set { key, value } => {
                     sqlx::query(
@@ -353,7 +367,7 @@ impl Store {
             }
         }
 
-        for (name, value) in &delivery.secret_writes {
+        for (name, value) in &delivery.writes.secrets {
             let ciphertext =
                 self.cipher
                     .encrypt(&delivery.installation_id, name, value.expose())?;
@@ -384,13 +398,16 @@ impl Store {
         after: i64,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        const COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, e.time, \
+            e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
+            r.event_type";
         let limit = limit.clamp(0, MAX_EVENTS_PAGE);
         let rows = match installation {
             Some(id) => {
-                sqlx::query(
-                    "SELECT seq, body FROM events WHERE installation_id = $1 AND seq > $2 \
-                     ORDER BY seq LIMIT $3",
-                )
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                     WHERE e.installation_id = $1 AND e.seq > $2 ORDER BY e.seq LIMIT $3"
+                ))
                 .bind(id.as_str())
                 .bind(after)
                 .bind(limit)
@@ -398,18 +415,31 @@ impl Store {
                 .await?
             }
             None => {
-                sqlx::query("SELECT seq, body FROM events WHERE seq > $1 ORDER BY seq LIMIT $2")
-                    .bind(after)
-                    .bind(limit)
-                    .fetch_all(&self.pool)
-                    .await?
+                sqlx::query(&format!(
+                    "SELECT {COLUMNS} FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                     WHERE e.seq > $1 ORDER BY e.seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
             }
         };
         rows.iter()
             .map(|row| {
                 Ok(StoredEvent {
                     seq: row.try_get(0)?,
-                    body: row.try_get(1)?,
+                    id: EventId::from_db(row.try_get(1)?),
+                    installation_id: InstallationId::from_db(row.try_get(2)?),
+                    event_type: row.try_get(3)?,
+                    subject: row.try_get(4)?,
+                    time: row.try_get(5)?,
+                    data: row.try_get(6)?,
+                    raw_event_id: row.try_get(7)?,
+                    driver_id: row.try_get(8)?,
+                    driver_version: row.try_get(9)?,
+                    provider_event_id: row.try_get(10)?,
+                    provider_event_type: row.try_get(11)?,
                 })
             })
             .collect()

@@ -9,9 +9,11 @@
 //!   Only names are ever listed; values come back as zeroed-on-drop [`SecretBytes`].
 //! - **Driver state** (small per-installation key/value: cursors, token expiry).
 //! - **The ingestion commit** ([`Store::commit_delivery`]): the raw events of one delivery
-//!   (deduplicated on installation + provider event id), their normalized CloudEvents or
+//!   (deduplicated on installation + provider event id), their normalized events or
 //!   dead-letter state, and the driver's state writes, in one transaction. A webhook is
-//!   acknowledged only after this returns `Ok`.
+//!   acknowledged only after this returns `Ok`. Events are stored as their record and
+//!   attributes; the host renders the CloudEvent envelope when they are read.
+//! - **Typed ids** ([`id`]): one generated-id scheme for every kind.
 //! - **The event log** read by the Processing Engine through a cursor
 //!   ([`Store::list_events`]): `seq` order is commit order, so a reader that resumes after
 //!   the last `seq` it saw never misses an event.
@@ -26,15 +28,15 @@
 
 mod crypto;
 mod error;
-mod id;
+pub mod id;
 mod ingest;
 mod store;
 
 pub use crypto::{MasterKey, SecretBytes, SecretCipher};
 pub use error::StoreError;
-pub use id::InstallationId;
+pub use id::{DriverId, EventId, InstallationId};
 pub use ingest::{
     CommitOutcome, DeadLetter, Delivery, IngestedEvent, MAX_EVENTS_PAGE, NewEvent,
-    NormalizeOutcome, RawEvent, RawEventStatus, StateWrite, StoredEvent,
+    NormalizeOutcome, RawEvent, RawEventStatus, StateWrite, StoredEvent, Writes,
 };
 pub use store::{Backend, Installation, NewInstallation, Store};

@@ -1,17 +1,10 @@
 //! Shared test helpers: the fixtures directory.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
-/// `$SLUICE_FIXTURES_DIR`, else `/work/shared/fixtures` relative to this crate.
+/// The vendored fixtures (`tests/fixtures`, or `$SLUICE_FIXTURES_DIR`).
 pub fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("SLUICE_FIXTURES_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures"
-        )),
-    }
+    sluice_testkit::fixtures::fixtures_dir()
 }
 
 /// The exact bytes of `hotmart/<name>`.

@@ -2,9 +2,7 @@
 //! anonymised deliveries by shape and enumerations (their values were corrupted by the
 //! anonymiser), the docs examples, and the webhook/API equivalence of one sale.
 
-mod common;
-
-use common::{hotmart_files, hotmart_fixture};
+use crate::common::{hotmart_files, hotmart_fixture};
 use sluice_driver_hotmart::normalize::{self, SALES_HISTORY};
 use sluice_driver_hotmart::poll;
 use sluice_sdk::canonical::*;

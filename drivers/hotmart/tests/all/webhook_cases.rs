@@ -3,9 +3,7 @@
 //! expected decision from the header policy plus a constant-time comparison (the host does
 //! that comparison through `secrets.equals`; here a native stand-in does).
 
-mod common;
-
-use common::{hotmart_files, hotmart_fixture, hotmart_json};
+use crate::common::{hotmart_files, hotmart_fixture, hotmart_json};
 use serde_json::Value;
 use sluice_driver_hotmart::webhook::{self, HOTTOK_HEADER};
 

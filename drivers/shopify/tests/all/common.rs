@@ -1,5 +1,4 @@
 //! Shared test helpers: the fixtures directory and native HMAC-SHA256.
-#![allow(dead_code)]
 
 use std::path::PathBuf;
 
@@ -8,15 +7,9 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
-/// `$SLUICE_FIXTURES_DIR`, else `/work/shared/fixtures` relative to this crate.
+/// The vendored fixtures (`tests/fixtures`, or `$SLUICE_FIXTURES_DIR`).
 pub fn fixtures_dir() -> PathBuf {
-    match std::env::var_os("SLUICE_FIXTURES_DIR") {
-        Some(dir) => PathBuf::from(dir),
-        None => PathBuf::from(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../../shared/fixtures"
-        )),
-    }
+    sluice_testkit::fixtures::fixtures_dir()
 }
 
 /// The exact bytes of `shopify/<name>`.

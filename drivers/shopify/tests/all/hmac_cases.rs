@@ -2,9 +2,7 @@
 //! `webhook::verify`, OAuth callback canonicalisation / HMAC / timestamp through `oauth`, and
 //! both shop-domain lists through `shop::sanitize`.
 
-mod common;
-
-use common::{b64, hmac_sha256, native_base64_check, native_verifier, shopify_json};
+use crate::common::{b64, hmac_sha256, native_base64_check, native_verifier, shopify_json};
 use serde_json::Value;
 use sluice_driver_shopify::oauth::{self, CallbackError, Canonical};
 use sluice_driver_shopify::webhook::{self, VerifyError};

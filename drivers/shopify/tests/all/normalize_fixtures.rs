@@ -2,9 +2,7 @@
 //! embedded refund and customer as `refunds/create` / `customers/update` payloads), plus a
 //! JPY variant whose id is beyond 2^53.
 
-mod common;
-
-use common::{shopify_fixture, shopify_json};
+use crate::common::{shopify_fixture, shopify_json};
 use sluice_driver_shopify::normalize::normalize;
 use sluice_sdk::canonical::{
     Address, CanonicalRecord, Change, FinancialStatus, FulfillmentStatus, LineItem, Order,

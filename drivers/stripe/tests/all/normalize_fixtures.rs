@@ -1,9 +1,7 @@
 //! Normalization of every Stripe object fixture (wrapped as events), the real
 //! `charge.succeeded` event, and zero-, three-decimal and ISK amounts, field by field.
 
-mod common;
-
-use common::{stripe_fixture, stripe_json};
+use crate::common::{stripe_fixture, stripe_json};
 use serde_json::{Value, json};
 use sluice_driver_stripe::{events, normalize};
 use sluice_sdk::canonical::*;
@@ -482,7 +480,18 @@ fn unknown_and_malformed_events() {
         RecordData::Unmapped(_)
     ));
     assert!(normalize::normalize_payload(b"{").is_err());
-    assert!(normalize::normalize_payload(br#"{"type":"charge.succeeded"}"#).is_err());
+    assert!(normalize::normalize_payload(b"[]").is_err());
+    // Signed events without a type or an object are kept as `unmapped`, not refused.
+    let kept = normalize::normalize_payload(br#"{"id":"evt_1","object":"event"}"#).unwrap();
+    assert_eq!(
+        kept[0].data,
+        RecordData::Unmapped(Unmapped {
+            external_id: Some("evt_1".into()),
+            object_type: Some("event".into())
+        })
+    );
+    let no_object = normalize::normalize_payload(br#"{"type":"charge.succeeded"}"#).unwrap();
+    assert!(matches!(no_object[0].data, RecordData::Unmapped(_)));
     assert!(
         normalize::normalize_event(&wrap(
             "charge.succeeded",

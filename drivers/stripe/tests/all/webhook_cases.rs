@@ -1,8 +1,6 @@
 //! Every case of `stripe/stripe_webhook_cases.json`, byte for byte, with a native verifier.
 
-mod common;
-
-use common::{hmac_sha256, native_verifier, stripe_fixture, stripe_json};
+use crate::common::{hmac_sha256, native_verifier, stripe_fixture, stripe_json};
 use serde_json::Value;
 use sluice_driver_stripe::signature::{self, SignatureError};
 use sluice_driver_stripe::{events, normalize};

@@ -3,8 +3,8 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice_tests::{
-    Backend, Sluice, both_backends, random_hex, stripe_charge_variant, stripe_signature,
+use sluice_testkit::{
+    Backend, Sluice, both_backends, random_hex, stripe_charge_variant, stripe_header, unix_now,
 };
 
 both_backends!(connect_events_route_to_their_account => sqlite_connect_events_route_to_their_account, postgres_connect_events_route_to_their_account);
@@ -40,8 +40,8 @@ async fn post_app_level(
     driver: &str,
     secret: &str,
     body: &[u8],
-) -> sluice_tests::Response {
-    let signature = stripe_signature(body, secret, None);
+) -> sluice_testkit::Response {
+    let signature = stripe_header(body, secret, unix_now());
     sluice
         .post_webhook(
             &format!("drivers/{driver}"),

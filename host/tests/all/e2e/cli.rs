@@ -1,41 +1,15 @@
 //! The quickstart, as a newcomer types it: the `sluice` operator commands against a running
 //! server, from creating an installation to reading the normalized event.
 
-use std::io::Write;
-use std::process::{Output, Stdio};
+use std::process::Output;
 
 use serde_json::Value;
-use sluice_tests::{Backend, Sluice, both_backends, fixture, random_hex, sluice_cli};
+use sluice_testkit::{Backend, Sluice, both_backends, fixture, random_hex};
 
 both_backends!(quickstart_through_the_cli => sqlite_quickstart_through_the_cli, postgres_quickstart_through_the_cli);
 
 fn run(sluice: &Sluice, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut cmd = sluice_cli(sluice.dir());
-    cmd.args(args)
-        .env("SLUICE_SERVER", sluice.url(""))
-        .env("SLUICE_ADMIN_TOKEN", &sluice.admin_token)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    if stdin.is_some() {
-        cmd.stdin(Stdio::piped());
-    }
-    let mut child = cmd.spawn().expect("running sluice");
-    if let Some(input) = stdin {
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-    }
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "sluice {args:?} failed: {}\n{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+    sluice.cli(args, stdin)
 }
 
 fn json(out: &Output) -> Value {
@@ -78,8 +52,6 @@ async fn quickstart_through_the_cli(backend: Backend) {
     let send = [
         "webhook",
         "send",
-        "--provider",
-        "stripe",
         "--installation",
         "inst_cli",
         "--secret",

@@ -8,7 +8,7 @@ use std::time::SystemTime;
 
 use reqwest::Method;
 use sha2::{Digest, Sha256};
-use sluice_tests::{
+use sluice_testkit::{
     Backend, Sluice, TempDir, both_backends, bundled_driver, sluice_cli, stripe_charge_variant,
     test_driver,
 };
@@ -170,10 +170,15 @@ fn cache_listing(dir: &Path) -> BTreeMap<String, SystemTime> {
 }
 
 async fn compiled_code_is_cached_across_restarts(backend: Backend) {
-    let Some(mut sluice) = Sluice::start(backend).await else {
+    // A cache of its own (the suite otherwise shares one), so the first start compiles.
+    let cache_dir = TempDir::new("sluice-cache");
+    let cache = cache_dir.path().join("cache");
+    let cache_env = cache.to_str().expect("UTF-8 temp path");
+    let Some(mut sluice) =
+        Sluice::start_with_env(backend, &[("SLUICE_CACHE_DIR", cache_env)]).await
+    else {
         return;
     };
-    let cache = sluice.data_dir().join("cache");
     let stripe_sha = sha256_hex(&std::fs::read(bundled_driver("stripe")).expect("reading"));
     let before = cache_listing(&cache);
     let stripe_entries: Vec<&String> = before

@@ -3,7 +3,7 @@
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
-use sluice_tests::{Backend, DriverTest, Sluice, both_backends, json, test_driver};
+use sluice_testkit::{Backend, DriverTest, Sluice, both_backends, json, test_driver};
 
 both_backends!(signed_delivery_becomes_a_cloud_event => sqlite_signed_delivery_becomes_a_cloud_event, postgres_signed_delivery_becomes_a_cloud_event);
 
@@ -124,4 +124,30 @@ async fn signed_delivery_becomes_a_cloud_event(backend: Backend) {
         event["data"]["amount"],
         json!({"amount_minor": 1234, "currency": "EUR"})
     );
+
+    // `sluice webhook send` signs for a driver it has never heard of, from the signature
+    // the driver describes in its metadata.
+    let dir = sluice_testkit::TempDir::new("acme-send");
+    let file = dir.path().join("payload.json");
+    std::fs::write(&file, payload("ev_e2e_cli")).expect("writing payload");
+    let file = file.to_str().expect("UTF-8 temp path");
+    let sent = sluice.cli(
+        &[
+            "webhook",
+            "send",
+            "--installation",
+            id,
+            "--secret",
+            SECRET,
+            "--file",
+            file,
+        ],
+        None,
+    );
+    let stdout = String::from_utf8_lossy(&sent.stdout);
+    assert!(
+        stdout.contains(r#"{"accepted":1,"duplicates":0}"#),
+        "{stdout}"
+    );
+    assert_eq!(sluice.events(id).await.len(), 2);
 }

@@ -5,7 +5,7 @@
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_tests::{Backend, Sluice, both_backends, stripe_charge_variant};
+use sluice_testkit::{Backend, Sluice, both_backends, stripe_charge_variant};
 
 both_backends!(faulty_calls_fail_alone => sqlite_faulty_calls_fail_alone, postgres_faulty_calls_fail_alone);
 both_backends!(out_of_memory_fails_alone => sqlite_out_of_memory_fails_alone, postgres_out_of_memory_fails_alone);
@@ -46,17 +46,25 @@ async fn faulty_calls_fail_alone(backend: Backend) {
         .expect_status(200);
     accepted += 1;
 
-    // The loop runs while a Stripe delivery is handled beside it.
+    // The loop runs while a Stripe delivery is handled beside it: the Stripe delivery
+    // completes while the looping call is still running, not after the loop is cut off.
     let started = Instant::now();
     let (looped, during) = tokio::join!(
-        sluice.post_webhook(&looping, &[], body("evt_loop")),
         async {
+            let resp = sluice.post_webhook(&looping, &[], body("evt_loop")).await;
+            (resp, Instant::now())
+        },
+        async {
+            // Start once the loop is under way.
+            tokio::time::sleep(Duration::from_millis(200)).await;
             let payload =
                 stripe_charge_variant("evt_e2e_during_loop", "ch_e2e_during_loop", "usd", 200);
-            sluice.post_stripe(&stripe, &secret, &payload).await
+            let resp = sluice.post_stripe(&stripe, &secret, &payload).await;
+            (resp, Instant::now())
         }
     );
-    let elapsed = started.elapsed();
+    let ((looped, loop_done), (during, during_done)) = (looped, during);
+    let elapsed = loop_done - started;
     looped.expect_status(500);
     assert_eq!(
         looped.error_code(),
@@ -69,10 +77,27 @@ async fn faulty_calls_fail_alone(backend: Backend) {
         "the looping driver held the request for {elapsed:?}"
     );
     during.expect_status(200);
+    assert!(
+        during_done < loop_done,
+        "the Stripe delivery finished {:?} after the loop was cut off",
+        during_done - loop_done
+    );
     accepted += 1;
+    assert!(
+        sluice.log().contains("the driver exceeded its time budget"),
+        "the loop was not stopped by the deadline"
+    );
 
+    // 10,000 events of 1 KiB: over the 8 MiB output cap.
     let resp = sluice.post_webhook(&huge, &[], body("evt_huge")).await;
     resp.expect_status(500);
+    assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
+    assert!(
+        sluice
+            .log()
+            .contains("the driver returned too much output (limit 8388608 bytes)"),
+        "the huge output was not refused by the output cap"
+    );
 
     // And afterwards.
     let payload = stripe_charge_variant("evt_e2e_after_all", "ch_e2e_after_all", "usd", 300);

@@ -4,7 +4,7 @@
 //! on the body's `id`.
 
 use serde_json::{Value, json};
-use sluice_tests::{Backend, Sluice, both_backends, bundled_driver, fixture_bytes};
+use sluice_testkit::{Backend, Sluice, both_backends, bundled_driver, fixture_bytes};
 
 both_backends!(brl_purchase_flow => sqlite_brl_purchase_flow, postgres_brl_purchase_flow);
 both_backends!(wrong_or_missing_hottok_is_refused => sqlite_wrong_or_missing_hottok_is_refused, postgres_wrong_or_missing_hottok_is_refused);
@@ -61,10 +61,8 @@ async fn brl_purchase_flow(backend: Backend) {
         assert_eq!(event["sluicedriver"], "hotmart");
         assert_eq!(event["sluiceprovidereventid"], fixture["id"]);
         assert_eq!(event["sluiceprovidereventtype"], "PURCHASE_APPROVED");
-        assert!(
-            event["time"].as_str().is_some_and(|t| t.ends_with('Z')),
-            "{event}"
-        );
+        // The postback's `creation_date`, 1763247745737 ms.
+        assert_eq!(event["time"], "2025-11-15T23:02:25.737Z", "{event}");
     }
     let payment = &events[1]["data"];
     assert_eq!(payment["kind"], "payment");
@@ -77,6 +75,8 @@ async fn brl_purchase_flow(backend: Backend) {
         json!({"amount_minor": 14950, "currency": "BRL"})
     );
     assert_eq!(payment["status_raw"], "APPROVED");
+    // `purchase.order_date`, 1511783344000 ms.
+    assert_eq!(payment["created_at"], "2017-11-27T11:49:04Z");
     assert_eq!(payment["method"], "card");
     let order = &events[0]["data"];
     assert_eq!(

@@ -1,8 +1,8 @@
 //! Webhooks and admin calls that must be refused, on both backends, with nothing stored.
 
 use reqwest::Method;
-use sluice_tests::{
-    Backend, Sluice, both_backends, stripe_charge_payload, stripe_signature, unix_now,
+use sluice_testkit::{
+    Backend, Sluice, both_backends, stripe_charge_payload, stripe_header, unix_now,
 };
 
 both_backends!(refused_webhooks_store_nothing => sqlite_refused_webhooks_store_nothing, postgres_refused_webhooks_store_nothing);
@@ -43,7 +43,7 @@ async fn refused_webhooks_store_nothing(backend: Backend) {
     let now = unix_now();
 
     // Signed, then one byte of the amount changed.
-    let signature = stripe_signature(&payload, &secret, Some(now));
+    let signature = stripe_header(&payload, &secret, now);
     let text = String::from_utf8(payload.clone()).unwrap();
     let tampered = text.replacen("\"amount\": 100,", "\"amount\": 900,", 1);
     assert_ne!(tampered, text, "the fixture's amount line moved");
@@ -58,7 +58,7 @@ async fn refused_webhooks_store_nothing(backend: Backend) {
     )
     .await;
 
-    let wrong = stripe_signature(&payload, "whsec_not_the_installations_secret", Some(now));
+    let wrong = stripe_header(&payload, "whsec_not_the_installations_secret", now);
     expect_refused(
         &sluice,
         &inst,
@@ -70,7 +70,7 @@ async fn refused_webhooks_store_nothing(backend: Backend) {
     )
     .await;
 
-    let stale = stripe_signature(&payload, &secret, Some(now - 400));
+    let stale = stripe_header(&payload, &secret, now - 400);
     expect_refused(
         &sluice,
         &inst,
@@ -82,7 +82,7 @@ async fn refused_webhooks_store_nothing(backend: Backend) {
     )
     .await;
 
-    let future = stripe_signature(&payload, &secret, Some(now + 400));
+    let future = stripe_header(&payload, &secret, now + 400);
     expect_refused(
         &sluice,
         &inst,
@@ -107,7 +107,7 @@ async fn refused_webhooks_store_nothing(backend: Backend) {
 
     // A correct signature over a body that is not JSON: authentic but unusable.
     let malformed = br#"{"id": "evt_e2e_malformed", "object": "event", "type": "#.to_vec();
-    let signature = stripe_signature(&malformed, &secret, None);
+    let signature = stripe_header(&malformed, &secret, unix_now());
     expect_refused(
         &sluice,
         &inst,
@@ -130,7 +130,7 @@ async fn unknown_installation_and_oversized_body(backend: Backend) {
         return;
     };
     let payload = stripe_charge_payload();
-    let signature = stripe_signature(&payload, "whsec_whatever", None);
+    let signature = stripe_header(&payload, "whsec_whatever", unix_now());
     let resp = sluice
         .post_webhook(
             "inst_does_not_exist",
@@ -148,7 +148,7 @@ async fn unknown_installation_and_oversized_body(backend: Backend) {
     big.extend_from_slice(b"\"}");
     big.push(b' ');
     assert_eq!(big.len(), 1024 * 1024 + 1);
-    let signature = stripe_signature(&big, &secret, None);
+    let signature = stripe_header(&big, &secret, unix_now());
     expect_refused(
         &sluice,
         &inst,

@@ -5,7 +5,9 @@ use std::path::{Path, PathBuf};
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice_tests::{Backend, Sluice, both_backends, stripe_charge_payload, stripe_signature};
+use sluice_testkit::{
+    Backend, Sluice, both_backends, stripe_charge_payload, stripe_header, unix_now,
+};
 
 both_backends!(secrets_are_write_only => sqlite_secrets_are_write_only, postgres_secrets_are_write_only);
 
@@ -64,7 +66,7 @@ async fn secrets_are_write_only(backend: Backend) {
     let payload = stripe_charge_payload();
     let resp = sluice.post_stripe(&inst, &secret, &payload).await;
     resp.expect_status(200);
-    let wrong = stripe_signature(&payload, "whsec_wrong", None);
+    let wrong = stripe_header(&payload, "whsec_wrong", unix_now());
     let resp = sluice
         .post_webhook(&inst, &[("stripe-signature", wrong.as_str())], payload)
         .await;

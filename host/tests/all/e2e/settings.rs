@@ -3,12 +3,12 @@
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use sluice_tests::{Backend, Sluice, both_backends};
+use sluice_testkit::{Backend, Sluice, both_backends};
 
 both_backends!(settings_are_validated => sqlite_settings_are_validated, postgres_settings_are_validated);
 
 /// The `details` of an `invalid_settings` answer, checked for shape.
-fn details(resp: &sluice_tests::Response) -> Vec<(String, String)> {
+fn details(resp: &sluice_testkit::Response) -> Vec<(String, String)> {
     let details = resp.json["error"]["details"]
         .as_array()
         .unwrap_or_else(|| panic!("no error.details list in {}", resp.text));
@@ -27,7 +27,7 @@ fn details(resp: &sluice_tests::Response) -> Vec<(String, String)> {
         .collect()
 }
 
-async fn create(sluice: &Sluice, body: Value) -> sluice_tests::Response {
+async fn create(sluice: &Sluice, body: Value) -> sluice_testkit::Response {
     sluice
         .admin(Method::POST, "/v1/installations", Some(body))
         .await

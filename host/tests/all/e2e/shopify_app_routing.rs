@@ -1,12 +1,10 @@
 //! One Shopify app, many shops: deliveries to `/webhooks/drivers/shopify` reach the
 //! installation whose `shop` setting matches `X-Shopify-Shop-Domain`.
 
-#[path = "support/shopify.rs"]
-mod shopify;
-
 use serde_json::json;
-use shopify::{shopify_hmac, shopify_wasm};
-use sluice_tests::{Backend, Response, Sluice, both_backends, random_hex};
+use sluice_testkit::paths::driver_wasm;
+use sluice_testkit::shopify_hmac;
+use sluice_testkit::{Backend, Response, Sluice, both_backends, random_hex};
 
 both_backends!(shops_share_one_app_url => sqlite_shops_share_one_app_url, postgres_shops_share_one_app_url);
 
@@ -40,7 +38,7 @@ async fn post(
 }
 
 async fn shops_share_one_app_url(backend: Backend) {
-    let wasm = shopify_wasm();
+    let wasm = driver_wasm("shopify");
     let Some(sluice) = Sluice::start_with(backend, &[], &[("shopify.wasm", wasm.as_slice())]).await
     else {
         return;

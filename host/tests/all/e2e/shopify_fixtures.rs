@@ -10,18 +10,15 @@
 //!   no signature) and delivered as `orders/create`, normalized field by field.
 
 use serde_json::{Value, json};
-#[path = "support/shopify.rs"]
-mod shopify;
-
-use shopify::{shopify_driver, shopify_hmac};
-use sluice_tests::{DriverTest, DriverTestOutput, fixture_bytes, fixture_json};
+use sluice_testkit::{DriverTest, DriverTestOutput, fixture_bytes, fixture_json};
+use sluice_testkit::{bundled_driver, shopify_hmac};
 
 const CASES: &str = "shopify/shopify_hmac_cases.json";
 const ORDER: &str = "shopify/shopify_order_rest_2025-10.json";
 
 fn run(body: &[u8], headers: &[(&str, &str)], secret: &str, settings: Value) -> DriverTestOutput {
     DriverTest {
-        driver: shopify_driver(),
+        driver: bundled_driver("shopify"),
         body,
         headers: headers.to_vec(),
         secrets: vec![("webhook_secret", secret)],

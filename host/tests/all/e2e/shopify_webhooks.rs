@@ -2,12 +2,10 @@
 //! id is beyond 2^53 becomes an exact CloudEvent; forged, unsigned and wrong-secret deliveries
 //! get `401` and store nothing; an unsubscribed topic is acknowledged and not stored.
 
-#[path = "support/shopify.rs"]
-mod shopify;
-
 use serde_json::json;
-use shopify::{shopify_hmac, shopify_wasm};
-use sluice_tests::{Backend, Response, Sluice, both_backends, random_hex};
+use sluice_testkit::paths::driver_wasm;
+use sluice_testkit::shopify_hmac;
+use sluice_testkit::{Backend, Response, Sluice, both_backends, random_hex};
 
 both_backends!(jpy_order_with_a_big_id => sqlite_jpy_order_with_a_big_id, postgres_jpy_order_with_a_big_id);
 both_backends!(refusals_store_nothing => sqlite_refusals_store_nothing, postgres_refusals_store_nothing);
@@ -18,7 +16,7 @@ const SHOP: &str = "jp-shop.myshopify.com";
 const JPY_ORDER: &str = r##"{"id": 9007199254740993, "name": "#2001", "email": "taro@example.jp", "currency": "JPY", "financial_status": "paid", "fulfillment_status": null, "created_at": "2025-10-01T09:00:00+09:00", "updated_at": "2025-10-01T09:30:00+09:00", "cancelled_at": null, "subtotal_price": "1000.00", "total_tax": "0", "total_discounts": "0", "total_price": "1000", "total_shipping_price_set": {"shop_money": {"amount": "0", "currency_code": "JPY"}}, "customer": {"id": 9007199254740995, "email": "taro@example.jp"}, "line_items": [{"id": 9007199254740997, "product_id": 1, "variant_id": 2, "sku": "TEA", "name": "Matcha", "price": "500.00", "quantity": 2, "discount_allocations": []}]}"##;
 
 async fn start(backend: Backend) -> Option<Sluice> {
-    let wasm = shopify_wasm();
+    let wasm = driver_wasm("shopify");
     Sluice::start_with(backend, &[], &[("shopify.wasm", wasm.as_slice())]).await
 }
 

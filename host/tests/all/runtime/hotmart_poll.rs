@@ -3,23 +3,21 @@
 //! operator grant. The host injects the client credentials (Basic) and the captured access
 //! token (Bearer); the token never enters the sandbox.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::harness;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::{get, post};
 use base64::Engine;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{SecretSource, StateSource};
-use sluice::runtime::ingest::PollResult;
-use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
+use sluice::wit::ingest::PollResult;
+use sluice::wit::types::{CallContext, DriverError};
 
 const CLIENT_ID: &str = "client-id-123";
 const CLIENT_SECRET: &str = "secret-456";
@@ -144,12 +142,12 @@ async fn start_fake(mode: Mode) -> (String, Fake) {
         .route("/security/oauth/token", post(token))
         .route("/payments/api/v1/sales/history", get(sales))
         .with_state(fake.clone());
-    let base = common::serve(app).await;
+    let base = harness::serve(app).await;
     (base, fake)
 }
 
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    common::load("hotmart", grants).await
+    harness::load("hotmart", grants).await
 }
 
 /// One `poll` call with the client credentials (and optionally a stored token + expiry).
@@ -180,11 +178,7 @@ async fn poll(
         // Valid for a long time.
         state.insert("token_expires_at".to_string(), b"99999999999999".to_vec());
     }
-    let scope = driver.scope(
-        "inst_hotmart_poll",
-        SecretSource::Fixed(Arc::new(secrets)),
-        StateSource::Fixed(Arc::new(state)),
-    );
+    let scope = harness::fixed_scope(driver, "inst_hotmart_poll", secrets, state);
     let ctx = CallContext {
         installation_id: "inst_hotmart_poll".into(),
         settings: format!(

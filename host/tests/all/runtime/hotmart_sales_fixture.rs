@@ -1,24 +1,21 @@
 //! Hotmart's documented sales-history response (`hotmart_sales_history_response_docs.json`),
 //! served byte for byte by a loopback fake, polled and normalized through the host.
 
-mod common;
-
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
+use super::harness;
 use axum::routing::{get, post};
 use serde_json::Value;
 use sluice::canonical::render;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{SecretSource, StateSource};
-use sluice::runtime::types::CallContext;
+use sluice::wit::types::CallContext;
 
 const FIXTURE: &str = "hotmart/hotmart_sales_history_response_docs.json";
 
 #[tokio::test]
 async fn documented_sales_history_becomes_canonical_records() {
-    let page = common::fixture_bytes(FIXTURE);
+    let page = harness::fixture_bytes(FIXTURE);
     let served = page.clone();
     let app = axum::Router::new()
         .route(
@@ -29,8 +26,8 @@ async fn documented_sales_history_becomes_canonical_records() {
             "/payments/api/v1/sales/history",
             get(move || async move { served }),
         );
-    let base = common::serve(app).await;
-    let (runtime, driver) = common::load("hotmart", &["http://127.0.0.1:*"]).await;
+    let base = harness::serve(app).await;
+    let (runtime, driver) = harness::load("hotmart", &["http://127.0.0.1:*"]).await;
 
     let secrets = HashMap::from([
         ("client_id".to_string(), SecretValue::new(b"id".to_vec())),
@@ -39,11 +36,7 @@ async fn documented_sales_history_becomes_canonical_records() {
             SecretValue::new(b"secret".to_vec()),
         ),
     ]);
-    let scope = driver.scope(
-        "inst_docs",
-        SecretSource::Fixed(Arc::new(secrets)),
-        StateSource::Fixed(Arc::default()),
-    );
+    let scope = harness::fixed_scope(&driver, "inst_docs", secrets, HashMap::new());
     let ctx = CallContext {
         installation_id: "inst_docs".into(),
         settings: format!(r#"{{"api_base":"{base}","auth_base":"{base}"}}"#),

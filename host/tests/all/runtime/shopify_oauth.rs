@@ -2,31 +2,37 @@
 //! with the client secret inserted by the host, and the host captures the tokens from the
 //! response so they never reach the sandbox.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::harness;
 use axum::extract::State;
 use axum::routing::post;
 use hmac::{Hmac, Mac};
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{SecretSource, StateSource};
-use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
+use sluice::wit::types::{CallContext, DriverError};
 
 const SHOP: &str = "test-shop.myshopify.com";
 const APP_SECRET: &str = "API_SECRET_KEY";
 
-/// The expiring offline token answer of `shopify_oauth_token_cases.json`, with concrete values.
-const TOKEN_RESPONSE: &str = r#"{"access_token":"shpat_issued_by_fake","scope":"read_orders,read_customers","expires_in":1000,"refresh_token":"shprt_issued_by_fake","refresh_token_expires_in":2000}"#;
+/// The token endpoint fake: records each request body and answers `response`.
+#[derive(Clone, Default)]
+struct TokenEndpoint {
+    forms: Arc<Mutex<Vec<String>>>,
+    response: Arc<Mutex<String>>,
+}
 
-type Forms = Arc<Mutex<Vec<String>>>;
+async fn token(State(endpoint): State<TokenEndpoint>, body: String) -> String {
+    endpoint.forms.lock().unwrap().push(body);
+    endpoint.response.lock().unwrap().clone()
+}
 
-async fn token(State(forms): State<Forms>, body: String) -> &'static str {
-    forms.lock().unwrap().push(body);
-    TOKEN_RESPONSE
+/// What the driver's `exchange-code` gave and what the host captured.
+struct Exchanged {
+    grant: Result<(Vec<String>, Option<u64>), CallError>,
+    captured: Vec<(String, String)>,
 }
 
 fn signed_callback(code: &str, timestamp: u64, secret: &str) -> String {
@@ -39,12 +45,7 @@ fn signed_callback(code: &str, timestamp: u64, secret: &str) -> String {
     )
 }
 
-async fn exchange(
-    runtime: &Runtime,
-    driver: &LoadedDriver,
-    base: &str,
-    query: &str,
-) -> (Result<Vec<String>, CallError>, Vec<(String, String)>) {
+async fn exchange(runtime: &Runtime, driver: &LoadedDriver, base: &str, query: &str) -> Exchanged {
     let secrets = HashMap::from([
         (
             "webhook_secret".to_string(),
@@ -55,11 +56,7 @@ async fn exchange(
             SecretValue::new(b"API_KEY".to_vec()),
         ),
     ]);
-    let scope = driver.scope(
-        "inst_oauth",
-        SecretSource::Fixed(Arc::new(secrets)),
-        StateSource::Fixed(Arc::default()),
-    );
+    let scope = harness::fixed_scope(driver, "inst_oauth", secrets, HashMap::new());
     let ctx = CallContext {
         installation_id: "inst_oauth".into(),
         settings: format!(r#"{{"shop":"{SHOP}","api_base":"{base}"}}"#),
@@ -77,7 +74,10 @@ async fn exchange(
         .into_iter()
         .map(|(name, value)| (name, String::from_utf8(value.expose().to_vec()).unwrap()))
         .collect();
-    (grant.map(|g| g.scopes), captured)
+    Exchanged {
+        grant: grant.map(|g| (g.scopes, g.expires_in)),
+        captured,
+    }
 }
 
 fn now() -> u64 {
@@ -87,52 +87,93 @@ fn now() -> u64 {
         .as_secs()
 }
 
+/// Every token-endpoint answer in `shopify_oauth_token_cases.json` (offline, expiring
+/// offline, online, and the Python SDK's), with the fixture's `<10 random chars>`
+/// placeholders made concrete: the tokens are captured host-side, the grant reports the
+/// fixture's scopes and expiry, and the request carries the host-inserted secrets.
 #[tokio::test]
 async fn code_exchange_captures_tokens_host_side() {
-    let forms = Forms::default();
-    let base = common::serve(
+    let cases = sluice_testkit::fixture_json("shopify/shopify_oauth_token_cases.json");
+    let exchange_cases = &cases["authorization_code_exchange"];
+    let mut responses: Vec<(&str, serde_json::Value)> = [
+        "response_offline_non_expiring",
+        "response_offline_expiring",
+        "response_online",
+    ]
+    .iter()
+    .map(|name| (*name, exchange_cases[name].clone()))
+    .collect();
+    let python = &exchange_cases["python_sdk_case"];
+    responses.push((
+        "python_sdk_case",
+        serde_json::from_str(python["response_body"].as_str().unwrap()).unwrap(),
+    ));
+
+    let endpoint = TokenEndpoint::default();
+    let base = harness::serve(
         axum::Router::new()
             .route("/admin/oauth/access_token", post(token))
-            .with_state(forms.clone()),
+            .with_state(endpoint.clone()),
     )
     .await;
-    let (runtime, driver) = common::load("shopify", &["http://127.0.0.1:*"]).await;
+    let (runtime, driver) = harness::load("shopify", &["http://127.0.0.1:*"]).await;
 
-    let query = signed_callback("auth-query-code", now(), APP_SECRET);
-    let (scopes, captured) = exchange(&runtime, &driver, &base, &query).await;
-    assert_eq!(scopes.unwrap(), ["read_orders", "read_customers"]);
+    for (n, (name, mut response)) in responses.into_iter().enumerate() {
+        // Placeholders become distinct concrete tokens.
+        for field in ["access_token", "refresh_token"] {
+            if response[field] == "<10 random chars>" {
+                response[field] = format!("{field}-{n}").into();
+            }
+        }
+        *endpoint.response.lock().unwrap() = response.to_string();
+        let query = signed_callback("auth-query-code", now(), APP_SECRET);
+        let out = exchange(&runtime, &driver, &base, &query).await;
+
+        let (scopes, expires_in) = out.grant.unwrap_or_else(|e| panic!("{name}: {e}"));
+        let expected_scopes: Vec<String> = response["scope"]
+            .as_str()
+            .unwrap()
+            .split(',')
+            .map(str::to_string)
+            .collect();
+        assert_eq!(scopes, expected_scopes, "{name}");
+        assert_eq!(expires_in, response["expires_in"].as_u64(), "{name}");
+        let mut expected = vec![(
+            "access_token".to_string(),
+            response["access_token"].as_str().unwrap().to_string(),
+        )];
+        if let Some(refresh) = response["refresh_token"].as_str() {
+            expected.push(("refresh_token".to_string(), refresh.to_string()));
+        }
+        assert_eq!(
+            out.captured, expected,
+            "{name}: tokens captured by the host"
+        );
+    }
     assert_eq!(
-        captured,
-        [
-            (
-                "access_token".to_string(),
-                "shpat_issued_by_fake".to_string()
-            ),
-            (
-                "refresh_token".to_string(),
-                "shprt_issued_by_fake".to_string()
-            ),
-        ],
-        "both tokens captured by the host"
+        cases["authorization_code_exchange"]["python_sdk_case"]["expect_token"],
+        "token"
     );
-    let forms = forms.lock().unwrap();
-    assert_eq!(forms.len(), 1);
-    assert_eq!(
-        forms[0], "client_id=API_KEY&client_secret=API_SECRET_KEY&code=auth-query-code",
-        "secrets inserted host-side"
-    );
+    let forms = endpoint.forms.lock().unwrap();
+    assert_eq!(forms.len(), 4);
+    for form in forms.iter() {
+        assert_eq!(
+            form, "client_id=API_KEY&client_secret=API_SECRET_KEY&code=auth-query-code",
+            "secrets inserted host-side"
+        );
+    }
 }
 
 #[tokio::test]
 async fn forged_or_stale_callbacks_never_reach_the_provider() {
-    let forms = Forms::default();
-    let base = common::serve(
+    let endpoint = TokenEndpoint::default();
+    let base = harness::serve(
         axum::Router::new()
             .route("/admin/oauth/access_token", post(token))
-            .with_state(forms.clone()),
+            .with_state(endpoint.clone()),
     )
     .await;
-    let (runtime, driver) = common::load("shopify", &["http://127.0.0.1:*"]).await;
+    let (runtime, driver) = harness::load("shopify", &["http://127.0.0.1:*"]).await;
 
     for query in [
         signed_callback("auth-query-code", now(), "not-the-app-secret"),
@@ -140,15 +181,19 @@ async fn forged_or_stale_callbacks_never_reach_the_provider() {
         signed_callback("auth-query-code", now(), APP_SECRET)
             .replace("code=auth-query-code", "code=swapped"),
     ] {
-        let (result, captured) = exchange(&runtime, &driver, &base, &query).await;
+        let out = exchange(&runtime, &driver, &base, &query).await;
         assert!(
-            matches!(result, Err(CallError::Driver(DriverError::Unauthorized(_)))),
-            "{query}: {result:?}"
+            matches!(
+                out.grant,
+                Err(CallError::Driver(DriverError::Unauthorized(_)))
+            ),
+            "{query}: {:?}",
+            out.grant
         );
-        assert!(captured.is_empty());
+        assert!(out.captured.is_empty());
     }
     assert!(
-        forms.lock().unwrap().is_empty(),
+        endpoint.forms.lock().unwrap().is_empty(),
         "no token request for a refused callback"
     );
 }

@@ -2,20 +2,18 @@
 //! `Link` `page_info` pagination, `429` with a fractional `Retry-After`, and the access token
 //! injected host-side as `X-Shopify-Access-Token`.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::harness;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{SecretSource, StateSource};
-use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
+use sluice::wit::types::{CallContext, DriverError};
 
 /// What the fake saw: (query, X-Shopify-Access-Token, Authorization) per request.
 type Seen = Arc<Mutex<Vec<(String, Option<String>, Option<String>)>>>;
@@ -74,13 +72,13 @@ async fn start_fake(rate_limited: bool) -> (String, Seen) {
             base: base_slot.clone(),
             rate_limited,
         });
-    let base = common::serve(app).await;
+    let base = harness::serve(app).await;
     *base_slot.lock().unwrap() = base.clone();
     (base, seen)
 }
 
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    common::load("shopify", grants).await
+    harness::load("shopify", grants).await
 }
 
 async fn poll(
@@ -88,7 +86,7 @@ async fn poll(
     driver: &LoadedDriver,
     base: &str,
     cursor: Option<String>,
-) -> Result<sluice::runtime::ingest::PollResult, CallError> {
+) -> Result<sluice::wit::ingest::PollResult, CallError> {
     let secrets = HashMap::from([
         (
             "access_token".to_string(),
@@ -99,11 +97,7 @@ async fn poll(
             SecretValue::new(b"app-secret".to_vec()),
         ),
     ]);
-    let scope = driver.scope(
-        "inst_shopify_poll",
-        SecretSource::Fixed(Arc::new(secrets)),
-        StateSource::Fixed(Arc::default()),
-    );
+    let scope = harness::fixed_scope(driver, "inst_shopify_poll", secrets, HashMap::new());
     let ctx = CallContext {
         installation_id: "inst_shopify_poll".into(),
         settings: format!(

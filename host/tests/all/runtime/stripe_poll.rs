@@ -1,20 +1,18 @@
 //! The `http` capability end to end: the real Stripe component polls a fake Stripe on
 //! loopback through the host, which checks grants and injects the API key by reference.
 
-mod common;
-
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use super::harness;
 use axum::extract::{RawQuery, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{SecretSource, StateSource};
-use sluice::runtime::types::{CallContext, DriverError};
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
+use sluice::wit::types::{CallContext, DriverError};
 
 /// What the fake saw: (query, authorization header) per request.
 type Seen = Arc<Mutex<Vec<(String, Option<String>)>>>;
@@ -68,28 +66,24 @@ async fn start_fake(status: StatusCode, retry_after: Option<&'static str>) -> (S
             status,
             retry_after,
         });
-    let base = common::serve(app).await;
+    let base = harness::serve(app).await;
     (base, seen)
 }
 
 async fn runtime(grants: &[&str]) -> (Runtime, LoadedDriver) {
-    common::load("stripe", grants).await
+    harness::load("stripe", grants).await
 }
 
 async fn poll(
     runtime: &Runtime,
     driver: &LoadedDriver,
     base: &str,
-) -> Result<sluice::runtime::ingest::PollResult, CallError> {
+) -> Result<sluice::wit::ingest::PollResult, CallError> {
     let secrets = HashMap::from([(
         "api_key".to_string(),
         SecretValue::new(b"sk_test_fake".to_vec()),
     )]);
-    let scope = driver.scope(
-        "inst_poll",
-        SecretSource::Fixed(Arc::new(secrets)),
-        StateSource::Fixed(Arc::default()),
-    );
+    let scope = harness::fixed_scope(driver, "inst_poll", secrets, HashMap::new());
     let ctx = CallContext {
         installation_id: "inst_poll".into(),
         settings: format!(r#"{{"api_base":"{base}"}}"#),
@@ -172,7 +166,7 @@ async fn the_outbound_request_budget_is_enforced() {
         max_outbound_requests: 0,
         ..Default::default()
     };
-    let (runtime, driver) = common::load_with("stripe", &["http://127.0.0.1:*"], limits).await;
+    let (runtime, driver) = harness::load_with("stripe", &["http://127.0.0.1:*"], limits).await;
     match poll(&runtime, &driver, &base).await {
         Err(CallError::Driver(DriverError::Internal(m))) => assert!(m.contains("budget"), "{m}"),
         other => panic!("expected the budget to stop the request, got {other:?}"),

@@ -108,7 +108,8 @@ impl metadata::Guest for Faulty {
             settings_schema: SETTINGS_SCHEMA.into(),
             outbound_hosts: vec!["https://api.example.com".into()],
             secrets: vec![],
-            wit_version: "0.1.0".into(),
+            wit_version: "0.2.0".into(),
+            webhook_signing: vec![],
         }
     }
 }

@@ -1,0 +1,18 @@
+//! The real `sluice` binary, over HTTP and its CLI, on both backends.
+
+mod app_routing;
+mod cli;
+mod driver_loading;
+mod example_driver;
+mod faulty_isolation;
+mod hotmart_fixtures;
+mod hotmart_webhooks;
+mod outbound_http;
+mod refusals;
+mod secrets;
+mod settings;
+mod shopify_app_routing;
+mod shopify_fixtures;
+mod shopify_webhooks;
+mod stripe_fixtures;
+mod stripe_webhooks;

@@ -1,0 +1,8 @@
+//! Bundled drivers in an in-process runtime, calling loopback fakes.
+
+mod harness;
+mod hotmart_poll;
+mod hotmart_sales_fixture;
+mod shopify_oauth;
+mod shopify_poll;
+mod stripe_poll;
