@@ -46,6 +46,93 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Sandbox limits.
     pub sandbox: SandboxConfig,
+    /// HTTP server limits and timeouts.
+    pub server: ServerConfig,
+    /// Database timeouts and pool size.
+    pub store: StoreConfig,
+}
+
+/// How the HTTP server protects itself from slow and numerous clients.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Time a client has to send a request's headers, from the moment the connection can
+    /// take one (just opened, or the previous response sent): this is also how long an idle
+    /// keep-alive connection stays open. Default 10000.
+    pub header_timeout_ms: u64,
+    /// Time a client has to send a whole request body once its headers are in. Default 10000.
+    pub body_timeout_ms: u64,
+    /// Connections served at once; more wait in the listen backlog. Default 4096.
+    pub max_connections: usize,
+    /// On SIGTERM/SIGINT: how long in-flight requests may take to finish before the process
+    /// exits anyway. Default 10000.
+    pub shutdown_grace_ms: u64,
+    /// Longest a webhook waits for its commit before answering `503` (the provider retries;
+    /// a commit that lands later makes the retry a duplicate). Default 5000.
+    pub commit_timeout_ms: u64,
+    /// How long a node trusts what it has cached of an installation (settings, sealed
+    /// secrets) before reading it again; changes through this node apply at once. Default 2000.
+    pub installation_cache_ttl_ms: u64,
+}
+
+/// Database limits.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Longest wait for a connection, a statement or a lock before the operation fails as
+    /// unavailable. Default 5000.
+    pub timeout_ms: u64,
+    /// Pool size. Default 4 on SQLite, 10 on PostgreSQL.
+    pub max_connections: Option<u32>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 10_000,
+            max_connections: 4096,
+            shutdown_grace_ms: 10_000,
+            commit_timeout_ms: 5_000,
+            installation_cache_ttl_ms: 2_000,
+        }
+    }
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            timeout_ms: 5_000,
+            max_connections: None,
+        }
+    }
+}
+
+impl ServerConfig {
+    pub fn header_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_timeout_ms)
+    }
+    pub fn body_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_timeout_ms)
+    }
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_millis(self.shutdown_grace_ms)
+    }
+    pub fn commit_timeout(&self) -> Duration {
+        Duration::from_millis(self.commit_timeout_ms)
+    }
+    pub fn installation_cache_ttl(&self) -> Duration {
+        Duration::from_millis(self.installation_cache_ttl_ms)
+    }
+}
+
+impl StoreConfig {
+    pub fn options(&self) -> sluice_store::StoreOptions {
+        sluice_store::StoreOptions {
+            timeout: Duration::from_millis(self.timeout_ms),
+            max_connections: self.max_connections,
+        }
+    }
 }
 
 /// Limits applied to every driver call.
@@ -80,6 +167,8 @@ impl Default for Config {
             allow_hosts: Vec::new(),
             max_body_bytes: 1024 * 1024,
             sandbox: SandboxConfig::default(),
+            server: ServerConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -171,6 +260,34 @@ impl Config {
         if let Some(v) = var("SLUICE_MAX_MEMORY_BYTES") {
             self.sandbox.max_memory_bytes = parsed("SLUICE_MAX_MEMORY_BYTES", v)?;
         }
+        let numbers: [(&str, &mut u64); 6] = [
+            (
+                "SLUICE_HEADER_TIMEOUT_MS",
+                &mut self.server.header_timeout_ms,
+            ),
+            ("SLUICE_BODY_TIMEOUT_MS", &mut self.server.body_timeout_ms),
+            (
+                "SLUICE_SHUTDOWN_GRACE_MS",
+                &mut self.server.shutdown_grace_ms,
+            ),
+            (
+                "SLUICE_COMMIT_TIMEOUT_MS",
+                &mut self.server.commit_timeout_ms,
+            ),
+            (
+                "SLUICE_INSTALLATION_CACHE_TTL_MS",
+                &mut self.server.installation_cache_ttl_ms,
+            ),
+            ("SLUICE_DB_TIMEOUT_MS", &mut self.store.timeout_ms),
+        ];
+        for (key, field) in numbers {
+            if let Some(v) = var(key) {
+                *field = parsed(key, v)?;
+            }
+        }
+        if let Some(v) = var("SLUICE_MAX_CONNECTIONS") {
+            self.server.max_connections = parsed("SLUICE_MAX_CONNECTIONS", v)?;
+        }
         Ok(())
     }
 
@@ -201,6 +318,18 @@ impl Config {
     pub fn validate(&self) -> anyhow::Result<Vec<OriginPattern>> {
         if self.max_body_bytes == 0 {
             bail!("max_body_bytes must be positive");
+        }
+        let server = &self.server;
+        if [
+            server.header_timeout_ms,
+            server.body_timeout_ms,
+            server.commit_timeout_ms,
+            self.store.timeout_ms,
+        ]
+        .contains(&0)
+            || server.max_connections == 0
+        {
+            bail!("server timeouts, server.max_connections and store.timeout_ms must be positive");
         }
         if self.sandbox.webhook_timeout_ms == 0 || self.sandbox.max_concurrent_instances == 0 {
             bail!(

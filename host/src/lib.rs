@@ -13,6 +13,7 @@ pub mod canonical;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod installations;
 pub mod net;
 pub mod output;
 pub mod pipeline;

@@ -1,7 +1,7 @@
 //! The output format: normalized events as CloudEvents 1.0 JSON.
 //!
-//! Every consumer path (the cursor API, outbound webhooks, the NATS sink) renders events
-//! here, from what the store keeps: the event's own attributes and record, and the
+//! Every path to consumers renders events here (today the cursor API), from what the store
+//! keeps: the event's own attributes and record, and the
 //! provenance of the raw event it came from. Sluice's extension attributes:
 //!
 //! | attribute | value |
@@ -9,7 +9,7 @@
 //! | `sluiceinstallation` | the installation id |
 //! | `sluicedriver`, `sluicedriverversion` | the driver that normalized it |
 //! | `sluiceprovidereventid`, `sluiceprovidereventtype` | the provider's id and type of the raw event |
-//! | `sluicerawevent` | the stored raw event (`/v1/raw-events/{id}`), as text |
+//! | `sluicerawevent` | the id of the stored raw event it came from, as text |
 //!
 //! Event ids are [`sluice_store::EventId`] (`evt_…`, time-ordered); consumers deduplicate
 //! on them.
@@ -72,7 +72,7 @@ mod tests {
     fn renders_every_attribute_and_splices_the_record() {
         let id = EventId::generate();
         let event = StoredEvent {
-            seq: 7,
+            cursor: sluice_store::Cursor { seq: 7 },
             id: id.clone(),
             installation_id: InstallationId::parse("inst_a").unwrap(),
             event_type: "payment.succeeded".into(),

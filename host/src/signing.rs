@@ -10,10 +10,11 @@
 //! | `{timestamp}` | Unix seconds |
 //! | `{uuid}` | a random UUID (version 4) |
 //! | `{secret}` | the signing secret itself (static tokens, e.g. Hotmart's hottok) |
-//! | `{hmac-sha256-hex:…}`, `{hmac-sha256-base64:…}`, `{hmac-sha1-base64:…}` | the HMAC, keyed by the signing secret, of the text inside, which may use the placeholders above |
+//! | `{hmac-sha256-hex:…}`, `{hmac-sha256-base64:…}`, `{hmac-sha512-hex:…}`, `{hmac-sha1-base64:…}` | the HMAC, keyed by the signing secret, of the text inside, which may use the placeholders above |
 //!
-//! Literal braces are written `{{` and `}}`. Templates are parsed when a driver is loaded,
-//! so a driver with a malformed one is refused with the reason.
+//! `{{` is a literal `{` anywhere and `}}` a literal `}` outside a function (inside one, the
+//! first `}` closes it). Templates are parsed when a driver is loaded (`runtime`), so a
+//! driver with a malformed one is refused with the reason.
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;

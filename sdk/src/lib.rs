@@ -60,8 +60,8 @@ pub use wit_bindgen as __wit_bindgen;
 ///
 /// - `bindings::sluice::driver::*`: the imported host capabilities (`http`, `secrets`, `log`,
 ///   `clock`, `state`) and the shared `types` / `canonical` records;
-/// - `bindings::exports::sluice::driver::{metadata, auth, ingest, normalize}`: the `Guest`
-///   traits a driver implements.
+/// - `bindings::exports::sluice::driver::{metadata, auth, ingest, normalize}`: the export
+///   traits, which [`register_driver!`] implements for a [`driver::Driver`].
 #[allow(missing_docs, clippy::all)]
 pub mod bindings {
     wit_bindgen::generate!({

@@ -138,8 +138,9 @@ impl CallState {
             SecretError::NotFound(name) => {
                 Error::MissingCredential(format!("the installation has no {name:?} secret"))
             }
+            // Naming a secret it never declared is the driver's bug, not a setup problem.
             SecretError::NotDeclared(name) => {
-                Error::MissingCredential(format!("the driver did not declare a {name:?} secret"))
+                Error::InvalidRequest(format!("the driver did not declare a {name:?} secret"))
             }
             SecretError::Invalid(m) => Error::InvalidRequest(m),
         }))

@@ -28,6 +28,7 @@ pub use clock::Clock;
 pub use secrets::SecretValue;
 
 use crate::config::SandboxConfig;
+use crate::installations::CachedInstallation;
 use crate::net::OriginPattern;
 use crate::wit;
 
@@ -103,6 +104,9 @@ pub struct InstallationScope {
 /// Where an installation's secrets and state come from.
 #[derive(Clone)]
 pub enum DataSource {
+    /// The installation as the pipeline holds it: secrets sealed in memory (decrypted on
+    /// first use in the call), state from its store.
+    Installation(Arc<CachedInstallation>),
     /// The store (secrets decrypted on first use in the call).
     Store(Store),
     /// Given values (`sluice driver test`).

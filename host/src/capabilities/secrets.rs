@@ -79,6 +79,12 @@ impl CallSecrets {
                     .get_secret(id, name)
                     .await
                     .map_err(|e| wasmtime::Error::msg(format!("reading secret {name:?}: {e}")))?,
+                Some(InstallationScope {
+                    data: DataSource::Installation(installation),
+                    ..
+                }) => installation
+                    .secret(name)
+                    .map_err(|e| wasmtime::Error::msg(format!("opening secret {name:?}: {e}")))?,
             };
             self.cache.insert(name.to_string(), value);
         }

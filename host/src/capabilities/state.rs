@@ -75,13 +75,15 @@ impl Host for CallState {
         let Some(installation) = &state.installation else {
             return Ok(None);
         };
-        Ok(match &installation.data {
-            DataSource::Fixed(data) => data.state.get(&key).cloned(),
-            DataSource::Store(store) => store
-                .get_state(&installation.id, &key)
-                .await
-                .map_err(|e| wasmtime::Error::msg(format!("reading state {key:?}: {e}")))?,
-        })
+        let store = match &installation.data {
+            DataSource::Fixed(data) => return Ok(data.state.get(&key).cloned()),
+            DataSource::Store(store) => store,
+            DataSource::Installation(cached) => cached.store(),
+        };
+        store
+            .get_state(&installation.id, &key)
+            .await
+            .map_err(|e| wasmtime::Error::msg(format!("reading state {key:?}: {e}")))
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>) -> wasmtime::Result<Result<(), String>> {

@@ -10,10 +10,10 @@ use tracing_subscriber::EnvFilter;
 
 use crate::capabilities::{CapabilityConfig, Clock};
 use crate::config::Config;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::registry::DriverRegistry;
 use crate::runtime::Runtime;
-use crate::server::{AppState, router};
+use crate::server::{AppState, listener, router};
 
 #[derive(Args)]
 pub struct ServeArgs {
@@ -58,10 +58,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         &config.data_dir.join("master.key"),
     )
     .context("loading the master key for secrets")?;
-    let store =
-        sluice_store::Store::connect(&config.database_url(), sluice_store::SecretCipher::new(key))
-            .await
-            .context("opening the database")?;
+    let store = sluice_store::Store::connect_with(
+        &config.database_url(),
+        sluice_store::SecretCipher::new(key),
+        config.store.options(),
+    )
+    .await
+    .context("opening the database")?;
     let admin_token = admin_token(&config)?;
 
     let runtime = Runtime::new(
@@ -87,12 +90,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
-    let pipeline = Arc::new(Pipeline::new(Arc::new(runtime), Arc::new(drivers), store));
+    let pipeline = Arc::new(Pipeline::new(
+        Arc::new(runtime),
+        Arc::new(drivers),
+        store.clone(),
+        PipelineOptions {
+            commit_timeout: config.server.commit_timeout(),
+            installation_ttl: config.server.installation_cache_ttl(),
+        },
+    ));
     let state = Arc::new(AppState {
         pipeline,
         public_url: config.public_url(),
         admin_token,
         max_body_bytes: config.max_body_bytes,
+        body_timeout: config.server.body_timeout(),
     });
     tracing::info!(
         listen = %config.listen,
@@ -101,10 +113,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "sluice listening on http://{}",
         config.listen
     );
-    axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
+    listener::serve(listener, router(state), &config.server, shutdown_signal())
         .await
-        .context("serving HTTP")
+        .context("serving HTTP")?;
+    // In-flight deliveries have been answered; let queued commits finish before exiting.
+    store.close().await;
+    tracing::info!("stopped");
+    Ok(())
 }
 
 fn init_tracing() {

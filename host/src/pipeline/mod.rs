@@ -6,14 +6,16 @@
 //! leaves no trace, and the provider (which gets a non-2xx) retries.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use sluice_store::{
-    Delivery, EventId, IngestedEvent, Installation, InstallationId, NewEvent, NormalizeOutcome,
-    Store, StoreError,
+    Delivery, EventId, IngestedEvent, InstallationId, NewEvent, NormalizeOutcome, Store,
+    StoreError, WritesApply,
 };
 
 use crate::canonical;
 use crate::capabilities::DataSource;
+use crate::installations::{CachedInstallation, Installations};
 use crate::registry::DriverRegistry;
 use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
 use crate::wit::ingest::WebhookReply;
@@ -48,9 +50,22 @@ pub enum DeliveryError {
     /// The driver trapped, timed out or misbehaved (`500`, provider retries).
     #[error("{0}")]
     DriverFailed(String),
+    /// The database cannot take the delivery now: down, locked, or slower than the commit
+    /// timeout (`503` with `Retry-After`; nothing was acknowledged).
+    #[error("storage unavailable: {0}")]
+    StoreUnavailable(String),
     /// The commit failed (`500`, provider retries).
     #[error("storage: {0}")]
-    Storage(#[from] StoreError),
+    Storage(StoreError),
+}
+
+impl From<StoreError> for DeliveryError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Unavailable(m) => DeliveryError::StoreUnavailable(m),
+            other => DeliveryError::Storage(other),
+        }
+    }
 }
 
 impl From<CallError> for DeliveryError {
@@ -130,20 +145,52 @@ pub async fn process(
     Ok((processed, outcome.reply))
 }
 
+/// How long the pipeline waits, and how long it trusts what it has cached.
+#[derive(Debug, Clone, Copy)]
+pub struct PipelineOptions {
+    /// Longest wait for a delivery's commit before answering "unavailable".
+    pub commit_timeout: Duration,
+    /// How long an installation's cached settings and secrets are trusted.
+    pub installation_ttl: Duration,
+}
+
+impl Default for PipelineOptions {
+    fn default() -> Self {
+        Self {
+            commit_timeout: Duration::from_secs(5),
+            installation_ttl: Duration::from_secs(2),
+        }
+    }
+}
+
 /// Provider traffic into durable events.
 pub struct Pipeline {
     runtime: Arc<Runtime>,
     drivers: Arc<DriverRegistry>,
     store: Store,
+    installations: Installations,
+    options: PipelineOptions,
 }
 
 impl Pipeline {
-    pub fn new(runtime: Arc<Runtime>, drivers: Arc<DriverRegistry>, store: Store) -> Self {
+    pub fn new(
+        runtime: Arc<Runtime>,
+        drivers: Arc<DriverRegistry>,
+        store: Store,
+        options: PipelineOptions,
+    ) -> Self {
         Self {
+            installations: Installations::new(store.clone(), options.installation_ttl),
             runtime,
             drivers,
             store,
+            options,
         }
+    }
+
+    /// The installations as the webhook path sees them; invalidate after changing one.
+    pub fn installations(&self) -> &Installations {
+        &self.installations
     }
 
     pub fn runtime(&self) -> &Arc<Runtime> {
@@ -169,8 +216,8 @@ impl Pipeline {
                 let id =
                     InstallationId::parse(&id).map_err(|_| DeliveryError::UnknownInstallation)?;
                 let installation = self
-                    .store
-                    .get_installation(&id)
+                    .installations
+                    .get(&id)
                     .await?
                     .ok_or(DeliveryError::UnknownInstallation)?;
                 let driver = self.drivers.get(&installation.driver_id).ok_or_else(|| {
@@ -196,7 +243,7 @@ impl Pipeline {
         &self,
         driver: &Arc<LoadedDriver>,
         request: &IncomingRequest,
-    ) -> Result<Installation, DeliveryError> {
+    ) -> Result<Arc<CachedInstallation>, DeliveryError> {
         let mut session = self
             .runtime
             .session(
@@ -210,8 +257,8 @@ impl Pipeline {
         let key = key.ok_or_else(|| {
             DeliveryError::Unroutable("the request names no account this driver can route".into())
         })?;
-        self.store
-            .find_by_account_key(&driver.info.id, &key)
+        self.installations
+            .by_account_key(&driver.info.id, &key)
             .await?
             .ok_or_else(|| {
                 DeliveryError::Unroutable(format!(
@@ -224,10 +271,13 @@ impl Pipeline {
     async fn deliver(
         &self,
         driver: &Arc<LoadedDriver>,
-        installation: &Installation,
+        installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
     ) -> Result<Accepted, DeliveryError> {
-        let scope = driver.scope(&installation.id, DataSource::Store(self.store.clone()));
+        let scope = driver.scope(
+            &installation.id,
+            DataSource::Installation(installation.clone()),
+        );
         let ctx = CallContext {
             installation_id: installation.id.to_string(),
             settings: installation.settings.to_string(),
@@ -255,21 +305,27 @@ impl Pipeline {
             .into_iter()
             .map(|p| ingested(p, &installation.id, &received_at))
             .collect();
-        let outcome = self
-            .store
-            .commit_delivery(Delivery {
-                installation_id: installation.id.clone(),
-                driver_id: driver.info.id.clone(),
-                driver_version: driver.info.version.clone(),
-                received_at,
-                events,
-                writes,
-            })
+        let commit = self.store.commit_delivery(Delivery {
+            installation_id: installation.id.clone(),
+            driver_id: driver.info.id.clone(),
+            driver_version: driver.info.version.clone(),
+            received_at,
+            events,
+            writes,
+            writes_apply: WritesApply::UnlessDuplicate,
+        });
+        let outcome = tokio::time::timeout(self.options.commit_timeout, commit)
             .await
+            .map_err(|_| {
+                DeliveryError::StoreUnavailable(format!(
+                    "the commit took longer than {:?}",
+                    self.options.commit_timeout
+                ))
+            })?
             .map_err(|e| match e {
                 // Deleted between lookup and commit.
                 StoreError::NotFound => DeliveryError::UnknownInstallation,
-                other => DeliveryError::Storage(other),
+                other => DeliveryError::from(other),
             })?;
         Ok(Accepted {
             accepted: outcome.stored,

@@ -267,6 +267,17 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
     if raw.ingestion_modes.is_empty() {
         return bad("ingestion-modes is empty".into());
     }
+    for header in &raw.webhook_signing {
+        if axum::http::HeaderName::from_bytes(header.name.as_bytes()).is_err() {
+            return bad(format!(
+                "webhook-signing: {:?} is not a header name",
+                header.name
+            ));
+        }
+        crate::signing::Template::parse(&header.template).map_err(|e| {
+            LoadError::InvalidMetadata(format!("webhook-signing {}: {e}", header.name))
+        })?;
+    }
     let settings_schema: serde_json::Value = serde_json::from_str(&raw.settings_schema)
         .map_err(|e| LoadError::InvalidMetadata(format!("settings-schema is not JSON: {e}")))?;
     let mut names = std::collections::HashSet::new();

@@ -9,7 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_store::{Installation, InstallationId, NewInstallation};
+use sluice_store::{Cursor, Installation, InstallationId, NewInstallation};
 
 use super::{ApiError, AppState};
 
@@ -115,6 +115,8 @@ pub async fn create_installation(
             settings: request.settings,
         })
         .await?;
+    // A webhook may have arrived for it before it existed.
+    state.pipeline.installations().invalidate_unknown();
     tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");
     Ok((
         StatusCode::CREATED,
@@ -220,9 +222,9 @@ pub async fn list_events(
         ),
         None => None,
     };
-    let after: i64 = match query.after.as_deref() {
-        None | Some("") => 0,
-        Some(a) => a.parse().ok().filter(|a| *a >= 0).ok_or_else(|| {
+    let after = match query.after.as_deref() {
+        None | Some("") => Cursor::START,
+        Some(a) => Cursor::parse(a).ok_or_else(|| {
             ApiError::bad_request("after must be a cursor returned as next_cursor")
         })?,
     };
@@ -239,7 +241,7 @@ pub async fn list_events(
         .store()
         .list_events(installation.as_ref(), after, limit)
         .await?;
-    let next = events.last().map_or(after, |e| e.seq);
+    let next = events.last().map_or(after, |e| e.cursor);
     // Records are stored as JSON text: the envelope is spliced around them, not re-parsed.
     let mut out =
         String::with_capacity(events.iter().map(|e| e.data.len() + 600).sum::<usize>() + 64);

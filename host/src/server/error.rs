@@ -13,7 +13,12 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub details: Option<Value>,
+    /// Seconds for a `Retry-After` header (`503`s the client should retry).
+    pub retry_after: Option<u32>,
 }
+
+/// What `503`s for an unavailable database ask clients to wait, seconds.
+pub const UNAVAILABLE_RETRY_AFTER: u32 = 5;
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
@@ -22,6 +27,20 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
+            retry_after: None,
+        }
+    }
+
+    /// The database is unavailable: `503` with `Retry-After`, nothing stored.
+    pub fn unavailable(context: &str, error: impl std::fmt::Display) -> Self {
+        tracing::warn!(%error, "{context}");
+        Self {
+            retry_after: Some(UNAVAILABLE_RETRY_AFTER),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "unavailable",
+                format!("{context}; retry later"),
+            )
         }
     }
 
@@ -64,7 +83,15 @@ impl IntoResponse for ApiError {
             error["details"] = details;
         }
         let mut response = (self.status, Json(json!({ "error": error }))).into_response();
-        if self.status == StatusCode::PAYLOAD_TOO_LARGE {
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if matches!(
+            self.status,
+            StatusCode::PAYLOAD_TOO_LARGE | StatusCode::REQUEST_TIMEOUT
+        ) {
             // The body was not read, so the connection cannot carry another request: say so,
             // or a keep-alive client may reuse it and see a reset.
             response.headers_mut().insert(
@@ -83,6 +110,9 @@ impl From<sluice_store::StoreError> for ApiError {
                 ApiError::new(StatusCode::CONFLICT, "conflict", m)
             }
             sluice_store::StoreError::NotFound => ApiError::not_found("not found"),
+            sluice_store::StoreError::Unavailable(m) => {
+                ApiError::unavailable("the database is unavailable", m)
+            }
             other => ApiError::internal("storage error", other),
         }
     }
@@ -126,6 +156,9 @@ impl From<DeliveryError> for ApiError {
                     "driver_failed",
                     format!("{m}; nothing was stored"),
                 )
+            }
+            DeliveryError::StoreUnavailable(m) => {
+                ApiError::unavailable("the database is unavailable; nothing was stored", m)
             }
             DeliveryError::Storage(e) => {
                 ApiError::internal("could not commit the delivery; nothing was stored", e)

@@ -1,13 +1,20 @@
 //! The HTTP server: provider webhooks, the admin API under `/v1`, and probes.
 //! Routes and their answers are documented in `docs/admin-api.md`.
+//!
+//! [`listener::serve`] runs the router with header timeouts, a connection cap and a bounded
+//! graceful shutdown; the [`buffer_body`] middleware reads every request body within the
+//! body deadline and size limit before any handler runs.
 
 mod admin;
 mod error;
+pub mod listener;
 mod webhooks;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -25,7 +32,10 @@ pub struct AppState {
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
+    /// Largest request body (webhooks and admin calls).
     pub max_body_bytes: usize,
+    /// Time a client has to send a request body.
+    pub body_timeout: Duration,
 }
 
 /// Build the router.
@@ -53,17 +63,69 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
         .fallback(|| async { ApiError::not_found("no such route") })
+        .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
         .with_state(state)
 }
 
+/// How long `/readyz` waits for the database.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    match state.pipeline.store().ping().await {
-        Ok(()) => "ready".into_response(),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            (StatusCode::SERVICE_UNAVAILABLE, "database unavailable").into_response()
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.pipeline.store().ping()).await;
+    match ping {
+        Ok(Ok(())) => "ready".into_response(),
+        Ok(Err(e)) => ApiError::unavailable("the database is unavailable", e).into_response(),
+        Err(_) => {
+            ApiError::unavailable("the database is unavailable", "ping timed out").into_response()
         }
     }
+}
+
+/// Read the whole body before the handler runs: refused with `413` over the size limit
+/// (at once when `Content-Length` says so) and `408` when the client does not send it in
+/// time, so a slow or huge body never ties up a handler, a sandbox slot or the database.
+async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
+    let limit = state.max_body_bytes;
+    let too_large = || {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            format!("body is over the {limit}-byte limit"),
+        )
+        .into_response()
+    };
+    let (parts, body) = request.into_parts();
+    let declared = parts
+        .headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|len| len > limit as u64) {
+        return too_large();
+    }
+    let bytes =
+        match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
+            Ok(Ok(bytes)) => bytes,
+            Ok(Err(e)) => {
+                let over_limit = std::error::Error::source(&e)
+                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+                return if over_limit {
+                    too_large()
+                } else {
+                    ApiError::bad_request(format!("could not read the body: {e}")).into_response()
+                };
+            }
+            Err(_) => {
+                return ApiError::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "request_timeout",
+                    format!("the body did not arrive within {:?}", state.body_timeout),
+                )
+                .into_response();
+            }
+        };
+    next.run(Request::from_parts(parts, Body::from(bytes)))
+        .await
 }
 
 /// `Authorization: Bearer <admin token>` on every `/v1` route.

@@ -16,7 +16,7 @@ pub async fn receive(
     Path(installation_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let incoming = read_request(request, state.max_body_bytes).await?;
+    let incoming = read_request(request).await?;
     deliver(&state, Target::Installation(installation_id), incoming).await
 }
 
@@ -28,7 +28,7 @@ pub async fn receive_for_driver(
     Path(driver_id): Path<String>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let incoming = read_request(request, state.max_body_bytes).await?;
+    let incoming = read_request(request).await?;
     deliver(&state, Target::Driver(driver_id), incoming).await
 }
 
@@ -64,33 +64,12 @@ async fn deliver(
     })
 }
 
-/// Read the whole request, refusing bodies over `limit` with `413`.
-async fn read_request(request: Request, limit: usize) -> Result<IncomingRequest, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            format!("body is over the {limit}-byte limit"),
-        )
-    };
+/// The request as the driver sees it; the body was already read by `buffer_body`.
+async fn read_request(request: Request) -> Result<IncomingRequest, ApiError> {
     let (parts, body) = request.into_parts();
-    let declared = parts
-        .headers
-        .get(axum::http::header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|len| len > limit as u64) {
-        return Err(too_large());
-    }
-    let body = axum::body::to_bytes(body, limit).await.map_err(|e| {
-        let over_limit = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over_limit {
-            too_large()
-        } else {
-            ApiError::bad_request(format!("could not read the body: {e}"))
-        }
-    })?;
+    let body = axum::body::to_bytes(body, usize::MAX)
+        .await
+        .map_err(|e| ApiError::bad_request(format!("could not read the body: {e}")))?;
     Ok(IncomingRequest {
         method: parts.method.to_string(),
         path: parts.uri.path().to_string(),

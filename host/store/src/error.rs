@@ -38,9 +38,13 @@ pub enum StoreError {
     /// not a JSON object).
     #[error("invalid input: {0}")]
     InvalidInput(String),
+    /// The database cannot be used right now: unreachable, overloaded, locked past the
+    /// timeout, or shutting down. Retrying later may succeed (webhooks answer `503`).
+    #[error("database unavailable: {0}")]
+    Unavailable(String),
     /// Any other database failure.
     #[error("database error: {0}")]
-    Database(#[from] sqlx::Error),
+    Database(sqlx::Error),
     /// Applying the schema migrations failed.
     #[error("migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
@@ -49,14 +53,51 @@ pub enum StoreError {
     Io(#[from] std::io::Error),
 }
 
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        if is_transient(&err) {
+            StoreError::Unavailable(err.to_string())
+        } else {
+            StoreError::Database(err)
+        }
+    }
+}
+
+/// Whether a database error means "not now" rather than "never": the connection, the pool,
+/// a timeout or a lock, as opposed to a constraint or a bug.
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::PoolTimedOut
+        | sqlx::Error::PoolClosed
+        | sqlx::Error::Io(_)
+        | sqlx::Error::Tls(_)
+        | sqlx::Error::Protocol(_)
+        | sqlx::Error::WorkerCrashed => true,
+        sqlx::Error::Database(db) => {
+            let code = db.code().unwrap_or_default();
+            // SQLite: SQLITE_BUSY (5) and SQLITE_LOCKED (6), with extended codes. PostgreSQL:
+            // connection exceptions (08…), insufficient resources (53…), operator
+            // intervention (57…: statement timeout 57014, shutdown 57P01…), lock timeout
+            // (55P03), serialization failure and deadlock (40001, 40P01).
+            let sqlite_busy = code.parse::<i64>().is_ok_and(|c| matches!(c & 0xff, 5 | 6));
+            sqlite_busy
+                || code.starts_with("08")
+                || code.starts_with("53")
+                || code.starts_with("57")
+                || matches!(code.as_ref(), "55P03" | "40001" | "40P01")
+        }
+        _ => false,
+    }
+}
+
 impl StoreError {
+    /// Whether retrying later may succeed (the database was unavailable, not wrong).
+    pub fn is_transient(&self) -> bool {
+        matches!(self, StoreError::Unavailable(_))
+    }
+
     /// Whether a database error is a unique-constraint violation.
     pub(crate) fn is_unique_violation(err: &sqlx::Error) -> bool {
         matches!(err, sqlx::Error::Database(db) if db.is_unique_violation())
-    }
-
-    /// Whether a database error is a foreign-key violation.
-    pub(crate) fn is_foreign_key_violation(err: &sqlx::Error) -> bool {
-        matches!(err, sqlx::Error::Database(db) if db.is_foreign_key_violation())
     }
 }

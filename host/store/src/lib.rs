@@ -10,13 +10,18 @@
 //! - **Driver state** (small per-installation key/value: cursors, token expiry).
 //! - **The ingestion commit** ([`Store::commit_delivery`]): the raw events of one delivery
 //!   (deduplicated on installation + provider event id), their normalized events or
-//!   dead-letter state, and the driver's state writes, in one transaction. A webhook is
-//!   acknowledged only after this returns `Ok`. Events are stored as their record and
+//!   dead-letter state, and the driver's state writes, all or nothing, committed by one
+//!   writer task per store together with whatever else is waiting (group commit; see
+//!   `commit`). A webhook is acknowledged only after this returns `Ok`, and cancelling the
+//!   caller cannot leave a transaction open. Events are stored as their record and
 //!   attributes; the host renders the CloudEvent envelope when they are read.
 //! - **Typed ids** ([`id`]): one generated-id scheme for every kind.
-//! - **The event log** read by the Processing Engine through a cursor
-//!   ([`Store::list_events`]): `seq` order is commit order, so a reader that resumes after
-//!   the last `seq` it saw never misses an event.
+//! - **The event log** read by the Processing Engine through a [`Cursor`]
+//!   ([`Store::list_events`]): a reader that resumes after the last position it saw never
+//!   misses an event, on either backend, without serialising writers (see `events`).
+//! - **Bounded failure**: every operation gives up within [`StoreOptions`]' timeouts with
+//!   [`StoreError::Unavailable`] when the database is down, stuck or locked, and works
+//!   again by itself when it is back.
 //!
 //! Two backends, one code path: SQLite (`sqlite://path/to.db`, the embedded default) and
 //! PostgreSQL (`postgres://…`, several nodes sharing one database), both through
@@ -26,17 +31,19 @@
 
 #![warn(missing_docs)]
 
+mod commit;
 mod crypto;
 mod error;
+mod events;
 pub mod id;
-mod ingest;
 mod store;
 
+pub use commit::{
+    CommitOutcome, Delivery, IngestedEvent, MAX_BATCH, NewEvent, NormalizeOutcome, StateWrite,
+    Writes, WritesApply,
+};
 pub use crypto::{MasterKey, SecretBytes, SecretCipher};
 pub use error::StoreError;
+pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
 pub use id::{DriverId, EventId, InstallationId};
-pub use ingest::{
-    CommitOutcome, DeadLetter, Delivery, IngestedEvent, MAX_EVENTS_PAGE, NewEvent,
-    NormalizeOutcome, RawEvent, RawEventStatus, StateWrite, StoredEvent, Writes,
-};
-pub use store::{Backend, Installation, NewInstallation, Store};
+pub use store::{Backend, Installation, NewInstallation, Store, StoreOptions};

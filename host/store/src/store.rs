@@ -3,11 +3,12 @@
 use std::borrow::Cow;
 use std::path::Path;
 use std::sync::Once;
+use std::time::Duration;
 
 use futures_like::BoxFuture;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
-use sqlx::{AnyPool, Executor, Row};
+use sqlx::{AnyPool, Connection, Executor, Row};
 
 use crate::{InstallationId, SecretBytes, SecretCipher, StoreError};
 
@@ -39,16 +40,37 @@ impl Backend {
     }
 }
 
-/// The persistence layer: one pool plus the secret cipher. Cheap to clone (all shared).
+/// The persistence layer: one pool, the secret cipher and the writer task that commits
+/// deliveries. Cheap to clone (all shared).
 ///
 /// Every method runs the same SQL on both backends (through `sqlx::AnyPool`); the only
-/// backend-specific parts are the migrations, how a write transaction begins, and the
-/// PostgreSQL commit lock in [`Store::commit_delivery`].
+/// backend-specific parts are the migrations, how a write transaction begins, and how the
+/// event cursor is kept gapless (see `events`).
 #[derive(Clone, Debug)]
 pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) cipher: SecretCipher,
     pub(crate) backend: Backend,
+    pub(crate) writer: crate::commit::Writer,
+}
+
+/// How long the store waits before giving up, and how many connections it keeps.
+#[derive(Clone, Copy, Debug)]
+pub struct StoreOptions {
+    /// Longest wait for a pooled connection; also the PostgreSQL statement and lock timeout
+    /// and the SQLite busy timeout. Default 5 s.
+    pub timeout: Duration,
+    /// Most connections in the pool. Default 10 (SQLite 4: one writer, readers beside it).
+    pub max_connections: Option<u32>,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self {
+            timeout: Duration::from_secs(5),
+            max_connections: None,
+        }
+    }
 }
 
 /// A live (not deleted) installation as stored.
@@ -188,40 +210,82 @@ fn installation_from_row(row: &AnyRow) -> Result<Installation, StoreError> {
 const INSTALLATION_COLUMNS: &str = "id, driver_id, settings, account_key, created_at";
 
 impl Store {
-    /// Connects to `url` (`sqlite://path/to.db` or `postgres://…`) and applies the
-    /// migrations (idempotent; safe for several nodes starting at once, sqlx takes a lock).
+    /// Connects to `url` with the default [`StoreOptions`]; see [`Store::connect_with`].
+    pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Store, StoreError> {
+        Self::connect_with(url, cipher, StoreOptions::default()).await
+    }
+
+    /// Connects to `url` (`sqlite://path/to.db` or `postgres://…`), applies the migrations
+    /// (idempotent; safe for several nodes starting at once, sqlx takes a lock) and starts
+    /// the writer task (so this must run inside a tokio runtime).
     ///
     /// SQLite: the file and its directory are created if missing; every connection uses
-    /// WAL journaling, enforces foreign keys and waits up to 5 s on a locked database.
-    /// `sqlite::memory:` works too (one connection, gone when the store is dropped).
-    pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Store, StoreError> {
+    /// WAL journaling with `synchronous = FULL` (an acknowledged event survives power loss,
+    /// not only a crash), enforces foreign keys and waits up to the timeout on a locked
+    /// database. `sqlite::memory:` works too (one connection, gone when the store is
+    /// dropped). PostgreSQL: every session gets the timeout as `statement_timeout`,
+    /// `lock_timeout` and `idle_in_transaction_session_timeout`.
+    ///
+    /// A connection still inside a transaction is never reused: it is closed instead of
+    /// being returned to the pool.
+    pub async fn connect_with(
+        url: &str,
+        cipher: SecretCipher,
+        options: StoreOptions,
+    ) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(url)?;
+        let timeout_ms = options.timeout.as_millis().max(1);
+        let pool_options = AnyPoolOptions::new()
+            .acquire_timeout(options.timeout)
+            // Belt and braces: transactions only run in tasks no caller can cancel (the writer,
+            // `detached`), but a connection that somehow still has one open is closed, never
+            // handed to the next caller.
+            .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
         let pool = match backend {
             Backend::Sqlite => {
                 let (url, memory) = prepare_sqlite_url(url)?;
-                let mut options = AnyPoolOptions::new().after_connect(|conn, _meta| {
-                    Box::pin(async move {
-                        conn.execute(
-                            "PRAGMA busy_timeout = 5000; PRAGMA foreign_keys = ON; \
-                             PRAGMA journal_mode = WAL;",
-                        )
-                        .await?;
-                        Ok(())
-                    })
-                });
+                let pragmas = format!(
+                    "PRAGMA busy_timeout = {timeout_ms}; PRAGMA foreign_keys = ON; \
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                );
+                let mut pool_options = pool_options
+                    .max_connections(options.max_connections.unwrap_or(4))
+                    .after_connect(move |conn, _meta| {
+                        let pragmas = pragmas.clone();
+                        Box::pin(async move {
+                            conn.execute(pragmas.as_str()).await?;
+                            Ok(())
+                        })
+                    });
                 if memory {
-                    options = options
+                    pool_options = pool_options
                         .max_connections(1)
                         .min_connections(1)
                         .idle_timeout(None)
                         .max_lifetime(None);
                 }
-                options.connect(&url).await?
+                pool_options.connect(&url).await?
             }
-            Backend::Postgres => AnyPoolOptions::new().connect(url).await?,
+            Backend::Postgres => {
+                let settings = format!(
+                    "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; \
+                     SET idle_in_transaction_session_timeout = {timeout_ms};"
+                );
+                pool_options
+                    .max_connections(options.max_connections.unwrap_or(10))
+                    .after_connect(move |conn, _meta| {
+                        let settings = settings.clone();
+                        Box::pin(async move {
+                            conn.execute(settings.as_str()).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect(url)
+                    .await?
+            }
         };
         let migrations = match backend {
             Backend::Sqlite => SQLITE_MIGRATIONS,
@@ -232,10 +296,12 @@ impl Store {
             .run(&pool)
             .await?;
         tracing::debug!(?backend, "store connected and migrated");
+        let writer = crate::commit::Writer::spawn(pool.clone(), cipher.clone(), backend);
         Ok(Store {
             pool,
             cipher,
             backend,
+            writer,
         })
     }
 
@@ -258,18 +324,6 @@ impl Store {
     /// Closes the pool, waiting for connections to be returned.
     pub async fn close(&self) {
         self.pool.close().await;
-    }
-
-    /// Begins a write transaction. On SQLite it is `BEGIN IMMEDIATE`, which takes the write
-    /// lock up front (waiting up to the busy timeout) instead of upgrading a read lock later,
-    /// which can fail at once with `SQLITE_BUSY` when two writers race.
-    pub(crate) async fn begin_write(
-        &self,
-    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
-        Ok(match self.backend {
-            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
-            Backend::Postgres => self.pool.begin().await?,
-        })
     }
 
     // ---- installations ------------------------------------------------------------------
@@ -380,9 +434,40 @@ impl Store {
         Ok(out)
     }
 
+    /// Run `work` in a task of its own, so that a caller dropped mid-way (client gone,
+    /// timeout) cannot cancel it between `BEGIN` and `COMMIT`: a transaction inside always
+    /// ends in a commit or a rollback, never in a pooled connection still holding locks.
+    pub(crate) async fn detached<T, F>(&self, work: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+    {
+        tokio::spawn(work)
+            .await
+            .map_err(|e| StoreError::Unavailable(format!("store task failed: {e}")))?
+    }
+
+    /// Begins a write transaction; only inside [`Store::detached`] work. On SQLite it is
+    /// `BEGIN IMMEDIATE`, which takes the write lock up front instead of upgrading a read
+    /// lock later (which can fail at once with `SQLITE_BUSY` when two writers race).
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     /// Soft-deletes an installation (its id stays taken, its events stay readable) and
     /// deletes its secrets. `false` if there was no live installation with this id.
     pub async fn delete_installation(&self, id: &InstallationId) -> Result<bool, StoreError> {
+        let (store, id) = (self.clone(), id.clone());
+        self.detached(async move { store.delete_installation_now(&id).await })
+            .await
+    }
+
+    async fn delete_installation_now(&self, id: &InstallationId) -> Result<bool, StoreError> {
         let mut tx = self.begin_write().await?;
         let done = sqlx::query(
             "UPDATE installations SET deleted_at = $2 WHERE id = $1 AND deleted_at IS NULL",
@@ -479,6 +564,32 @@ impl Store {
             }
             None => Ok(None),
         }
+    }
+
+    /// The secrets of an installation still sealed, as `(name, ciphertext)`: for callers that
+    /// keep them and open one when it is used ([`Store::open_secret`]), so no plaintext
+    /// lingers in a cache.
+    pub async fn sealed_secrets(
+        &self,
+        id: &InstallationId,
+    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
+        let rows = sqlx::query("SELECT name, ciphertext FROM secrets WHERE installation_id = $1")
+            .bind(id.as_str())
+            .fetch_all(&self.pool)
+            .await?;
+        rows.iter()
+            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .collect()
+    }
+
+    /// Decrypt a ciphertext from [`Store::sealed_secrets`] of the same installation and name.
+    pub fn open_secret(
+        &self,
+        id: &InstallationId,
+        name: &str,
+        ciphertext: &[u8],
+    ) -> Result<SecretBytes, StoreError> {
+        self.cipher.decrypt(id, name, ciphertext)
     }
 
     /// Names of the secrets stored for an installation, sorted.

@@ -3,8 +3,9 @@
 use crate::common::TestDb;
 use serde_json::json;
 use sluice_store::{
-    Delivery, EventId, IngestedEvent, InstallationId, NewEvent, NewInstallation, NormalizeOutcome,
-    RawEventStatus, SecretBytes, StateWrite, Store, StoreError, Writes,
+    Cursor, Delivery, EventId, IngestedEvent, InstallationId, NewEvent, NewInstallation,
+    NormalizeOutcome, RawEventStatus, SecretBytes, StateWrite, Store, StoreError, Writes,
+    WritesApply,
 };
 
 both_backends!(
@@ -117,6 +118,7 @@ fn delivery(
             state: state_writes,
             secrets: Vec::new(),
         },
+        writes_apply: WritesApply::UnlessDuplicate,
     }
 }
 
@@ -455,9 +457,12 @@ async fn commit_stores_raw_and_events(db: &TestDb) {
     assert_eq!((out.stored, out.duplicates, out.events), (2, 0, 2));
     assert_eq!(store.count_raw_events(&id).await.unwrap(), 2);
 
-    let events = store.list_events(Some(&id), 0, 100).await.unwrap();
+    let events = store
+        .list_events(Some(&id), Cursor::START, 100)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 2);
-    assert!(events[0].seq < events[1].seq);
+    assert!(events[0].cursor < events[1].cursor);
     assert_eq!(events[0].id, eid("ce_1a"));
     assert_eq!(label(&events[1]), "ce_1b");
     assert_eq!(body_json(&events[0].data)["amount"]["amount_minor"], 1099);
@@ -538,7 +543,7 @@ async fn duplicate_delivery_is_counted_not_stored(db: &TestDb) {
     assert_eq!((inner.stored, inner.duplicates, inner.events), (1, 1, 1));
     assert_eq!(store.count_raw_events(&id).await.unwrap(), 3);
     let ids: Vec<_> = store
-        .list_events(Some(&id), 0, 100)
+        .list_events(Some(&id), Cursor::START, 100)
         .await
         .unwrap()
         .iter()
@@ -583,7 +588,14 @@ async fn concurrent_duplicates_store_once(db: &TestDb) {
     }
     assert_eq!((stored, duplicates, events), (1, 7, 1));
     assert_eq!(store.count_raw_events(&id).await.unwrap(), 1);
-    assert_eq!(store.list_events(Some(&id), 0, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_events(Some(&id), Cursor::START, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     store.close().await;
 }
 
@@ -615,7 +627,10 @@ async fn failed_normalization_is_a_dead_letter(db: &TestDb) {
     );
     assert_eq!(raw.payload, b"\x00not json\xff");
     assert_eq!(raw.account_key, None);
-    let events = store.list_events(Some(&id), 0, 100).await.unwrap();
+    let events = store
+        .list_events(Some(&id), Cursor::START, 100)
+        .await
+        .unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(label(&events[0]), "ce_ok");
     // A redelivery of the failed event is a duplicate, not a second dead letter.
@@ -716,8 +731,8 @@ async fn event_cursor_pages_in_order(db: &TestDb) {
     }
 
     let mut seen = Vec::new();
-    let mut cursor = 0;
-    let mut last_seq = 0;
+    let mut cursor = Cursor::START;
+    let mut last = Cursor::START;
     loop {
         let page = store.list_events(None, cursor, 3).await.unwrap();
         assert!(page.len() <= 3);
@@ -725,11 +740,11 @@ async fn event_cursor_pages_in_order(db: &TestDb) {
             break;
         }
         for e in &page {
-            assert!(e.seq > last_seq, "seq must increase");
-            last_seq = e.seq;
+            assert!(e.cursor > last, "the cursor must increase");
+            last = e.cursor;
             seen.push(label(e));
         }
-        cursor = page.last().unwrap().seq;
+        cursor = page.last().unwrap().cursor;
     }
     assert_eq!(seen, expected);
     // An empty page past the end; limit 0 gives nothing.
@@ -740,27 +755,40 @@ async fn event_cursor_pages_in_order(db: &TestDb) {
             .unwrap()
             .is_empty()
     );
-    assert!(store.list_events(None, 0, 0).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_events(None, Cursor::START, 0)
+            .await
+            .unwrap()
+            .is_empty()
+    );
 
     let only_b: Vec<_> = store
-        .list_events(Some(&b), 0, 100)
+        .list_events(Some(&b), Cursor::START, 100)
         .await
         .unwrap()
         .iter()
         .map(label)
         .collect();
     assert_eq!(only_b, ["ce_b_2", "ce_b_5"]);
-    let a_page = store.list_events(Some(&a), 0, 2).await.unwrap();
+    let a_page = store.list_events(Some(&a), Cursor::START, 2).await.unwrap();
     assert_eq!(a_page.len(), 2);
     let a_rest = store
-        .list_events(Some(&a), a_page[1].seq, 100)
+        .list_events(Some(&a), a_page[1].cursor, 100)
         .await
         .unwrap();
     assert_eq!(a_rest.len(), 3);
 
     // A deleted installation's events stay readable.
     assert!(store.delete_installation(&b).await.unwrap());
-    assert_eq!(store.list_events(Some(&b), 0, 100).await.unwrap().len(), 2);
+    assert_eq!(
+        store
+            .list_events(Some(&b), Cursor::START, 100)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
     store.close().await;
 }
 
@@ -790,7 +818,14 @@ async fn failing_commit_leaves_nothing(db: &TestDb) {
         .await;
     assert!(matches!(err, Err(StoreError::Conflict(_))), "{err:?}");
     assert_eq!(store.count_raw_events(&id).await.unwrap(), 1);
-    assert_eq!(store.list_events(None, 0, 100).await.unwrap().len(), 1);
+    assert_eq!(
+        store
+            .list_events(None, Cursor::START, 100)
+            .await
+            .unwrap()
+            .len(),
+        1
+    );
     assert!(store.list_failed(&id).await.unwrap().is_empty());
     assert_eq!(store.get_state(&id, "cursor").await.unwrap().unwrap(), b"1");
 

@@ -1,0 +1,265 @@
+//! The read side of events: the cursor the Processing Engine pages with, raw events and
+//! dead letters.
+//!
+//! **The cursor never skips an event.** A reader that resumes after the last position it
+//! saw sees every event committed later, however commits interleave, because `seq` order is
+//! commit order on both backends (the writer side, in `commit`, makes it so: SQLite has one
+//! writer; on PostgreSQL a batch takes a short lock only for its last step, assigning
+//! sequence numbers and committing).
+
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+use crate::{EventId, InstallationId, Store, StoreError};
+
+/// Upper bound on the page size of [`Store::list_events`].
+pub const MAX_EVENTS_PAGE: i64 = 10_000;
+
+/// A position in the event log: after the event with this `seq`. Its text form (a
+/// number) is opaque to clients; they pass back what they were given.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Cursor {
+    /// The sequence number of the last event seen.
+    pub seq: i64,
+}
+
+impl Cursor {
+    /// The start of the log.
+    pub const START: Cursor = Cursor { seq: 0 };
+
+    /// Parse a cursor's text (as [`Cursor::to_string`] writes it).
+    pub fn parse(text: &str) -> Option<Cursor> {
+        text.parse::<i64>()
+            .ok()
+            .filter(|n| *n >= 0)
+            .map(|seq| Cursor { seq })
+    }
+}
+
+impl std::fmt::Display for Cursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}", self.seq)
+    }
+}
+
+/// A stored normalized event with its provenance, as the cursor API reads it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredEvent {
+    /// Its position in the log: pass the last one back to read on.
+    pub cursor: Cursor,
+    /// The CloudEvent `id`.
+    pub id: EventId,
+    /// Its installation.
+    pub installation_id: InstallationId,
+    /// The CloudEvent `type`.
+    pub event_type: String,
+    /// The CloudEvent `subject`.
+    pub subject: Option<String>,
+    /// The CloudEvent `time`.
+    pub time: String,
+    /// The canonical record, JSON text.
+    pub data: String,
+    /// The raw event it was normalized from.
+    pub raw_event_id: i64,
+    /// The driver that normalized it, and its version.
+    pub driver_id: String,
+    /// The driver's version.
+    pub driver_version: String,
+    /// The provider's id of the raw event.
+    pub provider_event_id: String,
+    /// The provider's type of the raw event.
+    pub provider_event_type: String,
+}
+
+/// State of a stored raw event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum RawEventStatus {
+    /// Normalized (its events, if any, are in the event log).
+    Normalized,
+    /// Normalization failed: a dead letter.
+    Failed,
+}
+
+impl RawEventStatus {
+    /// The stored text.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RawEventStatus::Normalized => "normalized",
+            RawEventStatus::Failed => "failed",
+        }
+    }
+
+    fn from_db(s: &str) -> Result<Self, StoreError> {
+        match s {
+            "normalized" => Ok(RawEventStatus::Normalized),
+            "failed" => Ok(RawEventStatus::Failed),
+            other => Err(
+                sqlx::Error::Decode(format!("unknown raw event status {other:?}").into()).into(),
+            ),
+        }
+    }
+}
+
+/// A stored raw event.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RawEvent {
+    /// Row id (the `sluicerawevent` of its normalized events).
+    pub id: i64,
+    /// Its installation.
+    pub installation_id: InstallationId,
+    /// The provider's event id.
+    pub provider_event_id: String,
+    /// The provider's event type.
+    pub event_type: String,
+    /// The provider account, if known.
+    pub account_key: Option<String>,
+    /// The driver that ingested it.
+    pub driver_id: String,
+    /// That driver's version.
+    pub driver_version: String,
+    /// When it was received, RFC 3339 UTC.
+    pub received_at: String,
+    /// The raw payload.
+    pub payload: Vec<u8>,
+    /// Normalized or failed.
+    pub status: RawEventStatus,
+    /// The normalization failure, for failed events.
+    pub failure_reason: Option<String>,
+}
+
+/// A raw event whose normalization failed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DeadLetter {
+    /// Raw event row id.
+    pub id: i64,
+    /// The provider's event id.
+    pub provider_event_id: String,
+    /// The provider's event type.
+    pub event_type: String,
+    /// Why normalization failed.
+    pub reason: String,
+    /// When it was received, RFC 3339 UTC.
+    pub received_at: String,
+}
+
+fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
+    let status: String = row.try_get("status")?;
+    Ok(RawEvent {
+        id: row.try_get("id")?,
+        installation_id: InstallationId::from_db(row.try_get("installation_id")?),
+        provider_event_id: row.try_get("provider_event_id")?,
+        event_type: row.try_get("event_type")?,
+        account_key: row.try_get("account_key")?,
+        driver_id: row.try_get("driver_id")?,
+        driver_version: row.try_get("driver_version")?,
+        received_at: row.try_get("received_at")?,
+        payload: row.try_get("payload")?,
+        status: RawEventStatus::from_db(&status)?,
+        failure_reason: row.try_get("failure_reason")?,
+    })
+}
+
+impl Store {
+    /// Normalized events after `after`, in log order (see the module documentation), at
+    /// most `limit` of them (clamped to `0..=MAX_EVENTS_PAGE`), optionally for one
+    /// installation only. The last one's `cursor` is the next `after`. Deleted
+    /// installations' events stay.
+    pub async fn list_events(
+        &self,
+        installation: Option<&InstallationId>,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
+        const COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, e.time, \
+            e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
+            r.event_type";
+        let limit = limit.clamp(0, MAX_EVENTS_PAGE);
+        let sql = format!(
+            "SELECT {COLUMNS} FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+             WHERE e.seq > $1 {} ORDER BY e.seq LIMIT $2",
+            if installation.is_some() {
+                "AND e.installation_id = $3"
+            } else {
+                ""
+            }
+        );
+        let mut query = sqlx::query(&sql).bind(after.seq).bind(limit);
+        if let Some(id) = installation {
+            query = query.bind(id.as_str().to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredEvent {
+                    cursor: Cursor {
+                        seq: row.try_get(0)?,
+                    },
+                    id: EventId::from_db(row.try_get(1)?),
+                    installation_id: InstallationId::from_db(row.try_get(2)?),
+                    event_type: row.try_get(3)?,
+                    subject: row.try_get(4)?,
+                    time: row.try_get(5)?,
+                    data: row.try_get(6)?,
+                    raw_event_id: row.try_get(7)?,
+                    driver_id: row.try_get(8)?,
+                    driver_version: row.try_get(9)?,
+                    provider_event_id: row.try_get(10)?,
+                    provider_event_type: row.try_get(11)?,
+                })
+            })
+            .collect()
+    }
+
+    /// One raw event of an installation by row id.
+    pub async fn raw_event(
+        &self,
+        installation: &InstallationId,
+        id: i64,
+    ) -> Result<Option<RawEvent>, StoreError> {
+        let row = sqlx::query(
+            "SELECT id, installation_id, provider_event_id, event_type, account_key, driver_id, \
+               driver_version, received_at, payload, status, failure_reason \
+             FROM raw_events WHERE installation_id = $1 AND id = $2",
+        )
+        .bind(installation.as_str())
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.as_ref().map(raw_event_from_row).transpose()
+    }
+
+    /// Number of raw events stored for an installation (normalized and failed).
+    pub async fn count_raw_events(&self, installation: &InstallationId) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) FROM raw_events WHERE installation_id = $1")
+            .bind(installation.as_str())
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get(0)?)
+    }
+
+    /// The dead letters of an installation (raw events whose normalization failed), oldest
+    /// first.
+    pub async fn list_failed(
+        &self,
+        installation: &InstallationId,
+    ) -> Result<Vec<DeadLetter>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, provider_event_id, event_type, failure_reason, received_at \
+             FROM raw_events WHERE installation_id = $1 AND status = 'failed' ORDER BY id",
+        )
+        .bind(installation.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(DeadLetter {
+                    id: row.try_get(0)?,
+                    provider_event_id: row.try_get(1)?,
+                    event_type: row.try_get(2)?,
+                    reason: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
+                    received_at: row.try_get(4)?,
+                })
+            })
+            .collect()
+    }
+}
