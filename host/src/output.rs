@@ -72,7 +72,7 @@ mod tests {
     fn renders_every_attribute_and_splices_the_record() {
         let id = EventId::generate();
         let event = StoredEvent {
-            cursor: sluice_store::Cursor { seq: 7 },
+            cursor: sluice_store::Cursor::parse("7").expect("a cursor"),
             id: id.clone(),
             installation_id: InstallationId::parse("inst_a").unwrap(),
             event_type: "payment.succeeded".into(),

@@ -2,43 +2,79 @@
 //! dead letters.
 //!
 //! **The cursor never skips an event.** A reader that resumes after the last position it
-//! saw sees every event committed later, however commits interleave, because `seq` order is
-//! commit order on both backends (the writer side, in `commit`, makes it so: SQLite has one
-//! writer; on PostgreSQL a batch takes a short lock only for its last step, assigning
-//! sequence numbers and committing).
+//! saw sees every event committed later, however commits interleave:
+//!
+//! - On SQLite there is one writer at a time, so `seq` order is commit order.
+//! - On PostgreSQL several writers (and nodes) commit concurrently, and a sequence number
+//!   taken by a transaction that commits late would land behind a cursor that has moved
+//!   on. So the log is ordered by `(tx, seq)` — `tx` the writing transaction's id — and a
+//!   reader only reads transactions older than the oldest one still running (its
+//!   snapshot's `xmin`). Every such transaction has finished, so that part of the log is
+//!   final, and everything committed later sorts after it. No writer waits for another;
+//!   the price is that an event becomes readable only once every transaction that began
+//!   before it has ended. That is milliseconds for Sluice's own writers; but any
+//!   transaction on the same PostgreSQL server that has written something holds the log
+//!   back for as long as it runs. [`Store::list_events`] waits up to [`HELD_BACK_WAIT`]
+//!   for events committed before it was called, so a reader sees its own writes.
 
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
+use crate::store::Backend;
 use crate::{EventId, InstallationId, Store, StoreError};
 
 /// Upper bound on the page size of [`Store::list_events`].
 pub const MAX_EVENTS_PAGE: i64 = 10_000;
 
-/// A position in the event log: after the event with this `seq`. Its text form (a
-/// number) is opaque to clients; they pass back what they were given.
+/// How long [`Store::list_events`] waits, at most, for events already committed but held
+/// back by an older transaction still running (PostgreSQL), before it answers without them.
+pub const HELD_BACK_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// PostgreSQL: the oldest transaction still running, as of the statement's snapshot; every
+/// transaction below it has finished, so the log below it is final.
+const READABLE_BELOW: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::bigint";
+
+/// A position in the event log: after the event it was read with. Its text form is opaque
+/// to clients; they pass back what they were given.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
+    /// The writing transaction of the last event seen (PostgreSQL; always 0 on SQLite).
+    tx: i64,
     /// The sequence number of the last event seen.
-    pub seq: i64,
+    seq: i64,
 }
 
 impl Cursor {
     /// The start of the log.
-    pub const START: Cursor = Cursor { seq: 0 };
+    pub const START: Cursor = Cursor { tx: 0, seq: 0 };
 
-    /// Parse a cursor's text (as [`Cursor::to_string`] writes it).
+    /// Parse a cursor's text (as [`Cursor::to_string`] writes it): `SEQ` or `TX.SEQ`.
     pub fn parse(text: &str) -> Option<Cursor> {
-        text.parse::<i64>()
-            .ok()
-            .filter(|n| *n >= 0)
-            .map(|seq| Cursor { seq })
+        let number = |s: &str| {
+            (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+                .then(|| s.parse::<i64>().ok())
+                .flatten()
+        };
+        match text.split_once('.') {
+            None => Some(Cursor {
+                tx: 0,
+                seq: number(text)?,
+            }),
+            Some((tx, seq)) => Some(Cursor {
+                tx: number(tx)?,
+                seq: number(seq)?,
+            }),
+        }
     }
 }
 
 impl std::fmt::Display for Cursor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}", self.seq)
+        if self.tx == 0 {
+            write!(f, "{}", self.seq)
+        } else {
+            write!(f, "{}.{}", self.tx, self.seq)
+        }
     }
 }
 
@@ -142,6 +178,26 @@ pub struct DeadLetter {
     pub received_at: String,
 }
 
+fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+    Ok(StoredEvent {
+        cursor: Cursor {
+            tx: row.try_get(12)?,
+            seq: row.try_get(0)?,
+        },
+        id: EventId::from_db(row.try_get(1)?),
+        installation_id: InstallationId::from_db(row.try_get(2)?),
+        event_type: row.try_get(3)?,
+        subject: row.try_get(4)?,
+        time: row.try_get(5)?,
+        data: row.try_get(6)?,
+        raw_event_id: row.try_get(7)?,
+        driver_id: row.try_get(8)?,
+        driver_version: row.try_get(9)?,
+        provider_event_id: row.try_get(10)?,
+        provider_event_type: row.try_get(11)?,
+    })
+}
+
 fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(RawEvent {
@@ -170,44 +226,96 @@ impl Store {
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let limit = limit.clamp(0, MAX_EVENTS_PAGE);
+        let page = self.events_page(installation, after, limit).await?;
+        if self.backend == Backend::Sqlite || page.len() as i64 == limit {
+            return Ok(page);
+        }
+        // Read your writes: events committed before this call but held back by an older
+        // transaction still running are waited for, briefly (see the module documentation).
+        let Some(held_back) = self.held_back(installation, after).await? else {
+            return Ok(page);
+        };
+        let deadline = tokio::time::Instant::now() + HELD_BACK_WAIT;
+        let mut pause = std::time::Duration::from_millis(1);
+        loop {
+            tokio::time::sleep(pause).await;
+            if self.readable_below().await? > held_back {
+                return self.events_page(installation, after, limit).await;
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Ok(page);
+            }
+            pause = (pause * 2).min(std::time::Duration::from_millis(20));
+        }
+    }
+
+    /// One page of the log as readable now.
+    async fn events_page(
+        &self,
+        installation: Option<&InstallationId>,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         const COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, e.time, \
             e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
             r.event_type";
-        let limit = limit.clamp(0, MAX_EVENTS_PAGE);
+        // Parameters: $1 the cursor's seq, $2 the limit, $3 its tx (PostgreSQL), and the
+        // installation last.
+        let only = match (installation.is_some(), self.backend) {
+            (false, _) => "",
+            (true, Backend::Sqlite) => "AND e.installation_id = $3",
+            (true, Backend::Postgres) => "AND e.installation_id = $4",
+        };
+        let sql = match self.backend {
+            Backend::Sqlite => format!(
+                "SELECT {COLUMNS}, 0 FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                 WHERE e.seq > $1 {only} ORDER BY e.seq LIMIT $2"
+            ),
+            Backend::Postgres => format!(
+                "SELECT {COLUMNS}, e.tx FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                 WHERE (e.tx, e.seq) > ($3, $1) AND e.tx < {READABLE_BELOW} {only} \
+                 ORDER BY e.tx, e.seq LIMIT $2"
+            ),
+        };
+        let mut query = sqlx::query(&sql).bind(after.seq).bind(limit);
+        if self.backend == Backend::Postgres {
+            query = query.bind(after.tx);
+        }
+        if let Some(id) = installation {
+            query = query.bind(id.as_str().to_owned());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        rows.iter().map(stored_event_from_row).collect()
+    }
+
+    /// PostgreSQL: the newest writing transaction of events after `after` that are
+    /// committed but not readable yet (an older transaction is still running), if any.
+    async fn held_back(
+        &self,
+        installation: Option<&InstallationId>,
+        after: Cursor,
+    ) -> Result<Option<i64>, StoreError> {
         let sql = format!(
-            "SELECT {COLUMNS} FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
-             WHERE e.seq > $1 {} ORDER BY e.seq LIMIT $2",
+            "SELECT MAX(e.tx) FROM events e \
+             WHERE (e.tx, e.seq) > ($1, $2) AND e.tx >= {READABLE_BELOW} {}",
             if installation.is_some() {
                 "AND e.installation_id = $3"
             } else {
                 ""
             }
         );
-        let mut query = sqlx::query(&sql).bind(after.seq).bind(limit);
+        let mut query = sqlx::query(&sql).bind(after.tx).bind(after.seq);
         if let Some(id) = installation {
             query = query.bind(id.as_str().to_owned());
         }
-        let rows = query.fetch_all(&self.pool).await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredEvent {
-                    cursor: Cursor {
-                        seq: row.try_get(0)?,
-                    },
-                    id: EventId::from_db(row.try_get(1)?),
-                    installation_id: InstallationId::from_db(row.try_get(2)?),
-                    event_type: row.try_get(3)?,
-                    subject: row.try_get(4)?,
-                    time: row.try_get(5)?,
-                    data: row.try_get(6)?,
-                    raw_event_id: row.try_get(7)?,
-                    driver_id: row.try_get(8)?,
-                    driver_version: row.try_get(9)?,
-                    provider_event_id: row.try_get(10)?,
-                    provider_event_type: row.try_get(11)?,
-                })
-            })
-            .collect()
+        Ok(query.fetch_one(&self.pool).await?.try_get(0)?)
+    }
+
+    /// PostgreSQL: the transaction id below which the log is final now.
+    async fn readable_below(&self) -> Result<i64, StoreError> {
+        let sql = format!("SELECT {READABLE_BELOW}");
+        Ok(sqlx::query(&sql).fetch_one(&self.pool).await?.try_get(0)?)
     }
 
     /// One raw event of an installation by row id.

@@ -1,15 +1,17 @@
 //! Connection, migrations, installations, secrets and driver state.
 
 use std::borrow::Cow;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Once;
 use std::time::Duration;
 
 use futures_like::BoxFuture;
 use sqlx::any::{AnyPoolOptions, AnyRow};
 use sqlx::migrate::{Migration, MigrationSource, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AnyPool, Connection, Executor, Row};
 
+use crate::commit::{Sink, Writer};
 use crate::{InstallationId, SecretBytes, SecretCipher, StoreError};
 
 /// Minimal alias so we do not need a direct `futures` dependency.
@@ -51,7 +53,7 @@ pub struct Store {
     pub(crate) pool: AnyPool,
     pub(crate) cipher: SecretCipher,
     pub(crate) backend: Backend,
-    pub(crate) writer: crate::commit::Writer,
+    pub(crate) writer: Writer,
 }
 
 /// How long the store waits before giving up, and how many connections it keeps.
@@ -131,6 +133,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         "event data",
         include_str!("../migrations/postgres/0002_event_data.sql"),
     ),
+    (
+        3,
+        "event transaction",
+        include_str!("../migrations/postgres/0003_event_transaction.sql"),
+    ),
 ];
 
 #[derive(Debug)]
@@ -157,13 +164,22 @@ impl MigrationSource<'static> for Embedded {
 }
 
 /// Current time, RFC 3339 UTC with a `Z`, second precision.
+/// Session settings of every PostgreSQL connection: nothing waits longer than the timeout.
+fn postgres_settings(timeout_ms: u128) -> String {
+    format!(
+        "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; \
+         SET idle_in_transaction_session_timeout = {timeout_ms};"
+    )
+}
+
 pub(crate) fn now_rfc3339() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
 /// Turns `sqlite://path` / `sqlite:path` into a URL sqlx accepts that creates the file if
-/// missing, creating the parent directory too. Returns the URL and whether it is in-memory.
-fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
+/// missing, creating the parent directory too. Returns the URL and the database file (none
+/// in memory).
+fn prepare_sqlite_url(url: &str) -> Result<(String, Option<PathBuf>), StoreError> {
     let rest = url
         .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
@@ -191,7 +207,7 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, bool), StoreError> {
         (None, true) => {}
         (None, false) => out.push_str("?mode=rwc"),
     }
-    Ok((out, memory))
+    Ok((out, (!memory).then(|| PathBuf::from(path))))
 }
 
 fn installation_from_row(row: &AnyRow) -> Result<Installation, StoreError> {
@@ -244,12 +260,20 @@ impl Store {
             // `detached`), but a connection that somehow still has one open is closed, never
             // handed to the next caller.
             .after_release(|conn, _meta| Box::pin(async move { Ok(!conn.is_in_transaction()) }));
+        let mut sqlite_file = None;
         let pool = match backend {
             Backend::Sqlite => {
-                let (url, memory) = prepare_sqlite_url(url)?;
+                let (url, file) = prepare_sqlite_url(url)?;
+                let memory = file.is_none();
+                sqlite_file = file;
+                // Checkpoints run in the background (`checkpoints`), not inside whichever
+                // commit happens to fill the WAL: that commit, and every delivery in its
+                // batch, would wait for the checkpoint's writes and fsync.
                 let pragmas = format!(
                     "PRAGMA busy_timeout = {timeout_ms}; PRAGMA foreign_keys = ON; \
-                     PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL;"
+                     PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; \
+                     PRAGMA wal_autocheckpoint = {};",
+                    if memory { 1000 } else { 0 }
                 );
                 let mut pool_options = pool_options
                     .max_connections(options.max_connections.unwrap_or(4))
@@ -270,10 +294,7 @@ impl Store {
                 pool_options.connect(&url).await?
             }
             Backend::Postgres => {
-                let settings = format!(
-                    "SET statement_timeout = {timeout_ms}; SET lock_timeout = {timeout_ms}; \
-                     SET idle_in_transaction_session_timeout = {timeout_ms};"
-                );
+                let settings = postgres_settings(timeout_ms);
                 pool_options
                     .max_connections(options.max_connections.unwrap_or(10))
                     .after_connect(move |conn, _meta| {
@@ -296,7 +317,24 @@ impl Store {
             .run(&pool)
             .await?;
         tracing::debug!(?backend, "store connected and migrated");
-        let writer = crate::commit::Writer::spawn(pool.clone(), cipher.clone(), backend);
+        let sink = match backend {
+            Backend::Sqlite => Sink::Sqlite(pool.clone(), sqlite_file),
+            Backend::Postgres => {
+                let settings = postgres_settings(timeout_ms);
+                let options = PgPoolOptions::new()
+                    .max_connections(crate::commit::PG_WRITERS)
+                    .acquire_timeout(options.timeout)
+                    .after_connect(move |conn, _meta| {
+                        let settings = settings.clone();
+                        Box::pin(async move {
+                            conn.execute(settings.as_str()).await?;
+                            Ok(())
+                        })
+                    });
+                Sink::Postgres(options, Box::new(url.parse::<PgConnectOptions>()?))
+            }
+        };
+        let writer = Writer::spawn(sink, cipher.clone())?;
         Ok(Store {
             pool,
             cipher,
@@ -649,14 +687,15 @@ mod tests {
 
     #[test]
     fn sqlite_url_gets_create_mode() {
-        let (u, m) = prepare_sqlite_url("sqlite://db.sqlite").unwrap();
-        assert_eq!((u.as_str(), m), ("sqlite://db.sqlite?mode=rwc", false));
+        let (u, f) = prepare_sqlite_url("sqlite://db.sqlite").unwrap();
+        assert_eq!(u, "sqlite://db.sqlite?mode=rwc");
+        assert_eq!(f, Some(PathBuf::from("db.sqlite")));
         let (u, _) = prepare_sqlite_url("sqlite:db.sqlite?cache=private").unwrap();
         assert_eq!(u, "sqlite://db.sqlite?cache=private&mode=rwc");
         let (u, _) = prepare_sqlite_url("sqlite://db.sqlite?mode=ro").unwrap();
         assert_eq!(u, "sqlite://db.sqlite?mode=ro");
-        let (u, m) = prepare_sqlite_url("sqlite::memory:").unwrap();
-        assert_eq!((u.as_str(), m), ("sqlite://:memory:", true));
+        let (u, f) = prepare_sqlite_url("sqlite::memory:").unwrap();
+        assert_eq!((u.as_str(), f), ("sqlite://:memory:", None));
         assert!(prepare_sqlite_url("sqlite://").is_err());
     }
 }

@@ -24,6 +24,8 @@ both_backends!(
     failing_commit_leaves_nothing,
     commit_to_unknown_or_deleted_installation,
     captured_secrets_commit_with_the_delivery,
+    cursor_never_skips_under_concurrent_writers,
+    redelivery_does_not_reapply_writes,
 );
 
 fn iid(s: &str) -> InstallationId {
@@ -903,4 +905,140 @@ async fn captured_secrets_commit_with_the_delivery(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(got.expose(), b"tok_1");
+}
+
+/// Two stores on one database (two nodes, each with its writer) commit concurrently while a
+/// reader pages through the log with small pages: the reader ends up with every event, each
+/// once, in the log's order — it never skipped one that committed late.
+async fn cursor_never_skips_under_concurrent_writers(db: &TestDb) {
+    let nodes = [db.store().await, db.store().await];
+    let id = install(&nodes[0], "inst_a", "stripe", None).await;
+    let expected: usize = 8 * (0..40).map(|n| 1 + n % 3).sum::<usize>();
+
+    // The reader pages until it has seen as many events as were written (an event may
+    // become readable a moment after its commit, never before), or gives up after 30 s.
+    let reader = {
+        let store = nodes[1].clone();
+        tokio::spawn(async move {
+            let mut seen = Vec::new();
+            let mut cursor = Cursor::START;
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while seen.len() < expected && std::time::Instant::now() < deadline {
+                let page = store.list_events(None, cursor, 5).await.unwrap();
+                if let Some(last) = page.last() {
+                    cursor = last.cursor;
+                }
+                seen.extend(page.into_iter().map(|e| label(&e)));
+            }
+            // Nothing more may come: a skip would have shown up as a missing label.
+            seen.extend(
+                store
+                    .list_events(None, cursor, 5)
+                    .await
+                    .unwrap()
+                    .iter()
+                    .map(label),
+            );
+            seen
+        })
+    };
+    let writers: Vec<_> = (0..8)
+        .map(|w| {
+            let store = nodes[w % 2].clone();
+            let id = id.clone();
+            tokio::spawn(async move {
+                for n in 0..40 {
+                    let labels: Vec<String> = (0..1 + (n % 3))
+                        .map(|k| format!("ce_{w}_{n}_{k}"))
+                        .collect();
+                    let refs: Vec<&str> = labels.iter().map(String::as_str).collect();
+                    store
+                        .commit_delivery(delivery(
+                            &id,
+                            vec![normalized(&format!("evt_{w}_{n}"), &refs)],
+                            vec![],
+                        ))
+                        .await
+                        .unwrap();
+                }
+            })
+        })
+        .collect();
+    for writer in writers {
+        writer.await.unwrap();
+    }
+    let seen = reader.await.unwrap();
+
+    let all: Vec<String> = nodes[0]
+        .list_events(None, Cursor::START, 10_000)
+        .await
+        .unwrap()
+        .iter()
+        .map(label)
+        .collect();
+    assert_eq!(all.len(), expected, "every event was committed");
+    assert_eq!(
+        seen, all,
+        "the paging reader saw the log, in order, without a gap"
+    );
+    for store in nodes {
+        store.close().await;
+    }
+}
+
+/// A redelivery (every event a duplicate) does not re-apply the state or the secrets its
+/// first delivery wrote; a delivery with new events does.
+async fn redelivery_does_not_reapply_writes(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "stripe", None).await;
+    store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_1", &["ce_1"])],
+            vec![set("cursor", b"first")],
+        ))
+        .await
+        .unwrap();
+    // A later delivery moved the state on.
+    store
+        .commit_delivery(delivery(
+            &id,
+            vec![normalized("evt_2", &["ce_2"])],
+            vec![set("cursor", b"second")],
+        ))
+        .await
+        .unwrap();
+    // evt_1 again, carrying its old write: a duplicate, the state stays.
+    let mut again = delivery(
+        &id,
+        vec![normalized("evt_1", &["ce_1_again"])],
+        vec![set("cursor", b"first")],
+    );
+    again.writes.secrets = vec![("access_token".into(), SecretBytes::new(b"old".to_vec()))];
+    let out = store.commit_delivery(again).await.unwrap();
+    assert_eq!((out.stored, out.duplicates), (0, 1));
+    assert_eq!(
+        store.get_state(&id, "cursor").await.unwrap().unwrap(),
+        b"second"
+    );
+    assert!(
+        store
+            .get_secret(&id, "access_token")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    // `Always` (a poll's cursor) applies even when every event is a duplicate.
+    let mut poll = delivery(
+        &id,
+        vec![normalized("evt_2", &["ce_2_again"])],
+        vec![set("cursor", b"third")],
+    );
+    poll.writes_apply = WritesApply::Always;
+    store.commit_delivery(poll).await.unwrap();
+    assert_eq!(
+        store.get_state(&id, "cursor").await.unwrap().unwrap(),
+        b"third"
+    );
+    store.close().await;
 }
