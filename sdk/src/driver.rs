@@ -39,8 +39,28 @@ use crate::{DriverError, error};
 
 pub use crate::bindings::exports::sluice::driver::auth::{ScopeCheck, TokenGrant};
 pub use crate::bindings::exports::sluice::driver::ingest::{
-    PollResult, WebhookOutcome, WebhookReply,
+    PollResult, ReceivedEvent, WebhookOutcome, WebhookReply,
 };
+
+/// What [`Driver::handle_webhook`] makes of a verified delivery: its raw events (each then
+/// normalized by [`Driver::normalize`]) and, optionally, the reply the provider expects.
+#[derive(Debug, Clone, Default)]
+pub struct Handled {
+    /// Events to store; empty when the delivery is acknowledged but not kept.
+    pub events: Vec<RawEvent>,
+    /// A reply instead of the host's default `200`.
+    pub reply: Option<WebhookReply>,
+}
+
+impl Handled {
+    /// One raw event, the default reply.
+    pub fn event(event: RawEvent) -> Self {
+        Self {
+            events: vec![event],
+            reply: None,
+        }
+    }
+}
 pub use crate::bindings::exports::sluice::driver::metadata::{AuthKind, IngestionMode};
 
 /// A driver's installation settings, parsed from the JSON text the host has already validated
@@ -224,8 +244,32 @@ pub trait Driver: 'static {
     fn handle_webhook(
         _ctx: &Context<Self::Settings>,
         _request: &IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
+    ) -> Result<Handled, DriverError> {
         Err(error::unsupported("this driver takes no webhooks"))
+    }
+
+    /// A whole webhook delivery: [`verify_webhook`](Driver::verify_webhook), then
+    /// [`handle_webhook`](Driver::handle_webhook), then [`normalize`](Driver::normalize) of
+    /// each raw event (a failure there is that event's, kept as a dead letter). Override it
+    /// to do all three in one pass, e.g. to parse the payload once.
+    fn receive(
+        ctx: &Context<Self::Settings>,
+        request: &IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
+        Self::verify_webhook(ctx, request)?;
+        let handled = Self::handle_webhook(ctx, request)?;
+        let events = handled
+            .events
+            .into_iter()
+            .map(|raw| ReceivedEvent {
+                records: Self::normalize(ctx, &raw),
+                raw,
+            })
+            .collect();
+        Ok(WebhookOutcome {
+            events,
+            reply: handled.reply,
+        })
     }
 
     /// Fetch the next page of events after `cursor`.
@@ -309,10 +353,6 @@ impl<D: Driver> auth::Guest for Exports<D> {
     fn validate_scopes(ctx: CallContext, granted: Vec<String>) -> Result<ScopeCheck, DriverError> {
         D::validate_scopes(&Context::from_wit(ctx)?, &granted)
     }
-
-    fn verify_webhook(ctx: CallContext, request: IncomingRequest) -> Result<(), DriverError> {
-        D::verify_webhook(&Context::from_wit(ctx)?, &request)
-    }
 }
 
 impl<D: Driver> ingest::Guest for Exports<D> {
@@ -320,11 +360,8 @@ impl<D: Driver> ingest::Guest for Exports<D> {
         D::route_key(&request)
     }
 
-    fn handle_webhook(
-        ctx: CallContext,
-        request: IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
-        D::handle_webhook(&Context::from_wit(ctx)?, &request)
+    fn receive(ctx: CallContext, request: IncomingRequest) -> Result<WebhookOutcome, DriverError> {
+        D::receive(&Context::from_wit(ctx)?, &request)
     }
 
     fn poll(ctx: CallContext, cursor: Option<String>) -> Result<PollResult, DriverError> {

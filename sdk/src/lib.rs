@@ -41,6 +41,8 @@
 // Lets the generated code refer to `sluice_sdk::…` paths from inside this crate too.
 extern crate self as sluice_sdk;
 
+#[cfg(target_arch = "wasm32")]
+pub mod bump;
 pub mod driver;
 pub mod enums;
 pub mod error;
@@ -82,6 +84,12 @@ pub use bindings::sluice::driver::types::{self, Datetime, DriverError, Money};
 /// The raw `wit-bindgen` export macro: `sluice_sdk::export!(T)` exports a type implementing
 /// the four `Guest` traits itself. Prefer [`register_driver!`] and [`driver::Driver`].
 pub use bindings::export;
+
+/// Every call runs in a fresh instance, so drivers allocate from a bump arena by default
+/// (see [`bump`]); turn off the `bump-allocator` feature to use the system allocator.
+#[cfg(all(target_arch = "wasm32", feature = "bump-allocator"))]
+#[global_allocator]
+static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// The version of the `sluice:driver` WIT package this SDK is generated from; every
 /// driver's metadata reports it.

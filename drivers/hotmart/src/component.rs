@@ -3,9 +3,7 @@
 
 use sluice_sdk::bindings::sluice::driver::{clock, http, secrets, state};
 use sluice_sdk::canonical::CanonicalRecord;
-use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Metadata, PollResult, SecretSpec, WebhookOutcome,
-};
+use sluice_sdk::driver::{AuthKind, Context, Driver, Handled, Metadata, PollResult, SecretSpec};
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, paging, verify};
 
@@ -145,13 +143,10 @@ impl Driver for Hotmart {
     fn handle_webhook(
         _: &Context<Settings>,
         request: &IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
+    ) -> Result<Handled, DriverError> {
         // Hotmart bodies carry no account identifier (see `webhook`): no `route_key`.
         let event = webhook::raw_event(&request.body).map_err(error::bad_request)?;
-        Ok(WebhookOutcome {
-            events: vec![event],
-            reply: None,
-        })
+        Ok(Handled::event(event))
     }
 
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {

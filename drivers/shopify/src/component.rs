@@ -4,8 +4,7 @@
 use sluice_sdk::bindings::sluice::driver::{clock, http, log, secrets};
 use sluice_sdk::canonical::CanonicalRecord;
 use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Metadata, PollResult, ScopeCheck, SecretSpec, TokenGrant,
-    WebhookOutcome,
+    AuthKind, Context, Driver, Handled, Metadata, PollResult, ScopeCheck, SecretSpec, TokenGrant,
 };
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers, verify};
@@ -207,7 +206,7 @@ impl Driver for Shopify {
     fn handle_webhook(
         ctx: &Context<Settings>,
         request: &IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
+    ) -> Result<Handled, DriverError> {
         let events = match webhook::handle(&ctx.settings, &request.headers, &request.body)
             .map_err(error::bad_request)?
         {
@@ -231,7 +230,7 @@ impl Driver for Shopify {
                 Vec::new()
             }
         };
-        Ok(WebhookOutcome {
+        Ok(Handled {
             events,
             reply: None,
         })

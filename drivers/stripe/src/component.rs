@@ -4,7 +4,8 @@
 use sluice_sdk::bindings::sluice::driver::{clock, http, secrets};
 use sluice_sdk::canonical::CanonicalRecord;
 use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Metadata, PollResult, SecretSpec, WebhookOutcome,
+    AuthKind, Context, Driver, Handled, Metadata, PollResult, ReceivedEvent, SecretSpec,
+    WebhookOutcome,
 };
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers};
@@ -78,6 +79,24 @@ impl Driver for Stripe {
         })
     }
 
+    /// Verify, then parse the event once for both its raw event and its records.
+    fn receive(
+        ctx: &Context<Settings>,
+        request: &IncomingRequest,
+    ) -> Result<WebhookOutcome, DriverError> {
+        Self::verify_webhook(ctx, request)?;
+        let event: serde_json::Value = serde_json::from_slice(&request.body)
+            .map_err(|e| error::bad_request(format!("body is not JSON: {e}")))?;
+        let raw =
+            events::raw_event_from(&event, request.body.clone()).map_err(error::bad_request)?;
+        let records =
+            normalize::normalize_event(&event).map_err(|e| error::bad_request(e.to_string()));
+        Ok(WebhookOutcome {
+            events: vec![ReceivedEvent { raw, records }],
+            reply: None,
+        })
+    }
+
     fn route_key(request: &IncomingRequest) -> Option<String> {
         events::route_key(&request.body)
     }
@@ -85,12 +104,9 @@ impl Driver for Stripe {
     fn handle_webhook(
         _: &Context<Settings>,
         request: &IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
+    ) -> Result<Handled, DriverError> {
         let event = events::raw_event(&request.body).map_err(error::bad_request)?;
-        Ok(WebhookOutcome {
-            events: vec![event],
-            reply: None,
-        })
+        Ok(Handled::event(event))
     }
 
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {

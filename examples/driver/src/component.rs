@@ -3,9 +3,7 @@
 //! defaults, which answer `unsupported`.
 
 use sluice_sdk::canonical::CanonicalRecord;
-use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Metadata, NoSettings, SecretSpec, WebhookOutcome,
-};
+use sluice_sdk::driver::{AuthKind, Context, Driver, Handled, Metadata, NoSettings, SecretSpec};
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers, verify};
 
@@ -46,12 +44,9 @@ impl Driver for Acme {
     fn handle_webhook(
         _: &Context<NoSettings>,
         request: &IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
+    ) -> Result<Handled, DriverError> {
         let event = webhook::raw_event(&request.body).map_err(error::bad_request)?;
-        Ok(WebhookOutcome {
-            events: vec![event],
-            reply: None,
-        })
+        Ok(Handled::event(event))
     }
 
     fn normalize(

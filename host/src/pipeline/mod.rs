@@ -18,7 +18,7 @@ use crate::capabilities::DataSource;
 use crate::installations::{CachedInstallation, Installations};
 use crate::registry::DriverRegistry;
 use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
-use crate::wit::ingest::WebhookReply;
+use crate::wit::ingest::{WebhookOutcome, WebhookReply};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 
 /// Why a delivery was not accepted, by what the provider should be told.
@@ -111,18 +111,26 @@ pub struct Processed {
     pub outcome: Result<Vec<canonical::Rendered>, String>,
 }
 
-/// Run verify → handle → normalize for one request. Shared by the pipeline and
-/// `sluice driver test`.
+/// Run one webhook request through the driver (`receive`: verify, raw events, records)
+/// and render its records. Shared by the pipeline and `sluice driver test`.
 pub async fn process(
     session: &mut Session,
     ctx: &CallContext,
     request: &IncomingRequest,
 ) -> Result<(Vec<Processed>, Option<WebhookReply>), CallError> {
-    session.verify_webhook(ctx, request).await?;
-    let outcome = session.handle_webhook(ctx, request).await?;
+    let outcome = session.receive(ctx, request).await?;
+    render(outcome, |bytes| session.charge_output(bytes))
+}
+
+/// Render what a delivery produced, charging the rendered size with `charge`.
+fn render(
+    outcome: WebhookOutcome,
+    mut charge: impl FnMut(usize) -> Result<(), CallError>,
+) -> Result<(Vec<Processed>, Option<WebhookReply>), CallError> {
     let mut processed = Vec::with_capacity(outcome.events.len());
-    for raw in outcome.events {
-        let result = match session.normalize(ctx, &raw).await? {
+    for event in outcome.events {
+        let raw = event.raw;
+        let result = match event.records {
             Ok(records) => records
                 .iter()
                 .map(|r| canonical::render(r, &raw.event_type))
@@ -131,11 +139,12 @@ pub async fn process(
             Err(e) => Err(crate::runtime::describe_driver_error(&e)),
         };
         if let Ok(rendered) = &result {
-            let size = rendered
-                .iter()
-                .map(|r| canonical::approx_json_size(&r.data))
-                .sum();
-            session.charge_output(size)?;
+            charge(
+                rendered
+                    .iter()
+                    .map(|r| canonical::approx_json_size(&r.data))
+                    .sum(),
+            )?;
         }
         processed.push(Processed {
             raw,
@@ -170,6 +179,9 @@ pub struct Pipeline {
     store: Store,
     installations: Installations,
     options: PipelineOptions,
+    /// Bench-only: run the Stripe driver natively (`SLUICE_NATIVE_STRIPE=1`).
+    #[cfg(feature = "native-stripe")]
+    native_stripe: bool,
 }
 
 impl Pipeline {
@@ -185,6 +197,8 @@ impl Pipeline {
             drivers,
             store,
             options,
+            #[cfg(feature = "native-stripe")]
+            native_stripe: crate::native::enabled(),
         }
     }
 
@@ -274,22 +288,7 @@ impl Pipeline {
         installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
     ) -> Result<Accepted, DeliveryError> {
-        let scope = driver.scope(
-            &installation.id,
-            DataSource::Installation(installation.clone()),
-        );
-        let ctx = CallContext {
-            installation_id: installation.id.to_string(),
-            settings: installation.settings.to_string(),
-        };
-        let mut session = self
-            .runtime
-            .session(driver, scope, self.runtime.limits().webhook_timeout())
-            .await?;
-        let (processed, reply) = process(&mut session, &ctx, &request).await?;
-        // Release the sandbox slot before waiting on the database.
-        let writes = session.finish();
-
+        let (processed, reply, writes) = self.run(driver, installation, &request).await?;
         if processed.is_empty() && writes.is_empty() {
             // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
             return Ok(Accepted {
@@ -333,6 +332,40 @@ impl Pipeline {
             installation: Some(installation.id.clone()),
             reply,
         })
+    }
+}
+
+impl Pipeline {
+    /// Run the driver on a request: its processed events, reply and writes.
+    async fn run(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        installation: &Arc<CachedInstallation>,
+        request: &IncomingRequest,
+    ) -> Result<(Vec<Processed>, Option<WebhookReply>, sluice_store::Writes), DeliveryError> {
+        #[cfg(feature = "native-stripe")]
+        if self.native_stripe && driver.info.id == "stripe" {
+            let now = self.runtime.capabilities().clock.now().as_secs() as i64;
+            let outcome = crate::native::receive(installation, request, now)?;
+            let (processed, reply) = render(outcome, |_| Ok(()))?;
+            return Ok((processed, reply, sluice_store::Writes::default()));
+        }
+        let scope = driver.scope(
+            &installation.id,
+            DataSource::Installation(installation.clone()),
+        );
+        let ctx = CallContext {
+            installation_id: installation.id.to_string(),
+            settings: installation.settings.to_string(),
+        };
+        let mut session = self
+            .runtime
+            .session(driver, scope, self.runtime.limits().webhook_timeout())
+            .await?;
+        let (processed, reply) = process(&mut session, &ctx, request).await?;
+        // Release the sandbox slot before waiting on the database.
+        let writes = session.finish();
+        Ok((processed, reply, writes))
     }
 }
 

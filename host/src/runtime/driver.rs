@@ -70,6 +70,7 @@ pub struct LoadedDriver {
     /// The settings property marked with [`ACCOUNT_KEY_ANNOTATION`], if any.
     pub account_key_setting: Option<String>,
     pub(crate) pre: DriverPre<CallState>,
+    pub(crate) exports: super::exports::Exports,
     settings_validator: jsonschema::Validator,
     /// What every call of this driver may name and reach.
     pub scope: Arc<DriverScope>,
@@ -145,6 +146,8 @@ impl Runtime {
             .linker()
             .instantiate_pre(&component)
             .map_err(|e| LoadError::World(format!("{e:#}")))?;
+        let exports =
+            super::exports::Exports::find(instance_pre.component()).map_err(LoadError::World)?;
         let pre = DriverPre::new(instance_pre).map_err(|e| LoadError::World(format!("{e:#}")))?;
 
         let loading = Arc::new(DriverScope {
@@ -193,6 +196,7 @@ impl Runtime {
             scope,
             settings_validator,
             pre,
+            exports,
             info,
         })
     }

@@ -7,13 +7,16 @@
 use std::time::{Duration, Instant};
 
 use tokio::sync::OwnedSemaphorePermit;
+use wasmtime::component::{Instance, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 
 use sluice_store::Writes;
 
+use super::exports::Exports;
 use super::{LoadedDriver, Runtime};
 use crate::capabilities::{CallScope, CallState};
-use crate::wit::{Driver, auth, ingest, types};
+use crate::wit::canonical::CanonicalRecord;
+use crate::wit::{auth, ingest, types};
 
 /// How long a call waits for a free sandbox slot before answering "overloaded".
 const SLOT_WAIT: Duration = Duration::from_secs(1);
@@ -86,7 +89,8 @@ fn classify(error: wasmtime::Error) -> CallError {
 /// A live instance of a driver for one call.
 pub struct Session {
     store: Store<CallState>,
-    driver: Driver,
+    instance: Instance,
+    exports: Exports,
     deadline: tokio::time::Instant,
     output_left: usize,
     max_output: usize,
@@ -113,13 +117,17 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| deadline_check(started + budget));
         let deadline = tokio::time::Instant::from_std(started + budget);
-        let driver = tokio::time::timeout_at(deadline, driver.pre.instantiate_async(&mut store))
-            .await
-            .map_err(|_| CallError::Timeout)?
-            .map_err(classify)?;
+        let instance = tokio::time::timeout_at(
+            deadline,
+            driver.pre.instance_pre().instantiate_async(&mut store),
+        )
+        .await
+        .map_err(|_| CallError::Timeout)?
+        .map_err(classify)?;
         Ok(Session {
             store,
-            driver,
+            instance,
+            exports: driver.exports,
             deadline,
             output_left: limits.max_output_bytes,
             max_output: limits.max_output_bytes,
@@ -128,14 +136,24 @@ impl Runtime {
     }
 }
 
-/// Run one export call under the session deadline.
+/// Call export `$export`, whose WIT signature is `($($param),*) -> $ret`, with `$args`,
+/// under the session deadline.
 macro_rules! call {
-    ($session:expr, $iface:ident . $method:ident ( $($arg:expr),* )) => {{
+    ($session:expr, $export:ident: ($($param:ty),*) -> $ret:ty, ($($arg:expr),*)) => {{
         let session = &mut *$session;
-        let export = session.driver.$iface();
-        tokio::time::timeout_at(session.deadline, export.$method(&mut session.store, $($arg),*))
+        let func = session
+            .instance
+            .get_func(&mut session.store, session.exports.$export)
+            .ok_or_else(|| CallError::Trap(concat!("export ", stringify!($export), " is missing").into()))?;
+        // SAFETY: loading the driver instantiated this component through the generated
+        // bindings, which type-check every export against the world; sessions instantiate
+        // the same component (one `InstancePre`), so the signature is this one.
+        let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
+        let call = typed.call_async(&mut session.store, ($($arg,)*));
+        tokio::time::timeout_at(session.deadline, call)
             .await
             .map_err(|_| CallError::Timeout)?
+            .map(|(out,)| out)
             .map_err(classify)
     }};
 }
@@ -150,26 +168,14 @@ impl Session {
         Ok(())
     }
 
-    pub async fn verify_webhook(
-        &mut self,
-        ctx: &types::CallContext,
-        request: &types::IncomingRequest,
-    ) -> Result<(), CallError> {
-        call!(self, sluice_driver_auth.call_verify_webhook(ctx, request))?
-            .map_err(CallError::Driver)
-    }
-
     pub async fn authorize_url(
         &mut self,
         ctx: &types::CallContext,
         redirect_uri: &str,
         state: &str,
     ) -> Result<String, CallError> {
-        call!(
-            self,
-            sluice_driver_auth.call_authorize_url(ctx, redirect_uri, state)
-        )?
-        .map_err(CallError::Driver)
+        call!(self, authorize_url: (&types::CallContext, &str, &str) -> Result<String, types::DriverError>, (ctx, redirect_uri, state))?
+            .map_err(CallError::Driver)
     }
 
     /// Exchange an OAuth callback for tokens; the tokens themselves are captured by the
@@ -180,18 +186,16 @@ impl Session {
         callback_query: &str,
         redirect_uri: &str,
     ) -> Result<auth::TokenGrant, CallError> {
-        call!(
-            self,
-            sluice_driver_auth.call_exchange_code(ctx, callback_query, redirect_uri)
-        )?
-        .map_err(CallError::Driver)
+        call!(self, exchange_code: (&types::CallContext, &str, &str) -> Result<auth::TokenGrant, types::DriverError>, (ctx, callback_query, redirect_uri))?
+            .map_err(CallError::Driver)
     }
 
     pub async fn refresh(
         &mut self,
         ctx: &types::CallContext,
     ) -> Result<auth::TokenGrant, CallError> {
-        call!(self, sluice_driver_auth.call_refresh(ctx))?.map_err(CallError::Driver)
+        call!(self, refresh: (&types::CallContext) -> Result<auth::TokenGrant, types::DriverError>, (ctx))?
+            .map_err(CallError::Driver)
     }
 
     pub async fn validate_scopes(
@@ -199,7 +203,7 @@ impl Session {
         ctx: &types::CallContext,
         granted: &[String],
     ) -> Result<auth::ScopeCheck, CallError> {
-        call!(self, sluice_driver_auth.call_validate_scopes(ctx, granted))?
+        call!(self, validate_scopes: (&types::CallContext, &[String]) -> Result<auth::ScopeCheck, types::DriverError>, (ctx, granted))?
             .map_err(CallError::Driver)
     }
 
@@ -207,17 +211,18 @@ impl Session {
         &mut self,
         request: &types::IncomingRequest,
     ) -> Result<Option<String>, CallError> {
-        call!(self, sluice_driver_ingest.call_route_key(request))
+        call!(self, route_key: (&types::IncomingRequest) -> Option<String>, (request))
     }
 
-    pub async fn handle_webhook(
+    /// One webhook delivery: verify, raw events, their records (see the WIT `receive`).
+    pub async fn receive(
         &mut self,
         ctx: &types::CallContext,
         request: &types::IncomingRequest,
     ) -> Result<ingest::WebhookOutcome, CallError> {
-        let outcome = call!(self, sluice_driver_ingest.call_handle_webhook(ctx, request))?
+        let outcome = call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request))?
             .map_err(CallError::Driver)?;
-        self.charge_output(outcome.events.iter().map(raw_event_size).sum())?;
+        self.charge_output(outcome.events.iter().map(|e| raw_event_size(&e.raw)).sum())?;
         Ok(outcome)
     }
 
@@ -227,9 +232,8 @@ impl Session {
         &mut self,
         ctx: &types::CallContext,
         event: &types::RawEvent,
-    ) -> Result<Result<Vec<crate::wit::canonical::CanonicalRecord>, types::DriverError>, CallError>
-    {
-        call!(self, sluice_driver_normalize.call_normalize(ctx, event))
+    ) -> Result<Result<Vec<CanonicalRecord>, types::DriverError>, CallError> {
+        call!(self, normalize: (&types::CallContext, &types::RawEvent) -> Result<Vec<CanonicalRecord>, types::DriverError>, (ctx, event))
     }
 
     pub async fn poll(
@@ -237,8 +241,8 @@ impl Session {
         ctx: &types::CallContext,
         cursor: Option<&str>,
     ) -> Result<ingest::PollResult, CallError> {
-        let result =
-            call!(self, sluice_driver_ingest.call_poll(ctx, cursor))?.map_err(CallError::Driver)?;
+        let result = call!(self, poll: (&types::CallContext, Option<&str>) -> Result<ingest::PollResult, types::DriverError>, (ctx, cursor))?
+            .map_err(CallError::Driver)?;
         self.charge_output(result.events.iter().map(raw_event_size).sum())?;
         Ok(result)
     }

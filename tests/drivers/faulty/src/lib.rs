@@ -15,7 +15,7 @@ wit_bindgen::generate!({
 });
 
 use exports::sluice::driver::auth::{self, ScopeCheck, TokenGrant};
-use exports::sluice::driver::ingest::{self, PollResult, RawEvent, WebhookOutcome};
+use exports::sluice::driver::ingest::{self, PollResult, RawEvent, ReceivedEvent, WebhookOutcome};
 use exports::sluice::driver::metadata::{self, AuthKind, DriverInfo, IngestionMode};
 use exports::sluice::driver::normalize;
 use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
@@ -130,13 +130,6 @@ impl auth::Guest for Faulty {
     fn validate_scopes(_: CallContext, _: Vec<String>) -> Result<ScopeCheck, DriverError> {
         Ok(ScopeCheck { missing: vec![] })
     }
-
-    fn verify_webhook(ctx: CallContext, _: IncomingRequest) -> Result<(), DriverError> {
-        match mode(&ctx) {
-            Mode::Unauthorized => Err(DriverError::Unauthorized("mode is unauthorized".into())),
-            _ => Ok(()),
-        }
-    }
 }
 
 impl ingest::Guest for Faulty {
@@ -144,11 +137,11 @@ impl ingest::Guest for Faulty {
         None
     }
 
-    fn handle_webhook(
-        ctx: CallContext,
-        request: IncomingRequest,
-    ) -> Result<WebhookOutcome, DriverError> {
-        let events = match mode(&ctx) {
+    fn receive(ctx: CallContext, request: IncomingRequest) -> Result<WebhookOutcome, DriverError> {
+        if mode(&ctx) == Mode::Unauthorized {
+            return Err(DriverError::Unauthorized("mode is unauthorized".into()));
+        }
+        let events: Vec<RawEvent> = match mode(&ctx) {
             Mode::Trap => panic!("faulty driver: trap mode"),
             Mode::Loop => spin_forever(),
             Mode::BadRequest => return Err(DriverError::BadRequest("mode is bad-request".into())),
@@ -177,6 +170,13 @@ impl ingest::Guest for Faulty {
                 vec![raw_event(&request, payload)?]
             }
         };
+        let events = events
+            .into_iter()
+            .map(|raw| ReceivedEvent {
+                records: <Faulty as normalize::Guest>::normalize(ctx.clone(), raw.clone()),
+                raw,
+            })
+            .collect();
         Ok(WebhookOutcome {
             events,
             reply: None,
