@@ -1,226 +1,57 @@
-//! `cargo xtask bench`: the Stripe webhook path inside the sandbox (a fresh store and
-//! instance per delivery) against the same driver code compiled natively, in one run.
+//! `cargo xtask bench`: Sluice's benchmarks, each printing a markdown table with its
+//! baselines from the same run (`BENCHMARKS.md` records them).
 //!
-//! Every row handles the same signed `charge.succeeded` delivery (the example payload),
-//! with the clock pinned to the signature's timestamp. Prints a table of medians and
-//! ratios to the native baseline.
+//! - `calls`: one Stripe delivery per call, in the sandbox against the driver's code
+//!   compiled natively.
+//! - `http`: real servers on loopback under load — the wire limit, Sluice on SQLite and
+//!   PostgreSQL, the native-driver build, and a Node + `stripe` + `pg` peer; then a fixed
+//!   rate, and 100,000 installations.
+//!
+//! `sluice-bench [calls|http|all]` (default `all`). Environment (set by `cargo xtask bench`):
+//! `SLUICE_BENCH_SLUICE` (the release `sluice` built with `native-stripe`),
+//! `SLUICE_BENCH_DRIVERS` (built drivers), `SLUICE_BENCH_POSTGRES_URL` (an admin URL of a
+//! PostgreSQL server; the bench creates and drops its databases).
 
-use std::collections::HashMap;
+mod calls;
+mod http;
+mod load;
+
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use anyhow::{Context, bail};
-use hmac::{Hmac, Mac};
-use sluice::capabilities::secrets::SecretValue;
-use sluice::capabilities::{CapabilityConfig, Clock, DataSource, FixedData};
-use sluice::runtime::{LoadedDriver, Runtime};
-use sluice::wit::types::{CallContext, IncomingRequest};
-use sluice_driver_stripe::{events, normalize, settings, signature};
-use subtle::ConstantTimeEq;
+use anyhow::Context;
 
-const SECRET: &str = "whsec_bench_secret";
-const SIGNED_AT: u64 = 1_748_465_448;
-/// Each row runs until this many iterations or this much time, whichever comes first.
-const MAX_ITERATIONS: usize = 5_000;
-const MAX_TIME: Duration = Duration::from_secs(10);
-const WARMUP: usize = 50;
-
-fn native_hmac(key: &[u8], message: &[u8]) -> Vec<u8> {
-    let mut mac =
-        <Hmac<sha2::Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    mac.update(message);
-    mac.finalize().into_bytes().to_vec()
-}
-
-/// The driver's webhook path compiled natively, with the host's HMAC done in-process.
-fn native_delivery(body: &[u8], header: &str) -> anyhow::Result<usize> {
-    let settings = settings::parse("{}").map_err(anyhow::Error::msg)?;
-    signature::verify(
-        Some(header),
-        body,
-        SIGNED_AT as i64,
-        Some(settings.tolerance_seconds),
-        |message, candidates| {
-            let expected = native_hmac(SECRET.as_bytes(), message);
-            Ok::<_, std::convert::Infallible>(
-                candidates
-                    .iter()
-                    .fold(false, |found, c| bool::from(expected.ct_eq(c)) | found),
-            )
-        },
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let raw = events::raw_event(body).map_err(anyhow::Error::msg)?;
-    let records =
-        normalize::normalize_payload(&raw.payload).map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    Ok(records.len())
-}
-
-/// The same delivery in the sandbox: fresh store and instance, verify, handle, normalize.
-async fn sandbox_delivery(
-    runtime: &Runtime,
-    driver: &LoadedDriver,
-    request: &IncomingRequest,
-    secrets: &DataSource,
-) -> anyhow::Result<usize> {
-    let scope = driver.scope(
-        &sluice_store::InstallationId::parse("inst_bench")?,
-        secrets.clone(),
-    );
-    let ctx = CallContext {
-        installation_id: "inst_bench".into(),
-        settings: "{}".into(),
-    };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(2))
-        .await?;
-    session.verify_webhook(&ctx, request).await?;
-    let outcome = session.handle_webhook(&ctx, request).await?;
-    let mut records = 0;
-    for raw in &outcome.events {
-        records += session
-            .normalize(&ctx, raw)
-            .await?
-            .map_err(|e| anyhow::anyhow!("{e:?}"))?
-            .len();
-    }
-    session.finish();
-    Ok(records)
-}
-
-/// Only the fixed cost: a fresh store and instance, no export call.
-async fn sandbox_instantiate(
-    runtime: &Runtime,
-    driver: &LoadedDriver,
-    secrets: &DataSource,
-) -> anyhow::Result<usize> {
-    let scope = driver.scope(
-        &sluice_store::InstallationId::parse("inst_bench")?,
-        secrets.clone(),
-    );
-    runtime
-        .session(driver, scope, Duration::from_secs(2))
-        .await?
-        .finish();
-    Ok(0)
-}
-
-struct Row {
-    name: &'static str,
-    samples: Vec<Duration>,
-}
-
-impl Row {
-    fn percentile(&self, p: f64) -> Duration {
-        let mut s = self.samples.clone();
-        s.sort();
-        s[((s.len() - 1) as f64 * p).round() as usize]
-    }
-}
-
-async fn measure<F, Fut>(name: &'static str, mut f: F) -> anyhow::Result<Row>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = anyhow::Result<usize>>,
-{
-    for _ in 0..WARMUP {
-        f().await.with_context(|| format!("{name}: warm-up"))?;
-    }
-    let started = Instant::now();
-    let mut samples = Vec::with_capacity(MAX_ITERATIONS);
-    while samples.len() < MAX_ITERATIONS && started.elapsed() < MAX_TIME {
-        let t = Instant::now();
-        std::hint::black_box(f().await?);
-        samples.push(t.elapsed());
-    }
-    Ok(Row { name, samples })
-}
-
-fn micros(d: Duration) -> String {
-    format!("{:.1}", d.as_secs_f64() * 1e6)
-}
-
-#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
-    let wasm = std::env::var_os("SLUICE_BENCH_DRIVER")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("target/drivers/stripe.wasm"));
-    let bytes = std::fs::read(&wasm).with_context(|| {
-        format!(
-            "reading {} (run `cargo xtask build-drivers`)",
-            wasm.display()
-        )
-    })?;
-    let body = std::fs::read(root.join("examples/stripe/charge.succeeded.json"))?;
-    let v1 = hex::encode(native_hmac(
-        SECRET.as_bytes(),
-        &signature::signed_message(SIGNED_AT as i64, &body),
-    ));
-    let header = format!("t={SIGNED_AT},v1={v1}");
-
-    let runtime = Runtime::new(
-        CapabilityConfig {
-            clock: Clock::Pinned(Duration::from_secs(SIGNED_AT)),
-            ..CapabilityConfig::new(Vec::new())
-        },
-        None,
-    )?;
-    let driver = runtime.load_driver(&bytes).await?;
-    let request = IncomingRequest {
-        method: "POST".into(),
-        path: "/webhooks/inst_bench".into(),
-        query: String::new(),
-        headers: vec![("stripe-signature".into(), header.clone())],
-        body: body.clone(),
-    };
-    let secrets = DataSource::Fixed(Arc::new(FixedData {
-        secrets: HashMap::from([(
-            "webhook_secret".to_string(),
-            SecretValue::new(SECRET.as_bytes().to_vec()),
-        )]),
-        state: HashMap::new(),
-    }));
-    if native_delivery(&body, &header)?
-        != sandbox_delivery(&runtime, &driver, &request, &secrets).await?
-    {
-        bail!("native and sandbox paths disagree on the number of records");
+    let var =
+        |name: &str, default: PathBuf| std::env::var_os(name).map(PathBuf::from).unwrap_or(default);
+    let drivers = var("SLUICE_BENCH_DRIVERS", root.join("target/drivers"));
+    let which = std::env::args().nth(1).unwrap_or_else(|| "all".into());
+    if matches!(which.as_str(), "calls" | "all") {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?
+            .block_on(calls::run(&root, &drivers))?;
+        println!();
     }
-
-    let rows = [
-        measure("native: verify + parse + normalize", || async {
-            native_delivery(&body, &header)
-        })
-        .await?,
-        measure("sandbox: fresh store + instantiate only", || {
-            sandbox_instantiate(&runtime, &driver, &secrets)
-        })
-        .await?,
-        measure("sandbox: fresh store + verify + handle + normalize", || {
-            sandbox_delivery(&runtime, &driver, &request, &secrets)
-        })
-        .await?,
-    ];
-    let baseline = rows[0].percentile(0.5).as_secs_f64();
-    println!(
-        "Stripe webhook path, {} byte charge.succeeded, {} cores",
-        body.len(),
-        std::thread::available_parallelism().map_or(0, |n| n.get())
-    );
-    println!();
-    println!("| path | iterations | median µs | p99 µs | median / native |");
-    println!("|---|---:|---:|---:|---:|");
-    for row in &rows {
-        let median = row.percentile(0.5);
-        println!(
-            "| {} | {} | {} | {} | {:.1}x |",
-            row.name,
-            row.samples.len(),
-            micros(median),
-            micros(row.percentile(0.99)),
-            median.as_secs_f64() / baseline
-        );
+    if which == "load" || which == "fixed" {
+        // `sluice-bench load|fixed ADDR INSTALLATION SECRET`: the closed-loop Stripe load,
+        // or the fixed rate, alone, against a server started by hand (for profiling it).
+        let arg = |i: usize| {
+            std::env::args()
+                .nth(i)
+                .context("usage: load|fixed ADDR INSTALLATION SECRET")
+        };
+        return http::load_only(arg(2)?.parse()?, &arg(3)?, &arg(4)?, which == "fixed");
+    }
+    if matches!(which.as_str(), "http" | "all") {
+        let setup = http::Setup {
+            sluice: var("SLUICE_BENCH_SLUICE", root.join("target/release/sluice")),
+            drivers,
+            postgres: std::env::var("SLUICE_BENCH_POSTGRES_URL").ok(),
+            root,
+        };
+        http::run(&setup).context("the HTTP bench")?;
     }
     Ok(())
 }

@@ -14,6 +14,8 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod installations;
+#[cfg(feature = "native-stripe")]
+pub mod native;
 pub mod net;
 pub mod output;
 pub mod pipeline;

@@ -285,28 +285,53 @@ fn report_skips(path: &Path) {
     }
 }
 
-/// The Node test peer (the official `stripe` library, used to sign webhooks).
+/// The Node test peers (the official `stripe` library signs webhooks, …).
 fn install_peers(ws: &Workspace) -> Result<()> {
-    let peers = ws.root.join("tests").join("peers");
-    if peers.join("node_modules").is_dir() {
+    npm_ci(&ws.root.join("tests").join("peers"))
+        .context("installing the Node test peers in tests/peers (is Node.js installed?)")
+}
+
+/// `npm ci` (or `npm install` without a lock file) in `dir`, unless already installed.
+fn npm_ci(dir: &Path) -> Result<()> {
+    if dir.join("node_modules").is_dir() {
         return Ok(());
     }
     let mut cmd = Command::new("npm");
-    cmd.current_dir(&peers);
-    if peers.join("package-lock.json").is_file() {
+    cmd.current_dir(dir);
+    if dir.join("package-lock.json").is_file() {
         cmd.args(["ci", "--no-audit", "--no-fund"]);
     } else {
         cmd.args(["install", "--no-audit", "--no-fund"]);
     }
     status(&mut cmd)
-        .context("installing the Node test peers in tests/peers (is Node.js installed?)")
 }
 
+/// Build the drivers, a release `sluice` with the bench-only native Stripe driver, the Node
+/// peer, then run `sluice-bench` (its tables go to stdout).
 fn bench(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     build_drivers(ws)?;
+    status(ws.cargo().args([
+        "build",
+        "--release",
+        "-p",
+        "sluice",
+        "--features",
+        "native-stripe",
+    ]))?;
+    npm_ci(&ws.root.join("bench").join("peer"))
+        .context("installing the bench's Node peer in bench/peer (is Node.js installed?)")?;
+    let postgres = std::env::var("SLUICE_BENCH_POSTGRES_URL")
+        .or_else(|_| std::env::var("SLUICE_TEST_POSTGRES_URL"))
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     status(
         ws.cargo()
             .args(["run", "--release", "-p", "sluice-bench", "--"])
-            .args(passthrough(rest)),
+            .args(passthrough(rest))
+            .env(
+                "SLUICE_BENCH_SLUICE",
+                ws.target.join("release").join("sluice"),
+            )
+            .env("SLUICE_BENCH_DRIVERS", ws.drivers_dir())
+            .env("SLUICE_BENCH_POSTGRES_URL", postgres),
     )
 }
