@@ -334,6 +334,52 @@ impl Sluice {
         Some(sluice)
     }
 
+    /// The database the server uses.
+    pub fn database_url(&self) -> &str {
+        &self.database_url
+    }
+
+    /// Use another database URL from the next [`Sluice::restart`] on (e.g. through a
+    /// [`crate::fake::TcpProxy`]).
+    pub fn set_database_url(&mut self, url: String) {
+        self.database_url = url;
+    }
+
+    /// The server's process id, while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Kill the server with SIGKILL (no shutdown at all) and wait for it.
+    pub fn kill(&mut self) {
+        self.stop();
+    }
+
+    /// Send SIGTERM and wait up to `within` for the process to exit; its exit status, or
+    /// `None` if it was still running (then it is killed).
+    pub async fn terminate(&mut self, within: Duration) -> Option<std::process::ExitStatus> {
+        let mut child = self.child.take()?;
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let deadline = Instant::now() + within;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = child.try_wait() {
+                return Some(status);
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+        None
+    }
+
+    /// Start the server again after [`Sluice::kill`] or [`Sluice::terminate`].
+    pub async fn start_again(&mut self) {
+        self.spawn();
+        self.wait_ready().await;
+    }
+
     /// Stops the server and starts it again on a new port, with the same data dir,
     /// database, drivers dir, admin token and environment. Its output is appended to
     /// the same log.

@@ -3,6 +3,7 @@
 mod app_routing;
 mod cli;
 mod driver_loading;
+mod durability;
 mod example_driver;
 mod faulty_isolation;
 mod hotmart_fixtures;
