@@ -66,8 +66,11 @@ pub struct Installations {
     store: Store,
     ttl: Duration,
     by_id: RwLock<HashMap<InstallationId, Entry<Option<Arc<CachedInstallation>>>>>,
-    by_account: RwLock<HashMap<(String, String), Entry<Option<InstallationId>>>>,
+    by_account: RwLock<HashMap<AccountKey, Entry<Option<InstallationId>>>>,
 }
+
+/// (driver id, account key value): how app-level deliveries find their installation.
+type AccountKey = (String, String);
 
 impl Installations {
     pub fn new(store: Store, ttl: Duration) -> Self {
