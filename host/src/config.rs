@@ -11,6 +11,7 @@ use anyhow::{Context, bail};
 use serde::Deserialize;
 
 use crate::net::OriginPattern;
+use crate::policy::{DriverPolicyConfig, Policy};
 
 /// The whole configuration of one `sluice serve` process.
 #[derive(Debug, Clone, Deserialize)]
@@ -39,9 +40,14 @@ pub struct Config {
     /// start, kept in `<data_dir>/master.key` (mode 0600). Set it explicitly when several
     /// nodes share one PostgreSQL database.
     pub master_key: Option<String>,
-    /// Extra outbound grants, e.g. `http://127.0.0.1:*` for fakes in development.
-    /// Private, loopback and link-local destinations are refused unless granted here.
+    /// Development grant: origins every driver may reach, declared or not, private
+    /// addresses included — e.g. `http://127.0.0.1:*` for fakes. Private, loopback and
+    /// link-local destinations are refused unless granted here. Not for production.
     pub allow_hosts: Vec<String>,
+    /// Per-driver policy, `[drivers.<id>]`: `origins` (what the driver may reach, of
+    /// what it declares; bundled drivers default to their providers' API origins, others
+    /// to nothing) and `installations` (ids or `prefix*` that may use it; default all).
+    pub drivers: std::collections::BTreeMap<String, DriverPolicyConfig>,
     /// Largest accepted webhook body. Default 1 MiB.
     pub max_body_bytes: usize,
     /// Sandbox limits.
@@ -165,6 +171,7 @@ impl Default for Config {
             admin_token: None,
             master_key: None,
             allow_hosts: Vec::new(),
+            drivers: Default::default(),
             max_body_bytes: 1024 * 1024,
             sandbox: SandboxConfig::default(),
             server: ServerConfig::default(),
@@ -314,8 +321,15 @@ impl Config {
         }
     }
 
-    /// Parse and check everything that can be wrong before starting.
+    /// The driver policy in force.
+    pub fn policy(&self) -> anyhow::Result<Policy> {
+        Policy::new(&self.drivers).map_err(|e| anyhow::anyhow!(e))
+    }
+
+    /// Parse and check everything that can be wrong before starting; returns the
+    /// development grants.
     pub fn validate(&self) -> anyhow::Result<Vec<OriginPattern>> {
+        self.policy()?;
         if self.max_body_bytes == 0 {
             bail!("max_body_bytes must be positive");
         }
@@ -380,6 +394,28 @@ mod tests {
     fn file_rejects_unknown_keys() {
         let err = toml::from_str::<Config>("listne = \"x\"").unwrap_err();
         assert!(err.to_string().contains("listne"));
+    }
+
+    #[test]
+    fn driver_policy_parses_from_the_file() {
+        let config: Config = toml::from_str(
+            r#"
+            [drivers.acme]
+            origins = ["https://api.acme.test"]
+            installations = ["inst_acme_*"]
+            "#,
+        )
+        .unwrap();
+        let policy = config.policy().unwrap();
+        let declared = [OriginPattern::parse("https://api.acme.test").unwrap()];
+        assert_eq!(policy.resolve("acme", &declared).effective.len(), 1);
+        assert!(!policy.permits_installation("acme", "inst_other"));
+
+        let bad: Config =
+            toml::from_str("[drivers.acme]\norigins = [\"https://*.com\"]\n").unwrap();
+        let err = bad.validate().unwrap_err().to_string();
+        assert!(err.contains("drivers.acme.origins"), "{err}");
+        assert!(toml::from_str::<Config>("[drivers.acme]\norigin = []\n").is_err());
     }
 
     #[test]

@@ -19,6 +19,7 @@ pub mod native;
 pub mod net;
 pub mod output;
 pub mod pipeline;
+pub mod policy;
 pub mod registry;
 pub mod runtime;
 pub mod server;

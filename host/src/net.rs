@@ -130,6 +130,24 @@ impl OriginPattern {
         }
     }
 
+    /// Whether every URL `other` matches, this pattern matches too.
+    pub fn covers(&self, other: &OriginPattern) -> bool {
+        let port = match (self.port, other.port) {
+            (None, _) => true,
+            (Some(a), Some(b)) => a == b,
+            (Some(_), None) => false,
+        };
+        let host = match (&self.host, &other.host) {
+            (HostPart::Exact(a), HostPart::Exact(b)) => a == b,
+            (HostPart::Exact(_), HostPart::Subdomains(_)) => false,
+            (HostPart::Subdomains(_), HostPart::Exact(b)) => self.matches_host(b),
+            (HostPart::Subdomains(a), HostPart::Subdomains(b)) => {
+                a == b || b.strip_suffix(a.as_str()).is_some_and(|p| p.ends_with('.'))
+            }
+        };
+        self.scheme == other.scheme && port && host
+    }
+
     /// Whether this pattern names one exact host (no wildcard).
     pub fn is_exact(&self) -> bool {
         matches!(self.host, HostPart::Exact(_))
@@ -321,6 +339,20 @@ mod tests {
         assert_eq!(v6.to_string(), "http://[::1]:8080");
         assert_eq!(wild.to_string(), "https://*.myshopify.com");
         assert_eq!(any_port.to_string(), "http://127.0.0.1:*");
+    }
+
+    #[test]
+    fn covering_is_by_scheme_host_and_port() {
+        let p = |s: &str| OriginPattern::parse(s).unwrap();
+        assert!(p("https://*.myshopify.com").covers(&p("https://a.myshopify.com")));
+        assert!(p("https://*.myshopify.com").covers(&p("https://*.eu.myshopify.com")));
+        assert!(p("https://*.myshopify.com").covers(&p("https://*.myshopify.com")));
+        assert!(!p("https://*.myshopify.com").covers(&p("https://myshopify.com")));
+        assert!(!p("https://a.myshopify.com").covers(&p("https://*.myshopify.com")));
+        assert!(!p("https://api.stripe.com").covers(&p("http://api.stripe.com")));
+        assert!(!p("https://api.stripe.com").covers(&p("https://api.stripe.com:8443")));
+        assert!(p("http://127.0.0.1:*").covers(&p("http://127.0.0.1:9000")));
+        assert!(!p("http://127.0.0.1:9000").covers(&p("http://127.0.0.1:*")));
     }
 
     #[test]

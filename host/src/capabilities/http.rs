@@ -68,6 +68,7 @@ impl Capability for Http {
             granted: self.granted.clone(),
             grants: self.grants.clone(),
             declared: scope.driver.clone(),
+            for_installation: scope.installation.is_some(),
             remaining: self.max_requests,
             max_response: self.max_response,
         }
@@ -87,6 +88,9 @@ pub struct CallHttp {
     granted: reqwest::Client,
     grants: Arc<[OriginPattern]>,
     declared: Arc<super::DriverScope>,
+    /// Calls outside an installation (loading the metadata, `route-key` before any
+    /// verification) reach nothing.
+    for_installation: bool,
     remaining: u32,
     max_response: usize,
 }
@@ -105,14 +109,26 @@ impl CallHttp {
                 "credentials in the URL are not allowed; name a secret in `credential`".into(),
             ));
         }
+        if !self.for_installation {
+            return Err(Error::Denied(
+                "no network outside an installation's call (metadata, route-key)".into(),
+            ));
+        }
         if self.grants.iter().any(|g| g.matches(url)) {
             return Ok(Route::Granted);
         }
         if !self.declared.origins.iter().any(|g| g.matches(url)) {
-            return Err(Error::Denied(format!(
-                "{} is not a granted origin",
-                url.origin().ascii_serialization()
-            )));
+            let origin = url.origin().ascii_serialization();
+            let declared = self
+                .declared
+                .disabled_origins
+                .iter()
+                .any(|g| g.matches(url));
+            return Err(Error::Denied(if declared {
+                format!("{origin} is declared but not granted by the operator's policy")
+            } else {
+                format!("{origin} is not a granted origin")
+            }));
         }
         if net::is_non_global_literal(url) {
             return Err(Error::Denied(format!(

@@ -60,6 +60,8 @@ pub struct CapabilityConfig {
     pub clock: Clock,
     /// Per-call limits.
     pub limits: SandboxConfig,
+    /// Which origins each driver may reach and which installations may use it.
+    pub policy: crate::policy::Policy,
 }
 
 impl CapabilityConfig {
@@ -69,6 +71,7 @@ impl CapabilityConfig {
             grants,
             clock: Clock::System,
             limits: SandboxConfig::default(),
+            policy: crate::policy::Policy::bundled_defaults(),
         }
     }
 }
@@ -82,8 +85,11 @@ pub struct DriverScope {
     pub version: String,
     /// Secret names the driver declared; nothing else can be named.
     pub secrets: Vec<String>,
-    /// Origins the driver declared (operator grants are added by the http capability).
+    /// Origins its calls may reach: declared and granted by the policy (the development
+    /// grant is added by the http capability).
     pub origins: Vec<OriginPattern>,
+    /// Origins it declared that the policy does not grant.
+    pub disabled_origins: Vec<OriginPattern>,
 }
 
 /// What one call runs for: the driver and, except while loading or routing, an
@@ -144,6 +150,10 @@ impl CallScope {
     }
 }
 
+/// Most host resources one call may hold at once. A driver has no use for more than a few
+/// (its stdio streams, a clock pollable); a flood fails with a trap, not host memory.
+pub const MAX_CALL_RESOURCES: usize = 256;
+
 /// The data of one call's `Store`: WASI with nothing granted, the resource table, and each
 /// capability's per-call state.
 pub struct CallState {
@@ -163,9 +173,13 @@ impl CallState {
             .allow_ip_name_lookup(false)
             .wall_clock(capabilities.clock.clone())
             .build();
+        // Host-side resources (WASI streams, pollables) live outside the guest's memory
+        // cap; the default table allows a million of them.
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_CALL_RESOURCES);
         Self {
             wasi,
-            table: ResourceTable::new(),
+            table,
             caps: capabilities.start_call(scope),
         }
     }

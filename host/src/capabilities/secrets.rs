@@ -152,12 +152,24 @@ pub fn verify_jwt_hs256(key: &[u8], token: &str, now: i64) -> Result<String, Str
     let claims_bytes = decode(payload)?;
     let claims: serde_json::Value =
         serde_json::from_slice(&claims_bytes).map_err(|e| format!("bad JWT claims: {e}"))?;
-    if let Some(exp) = claims.get("exp").and_then(|v| v.as_i64())
+    if !claims.is_object() {
+        return Err("JWT claims are not a JSON object".into());
+    }
+    // A time claim that is present but not an integer (a string, a fraction, a huge
+    // number) is refused: skipping it would accept a token that never expires.
+    let time_claim = |name: &str| match claims.get(name) {
+        None => Ok(None),
+        Some(v) => v
+            .as_i64()
+            .map(Some)
+            .ok_or_else(|| format!("JWT claim {name:?} is not an integer NumericDate")),
+    };
+    if let Some(exp) = time_claim("exp")?
         && now >= exp
     {
         return Err("JWT has expired".into());
     }
-    if let Some(nbf) = claims.get("nbf").and_then(|v| v.as_i64())
+    if let Some(nbf) = time_claim("nbf")?
         && now < nbf
     {
         return Err("JWT is not valid yet".into());
@@ -276,5 +288,34 @@ mod tests {
         );
         let none = format!("{}.{claims}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
         assert!(verify_jwt_hs256(key, &none, 1500).is_err());
+    }
+
+    #[test]
+    fn jwt_time_claims_must_be_integers() {
+        let key = b"jwt-key";
+        let sign = |claims: &str| {
+            let signed = format!(
+                "{}.{}",
+                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
+                URL_SAFE_NO_PAD.encode(claims)
+            );
+            let sig = compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
+            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
+        };
+        for claims in [
+            r#"{"exp":"2000"}"#,
+            r#"{"exp":2000.5}"#,
+            r#"{"exp":null}"#,
+            r#"{"exp":1e30}"#,
+            r#"{"nbf":"1000"}"#,
+            r#"[1,2]"#,
+        ] {
+            let err = verify_jwt_hs256(key, &sign(claims), 1500).unwrap_err();
+            assert!(
+                err.contains("not an integer") || err.contains("not a JSON object"),
+                "{claims}: {err}"
+            );
+        }
+        assert!(verify_jwt_hs256(key, &sign(r#"{"sub":"x"}"#), 1500).is_ok());
     }
 }

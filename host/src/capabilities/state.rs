@@ -14,6 +14,9 @@ use crate::wit::state::Host;
 pub const MAX_KEY_BYTES: usize = 128;
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
+/// Most distinct keys one call may write (or delete): 64 × 64 KiB at most is held for the
+/// commit, whatever a driver does.
+pub const MAX_WRITES_PER_CALL: usize = 64;
 
 /// The state capability (no configuration).
 pub struct State;
@@ -64,6 +67,16 @@ impl CallStateMap {
         }
         Ok(())
     }
+
+    /// Whether this call may write one more key (rewriting a key it wrote is free).
+    fn room_for(&self, key: &str) -> Result<(), String> {
+        if self.pending.len() >= MAX_WRITES_PER_CALL && !self.pending.contains_key(key) {
+            return Err(format!(
+                "a call writes at most {MAX_WRITES_PER_CALL} state keys"
+            ));
+        }
+        Ok(())
+    }
 }
 
 impl Host for CallState {
@@ -93,15 +106,17 @@ impl Host for CallState {
             )));
         }
         let state = &mut self.caps.state;
-        Ok(state.writable(&key).map(|()| {
-            state.pending.insert(key, Some(value));
-        }))
+        if let Err(e) = state.writable(&key).and_then(|()| state.room_for(&key)) {
+            return Ok(Err(e));
+        }
+        state.pending.insert(key, Some(value));
+        Ok(Ok(()))
     }
 
     async fn delete(&mut self, key: String) -> wasmtime::Result<()> {
         // The WIT function cannot fail: an unwritable key has nothing to delete.
         let state = &mut self.caps.state;
-        if state.writable(&key).is_ok() {
+        if state.writable(&key).is_ok() && state.room_for(&key).is_ok() {
             state.pending.insert(key, None);
         }
         Ok(())

@@ -53,9 +53,15 @@ impl DriverCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
             DriverCommand::Inspect { file } => {
+                // Under the policy `sluice serve` would apply here (`sluice.toml`), so the
+                // output shows which of its origins the driver would get.
+                let config = Config::load(None)?;
                 let runtime = Runtime::new(
-                    CapabilityConfig::new(Vec::new()),
-                    Some(Config::load(None)?.cache_dir()),
+                    CapabilityConfig {
+                        policy: config.policy()?,
+                        ..CapabilityConfig::new(Vec::new())
+                    },
+                    Some(config.cache_dir()),
                 )?;
                 let driver = runtime.load_driver(&read(&file)?).await?;
                 super::print_json(&driver.info);
@@ -78,12 +84,14 @@ impl DriverCommand {
                     )
                     .try_init();
                 let clock = now.map_or(Clock::System, |s| Clock::Pinned(Duration::from_secs(s)));
+                let config = Config::load(None)?;
                 let runtime = Runtime::new(
                     CapabilityConfig {
                         clock,
+                        policy: config.policy()?,
                         ..CapabilityConfig::new(Vec::new())
                     },
-                    Some(Config::load(None)?.cache_dir()),
+                    Some(config.cache_dir()),
                 )?;
                 let driver = Arc::new(runtime.load_driver(&read(&driver)?).await?);
                 let settings: Value =

@@ -50,7 +50,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         config.data_dir = v;
     }
     let grants = config.validate()?;
-    std::fs::create_dir_all(&config.data_dir)
+    sluice_store::create_private_dir(&config.data_dir)
         .with_context(|| format!("creating data directory {}", config.data_dir.display()))?;
 
     let key = sluice_store::MasterKey::load(
@@ -72,6 +72,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             grants,
             clock: Clock::System,
             limits: config.sandbox.clone(),
+            policy: config.policy()?,
         },
         Some(config.cache_dir()),
     )?;

@@ -138,20 +138,42 @@ fn render(
                 .map_err(|e| e.to_string()),
             Err(e) => Err(crate::runtime::describe_driver_error(&e)),
         };
-        if let Ok(rendered) = &result {
-            charge(
-                rendered
-                    .iter()
-                    .map(|r| canonical::approx_json_size(&r.data))
-                    .sum(),
-            )?;
-        }
+        // Everything the call produced counts against its output cap, error texts
+        // included, and a stored or logged error text is bounded.
+        let result = result.map_err(|reason| bounded_text(&reason, MAX_ERROR_TEXT).into_owned());
+        charge(match &result {
+            Ok(rendered) => rendered
+                .iter()
+                .map(|r| canonical::approx_json_size(&r.data))
+                .sum(),
+            Err(reason) => reason.len(),
+        })?;
         processed.push(Processed {
             raw,
             outcome: result,
         });
     }
+    if let Some(reply) = &outcome.reply {
+        charge(reply.body.len() + reply.content_type.len())?;
+    }
     Ok((processed, outcome.reply))
+}
+
+/// Longest error text (a failed normalization's reason, a driver's error message) that is
+/// stored or logged; the rest is cut off.
+pub const MAX_ERROR_TEXT: usize = 1024;
+
+/// `text`, cut at a character boundary to at most `max` bytes plus a marker saying how long
+/// it was.
+pub fn bounded_text(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
+    if text.len() <= max {
+        return text.into();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
 }
 
 /// How long the pipeline waits, and how long it trusts what it has cached.
@@ -248,6 +270,17 @@ impl Pipeline {
                 (driver, installation)
             }
         };
+        // The policy may have changed since the installation was created.
+        if !self
+            .runtime
+            .policy()
+            .permits_installation(&driver.info.id, installation.id.as_str())
+        {
+            return Err(DeliveryError::Unauthorized(format!(
+                "the operator's policy does not let installation {} use driver {}",
+                installation.id, driver.info.id
+            )));
+        }
         self.deliver(&driver, &installation, request).await
     }
 
@@ -401,5 +434,22 @@ fn ingested(p: Processed, installation: &InstallationId, received_at: &str) -> I
         account_key: p.raw.account_key,
         payload: p.raw.payload,
         outcome,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bounded_text;
+
+    #[test]
+    fn error_texts_are_cut_at_a_character_boundary() {
+        assert_eq!(bounded_text("short", 10), "short");
+        // "é" is two bytes: a cut at byte 3 would split the second one.
+        assert_eq!(bounded_text("aéé", 4), "aé… (5 bytes in all)");
+        let long = "x".repeat(5000);
+        let cut = bounded_text(&long, 1024);
+        assert!(cut.starts_with(&"x".repeat(1024)));
+        assert!(cut.ends_with("… (5000 bytes in all)"));
+        assert_eq!(cut.len(), 1024 + "… (5000 bytes in all)".len());
     }
 }

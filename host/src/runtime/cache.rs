@@ -52,7 +52,7 @@ pub fn compile(
 
 /// Write via a temporary file and rename, so a crash never leaves a torn entry.
 fn write_atomically(dir: &Path, path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    sluice_store::create_private_dir(dir)?;
     let tmp = path.with_extension(format!("tmp{}", std::process::id()));
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)

@@ -43,7 +43,14 @@ pub struct DriverInfo {
     pub auth_kind: &'static str,
     pub ingestion_modes: Vec<&'static str>,
     pub settings_schema: serde_json::Value,
+    /// The origins the driver asks for (its metadata).
     pub outbound_hosts: Vec<String>,
+    /// What the operator's policy lets its calls reach, of those.
+    pub granted_hosts: Vec<String>,
+    /// Origins it asks for that the policy does not grant: requests to them are refused.
+    pub disabled_hosts: Vec<String>,
+    /// Where the grant came from: `operator`, `bundled_default` or `none`.
+    pub grant: crate::policy::GrantSource,
     pub secrets: Vec<SecretSpec>,
     pub wit_version: String,
     /// How the provider signs webhooks: header name → value template (see the WIT
@@ -155,19 +162,28 @@ impl Runtime {
             version: String::new(),
             secrets: Vec::new(),
             origins: Vec::new(),
+            disabled_origins: Vec::new(),
         });
         let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
         store.set_epoch_deadline(1);
         let deadline = std::time::Instant::now() + self.limits().webhook_timeout();
         store.epoch_deadline_callback(move |_| super::session::deadline_check(deadline));
-        let raw = async {
+        // The epoch deadline stops guest code; the timeout stops a call parked in the host.
+        let budget = self.limits().webhook_timeout();
+        let raw = tokio::time::timeout(budget, async {
             let driver = pre.instantiate_async(&mut store).await?;
             driver.sluice_driver_metadata().call_get(&mut store).await
-        }
+        })
         .await
+        .map_err(|_| {
+            LoadError::Metadata(format!(
+                "metadata did not return within {} ms",
+                budget.as_millis()
+            ))
+        })?
         .map_err(|e| LoadError::Metadata(format!("{e:#}")))?;
-        let info = validate(raw, sha256)?;
+        let mut info = validate(raw, sha256)?;
         let settings_validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&info.settings_schema)
@@ -185,11 +201,25 @@ impl Runtime {
             })
             .collect::<Result<Vec<_>, _>>()?;
         let account_key_setting = account_key_setting(&info.settings_schema)?;
+        let resolved = self.policy().resolve(&info.id, &origins);
+        info.granted_hosts = resolved.effective.iter().map(ToString::to_string).collect();
+        info.disabled_hosts = resolved.disabled.iter().map(ToString::to_string).collect();
+        info.grant = resolved.source;
+        if !resolved.disabled.is_empty() {
+            tracing::warn!(
+                driver = %info.id,
+                disabled = ?info.disabled_hosts,
+                "driver asks for origins the policy does not grant; they are disabled \
+                 (grant them under [drivers.{}] origins)",
+                info.id
+            );
+        }
         let scope = Arc::new(DriverScope {
             id: info.id.clone(),
             version: info.version.clone(),
             secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
-            origins,
+            origins: resolved.effective,
+            disabled_origins: resolved.disabled,
         });
         Ok(LoadedDriver {
             account_key_setting,
@@ -335,6 +365,9 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
             })
             .collect(),
         sha256,
+        granted_hosts: Vec::new(),
+        disabled_hosts: Vec::new(),
+        grant: crate::policy::GrantSource::None,
     })
 }
 

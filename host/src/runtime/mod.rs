@@ -39,6 +39,7 @@ pub struct Runtime {
     cache_dir: Option<PathBuf>,
     permits: Arc<Semaphore>,
     capabilities: Capabilities,
+    policy: crate::policy::Policy,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -55,17 +56,24 @@ impl Runtime {
         let capabilities =
             Capabilities::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
         let limits = config.limits;
+        let policy = config.policy;
         let instances = limits.max_concurrent_instances;
         let mut pool = PoolingAllocationConfig::default();
         // A Rust component has a handful of core instances, one memory and a few tables.
+        // The totals are the per-component maxima times the instance count, so
+        // `max_concurrent_instances` instances fit however large each is: one driver at
+        // its maxima cannot use up slots the others are counted on.
+        const CORE_INSTANCES: u32 = 8;
+        const MEMORIES: u32 = 2;
+        const TABLES: u32 = 8;
         pool.total_component_instances(instances)
-            .total_core_instances(instances * 8)
-            .total_memories(instances * 2)
-            .total_tables(instances * 8)
+            .total_core_instances(instances * CORE_INSTANCES)
+            .total_memories(instances * MEMORIES)
+            .total_tables(instances * TABLES)
             .max_memory_size(limits.max_memory_bytes)
-            .max_core_instances_per_component(32)
-            .max_memories_per_component(4)
-            .max_tables_per_component(16)
+            .max_core_instances_per_component(CORE_INSTANCES)
+            .max_memories_per_component(MEMORIES)
+            .max_tables_per_component(TABLES)
             // A fresh instance per delivery: reset a slot's memory and tables with `memset`
             // (only the pages it touched, where the kernel can say which) instead of
             // `madvise`, so the next instance in the slot takes no page faults and the
@@ -100,6 +108,7 @@ impl Runtime {
             limits,
             cache_dir,
             capabilities,
+            policy,
             ticker_stop,
         })
     }
@@ -112,6 +121,11 @@ impl Runtime {
     /// The host capabilities shared by all calls (HTTP clients, grants, clock).
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// The operator's driver policy.
+    pub fn policy(&self) -> &crate::policy::Policy {
+        &self.policy
     }
 
     pub(crate) fn engine(&self) -> &Engine {

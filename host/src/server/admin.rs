@@ -105,6 +105,20 @@ pub async fn create_installation(
             .map_err(|_| ApiError::bad_request("installation_id must match [A-Za-z0-9_-]{1,64}"))?,
         None => InstallationId::generate(),
     };
+    if !state
+        .pipeline
+        .runtime()
+        .policy()
+        .permits_installation(&driver.info.id, id.as_str())
+    {
+        return Err(ApiError::unprocessable(
+            "driver_not_permitted",
+            format!(
+                "the operator's policy ([drivers.{}] installations) does not let {id} use this driver",
+                driver.info.id
+            ),
+        ));
+    }
     let installation = state
         .pipeline
         .store()
@@ -176,6 +190,14 @@ pub async fn put_secret(
 ) -> Result<StatusCode, ApiError> {
     let id = parse_id(&id)?;
     let value = body(payload)?.value;
+    if value.is_empty() {
+        // An empty credential is never what an operator meant, and an empty webhook secret
+        // would make every HMAC a driver checks computable by anyone.
+        return Err(ApiError::unprocessable(
+            "empty_secret",
+            format!("secret {name:?} needs a value; an empty one is refused"),
+        ));
+    }
     let installation = state
         .pipeline
         .store()

@@ -5,8 +5,6 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
-use crate::pipeline::DeliveryError;
-
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,
@@ -114,55 +112,6 @@ impl From<sluice_store::StoreError> for ApiError {
                 ApiError::unavailable("the database is unavailable", m)
             }
             other => ApiError::internal("storage error", other),
-        }
-    }
-}
-
-impl From<DeliveryError> for ApiError {
-    fn from(e: DeliveryError) -> Self {
-        match e {
-            DeliveryError::UnknownInstallation => ApiError::not_found("unknown installation"),
-            DeliveryError::Unroutable(m) => ApiError::not_found(m),
-            DeliveryError::DriverUnavailable(id) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "driver_unavailable",
-                format!("driver {id:?} is not loaded"),
-            ),
-            DeliveryError::Unauthorized(m) => ApiError::unauthorized(m),
-            DeliveryError::BadRequest(m) => ApiError::bad_request(m),
-            DeliveryError::Overloaded => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "overloaded",
-                "every sandbox slot is busy; retry",
-            ),
-            DeliveryError::NotReady(m) => ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "installation_not_ready",
-                format!("{m}; nothing was stored"),
-            ),
-            DeliveryError::DriverFailed(m) => {
-                tracing::warn!(reason = %m, "driver failed; nothing stored");
-                // The caller gets the first line only: a trap carries a wasm backtrace that
-                // is for the operator's log, not for whoever sent the webhook.
-                let m = m
-                    .lines()
-                    .next()
-                    .unwrap_or_default()
-                    .chars()
-                    .take(300)
-                    .collect::<String>();
-                ApiError::new(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "driver_failed",
-                    format!("{m}; nothing was stored"),
-                )
-            }
-            DeliveryError::StoreUnavailable(m) => {
-                ApiError::unavailable("the database is unavailable; nothing was stored", m)
-            }
-            DeliveryError::Storage(e) => {
-                ApiError::internal("could not commit the delivery; nothing was stored", e)
-            }
         }
     }
 }

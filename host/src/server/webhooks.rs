@@ -8,7 +8,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
 use super::{ApiError, AppState};
-use crate::pipeline::{DeliveryError, Target};
+use crate::pipeline::{DeliveryError, MAX_ERROR_TEXT, Target, bounded_text};
 use crate::wit::types::IncomingRequest;
 
 pub async fn receive(
@@ -37,18 +37,16 @@ async fn deliver(
     target: Target,
     incoming: IncomingRequest,
 ) -> Result<Response, ApiError> {
+    let url = match &target {
+        Target::Installation(id) => format!("/webhooks/{id}"),
+        Target::Driver(id) => format!("/webhooks/drivers/{id}"),
+    };
     let app_level = matches!(target, Target::Driver(_));
     let accepted = state
         .pipeline
         .receive(target, incoming)
         .await
-        .map_err(|e| match e {
-            // An app-level URL names a driver, not an installation: a missing one is a 404.
-            DeliveryError::DriverUnavailable(id) if app_level => {
-                ApiError::not_found(format!("no driver {id:?} is loaded"))
-            }
-            other => ApiError::from(other),
-        })?;
+        .map_err(|e| refusal(e, &url, app_level))?;
     tracing::info!(installation = ?accepted.installation.as_ref().map(|i| i.as_str()), accepted = accepted.accepted, duplicates = accepted.duplicates, "webhook delivered");
     Ok(match &accepted.reply {
         Some(reply) => {
@@ -62,6 +60,68 @@ async fn deliver(
         }
         None => Json(accepted).into_response(),
     })
+}
+
+/// The answer to a delivery that was not accepted. Whoever posts to a webhook URL may be
+/// anyone, so the answer says only what a provider needs to decide whether to retry; the
+/// reason — the driver's own words, a trap's backtrace, which account was unknown — goes to
+/// the log. An unknown installation or account is answered exactly like a bad signature,
+/// so the answers do not tell a prober which ids exist.
+fn refusal(e: DeliveryError, url: &str, app_level: bool) -> ApiError {
+    const NOT_STORED: &str = "nothing was stored";
+    // A trap's backtrace is worth keeping; a driver's megabyte of error text is not.
+    let reason = bounded_text(&e.to_string(), 4 * MAX_ERROR_TEXT).into_owned();
+    match e {
+        DeliveryError::UnknownInstallation
+        | DeliveryError::Unroutable(_)
+        | DeliveryError::Unauthorized(_) => {
+            tracing::info!(url, reason = %reason, "webhook refused");
+            ApiError::unauthorized(format!("the delivery was not authenticated; {NOT_STORED}"))
+        }
+        DeliveryError::BadRequest(_) => {
+            tracing::info!(url, reason = %reason, "webhook refused");
+            ApiError::bad_request(format!("the delivery is malformed; {NOT_STORED}"))
+        }
+        // An app-level URL names a driver, and drivers are public: a missing one is a 404.
+        DeliveryError::DriverUnavailable(id) if app_level => {
+            ApiError::not_found(format!("no driver {id:?} is loaded"))
+        }
+        DeliveryError::DriverUnavailable(id) => {
+            tracing::warn!(url, driver = %id, "webhook for a driver that is not loaded");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "driver_unavailable",
+                format!("the driver is not loaded on this node; {NOT_STORED}"),
+            )
+        }
+        DeliveryError::Overloaded => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "overloaded",
+            "every sandbox slot is busy; retry",
+        ),
+        DeliveryError::NotReady(_) => {
+            tracing::warn!(url, reason = %reason, "webhook for an installation that is not ready");
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "installation_not_ready",
+                format!("the installation is not ready for deliveries; {NOT_STORED}"),
+            )
+        }
+        DeliveryError::DriverFailed(_) => {
+            tracing::warn!(url, reason = %reason, "driver failed; nothing stored");
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "driver_failed",
+                format!("the driver failed; {NOT_STORED}"),
+            )
+        }
+        DeliveryError::StoreUnavailable(m) => {
+            ApiError::unavailable(&format!("the database is unavailable; {NOT_STORED}"), m)
+        }
+        DeliveryError::Storage(e) => {
+            ApiError::internal(&format!("could not commit the delivery; {NOT_STORED}"), e)
+        }
+    }
 }
 
 /// The request as the driver sees it; the body was already read by `buffer_body`.

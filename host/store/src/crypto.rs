@@ -155,9 +155,10 @@ impl MasterKey {
     ///
     /// - `env_value` (e.g. `SLUICE_MASTER_KEY`), when present and not blank, is the key:
     ///   standard base64 of 32 bytes, or 64 hex characters.
-    /// - Otherwise `key_file` is read (same formats, surrounding whitespace ignored).
+    /// - Otherwise `key_file` is read (same formats, surrounding whitespace ignored); a file
+    ///   group or others can read or write is refused.
     /// - If the file does not exist, 32 random bytes are written to it as base64, with mode
-    ///   0600, creating its parent directories. Creation uses `create_new`, so two processes
+    ///   0600, creating its parent directories with mode 0700. Creation uses `create_new`, so two processes
     ///   racing end up with the same key.
     ///
     /// The key itself never appears in an error or a log line.
@@ -167,11 +168,11 @@ impl MasterKey {
         }
         match read_key_file(key_file) {
             Ok(text) => return Self::parse_file(&text, key_file),
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+            Err(KeyFileError::Io(e)) if e.kind() == io::ErrorKind::NotFound => {}
             Err(e) => return Err(e.into()),
         }
         if let Some(parent) = key_file.parent().filter(|p| !p.as_os_str().is_empty()) {
-            fs::create_dir_all(parent)?;
+            create_private_dir(parent)?;
         }
         let mut key = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut key);
@@ -231,23 +232,58 @@ fn invalid_key_format() -> StoreError {
     StoreError::InvalidMasterKey("expected 32 bytes as standard base64 or 64 hex characters".into())
 }
 
-fn read_key_file(path: &Path) -> io::Result<String> {
-    let mut file = fs::File::open(path)?;
+/// Creates `path` and its missing parents with mode 0700 (owner only): the data directory
+/// holds the master key, the admin token, the database and compiled driver code. An
+/// existing directory is left as it is.
+pub fn create_private_dir(path: &Path) -> io::Result<()> {
+    let mut builder = fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        builder.mode(0o700);
+    }
+    builder.create(path)
+}
+
+/// Reads the key file, refusing one that group or others may read or write: a key anyone
+/// else on the machine can read decrypts every secret, so the host does not start on it.
+fn read_key_file(path: &Path) -> Result<String, KeyFileError> {
+    let mut file = fs::File::open(path).map_err(KeyFileError::Io)?;
     #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
-        let mode = file.metadata()?.permissions().mode();
+        let mode = file
+            .metadata()
+            .map_err(KeyFileError::Io)?
+            .permissions()
+            .mode();
         if mode & 0o077 != 0 {
-            tracing::warn!(
-                path = %path.display(),
-                mode = format_args!("{:o}", mode & 0o777),
-                "master key file is readable by group or others; chmod 600 it"
-            );
+            return Err(KeyFileError::Loose(StoreError::InvalidMasterKey(format!(
+                "{} has mode {:o}: group or others can reach it; run `chmod 600 {}`",
+                path.display(),
+                mode & 0o777,
+                path.display()
+            ))));
         }
     }
     let mut text = String::new();
-    file.read_to_string(&mut text)?;
+    file.read_to_string(&mut text).map_err(KeyFileError::Io)?;
     Ok(text)
+}
+
+enum KeyFileError {
+    Io(io::Error),
+    Loose(StoreError),
+}
+
+impl From<KeyFileError> for StoreError {
+    fn from(e: KeyFileError) -> Self {
+        match e {
+            KeyFileError::Io(e) => e.into(),
+            KeyFileError::Loose(e) => e,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -42,7 +42,7 @@ pub use commit::{
     CommitOutcome, Delivery, IngestedEvent, MAX_BATCH, NewEvent, NormalizeOutcome, StateWrite,
     Writes, WritesApply,
 };
-pub use crypto::{MasterKey, SecretBytes, SecretCipher};
+pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use error::StoreError;
 pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
 pub use id::{DriverId, EventId, InstallationId};

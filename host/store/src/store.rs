@@ -197,7 +197,7 @@ fn prepare_sqlite_url(url: &str) -> Result<(String, Option<PathBuf>), StoreError
             .parent()
             .filter(|p| !p.as_os_str().is_empty())
     {
-        std::fs::create_dir_all(parent)?;
+        crate::create_private_dir(parent)?;
     }
     let has_mode = query.is_some_and(|q| q.split('&').any(|kv| kv.starts_with("mode=")));
     let mut out = format!("sqlite://{path}");

@@ -288,7 +288,6 @@ impl Sluice {
 
         let dir = TempDir::new("sluice-e2e");
         let drivers_dir = dir.path().join("drivers");
-        std::fs::create_dir_all(dir.path().join("data")).expect("creating data dir");
         std::fs::create_dir_all(&drivers_dir).expect("creating drivers dir");
         for (name, from) in [
             ("stripe", bundled_driver("stripe")),

@@ -50,12 +50,40 @@ fn environment_value_wins_and_creates_nothing() {
 fn bad_key_file_is_refused_without_echoing_it() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("master.key");
-    std::fs::write(&path, "not-a-key-SENSITIVE").unwrap();
+    write_private(&path, "not-a-key-SENSITIVE");
     let err = MasterKey::load(None, &path).unwrap_err();
     assert!(matches!(err, StoreError::InvalidMasterKey(_)), "{err:?}");
+    assert!(err.to_string().contains("does not hold 32 bytes"), "{err}");
     assert!(!err.to_string().contains("SENSITIVE"));
     // A hex key in the file is accepted too.
-    std::fs::write(&path, format!("{}\n", hex::encode([9u8; 32]))).unwrap();
+    write_private(&path, &format!("{}\n", hex::encode([9u8; 32])));
+    assert_eq!(MasterKey::load(None, &path).unwrap(), [9; 32]);
+}
+
+/// Writes `text` to `path` with mode 0600, as an operator's key file should be.
+fn write_private(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[test]
+fn a_key_file_others_can_read_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("master.key");
+    let key = hex::encode([9u8; 32]);
+    for mode in [0o644, 0o640, 0o604, 0o660, 0o606] {
+        std::fs::write(&path, &key).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        let err = MasterKey::load(None, &path).unwrap_err();
+        assert!(matches!(err, StoreError::InvalidMasterKey(_)), "{err:?}");
+        let text = err.to_string();
+        assert!(text.contains(&format!("has mode {mode:o}")), "{text}");
+        assert!(text.contains("chmod 600"), "{text}");
+        assert!(!text.contains(&key), "{text}");
+    }
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o400)).unwrap();
     assert_eq!(MasterKey::load(None, &path).unwrap(), [9; 32]);
 }
 

@@ -104,7 +104,8 @@ async fn connect_events_route_to_their_account(backend: Backend) {
     .await;
     forged.expect_status(401);
 
-    // Unknown account, no account, unknown driver: 404 and nothing stored.
+    // Unknown account, no account: answered like a bad signature (which accounts exist is
+    // not for whoever posts to the URL to learn). Unknown driver: 404. Nothing stored.
     post_app_level(
         &sluice,
         "stripe",
@@ -112,10 +113,10 @@ async fn connect_events_route_to_their_account(backend: Backend) {
         &connect_event("evt_unknown", Some("acct_9Z")),
     )
     .await
-    .expect_status(404);
+    .expect_status(401);
     post_app_level(&sluice, "stripe", &secret, &connect_event("evt_none", None))
         .await
-        .expect_status(404);
+        .expect_status(401);
     post_app_level(
         &sluice,
         "nope",

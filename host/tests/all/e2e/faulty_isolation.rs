@@ -130,13 +130,15 @@ async fn out_of_memory_fails_alone(backend: Backend) {
     resp.expect_status(500);
     assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
     // The limit stopped it (the allocation failed and the guest aborted), not the
-    // driver's own report of having touched it all.
-    assert!(resp.text.contains("trapped"), "{}", resp.text);
+    // driver's own report of having touched it all. The reason is in the log; whoever
+    // posted the webhook gets a generic answer.
+    let log = sluice.log();
+    assert!(log.contains("trapped"), "{log}");
     assert!(
-        !resp.text.contains("allocated and read"),
-        "the driver used 200 MiB: {}",
-        resp.text
+        !log.contains("allocated and read"),
+        "the driver used 200 MiB: {log}"
     );
+    assert!(!resp.text.contains("trapped"), "{}", resp.text);
     assert!(sluice.events(&oom).await.is_empty());
 
     let payload = stripe_charge_variant("evt_e2e_after_oom", "ch_e2e_after_oom", "usd", 100);

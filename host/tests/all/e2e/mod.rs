@@ -8,6 +8,7 @@ mod example_driver;
 mod faulty_isolation;
 mod hotmart_fixtures;
 mod hotmart_webhooks;
+mod hygiene;
 mod outbound_http;
 mod refusals;
 mod secrets;

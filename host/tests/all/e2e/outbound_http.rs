@@ -1,5 +1,6 @@
-//! Outbound HTTP grants: a driver reaches only origins it declared or the operator
-//! granted, and loopback only through an explicit `SLUICE_ALLOW_HOSTS` grant. The
+//! Outbound HTTP grants: a driver reaches only origins it declared *and* the operator's
+//! policy grants (or the development grant names), and loopback only through an explicit
+//! `SLUICE_ALLOW_HOSTS` grant. The
 //! faulty driver's `fetch` mode GETs its `url` setting and stores the body as an event.
 
 use std::net::SocketAddr;
@@ -15,6 +16,11 @@ use tokio::task::JoinHandle;
 
 both_backends!(loopback_is_denied_without_a_grant => sqlite_loopback_is_denied_without_a_grant, postgres_loopback_is_denied_without_a_grant);
 both_backends!(only_granted_origins_are_reached => sqlite_only_granted_origins_are_reached, postgres_only_granted_origins_are_reached);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn declared_origins_need_the_operators_grant() {
+    declared_but_ungranted(Backend::Sqlite).await;
+}
 
 const FAKE_BODY: &str = r#"{"fetched":true}"#;
 
@@ -125,10 +131,16 @@ fn body(id: &str) -> Vec<u8> {
 /// Posts to a fetcher and checks the driver failed with `reason` (the driver's debug
 /// rendering of what `http.send` gave it) and nothing was stored.
 async fn expect_fetch_failed(sluice: &Sluice, inst: &str, id: &str, reason: &str) {
+    let before = sluice.log().len();
     let resp = sluice.post_webhook(inst, &[], body(id)).await;
     resp.expect_status(500);
     assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
-    assert!(resp.text.contains(reason), "not {reason:?}: {}", resp.text);
+    // The reason is for the operator's log (what this delivery added to it), not for
+    // whoever posted the webhook.
+    let log = sluice.log();
+    let log = log.get(before..).unwrap_or_default();
+    assert!(log.contains(reason), "not {reason:?} in the log: {log}");
+    assert!(!resp.text.contains(reason), "{}", resp.text);
     let events = sluice.events(inst).await;
     assert!(events.is_empty(), "stored {events:#?}");
 }
@@ -176,4 +188,79 @@ async fn only_granted_origins_are_reached(backend: Backend) {
     expect_fetch_failed(&sluice, &bounced, "evt_redirect", "status 302").await;
     assert_eq!(bouncer.requests(), ["GET /r HTTP/1.1"]);
     assert_eq!(other.connections(), 0, "requests: {:?}", other.requests());
+}
+
+/// The faulty driver declares `https://api.example.com`; the policy grants a third-party
+/// driver nothing until `[drivers.faulty] origins` names it.
+async fn declared_but_ungranted(backend: Backend) {
+    let Some(mut sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    let drivers = sluice
+        .admin(reqwest::Method::GET, "/v1/drivers", None)
+        .await;
+    let entry = |id: &str| {
+        drivers.json["drivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .cloned()
+            .unwrap()
+    };
+    let faulty = entry("faulty");
+    assert_eq!(faulty["outbound_hosts"], json!(["https://api.example.com"]));
+    assert_eq!(faulty["granted_hosts"], json!([]));
+    assert_eq!(faulty["disabled_hosts"], json!(["https://api.example.com"]));
+    assert_eq!(faulty["grant"], "none");
+    // A bundled driver gets its provider's documented API origin with no configuration.
+    let stripe = entry("stripe");
+    assert_eq!(stripe["granted_hosts"], json!(["https://api.stripe.com"]));
+    assert_eq!(stripe["disabled_hosts"], json!([]));
+    assert_eq!(stripe["grant"], "bundled_default");
+    assert!(
+        sluice
+            .log()
+            .contains("driver asks for origins the policy does not grant"),
+        "{}",
+        sluice.log()
+    );
+
+    let inst = fetcher(&sluice, "https://api.example.com/x").await;
+    expect_fetch_failed(
+        &sluice,
+        &inst,
+        "evt_ungranted",
+        "https://api.example.com is declared but not granted by the operator's policy",
+    )
+    .await;
+
+    // Granted in sluice.toml: the policy lets the request through (where it then fails to
+    // resolve or connect here, with no internet — but not for the policy's sake).
+    std::fs::write(
+        sluice.dir().join("sluice.toml"),
+        "[drivers.faulty]\norigins = [\"https://api.example.com\"]\n",
+    )
+    .unwrap();
+    sluice.restart().await;
+    let drivers = sluice
+        .admin(reqwest::Method::GET, "/v1/drivers", None)
+        .await;
+    let faulty = drivers.json["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["id"] == "faulty")
+        .cloned()
+        .unwrap();
+    assert_eq!(faulty["granted_hosts"], json!(["https://api.example.com"]));
+    assert_eq!(faulty["grant"], "operator");
+    let before = sluice.log().len();
+    let resp = sluice.post_webhook(&inst, &[], body("evt_granted")).await;
+    let log = sluice.log();
+    let log = log.get(before..).unwrap_or_default();
+    assert!(!log.contains("not granted"), "{log}");
+    assert!(!log.contains("Error::Denied("), "{log}");
+    // No internet here: it fails upstream (no address, no route, or the deadline).
+    resp.expect_status(500);
 }

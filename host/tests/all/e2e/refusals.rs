@@ -138,11 +138,24 @@ async fn unknown_installation_and_oversized_body(backend: Backend) {
             payload,
         )
         .await;
-    resp.expect_status(404);
-    assert_eq!(resp.error_code(), Some("not_found"), "{}", resp.text);
+    // Answered exactly like a bad signature, so a prober learns nothing about which ids
+    // exist.
+    resp.expect_status(401);
+    assert_eq!(resp.error_code(), Some("unauthorized"), "{}", resp.text);
+    let (inst, secret) = sluice.stripe_installation().await;
+    // Signed with a secret that is not the installation's: a bad signature.
+    let forged = sluice
+        .post_webhook(
+            &inst,
+            &[("stripe-signature", signature.as_str())],
+            stripe_charge_payload(),
+        )
+        .await;
+    forged.expect_status(401);
+    assert_eq!(forged.text, resp.text, "the two refusals differ");
+    assert!(sluice.events(&inst).await.is_empty());
 
     // One byte over the default 1 MiB limit, to a real installation with a signature.
-    let (inst, secret) = sluice.stripe_installation().await;
     let mut big = b"{\"id\":\"evt_e2e_big\",\"object\":\"event\",\"pad\":\"".to_vec();
     big.resize(1024 * 1024 - 2, b'a');
     big.extend_from_slice(b"\"}");

@@ -1,0 +1,293 @@
+//! The operator's policy for drivers: which origins each driver may reach and which
+//! installations may use it.
+//!
+//! A driver's metadata only *asks*: the origins a call may reach are the ones it declared
+//! **and** the policy grants it (`[drivers.<id>] origins` in `sluice.toml`). A declared
+//! origin the policy does not grant is disabled — the driver loads, says so in its
+//! `GET /v1/drivers` entry and the log, and requests to it are refused. A driver the
+//! operator wrote nothing for gets the bundled default for its id (the documented API
+//! origins of Stripe, Shopify and Hotmart), so the quickstart needs no file; any other
+//! driver gets nothing until the operator grants it.
+//!
+//! The development grant (`allow_hosts`, `SLUICE_ALLOW_HOSTS`) is separate and blunt: it
+//! lets every driver reach the named origins, private addresses included, declared or
+//! not. It is for fakes on loopback, not for production.
+
+use std::collections::{BTreeMap, HashMap};
+
+use serde::Deserialize;
+
+use crate::net::OriginPattern;
+
+/// Origins granted to the bundled drivers when the operator configures nothing for them:
+/// each provider's documented API hosts.
+const BUNDLED: &[(&str, &[&str])] = &[
+    ("stripe", &["https://api.stripe.com"]),
+    ("shopify", &["https://*.myshopify.com"]),
+    (
+        "hotmart",
+        &[
+            "https://developers.hotmart.com",
+            "https://api-sec-vlc.hotmart.com",
+        ],
+    ),
+];
+
+/// One driver's entry in `sluice.toml` (`[drivers.<id>]`).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DriverPolicyConfig {
+    /// Origins the driver may reach (of those it declares). Replaces the bundled default.
+    pub origins: Option<Vec<String>>,
+    /// Installation ids that may use the driver: exact ids, or a prefix ending in `*`
+    /// (`"inst_acme_*"`). Absent: every installation.
+    pub installations: Option<Vec<String>>,
+}
+
+/// Where a driver's grant came from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum GrantSource {
+    /// `[drivers.<id>]` in the configuration.
+    Operator,
+    /// The bundled default for this driver id.
+    BundledDefault,
+    /// Nothing: the driver may reach no origin of its own.
+    #[default]
+    None,
+}
+
+/// One driver's grant, parsed.
+#[derive(Debug, Clone)]
+struct DriverGrant {
+    origins: Vec<OriginPattern>,
+    installations: Option<Vec<String>>,
+    source: GrantSource,
+}
+
+/// The policy for every driver, parsed and validated.
+#[derive(Debug, Clone, Default)]
+pub struct Policy {
+    drivers: HashMap<String, DriverGrant>,
+}
+
+/// A driver's declared origins split by the policy.
+#[derive(Debug, Clone, Default)]
+pub struct ResolvedOrigins {
+    /// What calls may reach: each declared origin the policy covers, or the narrower
+    /// granted patterns inside a declared one.
+    pub effective: Vec<OriginPattern>,
+    /// Declared origins the policy grants nothing of.
+    pub disabled: Vec<OriginPattern>,
+    /// Where the grant came from.
+    pub source: GrantSource,
+}
+
+impl Policy {
+    /// The policy from the configuration's `[drivers.*]` tables.
+    pub fn new(config: &BTreeMap<String, DriverPolicyConfig>) -> Result<Self, String> {
+        let mut drivers = HashMap::new();
+        for (id, entry) in config {
+            let origins = match &entry.origins {
+                Some(list) => list
+                    .iter()
+                    .map(|o| {
+                        OriginPattern::parse(o).map_err(|e| format!("drivers.{id}.origins: {e}"))
+                    })
+                    .collect::<Result<Vec<_>, _>>()?,
+                None => bundled(id),
+            };
+            if let Some(patterns) = &entry.installations {
+                for p in patterns {
+                    let body = p.strip_suffix('*').unwrap_or(p);
+                    if body.contains('*') || (body.is_empty() && p != "*") {
+                        return Err(format!(
+                            "drivers.{id}.installations: {p:?} must be an id or a prefix ending in `*`"
+                        ));
+                    }
+                }
+            }
+            let source = if entry.origins.is_some() {
+                GrantSource::Operator
+            } else if BUNDLED.iter().any(|(b, _)| b == id) {
+                GrantSource::BundledDefault
+            } else {
+                GrantSource::None
+            };
+            drivers.insert(
+                id.clone(),
+                DriverGrant {
+                    origins,
+                    installations: entry.installations.clone(),
+                    source,
+                },
+            );
+        }
+        Ok(Self { drivers })
+    }
+
+    /// The bundled defaults only (no configuration).
+    pub fn bundled_defaults() -> Self {
+        Self::default()
+    }
+
+    /// Split `declared` (a driver's metadata) into what its calls may reach and what is
+    /// disabled.
+    pub fn resolve(&self, driver_id: &str, declared: &[OriginPattern]) -> ResolvedOrigins {
+        let (granted, source) = match self.drivers.get(driver_id) {
+            Some(grant) => (grant.origins.clone(), grant.source),
+            None if BUNDLED.iter().any(|(b, _)| *b == driver_id) => {
+                (bundled(driver_id), GrantSource::BundledDefault)
+            }
+            None => (Vec::new(), GrantSource::None),
+        };
+        let mut resolved = ResolvedOrigins {
+            source,
+            ..ResolvedOrigins::default()
+        };
+        for d in declared {
+            if granted.iter().any(|g| g.covers(d)) {
+                resolved.effective.push(d.clone());
+                continue;
+            }
+            let narrower: Vec<_> = granted.iter().filter(|g| d.covers(g)).cloned().collect();
+            if narrower.is_empty() {
+                resolved.disabled.push(d.clone());
+            } else {
+                resolved.effective.extend(narrower);
+            }
+        }
+        resolved
+    }
+
+    /// Whether `installation_id` may use the driver.
+    pub fn permits_installation(&self, driver_id: &str, installation_id: &str) -> bool {
+        let Some(patterns) = self
+            .drivers
+            .get(driver_id)
+            .and_then(|g| g.installations.as_ref())
+        else {
+            return true;
+        };
+        patterns.iter().any(|p| match p.strip_suffix('*') {
+            Some(prefix) => installation_id.starts_with(prefix),
+            None => p == installation_id,
+        })
+    }
+}
+
+fn bundled(driver_id: &str) -> Vec<OriginPattern> {
+    BUNDLED
+        .iter()
+        .filter(|(id, _)| *id == driver_id)
+        .flat_map(|(_, origins)| origins.iter())
+        .filter_map(|o| OriginPattern::parse(o).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn patterns(list: &[&str]) -> Vec<OriginPattern> {
+        list.iter()
+            .map(|p| OriginPattern::parse(p).unwrap())
+            .collect()
+    }
+
+    fn names(list: &[OriginPattern]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn bundled_drivers_get_their_providers_documented_origins_only() {
+        let policy = Policy::bundled_defaults();
+        let stripe = policy.resolve(
+            "stripe",
+            &patterns(&["https://api.stripe.com", "https://collector.example"]),
+        );
+        assert_eq!(names(&stripe.effective), ["https://api.stripe.com"]);
+        assert_eq!(names(&stripe.disabled), ["https://collector.example"]);
+        assert_eq!(stripe.source, GrantSource::BundledDefault);
+
+        let shopify = policy.resolve("shopify", &patterns(&["https://*.myshopify.com"]));
+        assert_eq!(names(&shopify.effective), ["https://*.myshopify.com"]);
+
+        // A third-party driver gets nothing until the operator grants it.
+        let acme = policy.resolve("acme", &patterns(&["https://api.acme.test"]));
+        assert!(acme.effective.is_empty());
+        assert_eq!(names(&acme.disabled), ["https://api.acme.test"]);
+        assert_eq!(acme.source, GrantSource::None);
+    }
+
+    #[test]
+    fn the_effective_set_is_declared_intersected_with_granted() {
+        let mut config = BTreeMap::new();
+        config.insert(
+            "acme".to_string(),
+            DriverPolicyConfig {
+                origins: Some(vec![
+                    "https://api.acme.test".into(),
+                    "https://shop-1.myshopify.com".into(),
+                    "https://never-declared.test".into(),
+                ]),
+                installations: None,
+            },
+        );
+        config.insert(
+            "stripe".to_string(),
+            DriverPolicyConfig {
+                origins: Some(vec![]),
+                installations: None,
+            },
+        );
+        let policy = Policy::new(&config).unwrap();
+        let acme = policy.resolve(
+            "acme",
+            &patterns(&[
+                "https://api.acme.test",
+                "https://*.myshopify.com",
+                "http://api.acme.test",
+            ]),
+        );
+        // The wildcard is narrowed to the one shop granted; the http origin is a different
+        // origin from the https one granted; an origin granted but not declared is not
+        // reachable.
+        assert_eq!(
+            names(&acme.effective),
+            ["https://api.acme.test", "https://shop-1.myshopify.com"]
+        );
+        assert_eq!(names(&acme.disabled), ["http://api.acme.test"]);
+        assert_eq!(acme.source, GrantSource::Operator);
+        // An operator entry replaces the bundled default, even with nothing in it.
+        let stripe = policy.resolve("stripe", &patterns(&["https://api.stripe.com"]));
+        assert!(stripe.effective.is_empty());
+    }
+
+    #[test]
+    fn installations_are_limited_by_id_or_prefix() {
+        let mut config = BTreeMap::new();
+        config.insert(
+            "acme".to_string(),
+            DriverPolicyConfig {
+                origins: None,
+                installations: Some(vec!["inst_acme_*".into(), "inst_demo".into()]),
+            },
+        );
+        let policy = Policy::new(&config).unwrap();
+        assert!(policy.permits_installation("acme", "inst_acme_1"));
+        assert!(policy.permits_installation("acme", "inst_demo"));
+        assert!(!policy.permits_installation("acme", "inst_demo2"));
+        assert!(!policy.permits_installation("acme", "inst_other"));
+        assert!(policy.permits_installation("stripe", "inst_anything"));
+
+        config.insert(
+            "bad".to_string(),
+            DriverPolicyConfig {
+                origins: None,
+                installations: Some(vec!["inst_*_x".into()]),
+            },
+        );
+        assert!(Policy::new(&config).is_err());
+    }
+}

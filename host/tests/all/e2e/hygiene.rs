@@ -1,0 +1,91 @@
+//! Data hygiene: what the host keeps on disk is for its owner only, and the admin API
+//! refuses values that would weaken a secret.
+
+use std::os::unix::fs::PermissionsExt;
+use std::time::{Duration, Instant};
+
+use reqwest::Method;
+use serde_json::json;
+use sluice_testkit::{Backend, Sluice, TempDir, both_backends, sluice_cli};
+
+both_backends!(empty_secrets_are_refused => sqlite_empty_secrets_are_refused, postgres_empty_secrets_are_refused);
+
+async fn empty_secrets_are_refused(backend: Backend) {
+    let Some(sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    let inst = sluice.create_installation("stripe", json!({})).await;
+    let id = inst["installation_id"].as_str().unwrap();
+    let resp = sluice
+        .admin(
+            Method::PUT,
+            &format!("/v1/installations/{id}/secrets/webhook_secret"),
+            Some(json!({"value": ""})),
+        )
+        .await;
+    resp.expect_status(422);
+    assert_eq!(resp.error_code(), Some("empty_secret"), "{}", resp.text);
+    let inst = sluice
+        .admin(Method::GET, &format!("/v1/installations/{id}"), None)
+        .await;
+    assert_eq!(inst.json["secrets"], json!([]), "{}", inst.text);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_data_directory_is_the_owners_alone() {
+    let Some(mut sluice) = Sluice::start(Backend::Sqlite).await else {
+        return;
+    };
+    let mode = |p: &std::path::Path| {
+        std::fs::metadata(p)
+            .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    let data = sluice.data_dir();
+    assert_eq!(mode(&data), 0o700, "data directory");
+    assert_eq!(mode(&data.join("master.key")), 0o600, "master.key");
+    sluice.stop();
+
+    // A key file group or others can read is refused at start, with what to do about it.
+    std::fs::set_permissions(
+        data.join("master.key"),
+        std::fs::Permissions::from_mode(0o644),
+    )
+    .unwrap();
+    let mut serve = sluice_cli(sluice.dir());
+    serve
+        .arg("serve")
+        .env("SLUICE_DATA_DIR", &data)
+        .env("SLUICE_DATABASE_URL", sluice.database_url())
+        .env("SLUICE_LISTEN", "127.0.0.1:0")
+        .env("SLUICE_DRIVERS_DIR", sluice.drivers_dir())
+        .env("SLUICE_ADMIN_TOKEN", "t")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut child = serve.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sluice serve started on a master key others can read");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut stderr).unwrap();
+    assert!(!status.success());
+    assert!(stderr.contains("has mode 644"), "{stderr}");
+    assert!(stderr.contains("chmod 600"), "{stderr}");
+
+    // A data directory it creates is 0700, parents included.
+    let fresh = TempDir::new("hygiene");
+    let nested = fresh.path().join("a/b/data");
+    sluice_store::create_private_dir(&nested).unwrap();
+    assert_eq!(mode(&nested), 0o700);
+    assert_eq!(mode(&fresh.path().join("a/b")), 0o700);
+}
