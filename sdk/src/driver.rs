@@ -122,13 +122,31 @@ pub struct Metadata(metadata::DriverInfo);
 pub struct SecretSpec(metadata::SecretSpec);
 
 impl SecretSpec {
-    /// A secret without which webhooks or polling cannot work.
+    /// A secret without which webhooks or polling cannot work. It never leaves the host
+    /// until [`sent_to`](Self::sent_to) says where it may go.
     pub fn required(name: &str, description: &str) -> Self {
         Self(metadata::SecretSpec {
             name: name.into(),
             description: description.into(),
             required: true,
+            sent_to: Vec::new(),
+            header: None,
         })
+    }
+
+    /// An origin the host may send this secret to (as a credential or form value):
+    /// `https://api.stripe.com`, `https://{shop}` (a settings value), or `{api_base}` (the
+    /// origin of a URL setting). Call once per origin.
+    pub fn sent_to(mut self, origin: &str) -> Self {
+        self.0.sent_to.push(origin.into());
+        self
+    }
+
+    /// The header this secret is sent in with `Credential::Header`, e.g.
+    /// `X-Shopify-Access-Token`.
+    pub fn in_header(mut self, name: &str) -> Self {
+        self.0.header = Some(name.into());
+        self
     }
 
     /// A secret only some features need.

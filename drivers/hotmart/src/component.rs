@@ -117,18 +117,31 @@ impl Driver for Hotmart {
                 HOTTOK,
                 "The account's hottok, sent by Hotmart in X-HOTMART-HOTTOK",
             ))
-            .secret(SecretSpec::optional(
-                CLIENT_ID,
-                "API client id (Developer Credentials), for polling",
-            ))
-            .secret(SecretSpec::optional(
-                CLIENT_SECRET,
-                "API client secret (Developer Credentials), for polling",
-            ))
-            .secret(SecretSpec::optional(
-                ACCESS_TOKEN,
-                "API access token, captured by the host from the token response",
-            ))
+            // Client credentials go to the token endpoint only, the token to the API only.
+            .secret(
+                SecretSpec::optional(
+                    CLIENT_ID,
+                    "API client id (Developer Credentials), for polling",
+                )
+                .sent_to(settings::DEFAULT_AUTH_BASE)
+                .sent_to("{auth_base}"),
+            )
+            .secret(
+                SecretSpec::optional(
+                    CLIENT_SECRET,
+                    "API client secret (Developer Credentials), for polling",
+                )
+                .sent_to(settings::DEFAULT_AUTH_BASE)
+                .sent_to("{auth_base}"),
+            )
+            .secret(
+                SecretSpec::optional(
+                    ACCESS_TOKEN,
+                    "API access token, captured by the host from the token response",
+                )
+                .sent_to(settings::DEFAULT_API_BASE)
+                .sent_to("{api_base}"),
+            )
             .signing_header("X-HOTMART-HOTTOK", "{secret}")
     }
 

@@ -28,6 +28,9 @@ impl sluice_sdk::driver::Settings for Settings {
     }
 }
 
+/// Where an installation's credentials may go: its own shop.
+const SHOP_ORIGIN: &str = "https://{shop}";
+
 fn metadata() -> Metadata {
     Metadata::new(DRIVER_ID, env!("CARGO_PKG_VERSION"), "Shopify")
         .auth(AuthKind::Oauth2)
@@ -35,26 +38,49 @@ fn metadata() -> Metadata {
         .polling()
         .settings_schema(settings::SCHEMA)
         .outbound("https://*.myshopify.com")
-        .secret(SecretSpec::required(
-            WEBHOOK_SECRET,
-            "The app's client secret (API secret key): signs webhooks and OAuth callbacks",
-        ))
-        .secret(SecretSpec::optional(
-            ACCESS_TOKEN,
-            "Admin API access token (X-Shopify-Access-Token), for polling; captured by the OAuth exchange",
-        ))
-        .secret(SecretSpec::optional(
-            REFRESH_TOKEN,
-            "Refresh token of an expiring offline access token; captured by the OAuth exchange",
-        ))
-        .secret(SecretSpec::optional(
-            CLIENT_ID,
-            "The app's client id (API key), for the token endpoint when not in the settings",
-        ))
-        .secret(SecretSpec::optional(
-            CLIENT_SECRET,
-            "The app's client secret for the token endpoint (defaults to webhook_secret)",
-        ))
+        // Every credential goes to the installation's own shop (or its api_base override)
+        // only, although the driver may reach every shop.
+        .secret(
+            SecretSpec::required(
+                WEBHOOK_SECRET,
+                "The app's client secret (API secret key): signs webhooks and OAuth callbacks",
+            )
+            .sent_to(SHOP_ORIGIN)
+            .sent_to("{api_base}"),
+        )
+        .secret(
+            SecretSpec::optional(
+                ACCESS_TOKEN,
+                "Admin API access token (X-Shopify-Access-Token), for polling; captured by the OAuth exchange",
+            )
+            .sent_to(SHOP_ORIGIN)
+            .sent_to("{api_base}")
+            .in_header(ACCESS_TOKEN_HEADER),
+        )
+        .secret(
+            SecretSpec::optional(
+                REFRESH_TOKEN,
+                "Refresh token of an expiring offline access token; captured by the OAuth exchange",
+            )
+            .sent_to(SHOP_ORIGIN)
+            .sent_to("{api_base}"),
+        )
+        .secret(
+            SecretSpec::optional(
+                CLIENT_ID,
+                "The app's client id (API key), for the token endpoint when not in the settings",
+            )
+            .sent_to(SHOP_ORIGIN)
+            .sent_to("{api_base}"),
+        )
+        .secret(
+            SecretSpec::optional(
+                CLIENT_SECRET,
+                "The app's client secret for the token endpoint (defaults to webhook_secret)",
+            )
+            .sent_to(SHOP_ORIGIN)
+            .sent_to("{api_base}"),
+        )
         .signing_header("X-Shopify-Hmac-Sha256", "{hmac-sha256-base64:{body}}")
         .signing_header("X-Shopify-Webhook-Id", "{uuid}")
 }

@@ -38,10 +38,14 @@ impl Driver for Stripe {
                 WEBHOOK_SECRET,
                 "The endpoint's webhook signing secret (whsec_…)",
             ))
-            .secret(SecretSpec::optional(
-                API_KEY,
-                "A secret or restricted API key with read access to events, for polling",
-            ))
+            .secret(
+                SecretSpec::optional(
+                    API_KEY,
+                    "A secret or restricted API key with read access to events, for polling",
+                )
+                .sent_to(settings::DEFAULT_API_BASE)
+                .sent_to("{api_base}"),
+            )
             .signing_header(
                 signature::HEADER,
                 "t={timestamp},v1={hmac-sha256-hex:{timestamp}.{body}}",

@@ -62,6 +62,13 @@ impl Capability for Http {
         crate::wit::http::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
+    fn enter_export(call: &mut CallHttp, settings: &str) {
+        if call.settings_text != settings {
+            call.settings_text = settings.to_string();
+            call.settings = None;
+        }
+    }
+
     fn start_call(&self, scope: &CallScope) -> CallHttp {
         CallHttp {
             public: self.public.clone(),
@@ -69,6 +76,8 @@ impl Capability for Http {
             grants: self.grants.clone(),
             declared: scope.driver.clone(),
             for_installation: scope.installation.is_some(),
+            settings_text: String::new(),
+            settings: None,
             remaining: self.max_requests,
             max_response: self.max_response,
         }
@@ -91,6 +100,10 @@ pub struct CallHttp {
     /// Calls outside an installation (loading the metadata, `route-key` before any
     /// verification) reach nothing.
     for_installation: bool,
+    /// The installation's settings, for the secrets' `sent-to` placeholders (parsed when
+    /// a credential is first used).
+    settings_text: String,
+    settings: Option<serde_json::Value>,
     remaining: u32,
     max_response: usize,
 }
@@ -139,6 +152,22 @@ impl CallHttp {
         Ok(Route::Public)
     }
 
+    /// Whether secret `name` may be sent to `url` (its declared `sent-to`).
+    fn may_send(&mut self, name: &str, url: &url::Url) -> Result<(), Error> {
+        let settings = self.settings.get_or_insert_with(|| {
+            serde_json::from_str(&self.settings_text).unwrap_or(serde_json::Value::Null)
+        });
+        match self.declared.bindings.get(name) {
+            Some(binding) if binding.allows(url, settings) => Ok(()),
+            // Undeclared: the secrets capability answers that when it is looked up.
+            None => Ok(()),
+            Some(_) => Err(Error::Denied(format!(
+                "secret {name:?} may not be sent to {} (not in its sent-to)",
+                url.origin().ascii_serialization()
+            ))),
+        }
+    }
+
     fn client(&self, route: Route) -> reqwest::Client {
         match route {
             Route::Public => self.public.clone(),
@@ -148,6 +177,18 @@ impl CallHttp {
 }
 
 impl CallState {
+    /// The value of secret `name`, to be sent to `url`.
+    async fn secret_for(
+        &mut self,
+        name: &str,
+        url: &url::Url,
+    ) -> wasmtime::Result<Result<SecretValue, Error>> {
+        if let Err(e) = self.caps.http.may_send(name, url) {
+            return Ok(Err(e));
+        }
+        self.secret_text(name).await
+    }
+
     async fn secret_text(&mut self, name: &str) -> wasmtime::Result<Result<SecretValue, Error>> {
         use crate::wit::secrets::Error as SecretError;
         Ok(self.caps.secrets.lookup(name).await?.map_err(|e| match e {
@@ -162,10 +203,17 @@ impl CallState {
         }))
     }
 
-    async fn resolve_value(&mut self, value: Value) -> wasmtime::Result<Result<Vec<u8>, Error>> {
+    async fn resolve_value(
+        &mut self,
+        value: Value,
+        url: &url::Url,
+    ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
         Ok(match value {
             Value::Text(text) => Ok(text.into_bytes()),
-            Value::Secret(name) => self.secret_text(&name).await?.map(|s| s.expose().to_vec()),
+            Value::Secret(name) => self
+                .secret_for(&name, url)
+                .await?
+                .map(|s| s.expose().to_vec()),
         })
     }
 
@@ -189,7 +237,7 @@ impl CallState {
             .map(|ms| Duration::from_millis(ms.into()))
             .unwrap_or(MAX_REQUEST_TIMEOUT)
             .min(MAX_REQUEST_TIMEOUT);
-        let mut builder = client.request(method, url).timeout(timeout);
+        let mut builder = client.request(method, url.clone()).timeout(timeout);
         for (name, value) in request.headers {
             builder = builder.header(name, value);
         }
@@ -199,7 +247,7 @@ impl CallState {
             Body::Form(fields) => {
                 let mut resolved = Vec::with_capacity(fields.len());
                 for (name, value) in fields {
-                    match self.resolve_value(value).await? {
+                    match self.resolve_value(value, &url).await? {
                         Ok(v) => resolved.push((name, String::from_utf8_lossy(&v).into_owned())),
                         Err(e) => return Ok(Err(e)),
                     }
@@ -214,7 +262,7 @@ impl CallState {
         };
         let auth_header = match request.credential {
             None => None,
-            Some(Credential::Bearer(name)) => match self.secret_text(&name).await? {
+            Some(Credential::Bearer(name)) => match self.secret_for(&name, &url).await? {
                 Ok(s) => Some((
                     "authorization".to_string(),
                     [b"Bearer ".as_slice(), s.expose()].concat(),
@@ -222,11 +270,11 @@ impl CallState {
                 Err(e) => return Ok(Err(e)),
             },
             Some(Credential::Basic(basic)) => {
-                let user = match self.resolve_value(basic.username).await? {
+                let user = match self.resolve_value(basic.username, &url).await? {
                     Ok(v) => v,
                     Err(e) => return Ok(Err(e)),
                 };
-                let pass = match self.resolve_value(basic.password).await? {
+                let pass = match self.resolve_value(basic.password, &url).await? {
                     Ok(v) => v,
                     Err(e) => return Ok(Err(e)),
                 };
@@ -236,10 +284,27 @@ impl CallState {
                     format!("Basic {encoded}").into_bytes(),
                 ))
             }
-            Some(Credential::Header(h)) => match self.secret_text(&h.secret).await? {
-                Ok(s) => Some((h.name, s.expose().to_vec())),
-                Err(e) => return Ok(Err(e)),
-            },
+            Some(Credential::Header(h)) => {
+                // Only the header the driver declared with the secret: never an arbitrary
+                // one (a `Cookie`, a header a proxy logs).
+                let allowed = self
+                    .caps
+                    .http
+                    .declared
+                    .bindings
+                    .get(&h.secret)
+                    .is_none_or(|b| b.allows_header(&h.name));
+                if !allowed {
+                    return Ok(Err(Error::Denied(format!(
+                        "secret {:?} may not be sent in header {:?} (not the header it declares)",
+                        h.secret, h.name
+                    ))));
+                }
+                match self.secret_for(&h.secret, &url).await? {
+                    Ok(s) => Some((h.name, s.expose().to_vec())),
+                    Err(e) => return Ok(Err(e)),
+                }
+            }
         };
         if let Some((name, value)) = auth_header {
             let mut value = match reqwest::header::HeaderValue::from_bytes(&value) {

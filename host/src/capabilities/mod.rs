@@ -12,6 +12,7 @@
 //! state from [`CallScope`], `add_to_linker`, `finish_call`) and add one line to that list.
 
 pub mod clock;
+pub mod credentials;
 pub mod http;
 pub mod log;
 pub mod secrets;
@@ -45,6 +46,10 @@ pub trait Capability: Sized + Send + Sync + 'static {
 
     /// The state a call starts with.
     fn start_call(&self, scope: &CallScope) -> Self::Call;
+
+    /// An export is about to run for an installation with these settings (the JSON text
+    /// the guest gets in its `call-context`).
+    fn enter_export(_call: &mut Self::Call, _settings: &str) {}
 
     /// Move what the call wrote into `writes`, to be committed with its results.
     fn finish_call(_call: &mut Self::Call, _writes: &mut Writes) {}
@@ -90,6 +95,8 @@ pub struct DriverScope {
     pub origins: Vec<OriginPattern>,
     /// Origins it declared that the policy does not grant.
     pub disabled_origins: Vec<OriginPattern>,
+    /// Where each declared secret may be sent.
+    pub bindings: HashMap<String, credentials::SecretBinding>,
 }
 
 /// What one call runs for: the driver and, except while loading or routing, an
@@ -236,6 +243,11 @@ macro_rules! capabilities {
         }
 
         impl CallCapabilities {
+            /// Tell every capability an export is about to run with `settings`.
+            pub fn enter_export(&mut self, settings: &str) {
+                $(<$ty as Capability>::enter_export(&mut self.$field, settings);)*
+            }
+
             fn finish_call(&mut self, writes: &mut Writes) {
                 $(<$ty as Capability>::finish_call(&mut self.$field, writes);)*
             }

@@ -9,6 +9,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::Store;
 
 use super::{Runtime, cache};
+use crate::capabilities::credentials::SecretBinding;
 use crate::capabilities::{CallScope, CallState, DataSource, DriverScope};
 use crate::net::OriginPattern;
 use crate::wit::{DriverPre, WIT_VERSION, metadata};
@@ -32,6 +33,10 @@ pub struct SecretSpec {
     pub name: String,
     pub description: String,
     pub required: bool,
+    /// Origins the host may send it to (`{setting}` placeholders allowed); empty: never.
+    pub sent_to: Vec<String>,
+    /// The one header it may be sent in, if any.
+    pub header: Option<String>,
 }
 
 /// A driver's validated metadata.
@@ -163,6 +168,7 @@ impl Runtime {
             secrets: Vec::new(),
             origins: Vec::new(),
             disabled_origins: Vec::new(),
+            bindings: Default::default(),
         });
         let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
@@ -214,12 +220,26 @@ impl Runtime {
                 info.id
             );
         }
+        let properties: Vec<&str> = info.settings_schema["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let bindings = info
+            .secrets
+            .iter()
+            .map(|s| {
+                SecretBinding::parse(&s.name, &s.sent_to, s.header.as_deref(), &properties)
+                    .map(|b| (s.name.clone(), b))
+                    .map_err(LoadError::InvalidMetadata)
+            })
+            .collect::<Result<_, _>>()?;
         let scope = Arc::new(DriverScope {
             id: info.id.clone(),
             version: info.version.clone(),
             secrets: info.secrets.iter().map(|s| s.name.clone()).collect(),
             origins: resolved.effective,
             disabled_origins: resolved.disabled,
+            bindings,
         });
         Ok(LoadedDriver {
             account_key_setting,
@@ -353,6 +373,8 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
                 name: s.name,
                 description: s.description,
                 required: s.required,
+                sent_to: s.sent_to,
+                header: s.header,
             })
             .collect(),
         wit_version: raw.wit_version,
@@ -401,6 +423,6 @@ mod tests {
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
         assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
-        assert_eq!(major_minor(WIT_VERSION), Some("0.2"));
+        assert_eq!(major_minor(WIT_VERSION), Some("0.3"));
     }
 }

@@ -174,6 +174,7 @@ impl Session {
         redirect_uri: &str,
         state: &str,
     ) -> Result<String, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, authorize_url: (&types::CallContext, &str, &str) -> Result<String, types::DriverError>, (ctx, redirect_uri, state))?
             .map_err(CallError::Driver)
     }
@@ -186,6 +187,7 @@ impl Session {
         callback_query: &str,
         redirect_uri: &str,
     ) -> Result<auth::TokenGrant, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, exchange_code: (&types::CallContext, &str, &str) -> Result<auth::TokenGrant, types::DriverError>, (ctx, callback_query, redirect_uri))?
             .map_err(CallError::Driver)
     }
@@ -194,6 +196,7 @@ impl Session {
         &mut self,
         ctx: &types::CallContext,
     ) -> Result<auth::TokenGrant, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, refresh: (&types::CallContext) -> Result<auth::TokenGrant, types::DriverError>, (ctx))?
             .map_err(CallError::Driver)
     }
@@ -203,6 +206,7 @@ impl Session {
         ctx: &types::CallContext,
         granted: &[String],
     ) -> Result<auth::ScopeCheck, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, validate_scopes: (&types::CallContext, &[String]) -> Result<auth::ScopeCheck, types::DriverError>, (ctx, granted))?
             .map_err(CallError::Driver)
     }
@@ -220,6 +224,7 @@ impl Session {
         ctx: &types::CallContext,
         request: &types::IncomingRequest,
     ) -> Result<ingest::WebhookOutcome, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         let outcome = call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request))?
             .map_err(CallError::Driver)?;
         self.charge_output(outcome.events.iter().map(|e| raw_event_size(&e.raw)).sum())?;
@@ -233,6 +238,7 @@ impl Session {
         ctx: &types::CallContext,
         event: &types::RawEvent,
     ) -> Result<Result<Vec<CanonicalRecord>, types::DriverError>, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, normalize: (&types::CallContext, &types::RawEvent) -> Result<Vec<CanonicalRecord>, types::DriverError>, (ctx, event))
     }
 
@@ -241,6 +247,7 @@ impl Session {
         ctx: &types::CallContext,
         cursor: Option<&str>,
     ) -> Result<ingest::PollResult, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
         let result = call!(self, poll: (&types::CallContext, Option<&str>) -> Result<ingest::PollResult, types::DriverError>, (ctx, cursor))?
             .map_err(CallError::Driver)?;
         self.charge_output(result.events.iter().map(raw_event_size).sum())?;

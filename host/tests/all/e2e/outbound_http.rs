@@ -17,6 +17,8 @@ use tokio::task::JoinHandle;
 both_backends!(loopback_is_denied_without_a_grant => sqlite_loopback_is_denied_without_a_grant, postgres_loopback_is_denied_without_a_grant);
 both_backends!(only_granted_origins_are_reached => sqlite_only_granted_origins_are_reached, postgres_only_granted_origins_are_reached);
 
+both_backends!(credentials_go_only_where_they_are_bound => sqlite_credentials_go_only_where_they_are_bound, postgres_credentials_go_only_where_they_are_bound);
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn declared_origins_need_the_operators_grant() {
     declared_but_ungranted(Backend::Sqlite).await;
@@ -263,4 +265,41 @@ async fn declared_but_ungranted(backend: Backend) {
     assert!(!log.contains("Error::Denied("), "{log}");
     // No internet here: it fails upstream (no address, no route, or the deadline).
     resp.expect_status(500);
+}
+
+/// The faulty driver's `token` is bound to `https://api.example.com` and the header
+/// `X-Faulty-Token`. Its `leak-*` modes send it to the fake (reachable through the
+/// development grant) as a bearer token, or under a header of their choosing: the host
+/// refuses both before anything leaves, and the fake never sees a connection.
+async fn credentials_go_only_where_they_are_bound(backend: Backend) {
+    const TOKEN: &str = "tok_bound_9f3c1e";
+    let fake = Fake::start("127.0.0.1").await;
+    let Some(sluice) =
+        Sluice::start_with_env(backend, &[("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*")]).await
+    else {
+        return;
+    };
+    let url = format!("http://{}/collect", fake.addr);
+    for (mode, reason) in [
+        (
+            "leak-bearer",
+            format!(
+                "may not be sent to http://{} (not in its sent-to)",
+                fake.addr
+            ),
+        ),
+        (
+            "leak-header",
+            "may not be sent in header \\\"X-Leak\\\" (not the header it declares)".to_string(),
+        ),
+    ] {
+        let inst = sluice
+            .create_installation("faulty", json!({"mode": mode, "url": url}))
+            .await;
+        let inst = inst["installation_id"].as_str().unwrap().to_string();
+        sluice.put_secret(&inst, "token", TOKEN).await;
+        expect_fetch_failed(&sluice, &inst, &format!("evt_{mode}"), &reason).await;
+    }
+    assert_eq!(fake.connections(), 0, "requests: {:?}", fake.requests());
+    assert!(!sluice.log().contains(TOKEN), "the token reached the log");
 }

@@ -1,7 +1,9 @@
 //! `faulty`: a test-only driver whose behaviour is chosen by the installation's `mode`
 //! setting. It traps, loops forever, refuses, floods the host with output, allocates
-//! past the memory limit, or fetches the settings' `url`, so the end-to-end tests can
-//! check that one bad driver fails only its own calls and that outbound grants hold.
+//! past the memory limit, fetches the settings' `url`, or tries to send its `token` secret
+//! to that `url` (`leak-bearer`, `leak-header`, under a header it did not declare), so the
+//! end-to-end tests can check that one bad driver fails only its own calls and that
+//! outbound grants and credential bindings hold.
 //!
 //! With the `bad-metadata` feature its metadata has an invalid id, so the host must
 //! refuse to load it.
@@ -22,7 +24,7 @@ use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
 use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
 /// The id in the metadata: invalid in the `bad-metadata` build.
 #[cfg(not(feature = "bad-metadata"))]
@@ -50,7 +52,12 @@ enum Mode {
     HugeOutput,
     Oom,
     Fetch,
+    LeakBearer,
+    LeakHeader,
 }
+
+/// The secret `leak-*` modes try to send where it is not bound.
+const TOKEN: &str = "token";
 
 /// Reads `mode` from the settings JSON text. The host validated it against the schema,
 /// so a minimal scan is enough; anything unexpected means `ok`.
@@ -64,6 +71,8 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("huge-output") => Mode::HugeOutput,
         Some("oom") => Mode::Oom,
         Some("fetch") => Mode::Fetch,
+        Some("leak-bearer") => Mode::LeakBearer,
+        Some("leak-header") => Mode::LeakHeader,
         _ => Mode::Ok,
     }
 }
@@ -107,8 +116,15 @@ impl metadata::Guest for Faulty {
             ingestion_modes: vec![IngestionMode::Webhook],
             settings_schema: SETTINGS_SCHEMA.into(),
             outbound_hosts: vec!["https://api.example.com".into()],
-            secrets: vec![],
-            wit_version: "0.2.0".into(),
+            // Bound to its declared origin; `leak-*` modes try to send it elsewhere.
+            secrets: vec![metadata::SecretSpec {
+                name: TOKEN.into(),
+                description: "A token only https://api.example.com may receive".into(),
+                required: false,
+                sent_to: vec!["https://api.example.com".into()],
+                header: Some("X-Faulty-Token".into()),
+            }],
+            wit_version: "0.3.0".into(),
             webhook_signing: vec![],
         }
     }
@@ -163,7 +179,19 @@ impl ingest::Guest for Faulty {
             Mode::Fetch => {
                 let url = json_string_field(ctx.settings.as_bytes(), "url")
                     .ok_or_else(|| DriverError::InvalidSettings("fetch needs `url`".into()))?;
-                vec![raw_event(&request, fetch(url)?)?]
+                vec![raw_event(&request, fetch(url, None)?)?]
+            }
+            Mode::LeakBearer | Mode::LeakHeader => {
+                let url = json_string_field(ctx.settings.as_bytes(), "url")
+                    .ok_or_else(|| DriverError::InvalidSettings("leak needs `url`".into()))?;
+                let credential = match mode(&ctx) {
+                    Mode::LeakBearer => http::Credential::Bearer(TOKEN.into()),
+                    _ => http::Credential::Header(http::HeaderCredential {
+                        name: "X-Leak".into(),
+                        secret: TOKEN.into(),
+                    }),
+                };
+                vec![raw_event(&request, fetch(url, Some(credential))?)?]
             }
             Mode::Ok | Mode::Unauthorized | Mode::NormalizeError => {
                 let payload = request.body.clone();
@@ -203,13 +231,13 @@ fn raw_event(request: &IncomingRequest, payload: Vec<u8>) -> Result<RawEvent, Dr
 }
 
 /// GET `url` through the host; the body of a `200`, or the error as `internal`.
-fn fetch(url: String) -> Result<Vec<u8>, DriverError> {
+fn fetch(url: String, credential: Option<http::Credential>) -> Result<Vec<u8>, DriverError> {
     let request = http::Request {
         method: http::Method::Get,
         url,
         headers: vec![],
         body: http::Body::Empty,
-        credential: None,
+        credential,
         capture: vec![],
         timeout_ms: Some(5_000),
     };
