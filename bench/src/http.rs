@@ -397,6 +397,14 @@ async fn many_installations(path: &Path, count: usize) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Flush what earlier rows left in the page cache and let the disk go quiet, so a
+/// fixed-rate row measures its own commits' fsyncs, not the writeback of the burst before
+/// it (on this machine's disk that writeback stalls an fsync for up to ~100 ms).
+fn settle_disk() {
+    let _ = Command::new("sync").status();
+    std::thread::sleep(Duration::from_secs(2));
+}
+
 fn ms(v: f64) -> String {
     format!("{v:.2}")
 }
@@ -462,6 +470,7 @@ pub fn run(setup: &Setup) -> anyhow::Result<()> {
             Expect::Stored,
         )?,
     });
+    settle_disk();
     let fixed_one = run_fixed(
         sqlite.addr,
         deliveries(20_000, 20_000_000, |_| INSTALLATION.into()),
@@ -543,6 +552,7 @@ pub fn run(setup: &Setup) -> anyhow::Result<()> {
     let spread = deliveries(20_000, 40_000_000, |i| {
         format!("inst_many_{}", (i * 7919) % MANY_INSTALLATIONS)
     });
+    settle_disk();
     let fixed_many = run_fixed(many.addr, spread)?;
     let rss_many = many.rss_kib()?;
     drop(many);

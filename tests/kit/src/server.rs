@@ -513,9 +513,22 @@ impl Sluice {
         path: &str,
         body: Option<Value>,
     ) -> Response {
+        let authorization = token.map(|t| format!("Bearer {t}"));
+        self.admin_with_authorization(authorization.as_deref(), method, path, body)
+            .await
+    }
+
+    /// An admin API call with this `Authorization` header value (or none).
+    pub async fn admin_with_authorization(
+        &self,
+        authorization: Option<&str>,
+        method: Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Response {
         let mut request = self.client.request(method, self.url(path));
-        if let Some(token) = token {
-            request = request.bearer_auth(token);
+        if let Some(value) = authorization {
+            request = request.header("authorization", value);
         }
         if let Some(body) = body {
             request = request.json(&body);

@@ -178,26 +178,94 @@ async fn admin_api_needs_the_token(backend: Backend) {
     let Some(sluice) = Sluice::start(backend).await else {
         return;
     };
-    for path in ["/v1/installations", "/v1/drivers", "/v1/events"] {
-        let resp = sluice.admin_as(None, Method::GET, path, None).await;
-        assert_eq!(
-            resp.status.as_u16(),
-            401,
-            "GET {path} without a token: {}",
-            resp.text
-        );
-        assert_eq!(resp.error_code(), Some("unauthorized"), "{}", resp.text);
-
-        let wrong = format!("{}x", sluice.admin_token);
-        let resp = sluice.admin_as(Some(&wrong), Method::GET, path, None).await;
-        assert_eq!(
-            resp.status.as_u16(),
-            401,
-            "GET {path} with a wrong token: {}",
-            resp.text
-        );
-        assert_eq!(resp.error_code(), Some("unauthorized"), "{}", resp.text);
+    let (inst, secret) = sluice.stripe_installation().await;
+    let token = sluice.admin_token.clone();
+    // Same length, last character changed: only a constant-time compare of the whole
+    // token tells it apart.
+    let mut same_length = token.clone();
+    let last = same_length.pop().unwrap();
+    same_length.push(if last == 'a' { 'b' } else { 'a' });
+    let basic = format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("admin:{token}")
+        )
+    );
+    let refused = [
+        None,
+        Some(format!("Bearer {same_length}")),
+        Some(format!("Bearer {token}x")),
+        Some(basic),
+        Some(token.clone()),
+        Some(format!("Bearer  {token}")),
+        Some("Bearer ".to_string()),
+    ];
+    let routes = [
+        (Method::GET, "/v1/drivers".to_string(), None),
+        (Method::GET, "/v1/installations".to_string(), None),
+        (
+            Method::POST,
+            "/v1/installations".to_string(),
+            Some(serde_json::json!({"driver_id": "stripe", "installation_id": "inst_sneaky"})),
+        ),
+        (Method::GET, format!("/v1/installations/{inst}"), None),
+        (Method::DELETE, format!("/v1/installations/{inst}"), None),
+        (
+            Method::PUT,
+            format!("/v1/installations/{inst}/secrets/webhook_secret"),
+            Some(serde_json::json!({"value": "whsec_sneaky"})),
+        ),
+        (Method::GET, "/v1/events".to_string(), None),
+    ];
+    for (method, path, body) in &routes {
+        for authorization in &refused {
+            let resp = sluice
+                .admin_with_authorization(
+                    authorization.as_deref(),
+                    method.clone(),
+                    path,
+                    body.clone(),
+                )
+                .await;
+            assert_eq!(
+                resp.status.as_u16(),
+                401,
+                "{method} {path} with {authorization:?}: {}",
+                resp.text
+            );
+            assert_eq!(resp.error_code(), Some("unauthorized"), "{}", resp.text);
+        }
+        // The scheme is case-insensitive (RFC 9110 §11.1): `bearer` works as `Bearer`.
+        if *method == Method::GET {
+            let resp = sluice
+                .admin_with_authorization(
+                    Some(&format!("bearer {token}")),
+                    method.clone(),
+                    path,
+                    None,
+                )
+                .await;
+            assert_eq!(resp.status.as_u16(), 200, "{method} {path}: {}", resp.text);
+        }
     }
+    // The route table is public (this document): a path that is no route is a 404, token
+    // or not.
+    for authorization in [None, Some(format!("Bearer {token}"))] {
+        let resp = sluice
+            .admin_with_authorization(authorization.as_deref(), Method::GET, "/v1/nope", None)
+            .await;
+        resp.expect_status(404);
+    }
+    // None of those reached a handler: the installation and its secrets are as they were.
+    let resp = sluice
+        .admin(Method::GET, &format!("/v1/installations/{inst}"), None)
+        .await;
+    resp.expect_status(200);
+    let resp = sluice
+        .admin(Method::GET, "/v1/installations/inst_sneaky", None)
+        .await;
+    resp.expect_status(404);
 
     // Creating without the token stores nothing.
     let resp = sluice
@@ -211,12 +279,22 @@ async fn admin_api_needs_the_token(backend: Backend) {
     resp.expect_status(401);
     let resp = sluice.admin(Method::GET, "/v1/installations", None).await;
     resp.expect_status(200);
-    assert_eq!(
-        resp.json["installations"],
-        serde_json::json!([]),
-        "{}",
-        resp.text
-    );
+    let ids: Vec<&str> = resp.json["installations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["installation_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids, [inst.as_str()], "{}", resp.text);
+    // The secret PUT without the token did not replace the real one.
+    let resp = sluice
+        .admin(Method::GET, &format!("/v1/installations/{inst}"), None)
+        .await;
+    assert_eq!(resp.json["secrets"], serde_json::json!(["webhook_secret"]));
+    sluice
+        .post_stripe(&inst, &secret, &stripe_charge_payload())
+        .await
+        .expect_status(200);
 
     // Probes need no token.
     let resp = sluice.admin_as(None, Method::GET, "/healthz", None).await;
