@@ -74,9 +74,7 @@ async fn sandbox_delivery(
         installation_id: "inst_bench".into(),
         settings: "{}".into(),
     };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(2))
-        .await?;
+    let mut session = runtime.session(driver, scope).await?;
     let outcome = session.receive(&ctx, request).await?;
     session.finish();
     outcome
@@ -97,10 +95,7 @@ async fn sandbox_instantiate(
         &sluice_store::InstallationId::parse("inst_bench")?,
         secrets.clone(),
     );
-    runtime
-        .session(driver, scope, Duration::from_secs(2))
-        .await?
-        .finish();
+    runtime.session(driver, scope).await?.finish();
     Ok(0)
 }
 

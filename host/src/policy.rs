@@ -1,5 +1,5 @@
-//! The operator's policy for drivers: which origins each driver may reach and which
-//! installations may use it.
+//! The operator's policy for drivers: which origins each driver may reach, which
+//! installations may use it, and the limits its calls run under.
 //!
 //! A driver's metadata only *asks*: the origins a call may reach are the ones it declared
 //! **and** the policy grants it (`[drivers.<id>] origins` in `sluice.toml`). A declared
@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Deserialize;
 
+use crate::config::SandboxConfig;
 use crate::net::OriginPattern;
 
 /// Origins granted to the bundled drivers when the operator configures nothing for them:
@@ -42,6 +43,54 @@ pub struct DriverPolicyConfig {
     /// Installation ids that may use the driver: exact ids, or a prefix ending in `*`
     /// (`"inst_acme_*"`). Absent: every installation.
     pub installations: Option<Vec<String>>,
+    /// Wall-clock budget of one call, ms. Default `[sandbox] webhook_timeout_ms`.
+    pub timeout_ms: Option<u64>,
+    /// Linear memory of one instance. Default (and most) `[sandbox] max_memory_bytes`.
+    pub max_memory_bytes: Option<usize>,
+    /// Bytes one call may return. Default `[sandbox] max_output_bytes`.
+    pub max_output_bytes: Option<usize>,
+    /// Outbound requests per call. Default `[sandbox] max_outbound_requests`.
+    pub max_outbound_requests: Option<u32>,
+    /// Log bytes per call; messages past it are dropped. Default 65536.
+    pub max_log_bytes: Option<usize>,
+    /// Instances of this driver alive at once. Default three quarters of
+    /// `[sandbox] max_concurrent_instances` (and at most all of it), so one driver whose
+    /// calls hang cannot take every slot.
+    pub max_concurrent_instances: Option<u32>,
+}
+
+/// Default log budget of one call, bytes.
+pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024;
+
+/// The limits one driver's calls run under, resolved from the policy and the
+/// `[sandbox]` defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DriverLimits {
+    pub timeout_ms: u64,
+    pub max_memory_bytes: usize,
+    pub max_output_bytes: usize,
+    pub max_outbound_requests: u32,
+    pub max_log_bytes: usize,
+    pub max_concurrent_instances: u32,
+}
+
+impl DriverLimits {
+    /// The defaults for a driver the policy says nothing about.
+    pub fn defaults(sandbox: &SandboxConfig) -> Self {
+        Self {
+            timeout_ms: sandbox.webhook_timeout_ms,
+            max_memory_bytes: sandbox.max_memory_bytes,
+            max_output_bytes: sandbox.max_output_bytes,
+            max_outbound_requests: sandbox.max_outbound_requests,
+            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
+            max_concurrent_instances: (sandbox.max_concurrent_instances * 3 / 4).max(1),
+        }
+    }
+
+    /// The wall-clock budget of one call.
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms)
+    }
 }
 
 /// Where a driver's grant came from.
@@ -63,6 +112,7 @@ struct DriverGrant {
     origins: Vec<OriginPattern>,
     installations: Option<Vec<String>>,
     source: GrantSource,
+    entry: DriverPolicyConfig,
 }
 
 /// The policy for every driver, parsed and validated.
@@ -114,12 +164,21 @@ impl Policy {
             } else {
                 GrantSource::None
             };
+            let zero = entry.timeout_ms == Some(0)
+                || entry.max_memory_bytes == Some(0)
+                || entry.max_output_bytes == Some(0)
+                || entry.max_log_bytes == Some(0)
+                || entry.max_concurrent_instances == Some(0);
+            if zero {
+                return Err(format!("drivers.{id}: limits must be positive"));
+            }
             drivers.insert(
                 id.clone(),
                 DriverGrant {
                     origins,
                     installations: entry.installations.clone(),
                     source,
+                    entry: entry.clone(),
                 },
             );
         }
@@ -158,6 +217,31 @@ impl Policy {
             }
         }
         resolved
+    }
+
+    /// The limits of `driver_id`'s calls: the policy's, within the sandbox's maxima (the
+    /// pool is sized for those), else the defaults.
+    pub fn limits(&self, driver_id: &str, sandbox: &SandboxConfig) -> DriverLimits {
+        let defaults = DriverLimits::defaults(sandbox);
+        let Some(e) = self.drivers.get(driver_id).map(|g| &g.entry) else {
+            return defaults;
+        };
+        DriverLimits {
+            timeout_ms: e.timeout_ms.unwrap_or(defaults.timeout_ms),
+            max_memory_bytes: e
+                .max_memory_bytes
+                .unwrap_or(defaults.max_memory_bytes)
+                .min(sandbox.max_memory_bytes),
+            max_output_bytes: e.max_output_bytes.unwrap_or(defaults.max_output_bytes),
+            max_outbound_requests: e
+                .max_outbound_requests
+                .unwrap_or(defaults.max_outbound_requests),
+            max_log_bytes: e.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+            max_concurrent_instances: e
+                .max_concurrent_instances
+                .unwrap_or(defaults.max_concurrent_instances)
+                .min(sandbox.max_concurrent_instances),
+        }
     }
 
     /// Whether `installation_id` may use the driver.
@@ -231,14 +315,14 @@ mod tests {
                     "https://shop-1.myshopify.com".into(),
                     "https://never-declared.test".into(),
                 ]),
-                installations: None,
+                ..Default::default()
             },
         );
         config.insert(
             "stripe".to_string(),
             DriverPolicyConfig {
                 origins: Some(vec![]),
-                installations: None,
+                ..Default::default()
             },
         );
         let policy = Policy::new(&config).unwrap();
@@ -270,8 +354,8 @@ mod tests {
         config.insert(
             "acme".to_string(),
             DriverPolicyConfig {
-                origins: None,
                 installations: Some(vec!["inst_acme_*".into(), "inst_demo".into()]),
+                ..Default::default()
             },
         );
         let policy = Policy::new(&config).unwrap();
@@ -284,8 +368,45 @@ mod tests {
         config.insert(
             "bad".to_string(),
             DriverPolicyConfig {
-                origins: None,
                 installations: Some(vec!["inst_*_x".into()]),
+                ..Default::default()
+            },
+        );
+        assert!(Policy::new(&config).is_err());
+    }
+
+    #[test]
+    fn limits_come_from_the_policy_within_the_sandbox_maxima() {
+        let sandbox = SandboxConfig::default();
+        let mut config = BTreeMap::new();
+        config.insert(
+            "acme".to_string(),
+            DriverPolicyConfig {
+                timeout_ms: Some(500),
+                max_memory_bytes: Some(1 << 40),
+                max_outbound_requests: Some(2),
+                max_concurrent_instances: Some(4),
+                ..Default::default()
+            },
+        );
+        let policy = Policy::new(&config).unwrap();
+        let acme = policy.limits("acme", &sandbox);
+        assert_eq!(acme.timeout_ms, 500);
+        // Above the pool's slot size: capped to it.
+        assert_eq!(acme.max_memory_bytes, sandbox.max_memory_bytes);
+        assert_eq!(acme.max_outbound_requests, 2);
+        assert_eq!(acme.max_concurrent_instances, 4);
+        assert_eq!(acme.max_output_bytes, sandbox.max_output_bytes);
+        // Anyone else: the defaults, with a share of the slots, not all of them.
+        let other = policy.limits("stripe", &sandbox);
+        assert_eq!(other, DriverLimits::defaults(&sandbox));
+        assert_eq!(other.max_concurrent_instances, 48);
+
+        config.insert(
+            "zero".to_string(),
+            DriverPolicyConfig {
+                max_output_bytes: Some(0),
+                ..Default::default()
             },
         );
         assert!(Policy::new(&config).is_err());

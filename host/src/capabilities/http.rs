@@ -31,7 +31,6 @@ pub struct Http {
     /// Carries requests to operator-granted origins: may resolve to private addresses.
     granted: reqwest::Client,
     grants: Arc<[OriginPattern]>,
-    max_requests: u32,
     max_response: usize,
 }
 
@@ -53,7 +52,6 @@ impl Capability for Http {
             public: client(GlobalOnlyResolver::strict())?,
             granted: client(GlobalOnlyResolver::trusting(grants.clone()))?,
             grants,
-            max_requests: config.limits.max_outbound_requests,
             max_response: config.limits.max_response_bytes,
         })
     }
@@ -78,7 +76,7 @@ impl Capability for Http {
             for_installation: scope.installation.is_some(),
             settings_text: String::new(),
             settings: None,
-            remaining: self.max_requests,
+            remaining: scope.driver.limits.max_outbound_requests,
             max_response: self.max_response,
         }
     }
@@ -372,6 +370,19 @@ impl Host for CallState {
         if self.caps.http.remaining == 0 {
             return Ok(Err(Error::LimitExceeded(
                 "outbound request budget for this call is spent".into(),
+            )));
+        }
+        // A capture overwrites a secret with what a response says, so it is taken only from
+        // a request that authenticated with one of the installation's own credentials —
+        // which `build` sends only to origins they are bound to. An unauthenticated request
+        // to some other reachable origin cannot plant a token.
+        let authenticated = request.credential.is_some()
+            || matches!(&request.body, Body::Form(fields)
+                if fields.iter().any(|(_, v)| matches!(v, Value::Secret(_))));
+        if !request.capture.is_empty() && !authenticated {
+            return Ok(Err(Error::Denied(
+                "captures are only taken from a request that carries one of the installation's credentials"
+                    .into(),
             )));
         }
         let captures = request.capture.clone();

@@ -1,5 +1,6 @@
 //! The `log` capability: driver messages into the host's `tracing` log, tagged with the
-//! driver and installation, rate-limited per call so a chatty driver cannot flood it.
+//! driver and installation, rate-limited per call (messages and the driver's
+//! `max_log_bytes`) so a chatty driver cannot flood it.
 
 use wasmtime::component::{HasSelf, Linker};
 
@@ -19,6 +20,8 @@ pub struct CallLog {
     driver: String,
     installation: String,
     written: u32,
+    /// Bytes the call may still log (the driver's `max_log_bytes`).
+    bytes_left: usize,
 }
 
 impl Capability for Log {
@@ -37,6 +40,7 @@ impl Capability for Log {
             driver: scope.driver.id.clone(),
             installation: scope.installation_id().to_string(),
             written: 0,
+            bytes_left: scope.driver.limits.max_log_bytes,
         }
     }
 }
@@ -56,6 +60,11 @@ impl Host for CallState {
             }
             message.truncate(cut);
         }
+        if message.len() > log.bytes_left {
+            log.bytes_left = 0;
+            return Ok(());
+        }
+        log.bytes_left -= message.len();
         let (driver, installation) = (&log.driver, &log.installation);
         match level {
             Level::Trace => {

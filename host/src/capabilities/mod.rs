@@ -97,6 +97,8 @@ pub struct DriverScope {
     pub disabled_origins: Vec<OriginPattern>,
     /// Where each declared secret may be sent.
     pub bindings: HashMap<String, credentials::SecretBinding>,
+    /// The limits its calls run under (the operator's policy, else the defaults).
+    pub limits: crate::policy::DriverLimits,
 }
 
 /// What one call runs for: the driver and, except while loading or routing, an
@@ -166,6 +168,8 @@ pub const MAX_CALL_RESOURCES: usize = 256;
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
+    /// The driver's memory limit, below the pool's slot size when its policy says so.
+    store_limits: wasmtime::StoreLimits,
     pub(crate) caps: CallCapabilities,
 }
 
@@ -184,11 +188,20 @@ impl CallState {
         // cap; the default table allows a million of them.
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_CALL_RESOURCES);
+        let store_limits = wasmtime::StoreLimitsBuilder::new()
+            .memory_size(scope.driver.limits.max_memory_bytes)
+            .build();
         Self {
             wasi,
             table,
+            store_limits,
             caps: capabilities.start_call(scope),
         }
+    }
+
+    /// The store's resource limiter (`Store::limiter`).
+    pub fn store_limits(&mut self) -> &mut wasmtime::StoreLimits {
+        &mut self.store_limits
     }
 
     /// Take what the call wrote, to be committed with its results.

@@ -125,9 +125,7 @@ impl DriverCommand {
                     settings: settings.to_string(),
                 };
                 let result = async {
-                    let mut session = runtime
-                        .session(&driver, scope, runtime.limits().webhook_timeout())
-                        .await?;
+                    let mut session = runtime.session(&driver, scope).await?;
                     pipeline::process(&mut session, &ctx, &request).await
                 }
                 .await;

@@ -291,14 +291,7 @@ impl Pipeline {
         driver: &Arc<LoadedDriver>,
         request: &IncomingRequest,
     ) -> Result<Arc<CachedInstallation>, DeliveryError> {
-        let mut session = self
-            .runtime
-            .session(
-                driver,
-                driver.routing_scope(),
-                self.runtime.limits().webhook_timeout(),
-            )
-            .await?;
+        let mut session = self.runtime.session(driver, driver.routing_scope()).await?;
         let key = session.route_key(request).await?;
         session.finish();
         let key = key.ok_or_else(|| {
@@ -391,10 +384,7 @@ impl Pipeline {
             installation_id: installation.id.to_string(),
             settings: installation.settings.to_string(),
         };
-        let mut session = self
-            .runtime
-            .session(driver, scope, self.runtime.limits().webhook_timeout())
-            .await?;
+        let mut session = self.runtime.session(driver, scope).await?;
         let (processed, reply) = process(&mut session, &ctx, request).await?;
         // Release the sandbox slot before waiting on the database.
         let writes = session.finish();

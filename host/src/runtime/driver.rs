@@ -56,6 +56,8 @@ pub struct DriverInfo {
     pub disabled_hosts: Vec<String>,
     /// Where the grant came from: `operator`, `bundled_default` or `none`.
     pub grant: crate::policy::GrantSource,
+    /// The limits its calls run under.
+    pub limits: crate::policy::DriverLimits,
     pub secrets: Vec<SecretSpec>,
     pub wit_version: String,
     /// How the provider signs webhooks: header name → value template (see the WIT
@@ -86,6 +88,9 @@ pub struct LoadedDriver {
     settings_validator: jsonschema::Validator,
     /// What every call of this driver may name and reach.
     pub scope: Arc<DriverScope>,
+    /// This driver's share of the instance slots (`max_concurrent_instances` of its
+    /// limits), taken before a slot of the runtime's.
+    pub(crate) slots: Arc<tokio::sync::Semaphore>,
 }
 
 /// One failing location of a settings object.
@@ -169,11 +174,13 @@ impl Runtime {
             origins: Vec::new(),
             disabled_origins: Vec::new(),
             bindings: Default::default(),
+            limits: crate::policy::DriverLimits::defaults(self.limits()),
         });
         let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
         store.set_epoch_deadline(1);
         let deadline = std::time::Instant::now() + self.limits().webhook_timeout();
+        store.limiter(|s| s.store_limits());
         store.epoch_deadline_callback(move |_| super::session::deadline_check(deadline));
         // The epoch deadline stops guest code; the timeout stops a call parked in the host.
         let budget = self.limits().webhook_timeout();
@@ -211,6 +218,7 @@ impl Runtime {
         info.granted_hosts = resolved.effective.iter().map(ToString::to_string).collect();
         info.disabled_hosts = resolved.disabled.iter().map(ToString::to_string).collect();
         info.grant = resolved.source;
+        info.limits = self.policy().limits(&info.id, self.limits());
         if !resolved.disabled.is_empty() {
             tracing::warn!(
                 driver = %info.id,
@@ -240,9 +248,13 @@ impl Runtime {
             origins: resolved.effective,
             disabled_origins: resolved.disabled,
             bindings,
+            limits: info.limits,
         });
         Ok(LoadedDriver {
             account_key_setting,
+            slots: Arc::new(tokio::sync::Semaphore::new(
+                scope.limits.max_concurrent_instances as usize,
+            )),
             scope,
             settings_validator,
             pre,
@@ -390,6 +402,8 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
         granted_hosts: Vec::new(),
         disabled_hosts: Vec::new(),
         grant: crate::policy::GrantSource::None,
+        // Filled in by `load_driver` from the policy, with the origins.
+        limits: crate::policy::DriverLimits::defaults(&Default::default()),
     })
 }
 

@@ -6,7 +6,9 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::sync::OwnedSemaphorePermit;
+use std::sync::Arc;
+
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use wasmtime::component::{Instance, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 
@@ -94,7 +96,7 @@ pub struct Session {
     deadline: tokio::time::Instant,
     output_left: usize,
     max_output: usize,
-    _permit: OwnedSemaphorePermit,
+    _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
 impl Runtime {
@@ -104,15 +106,25 @@ impl Runtime {
         &self,
         driver: &LoadedDriver,
         scope: CallScope,
-        budget: Duration,
     ) -> Result<Session, CallError> {
-        let permit = tokio::time::timeout(SLOT_WAIT, self.permits().clone().acquire_owned())
-            .await
-            .map_err(|_| CallError::Overloaded)?
-            .map_err(|_| CallError::Overloaded)?;
-        let limits = self.limits();
+        // The driver's share first, so a driver whose calls hang waits on its own slots
+        // and leaves the rest of the runtime's to the others.
+        let slot = |semaphore: &Arc<Semaphore>| {
+            let semaphore = semaphore.clone();
+            async move {
+                tokio::time::timeout(SLOT_WAIT, semaphore.acquire_owned())
+                    .await
+                    .map_err(|_| CallError::Overloaded)?
+                    .map_err(|_| CallError::Overloaded)
+            }
+        };
+        let driver_permit = slot(&driver.slots).await?;
+        let permit = slot(self.permits()).await?;
+        let limits = scope.driver.limits;
+        let budget = limits.timeout();
         let state = CallState::new(self.capabilities(), &scope);
         let mut store = Store::new(self.engine(), state);
+        store.limiter(|s| s.store_limits());
         let started = Instant::now();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| deadline_check(started + budget));
@@ -131,7 +143,7 @@ impl Runtime {
             deadline,
             output_left: limits.max_output_bytes,
             max_output: limits.max_output_bytes,
-            _permit: permit,
+            _permits: (driver_permit, permit),
         })
     }
 }

@@ -11,6 +11,11 @@ both_backends!(faulty_calls_fail_alone => sqlite_faulty_calls_fail_alone, postgr
 both_backends!(out_of_memory_fails_alone => sqlite_out_of_memory_fails_alone, postgres_out_of_memory_fails_alone);
 both_backends!(faulty_refusals_and_failed_normalization => sqlite_faulty_refusals_and_failed_normalization, postgres_faulty_refusals_and_failed_normalization);
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_limits_one_driver_and_not_the_others() {
+    policy_limits(Backend::Sqlite).await;
+}
+
 /// The host's default deadline is 2 s per delivery; allow generous slack on a busy machine.
 const LOOP_BOUND: Duration = Duration::from_secs(10);
 
@@ -198,4 +203,87 @@ async fn faulty_refusals_and_failed_normalization(backend: Backend) {
         assert!(events.is_empty(), "{inst} published {events:#?}");
     }
     assert_eq!(sluice.events(&ok).await.len(), 1);
+}
+
+/// `[drivers.faulty]` limits: a 300 ms deadline, one instance at a time, 8 MiB of memory.
+/// Its loops are cut at its own deadline, a second one waits for its one slot and is
+/// refused (`503 overloaded`), and Stripe, under the defaults, is served all along.
+async fn policy_limits(backend: Backend) {
+    let Some(mut sluice) = Sluice::start(backend).await else {
+        return;
+    };
+    std::fs::write(
+        sluice.dir().join("sluice.toml"),
+        "[drivers.faulty]\ntimeout_ms = 300\nmax_concurrent_instances = 1\nmax_memory_bytes = 8388608\n",
+    )
+    .unwrap();
+    sluice.restart().await;
+    let drivers = sluice
+        .admin(reqwest::Method::GET, "/v1/drivers", None)
+        .await;
+    let limits = |id: &str| {
+        drivers.json["drivers"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|d| d["id"] == id)
+            .map(|d| d["limits"].clone())
+            .unwrap()
+    };
+    assert_eq!(limits("faulty")["timeout_ms"], 300);
+    assert_eq!(limits("faulty")["max_concurrent_instances"], 1);
+    assert_eq!(limits("faulty")["max_memory_bytes"], 8_388_608);
+    assert_eq!(limits("stripe")["timeout_ms"], 2000);
+    assert_eq!(limits("stripe")["max_concurrent_instances"], 48);
+
+    let (stripe, secret) = sluice.stripe_installation().await;
+    let looping = faulty(&sluice, "loop").await;
+    let ok = faulty(&sluice, "ok").await;
+    // Still enough memory for an ordinary call.
+    sluice
+        .post_webhook(&ok, &[], body("evt_small"))
+        .await
+        .expect_status(200);
+
+    let started = Instant::now();
+    let resp = sluice.post_webhook(&looping, &[], body("evt_loop_1")).await;
+    let took = started.elapsed();
+    resp.expect_status(500);
+    assert!(
+        took >= Duration::from_millis(300) && took < Duration::from_millis(1500),
+        "cut after {took:?}, not at its own 300 ms deadline"
+    );
+
+    // Six loops at once: one runs, the others wait for faulty's one slot. Each holds it
+    // for 300 ms and a call waits at most 1 s, so the last ones are refused.
+    let (a, b, c, d, e, f, stripe_resp) = tokio::join!(
+        sluice.post_webhook(&looping, &[], body("evt_loop_2")),
+        sluice.post_webhook(&looping, &[], body("evt_loop_3")),
+        sluice.post_webhook(&looping, &[], body("evt_loop_4")),
+        sluice.post_webhook(&looping, &[], body("evt_loop_5")),
+        sluice.post_webhook(&looping, &[], body("evt_loop_6")),
+        sluice.post_webhook(&looping, &[], body("evt_loop_7")),
+        async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let payload =
+                stripe_charge_variant("evt_e2e_beside_limits", "ch_e2e_beside_limits", "usd", 100);
+            sluice.post_stripe(&stripe, &secret, &payload).await
+        }
+    );
+    stripe_resp.expect_status(200);
+    let statuses: Vec<u16> = [a, b, c, d, e, f]
+        .iter()
+        .map(|r| r.status.as_u16())
+        .collect();
+    assert!(
+        statuses.iter().all(|s| *s == 500 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(statuses.contains(&500), "{statuses:?}");
+    assert!(
+        statuses.contains(&503),
+        "none waited for the driver's one slot: {statuses:?}"
+    );
+    assert_eq!(sluice.events(&stripe).await.len(), 1);
+    assert!(sluice.events(&looping).await.is_empty());
 }

@@ -300,6 +300,20 @@ async fn credentials_go_only_where_they_are_bound(backend: Backend) {
         sluice.put_secret(&inst, "token", TOKEN).await;
         expect_fetch_failed(&sluice, &inst, &format!("evt_{mode}"), &reason).await;
     }
+    // Nor can a response from an origin the call may reach overwrite it: captures come
+    // only from requests that carried one of the installation's credentials.
+    let inst = sluice
+        .create_installation("faulty", json!({"mode": "plant", "url": url}))
+        .await;
+    let inst = inst["installation_id"].as_str().unwrap().to_string();
+    sluice.put_secret(&inst, "token", TOKEN).await;
+    expect_fetch_failed(
+        &sluice,
+        &inst,
+        "evt_plant",
+        "captures are only taken from a request that carries one of the installation's credentials",
+    )
+    .await;
     assert_eq!(fake.connections(), 0, "requests: {:?}", fake.requests());
     assert!(!sluice.log().contains(TOKEN), "the token reached the log");
 }

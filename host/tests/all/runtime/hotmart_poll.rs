@@ -6,7 +6,6 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::harness;
 use axum::extract::{RawQuery, State};
@@ -185,9 +184,7 @@ async fn poll(
             r#"{{"api_base":"{base}","auth_base":"{base}","max_results":2,"poll_window_days":7}}"#
         ),
     };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(10))
-        .await?;
+    let mut session = runtime.session(driver, scope).await?;
     session.poll(&ctx, cursor.as_deref()).await
 }
 

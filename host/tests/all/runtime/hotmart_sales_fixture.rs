@@ -2,7 +2,6 @@
 //! served byte for byte by a loopback fake, polled and normalized through the host.
 
 use std::collections::HashMap;
-use std::time::Duration;
 
 use super::harness;
 use axum::routing::{get, post};
@@ -41,10 +40,7 @@ async fn documented_sales_history_becomes_canonical_records() {
         installation_id: "inst_docs".into(),
         settings: format!(r#"{{"api_base":"{base}","auth_base":"{base}"}}"#),
     };
-    let mut session = runtime
-        .session(&driver, scope, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut session = runtime.session(&driver, scope).await.unwrap();
     let result = session.poll(&ctx, None).await.expect("poll succeeds");
 
     // One raw event per item, each payload the item's exact text from the response.

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::harness;
 use axum::extract::State;
@@ -61,10 +60,7 @@ async fn exchange(runtime: &Runtime, driver: &LoadedDriver, base: &str, query: &
         installation_id: "inst_oauth".into(),
         settings: format!(r#"{{"shop":"{SHOP}","api_base":"{base}"}}"#),
     };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(10))
-        .await
-        .unwrap();
+    let mut session = runtime.session(driver, scope).await.unwrap();
     let grant = session
         .exchange_code(&ctx, query, "https://app.example/callback")
         .await;

@@ -4,7 +4,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::harness;
 use axum::extract::{RawQuery, State};
@@ -104,9 +103,7 @@ async fn poll(
             r#"{{"shop":"poll-shop.myshopify.com","api_version":"2025-10","api_base":"{base}"}}"#
         ),
     };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(10))
-        .await?;
+    let mut session = runtime.session(driver, scope).await?;
     session.poll(&ctx, cursor.as_deref()).await
 }
 

@@ -3,7 +3,6 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use super::harness;
 use axum::extract::{RawQuery, State};
@@ -88,9 +87,7 @@ async fn poll(
         installation_id: "inst_poll".into(),
         settings: format!(r#"{{"api_base":"{base}"}}"#),
     };
-    let mut session = runtime
-        .session(driver, scope, Duration::from_secs(10))
-        .await?;
+    let mut session = runtime.session(driver, scope).await?;
     session.poll(&ctx, None).await
 }
 

@@ -1,7 +1,8 @@
 //! `faulty`: a test-only driver whose behaviour is chosen by the installation's `mode`
 //! setting. It traps, loops forever, refuses, floods the host with output, allocates
 //! past the memory limit, fetches the settings' `url`, or tries to send its `token` secret
-//! to that `url` (`leak-bearer`, `leak-header`, under a header it did not declare), so the
+//! to that `url` (`leak-bearer`, `leak-header`, under a header it did not declare), or to
+//! overwrite it from an unauthenticated response (`plant`), so the
 //! end-to-end tests can check that one bad driver fails only its own calls and that
 //! outbound grants and credential bindings hold.
 //!
@@ -24,7 +25,7 @@ use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
 use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
 /// The id in the metadata: invalid in the `bad-metadata` build.
 #[cfg(not(feature = "bad-metadata"))]
@@ -54,6 +55,7 @@ enum Mode {
     Fetch,
     LeakBearer,
     LeakHeader,
+    Plant,
 }
 
 /// The secret `leak-*` modes try to send where it is not bound.
@@ -73,6 +75,7 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("fetch") => Mode::Fetch,
         Some("leak-bearer") => Mode::LeakBearer,
         Some("leak-header") => Mode::LeakHeader,
+        Some("plant") => Mode::Plant,
         _ => Mode::Ok,
     }
 }
@@ -192,6 +195,26 @@ impl ingest::Guest for Faulty {
                     }),
                 };
                 vec![raw_event(&request, fetch(url, Some(credential))?)?]
+            }
+            Mode::Plant => {
+                let url = json_string_field(ctx.settings.as_bytes(), "url")
+                    .ok_or_else(|| DriverError::InvalidSettings("plant needs `url`".into()))?;
+                let request_out = http::Request {
+                    method: http::Method::Get,
+                    url,
+                    headers: vec![],
+                    body: http::Body::Empty,
+                    credential: None,
+                    capture: vec![http::Capture {
+                        pointer: "/fetched".into(),
+                        secret: TOKEN.into(),
+                    }],
+                    timeout_ms: Some(5_000),
+                };
+                let body = http::send(&request_out)
+                    .map_err(|e| DriverError::Internal(format!("{e:?}")))?
+                    .body;
+                vec![raw_event(&request, body)?]
             }
             Mode::Ok | Mode::Unauthorized | Mode::NormalizeError => {
                 let payload = request.body.clone();
