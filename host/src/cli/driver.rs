@@ -18,7 +18,7 @@ use crate::capabilities::secrets::SecretValue;
 use crate::capabilities::{CapabilityConfig, Clock, DataSource, FixedData};
 use crate::config::Config;
 use crate::pipeline;
-use crate::runtime::{CallError, Runtime};
+use crate::runtime::{CallError, CodeCache, Runtime};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest};
 
 #[derive(Subcommand)]
@@ -49,6 +49,21 @@ pub enum DriverCommand {
     },
 }
 
+/// The compile cache, when this machine's master key is at hand (its entries are
+/// authenticated with a key derived from it); a driver command never creates a key.
+fn code_cache(config: &Config) -> Option<CodeCache> {
+    let file = config.data_dir.join("master.key");
+    let in_env = config
+        .master_key
+        .as_deref()
+        .is_some_and(|k| !k.trim().is_empty());
+    if !in_env && !file.exists() {
+        return None;
+    }
+    let key = sluice_store::MasterKey::load(config.master_key.as_deref(), &file).ok()?;
+    Some(CodeCache::new(config.cache_dir(), &key))
+}
+
 impl DriverCommand {
     pub async fn run(self) -> anyhow::Result<ExitCode> {
         match self {
@@ -61,7 +76,7 @@ impl DriverCommand {
                         policy: config.policy()?,
                         ..CapabilityConfig::new(Vec::new())
                     },
-                    Some(config.cache_dir()),
+                    code_cache(&config),
                 )?;
                 let driver = runtime.load_driver(&read(&file)?).await?;
                 super::print_json(&driver.info);
@@ -91,7 +106,7 @@ impl DriverCommand {
                         policy: config.policy()?,
                         ..CapabilityConfig::new(Vec::new())
                     },
-                    Some(config.cache_dir()),
+                    code_cache(&config),
                 )?;
                 let driver = Arc::new(runtime.load_driver(&read(&driver)?).await?);
                 let settings: Value =

@@ -12,7 +12,7 @@ use crate::capabilities::{CapabilityConfig, Clock};
 use crate::config::Config;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::registry::DriverRegistry;
-use crate::runtime::Runtime;
+use crate::runtime::{CodeCache, Runtime};
 use crate::server::{AppState, listener, router};
 
 #[derive(Args)]
@@ -74,7 +74,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             limits: config.sandbox.clone(),
             policy: config.policy()?,
         },
-        Some(config.cache_dir()),
+        Some(CodeCache::new(config.cache_dir(), &key)),
     )?;
     let drivers = DriverRegistry::default();
     let failures = drivers

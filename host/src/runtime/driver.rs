@@ -149,11 +149,11 @@ impl Runtime {
         let sha256 = hex::encode(Sha256::digest(bytes));
         let component = {
             let engine = self.engine().clone();
-            let cache_dir = self.cache_dir().map(|p| p.to_path_buf());
+            let cache = self.cache().cloned();
             let (sha, bytes) = (sha256.clone(), bytes.to_vec());
             // Compilation is CPU-bound and can take a second: keep it off the reactor.
             tokio::task::spawn_blocking(move || {
-                cache::compile(&engine, cache_dir.as_deref(), &sha, &bytes)
+                cache::compile(&engine, cache.as_ref(), &sha, &bytes)
             })
             .await
             .map_err(|e| LoadError::Compile(e.to_string()))?

@@ -10,7 +10,6 @@ mod driver;
 mod exports;
 mod session;
 
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
@@ -19,6 +18,7 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use cache::CodeCache;
 pub use driver::{
     ACCOUNT_KEY_ANNOTATION, DriverInfo, LoadError, LoadedDriver, SecretSpec, SettingsViolation,
 };
@@ -36,7 +36,7 @@ pub struct Runtime {
     engine: Engine,
     linker: Linker<CallState>,
     limits: SandboxConfig,
-    cache_dir: Option<PathBuf>,
+    cache: Option<CodeCache>,
     permits: Arc<Semaphore>,
     capabilities: Capabilities,
     policy: crate::policy::Policy,
@@ -49,9 +49,9 @@ pub struct Runtime {
 pub struct RuntimeError(String);
 
 impl Runtime {
-    /// Build the engine, the linker and every capability. `cache_dir` keeps compiled code
+    /// Build the engine, the linker and every capability. `cache` keeps compiled code
     /// across restarts.
-    pub fn new(config: CapabilityConfig, cache_dir: Option<PathBuf>) -> Result<Self, RuntimeError> {
+    pub fn new(config: CapabilityConfig, cache: Option<CodeCache>) -> Result<Self, RuntimeError> {
         let err = |e: wasmtime::Error| RuntimeError(format!("{e:#}"));
         let capabilities =
             Capabilities::new(&config).map_err(|e| RuntimeError(format!("{e:#}")))?;
@@ -106,7 +106,7 @@ impl Runtime {
             engine,
             linker,
             limits,
-            cache_dir,
+            cache,
             capabilities,
             policy,
             ticker_stop,
@@ -140,8 +140,8 @@ impl Runtime {
         &self.permits
     }
 
-    pub(crate) fn cache_dir(&self) -> Option<&std::path::Path> {
-        self.cache_dir.as_deref()
+    pub(crate) fn cache(&self) -> Option<&CodeCache> {
+        self.cache.as_ref()
     }
 }
 

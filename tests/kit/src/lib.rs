@@ -27,7 +27,9 @@ pub use paths::{bundled_driver, test_driver};
 pub use require::{Requirement, postgres_url};
 pub use reqwest::StatusCode;
 pub use serde_json::json;
-pub use server::{Backend, DriverTest, DriverTestOutput, Response, Sluice, TempDir, sluice_cli};
+pub use server::{
+    Backend, DriverTest, DriverTestOutput, Response, Sluice, TEST_MASTER_KEY, TempDir, sluice_cli,
+};
 pub use sign::{shopify_hmac, stripe_header};
 
 use std::collections::hash_map::RandomState;

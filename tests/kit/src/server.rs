@@ -54,12 +54,17 @@ impl Drop for TempDir {
     }
 }
 
+/// The suite's master key (hex), given to every server and CLI run the kit starts.
+pub const TEST_MASTER_KEY: &str =
+    "0f1e2d3c4b5a69788796a5b4c3d2e1f00f1e2d3c4b5a69788796a5b4c3d2e1f0";
+
 /// A `sluice` command for a CLI run: no inherited `SLUICE_*` variables, working and data
 /// directories inside `dir`, no stdin. Add the arguments and run it.
 pub fn sluice_cli(dir: &Path) -> Command {
     let mut cmd = Command::new(sluice_bin());
     scrub_sluice_env(&mut cmd);
     cmd.env("SLUICE_DATA_DIR", dir.join("data"))
+        .env("SLUICE_MASTER_KEY", TEST_MASTER_KEY)
         .env("SLUICE_CACHE_DIR", compile_cache())
         .current_dir(dir)
         .stdin(Stdio::null());
@@ -399,10 +404,13 @@ impl Sluice {
         let log_err = log.try_clone().expect("cloning log file handle");
 
         let mut cmd = Command::new(sluice_bin());
-        // Only what the test sets: no SLUICE_MASTER_KEY (the key file goes in the data
-        // dir), nothing inherited from the caller's environment or a `sluice.toml`.
+        // Only what the test sets, nothing inherited from the caller's environment or a
+        // `sluice.toml`. One master key for the whole suite, so every server can use the
+        // shared compile cache (its entries are authenticated with a key derived from it);
+        // a test sets `SLUICE_MASTER_KEY` to "" to have the key file made instead.
         scrub_sluice_env(&mut cmd);
         cmd.arg("serve")
+            .env("SLUICE_MASTER_KEY", TEST_MASTER_KEY)
             .env("SLUICE_LISTEN", &listen)
             .env("SLUICE_DATABASE_URL", &self.database_url)
             .env("SLUICE_DRIVERS_DIR", self.drivers_dir())

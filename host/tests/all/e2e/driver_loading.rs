@@ -212,4 +212,47 @@ async fn compiled_code_is_cached_across_restarts(backend: Backend) {
         .await
         .expect_status(200);
     assert_eq!(sluice.events(&stripe).await.len(), 1);
+
+    // An entry this host did not write — here, one byte of its code changed, as an
+    // attacker with write access to the cache directory would — is never loaded: it is
+    // ignored with a warning, the driver compiled again, and the entry replaced.
+    let mut tampered = std::fs::read(&entry).expect("reading the entry");
+    let at = tampered.len() / 2;
+    tampered[at] ^= 0x01;
+    std::fs::write(&entry, &tampered).expect("tampering");
+    let log_before = sluice.log().len();
+    sluice.restart().await;
+    let log = sluice.log();
+    let log = log.get(log_before..).unwrap_or_default();
+    assert!(
+        log.contains("ignoring cache entry") && log.contains("its tag does not verify"),
+        "{log}"
+    );
+    let rewritten = std::fs::read(&entry).expect("reading the entry");
+    assert_ne!(rewritten, tampered, "the tampered entry was kept");
+    let payload = stripe_charge_variant("evt_e2e_recompiled", "ch_e2e_recompiled", "usd", 100);
+    sluice
+        .post_stripe(&stripe, &secret, &payload)
+        .await
+        .expect_status(200);
+
+    // A server with another master key does not trust this one's entries either: it
+    // writes its own beside them.
+    let other_key = "11".repeat(32);
+    sluice.stop();
+    let mut other = Sluice::start_with_env(
+        backend,
+        &[
+            ("SLUICE_CACHE_DIR", cache_env),
+            ("SLUICE_MASTER_KEY", other_key.as_str()),
+        ],
+    )
+    .await
+    .expect("second server");
+    let entries = cache_listing(&cache)
+        .into_keys()
+        .filter(|name| name.starts_with(&format!("{stripe_sha}-")))
+        .count();
+    assert_eq!(entries, 2, "{:#?}", cache_listing(&cache));
+    other.stop();
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use sluice::capabilities::{CallScope, CapabilityConfig, DataSource, FixedData, SecretValue};
 use sluice::config::SandboxConfig;
 use sluice::net::OriginPattern;
-use sluice::runtime::{LoadedDriver, Runtime};
+use sluice::runtime::{CodeCache, LoadedDriver, Runtime};
 use sluice_store::InstallationId;
 
 pub use sluice_testkit::fake::serve;
@@ -33,7 +33,10 @@ pub async fn load_with(
         limits,
         ..CapabilityConfig::new(grants)
     };
-    let runtime = Runtime::new(config, Some(sluice_testkit::paths::compile_cache())).unwrap();
+    // The suite's key, so these runtimes share the compile cache with the servers.
+    let key = sluice_store::MasterKey::parse(sluice_testkit::TEST_MASTER_KEY).unwrap();
+    let cache = CodeCache::new(sluice_testkit::paths::compile_cache(), &key);
+    let runtime = Runtime::new(config, Some(cache)).unwrap();
     let driver = runtime
         .load_driver(&sluice_testkit::paths::driver_wasm(name))
         .await
