@@ -157,6 +157,10 @@ pub struct SandboxConfig {
     pub max_response_bytes: usize,
     /// Instances that may run at once; more wait briefly, then get `503`. Default 64.
     pub max_concurrent_instances: u32,
+    /// Threads that run driver code, apart from the ones serving HTTP, so a busy or
+    /// hostile driver cannot take the cores the server answers on. Default: one less
+    /// than the machine's cores, at least 1.
+    pub guest_threads: Option<usize>,
 }
 
 impl Default for Config {
@@ -189,6 +193,7 @@ impl Default for SandboxConfig {
             max_outbound_requests: 16,
             max_response_bytes: 4 * 1024 * 1024,
             max_concurrent_instances: 64,
+            guest_threads: None,
         }
     }
 }
@@ -196,6 +201,15 @@ impl Default for SandboxConfig {
 impl SandboxConfig {
     pub fn webhook_timeout(&self) -> Duration {
         Duration::from_millis(self.webhook_timeout_ms)
+    }
+
+    /// The guest threads in force.
+    pub fn guest_threads(&self) -> usize {
+        self.guest_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1))
+                .max(1)
+        })
     }
 }
 
@@ -345,9 +359,12 @@ impl Config {
         {
             bail!("server timeouts, server.max_connections and store.timeout_ms must be positive");
         }
-        if self.sandbox.webhook_timeout_ms == 0 || self.sandbox.max_concurrent_instances == 0 {
+        if self.sandbox.webhook_timeout_ms == 0
+            || self.sandbox.max_concurrent_instances == 0
+            || self.sandbox.guest_threads == Some(0)
+        {
             bail!(
-                "sandbox.webhook_timeout_ms and sandbox.max_concurrent_instances must be positive"
+                "sandbox.webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
             );
         }
         self.allow_hosts

@@ -247,7 +247,7 @@ impl Pipeline {
         target: Target,
         request: IncomingRequest,
     ) -> Result<Accepted, DeliveryError> {
-        let (driver, installation) = match target {
+        let (driver, installation, request) = match target {
             Target::Installation(id) => {
                 let id =
                     InstallationId::parse(&id).map_err(|_| DeliveryError::UnknownInstallation)?;
@@ -259,15 +259,15 @@ impl Pipeline {
                 let driver = self.drivers.get(&installation.driver_id).ok_or_else(|| {
                     DeliveryError::DriverUnavailable(installation.driver_id.clone())
                 })?;
-                (driver, installation)
+                (driver, installation, request)
             }
             Target::Driver(driver_id) => {
                 let driver = self
                     .drivers
                     .get(&driver_id)
                     .ok_or(DeliveryError::DriverUnavailable(driver_id))?;
-                let installation = self.route(&driver, &request).await?;
-                (driver, installation)
+                let (installation, request) = self.route(&driver, request).await?;
+                (driver, installation, request)
             }
         };
         // The policy may have changed since the installation was created.
@@ -289,15 +289,24 @@ impl Pipeline {
     async fn route(
         &self,
         driver: &Arc<LoadedDriver>,
-        request: &IncomingRequest,
-    ) -> Result<Arc<CachedInstallation>, DeliveryError> {
-        let mut session = self.runtime.session(driver, driver.routing_scope()).await?;
-        let key = session.route_key(request).await?;
-        session.finish();
+        request: IncomingRequest,
+    ) -> Result<(Arc<CachedInstallation>, IncomingRequest), DeliveryError> {
+        let runtime = self.runtime.clone();
+        let on_guest = driver.clone();
+        let (key, request) = self
+            .runtime
+            .on_guest_threads(async move {
+                let mut session = runtime.session(&on_guest, on_guest.routing_scope()).await?;
+                let key = session.route_key(&request).await?;
+                session.finish();
+                Ok::<_, CallError>((key, request))
+            })
+            .await??;
         let key = key.ok_or_else(|| {
             DeliveryError::Unroutable("the request names no account this driver can route".into())
         })?;
-        self.installations
+        let installation = self
+            .installations
             .by_account_key(&driver.info.id, &key)
             .await?
             .ok_or_else(|| {
@@ -305,7 +314,8 @@ impl Pipeline {
                     "no installation of {} for account {key:?}",
                     driver.info.id
                 ))
-            })
+            })?;
+        Ok((installation, request))
     }
 
     async fn deliver(
@@ -314,7 +324,7 @@ impl Pipeline {
         installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
     ) -> Result<Accepted, DeliveryError> {
-        let (processed, reply, writes) = self.run(driver, installation, &request).await?;
+        let (processed, reply, writes) = self.run(driver, installation, request).await?;
         if processed.is_empty() && writes.is_empty() {
             // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
             return Ok(Accepted {
@@ -362,33 +372,41 @@ impl Pipeline {
 }
 
 impl Pipeline {
-    /// Run the driver on a request: its processed events, reply and writes.
+    /// Run the driver on a request, on the guest threads: its processed events, reply and
+    /// writes.
     async fn run(
         &self,
         driver: &Arc<LoadedDriver>,
         installation: &Arc<CachedInstallation>,
-        request: &IncomingRequest,
+        request: IncomingRequest,
     ) -> Result<(Vec<Processed>, Option<WebhookReply>, sluice_store::Writes), DeliveryError> {
+        let runtime = self.runtime.clone();
+        let (driver, installation) = (driver.clone(), installation.clone());
         #[cfg(feature = "native-stripe")]
-        if self.native_stripe && driver.info.id == "stripe" {
-            let now = self.runtime.capabilities().clock.now().as_secs() as i64;
-            let outcome = crate::native::receive(installation, request, now)?;
-            let (processed, reply) = render(outcome, |_| Ok(()))?;
-            return Ok((processed, reply, sluice_store::Writes::default()));
-        }
-        let scope = driver.scope(
-            &installation.id,
-            DataSource::Installation(installation.clone()),
-        );
-        let ctx = CallContext {
-            installation_id: installation.id.to_string(),
-            settings: installation.settings.to_string(),
+        let native = self.native_stripe && driver.info.id == "stripe";
+        let work = async move {
+            #[cfg(feature = "native-stripe")]
+            if native {
+                let now = runtime.capabilities().clock.now().as_secs() as i64;
+                let outcome = crate::native::receive(&installation, &request, now)?;
+                let (processed, reply) = render(outcome, |_| Ok(()))?;
+                return Ok((processed, reply, sluice_store::Writes::default()));
+            }
+            let scope = driver.scope(
+                &installation.id,
+                DataSource::Installation(installation.clone()),
+            );
+            let ctx = CallContext {
+                installation_id: installation.id.to_string(),
+                settings: installation.settings.to_string(),
+            };
+            let mut session = runtime.session(&driver, scope).await?;
+            let (processed, reply) = process(&mut session, &ctx, &request).await?;
+            // Release the sandbox slot before waiting on the database.
+            let writes = session.finish();
+            Ok::<_, CallError>((processed, reply, writes))
         };
-        let mut session = self.runtime.session(driver, scope).await?;
-        let (processed, reply) = process(&mut session, &ctx, request).await?;
-        // Release the sandbox slot before waiting on the database.
-        let writes = session.finish();
-        Ok((processed, reply, writes))
+        Ok(self.runtime.on_guest_threads(work).await??)
     }
 }
 

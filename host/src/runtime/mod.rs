@@ -40,6 +40,9 @@ pub struct Runtime {
     permits: Arc<Semaphore>,
     capabilities: Capabilities,
     policy: crate::policy::Policy,
+    /// Where driver code runs: threads of its own, not the ones serving HTTP.
+    guests: Option<tokio::runtime::Runtime>,
+    guest_handle: tokio::runtime::Handle,
     ticker_stop: Arc<AtomicBool>,
 }
 
@@ -98,6 +101,14 @@ impl Runtime {
         wit::canonical::add_to_linker::<_, HasSelf<CallState>>(&mut linker, |s| s).map_err(err)?;
         Capabilities::add_to_linker(&mut linker).map_err(err)?;
 
+        let guests = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(limits.guest_threads())
+            .thread_name("sluice-guest")
+            // Timers for deadlines, IO for the http capability's requests.
+            .enable_all()
+            .build()
+            .map_err(|e| RuntimeError(format!("cannot start the guest threads: {e}")))?;
+        let guest_handle = guests.handle().clone();
         let ticker_stop = Arc::new(AtomicBool::new(false));
         spawn_epoch_ticker(engine.clone(), ticker_stop.clone())
             .map_err(|e| RuntimeError(format!("cannot start the epoch thread: {e}")))?;
@@ -109,6 +120,8 @@ impl Runtime {
             cache,
             capabilities,
             policy,
+            guests: Some(guests),
+            guest_handle,
             ticker_stop,
         })
     }
@@ -121,6 +134,19 @@ impl Runtime {
     /// The host capabilities shared by all calls (HTTP clients, grants, clock).
     pub fn capabilities(&self) -> &Capabilities {
         &self.capabilities
+    }
+
+    /// Run `work` (driver calls) on the guest threads and wait for it. If the caller is
+    /// dropped, the work still runs to its end (its deadline bounds it) and its result is
+    /// discarded.
+    pub async fn on_guest_threads<T: Send + 'static>(
+        &self,
+        work: impl std::future::Future<Output = T> + Send + 'static,
+    ) -> Result<T, CallError> {
+        self.guest_handle
+            .spawn(work)
+            .await
+            .map_err(|e| CallError::Trap(format!("the guest task failed: {e}")))
     }
 
     /// The operator's driver policy.
@@ -148,6 +174,11 @@ impl Runtime {
 impl Drop for Runtime {
     fn drop(&mut self) {
         self.ticker_stop.store(true, Ordering::Relaxed);
+        // Dropping a tokio runtime blocks, which is not allowed inside another one;
+        // calls still running end at their deadlines anyway.
+        if let Some(guests) = self.guests.take() {
+            guests.shutdown_background();
+        }
     }
 }
 

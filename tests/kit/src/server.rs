@@ -262,6 +262,9 @@ pub struct Sluice {
     log_path: PathBuf,
     database_url: String,
     env: Vec<(String, String)>,
+    /// Every secret value this server was given (admin token, master key, installation
+    /// secrets): none may appear in a response body or in its log.
+    secrets: std::sync::Mutex<Vec<String>>,
     // Dropped after the child is killed (field order matters for the database).
     _pg: Option<PgDatabase>,
     dir: TempDir,
@@ -330,9 +333,17 @@ impl Sluice {
                 .iter()
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .collect(),
+            secrets: Default::default(),
             _pg: pg,
             dir,
         };
+        sluice.remember_secret(&sluice.admin_token.clone());
+        sluice.remember_secret(TEST_MASTER_KEY);
+        for (key, value) in env {
+            if *key == "SLUICE_MASTER_KEY" || *key == "SLUICE_ADMIN_TOKEN" {
+                sluice.remember_secret(value);
+            }
+        }
         sluice.spawn();
         sluice.wait_ready().await;
         Some(sluice)
@@ -417,7 +428,8 @@ impl Sluice {
             .env("SLUICE_DATA_DIR", self.data_dir())
             .env("SLUICE_ADMIN_TOKEN", &self.admin_token)
             .env("SLUICE_CACHE_DIR", compile_cache())
-            .env("SLUICE_LOG", "info")
+            // Sluice's own crates at trace, so the secrets sweep sees everything they log.
+            .env("SLUICE_LOG", "info,sluice=trace,sluice_store=trace")
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log)
@@ -503,8 +515,28 @@ impl Sluice {
             .unwrap_or_else(|e| panic!("HTTP request failed: {e}; server output:\n{}", self.log()));
         let status = resp.status();
         let text = resp.text().await.expect("reading response body");
+        if let Some(secret) = self.leaked_in(&text) {
+            panic!("a response body holds the secret {secret:?}: {text}");
+        }
         let json = serde_json::from_str(&text).unwrap_or(Value::Null);
         Response { status, text, json }
+    }
+
+    /// Record a secret value the server was given, for the sweep of responses and the log.
+    /// Values too short to be told apart from ordinary text are not tracked.
+    pub fn remember_secret(&self, value: &str) {
+        if value.len() >= 8 {
+            let mut secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+            if !secrets.iter().any(|s| s == value) {
+                secrets.push(value.to_string());
+            }
+        }
+    }
+
+    /// The first remembered secret that `text` contains.
+    fn leaked_in(&self, text: &str) -> Option<String> {
+        let secrets = self.secrets.lock().unwrap_or_else(|e| e.into_inner());
+        secrets.iter().find(|s| text.contains(s.as_str())).cloned()
     }
 
     /// An admin API call with the right bearer token. `body` is sent as JSON.
@@ -534,6 +566,11 @@ impl Sluice {
         path: &str,
         body: Option<Value>,
     ) -> Response {
+        if path.contains("/secrets/")
+            && let Some(value) = body.as_ref().and_then(|b| b["value"].as_str())
+        {
+            self.remember_secret(value);
+        }
         let mut request = self.client.request(method, self.url(path));
         if let Some(value) = authorization {
             request = request.header("authorization", value);
@@ -674,6 +711,16 @@ impl Sluice {
 impl Drop for Sluice {
     fn drop(&mut self) {
         self.stop();
+        if !std::thread::panicking() {
+            // The sweep: whatever the test did, the server's own output never shows a
+            // secret it was given (the log is at trace for Sluice's own crates).
+            if let Some(secret) = self.leaked_in(&self.log()) {
+                panic!(
+                    "the server log holds the secret {secret:?} (kept in {})",
+                    self.dir.path().display()
+                );
+            }
+        }
         if std::thread::panicking() {
             let log = self.log();
             let lines: Vec<&str> = log.lines().collect();
