@@ -105,7 +105,22 @@ pub fn handle(
             settings.shop
         ));
     }
-    serde_json::from_slice::<Value>(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    let payload =
+        serde_json::from_slice::<Value>(body).map_err(|e| format!("body is not JSON: {e}"))?;
+    // Shopify signs the body only; the shop header is not signed. Where the signed body
+    // names its shop (shop/*, app/uninstalled, the compliance topics), it must be this
+    // installation's, so a delivery captured from one shop cannot be replayed into
+    // another installation of the same app.
+    for field in ["shop_domain", "myshopify_domain"] {
+        if let Some(named) = payload.get(field).and_then(Value::as_str)
+            && shop::sanitize(named).as_deref() != Some(settings.shop.as_str())
+        {
+            return Err(format!(
+                "the signed body names shop {named:?} in {field}, this installation is for {}",
+                settings.shop
+            ));
+        }
+    }
     if !settings.wants_topic(&topic) {
         return Ok(Outcome::Ignored { topic });
     }
@@ -193,6 +208,31 @@ mod tests {
                 .unwrap_err()
                 .contains("other.myshopify.com")
         );
+    }
+
+    /// The compliance payloads (shopify.dev, "Privacy law compliance": `shop/redact` is
+    /// `{"shop_id": 954889, "shop_domain": "{shop}.myshopify.com"}`) and `app/uninstalled`
+    /// (a shop object with `myshopify_domain`) name their shop inside the signed body.
+    #[test]
+    fn a_signed_body_naming_another_shop_is_refused() {
+        let s = settings::parse(r#"{"shop":"s.myshopify.com"}"#).unwrap();
+        let headers = |topic: &'static str| {
+            h(&[
+                ("X-Shopify-Topic", topic),
+                ("X-Shopify-Webhook-Id", "w1"),
+                ("X-Shopify-Shop-Domain", "s.myshopify.com"),
+            ])
+        };
+        let replayed = br#"{"shop_id":954889,"shop_domain":"other.myshopify.com"}"#;
+        let err = handle(&s, &headers("shop/redact"), replayed).unwrap_err();
+        assert!(err.contains("other.myshopify.com") && err.contains("shop_domain"), "{err}");
+        let uninstalled = br#"{"id":690933842,"myshopify_domain":"other.myshopify.com"}"#;
+        assert!(handle(&s, &headers("app/uninstalled"), uninstalled).is_err());
+        // Its own shop, in any case: accepted (then filtered by topic as usual).
+        let own = br#"{"shop_id":954889,"shop_domain":"S.myshopify.com"}"#;
+        assert!(handle(&s, &headers("shop/redact"), own).is_ok());
+        // Order payloads carry no shop domain: nothing to compare.
+        assert!(handle(&s, &headers("orders/create"), br#"{"id":1}"#).is_ok());
     }
 
     #[test]
