@@ -15,9 +15,14 @@ use super::{ApiError, AppState};
 
 /// A JSON body, with malformed input answered as our `400`.
 fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
-    payload
-        .map(|Json(v)| v)
-        .map_err(|e| ApiError::bad_request(e.body_text()))
+    payload.map(|Json(v)| v).map_err(|e| match e {
+        JsonRejection::MissingJsonContentType(_) => ApiError::new(
+            axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "the admin API takes `Content-Type: application/json`",
+        ),
+        other => ApiError::bad_request(other.body_text()),
+    })
 }
 
 fn installation_json(state: &AppState, i: &Installation) -> Value {
