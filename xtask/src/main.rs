@@ -31,11 +31,18 @@ const TEST_ONLY: &[(&str, &str)] = &[
 
 /// Test-only builds of a package with a cargo feature: (cargo package, feature, driver
 /// name). Built one by one after the others and copied into `target/test-drivers/`.
-const TEST_VARIANTS: &[(&str, &str, &str)] = &[(
-    "sluice-test-driver-faulty",
-    "bad-metadata",
-    "faulty-bad-metadata",
-)];
+const TEST_VARIANTS: &[(&str, &str, &str)] = &[
+    (
+        "sluice-test-driver-faulty",
+        "bad-metadata",
+        "faulty-bad-metadata",
+    ),
+    (
+        "sluice-test-driver-faulty",
+        "loop-metadata",
+        "faulty-loop-metadata",
+    ),
+];
 
 const USAGE: &str = "\
 usage: cargo xtask <command>

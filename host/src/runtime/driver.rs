@@ -188,14 +188,24 @@ impl Runtime {
             let driver = pre.instantiate_async(&mut store).await?;
             driver.sluice_driver_metadata().call_get(&mut store).await
         })
-        .await
-        .map_err(|_| {
+        .await;
+        let past_deadline = || {
             LoadError::Metadata(format!(
-                "metadata did not return within {} ms",
+                "metadata did not return within its {} ms deadline",
                 budget.as_millis()
             ))
-        })?
-        .map_err(|e| LoadError::Metadata(format!("{e:#}")))?;
+        };
+        let raw = match raw {
+            Err(_) => return Err(past_deadline()),
+            Ok(Err(e))
+                if e.downcast_ref::<super::session::DeadlineExceeded>()
+                    .is_some() =>
+            {
+                return Err(past_deadline());
+            }
+            Ok(Err(e)) => return Err(LoadError::Metadata(format!("{e:#}"))),
+            Ok(Ok(raw)) => raw,
+        };
         let mut info = validate(raw, sha256)?;
         let settings_validator = jsonschema::options()
             .should_validate_formats(true)

@@ -54,7 +54,7 @@ pub fn describe(e: &types::DriverError) -> String {
 
 /// Marker error raised by the epoch callback when the deadline has passed.
 #[derive(Debug)]
-struct DeadlineExceeded;
+pub(super) struct DeadlineExceeded;
 
 impl std::fmt::Display for DeadlineExceeded {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

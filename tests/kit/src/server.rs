@@ -588,9 +588,20 @@ impl Sluice {
         headers: &[(&str, &str)],
         body: impl Into<Vec<u8>>,
     ) -> Response {
+        self.post_webhook_to(&format!("/webhooks/{installation}"), headers, body)
+            .await
+    }
+
+    /// `POST` of a raw JSON body with headers to any path (an app-level webhook URL).
+    pub async fn post_webhook_to(
+        &self,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Vec<u8>>,
+    ) -> Response {
         let mut request = self
             .client
-            .post(self.url(&format!("/webhooks/{installation}")))
+            .post(self.url(path))
             .header("content-type", "application/json");
         for (name, value) in headers {
             request = request.header(*name, *value);

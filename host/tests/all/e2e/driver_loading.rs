@@ -40,6 +40,12 @@ fn bad_files() -> Vec<BadFile> {
             bytes: std::fs::read(test_driver("faulty-bad-metadata")).expect("reading driver"),
             reasons: &["invalid metadata", "Bad Id!"],
         },
+        // Loops in `metadata`: cut off at the load deadline, so start-up cannot hang.
+        BadFile {
+            name: "faulty-loop-metadata.wasm",
+            bytes: std::fs::read(test_driver("faulty-loop-metadata")).expect("reading driver"),
+            reasons: &["metadata", "deadline"],
+        },
         BadFile {
             name: "garbage.wasm",
             bytes: garbage,

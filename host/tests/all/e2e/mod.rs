@@ -6,6 +6,7 @@ mod driver_loading;
 mod durability;
 mod example_driver;
 mod faulty_isolation;
+mod hostile_drivers;
 mod hostile_traffic;
 mod hotmart_fixtures;
 mod hotmart_webhooks;

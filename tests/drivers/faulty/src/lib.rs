@@ -2,7 +2,10 @@
 //! setting. It traps, loops forever, refuses, floods the host with output, allocates
 //! past the memory limit, fetches the settings' `url`, or tries to send its `token` secret
 //! to that `url` (`leak-bearer`, `leak-header`, under a header it did not declare), or to
-//! overwrite it from an unauthenticated response (`plant`), so the
+//! overwrite it from an unauthenticated response (`plant`); or it recurses without end,
+//! fails with a 16 MiB error text, sends requests until the budget stops it, floods the
+//! log, or tries to read the environment, files and sockets (`escape`). A request header
+//! `x-faulty-route: loop` makes `route-key` loop. So the
 //! end-to-end tests can check that one bad driver fails only its own calls and that
 //! outbound grants and credential bindings hold.
 //!
@@ -25,7 +28,7 @@ use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
 use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
 /// The id in the metadata: invalid in the `bad-metadata` build.
 #[cfg(not(feature = "bad-metadata"))]
@@ -56,6 +59,11 @@ enum Mode {
     LeakBearer,
     LeakHeader,
     Plant,
+    Recurse,
+    HugeError,
+    ManyRequests,
+    LogFlood,
+    Escape,
 }
 
 /// The secret `leak-*` modes try to send where it is not bound.
@@ -76,6 +84,11 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("leak-bearer") => Mode::LeakBearer,
         Some("leak-header") => Mode::LeakHeader,
         Some("plant") => Mode::Plant,
+        Some("recurse") => Mode::Recurse,
+        Some("huge-error") => Mode::HugeError,
+        Some("many-requests") => Mode::ManyRequests,
+        Some("log-flood") => Mode::LogFlood,
+        Some("escape") => Mode::Escape,
         _ => Mode::Ok,
     }
 }
@@ -111,6 +124,9 @@ fn json_string_field(json: &[u8], key: &str) -> Option<String> {
 
 impl metadata::Guest for Faulty {
     fn get() -> DriverInfo {
+        #[cfg(feature = "loop-metadata")]
+        spin_forever();
+        #[allow(unreachable_code)]
         DriverInfo {
             id: DRIVER_ID.into(),
             version: "0.1.0".into(),
@@ -152,7 +168,14 @@ impl auth::Guest for Faulty {
 }
 
 impl ingest::Guest for Faulty {
-    fn route_key(_: IncomingRequest) -> Option<String> {
+    fn route_key(request: IncomingRequest) -> Option<String> {
+        let loops = request
+            .headers
+            .iter()
+            .any(|(k, v)| k.eq_ignore_ascii_case("x-faulty-route") && v == "loop");
+        if loops {
+            spin_forever();
+        }
         None
     }
 
@@ -196,6 +219,40 @@ impl ingest::Guest for Faulty {
                 };
                 vec![raw_event(&request, fetch(url, Some(credential))?)?]
             }
+            Mode::Recurse => {
+                let depth = recurse(std::hint::black_box(0));
+                return Err(DriverError::Internal(format!(
+                    "recursed {depth} deep and returned"
+                )));
+            }
+            Mode::HugeError => return Err(DriverError::Internal("E".repeat(16 << 20))),
+            Mode::ManyRequests => {
+                let url = json_string_field(ctx.settings.as_bytes(), "url")
+                    .ok_or_else(|| DriverError::InvalidSettings("needs `url`".into()))?;
+                let mut sent = 0;
+                let mut last = String::new();
+                for _ in 0..5_000 {
+                    match fetch(url.clone(), None) {
+                        Ok(_) => sent += 1,
+                        Err(e) => {
+                            last = format!("{e:?}");
+                            if last.contains("LimitExceeded") {
+                                break;
+                            }
+                        }
+                    }
+                }
+                return Err(DriverError::Internal(format!("sent {sent}, then {last}")));
+            }
+            Mode::LogFlood => {
+                let line = "L".repeat(4096);
+                for _ in 0..10_000 {
+                    sluice::driver::log::log(sluice::driver::log::Level::Info, &line);
+                }
+                vec![raw_event(&request, b"{}".to_vec())?]
+            }
+            // What it saw, as the error (for the operator's log).
+            Mode::Escape => return Err(DriverError::Internal(escape_attempts())),
             Mode::Plant => {
                 let url = json_string_field(ctx.settings.as_bytes(), "url")
                     .ok_or_else(|| DriverError::InvalidSettings("plant needs `url`".into()))?;
@@ -276,6 +333,39 @@ fn fetch(url: String, credential: Option<http::Credential>) -> Result<Vec<u8>, D
 fn touch_memory(bytes: usize) -> usize {
     let buffer = std::hint::black_box(vec![1u8; bytes]);
     buffer.iter().map(|&b| usize::from(b)).sum()
+}
+
+/// Recurses until the stack runs out; the host must turn that into a trap.
+#[allow(unconditional_recursion)]
+fn recurse(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth; 64]);
+    recurse(frame[depth as usize % 64] + 1) + 1
+}
+
+/// What the sandbox lets a driver see of the machine: the environment, files, sockets.
+/// Returned as JSON text; every one of them must come back empty or as an error.
+fn escape_attempts() -> String {
+    let vars = std::env::vars().count();
+    let args = std::env::args().count();
+    let file = match std::fs::read("/etc/passwd") {
+        Ok(bytes) => format!("read {} bytes", bytes.len()),
+        Err(_) => "error".to_string(),
+    };
+    let dir = match std::fs::read_dir("/") {
+        Ok(_) => "listed".to_string(),
+        Err(_) => "error".to_string(),
+    };
+    let socket = match std::net::TcpStream::connect("127.0.0.1:22") {
+        Ok(_) => "connected".to_string(),
+        Err(_) => "error".to_string(),
+    };
+    let dns = match std::net::ToSocketAddrs::to_socket_addrs(&("localhost", 80)) {
+        Ok(mut addrs) => format!("resolved {}", addrs.next().is_some()),
+        Err(_) => "error".to_string(),
+    };
+    format!(
+        r#"escape: {{"vars":{vars},"args":{args},"file":"{file}","dir":"{dir}","socket":"{socket}","dns":"{dns}"}}"#
+    )
 }
 
 /// Never returns; the host's epoch deadline has to interrupt it.
