@@ -1,7 +1,8 @@
 //! Developer entry point: `cargo xtask <command>`.
 //!
 //! - `cargo xtask run [-- args]`  build the bundled drivers and start `sluice serve` on them.
-//! - `cargo xtask test`           build the drivers and test peers, then run the whole suite.
+//! - `cargo xtask test`           build the drivers and test peers, run the whole suite, then
+//!   each fuzz target briefly.
 //! - `cargo xtask build-drivers`  build every driver component for `wasm32-wasip2`.
 //! - `cargo xtask ensure-target`  install the `wasm32-wasip2` target when it is missing.
 //! - `cargo xtask bench`          run the benchmarks (`sluice-bench`).
@@ -271,7 +272,62 @@ fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     }
     let result = status(&mut cmd);
     report_skips(&skips);
-    result
+    result?;
+    fuzz(ws)
+}
+
+/// The `cargo fuzz` targets in `fuzz/`, each for a short bounded run with debug assertions
+/// (so an overflow is a finding too). `SLUICE_FUZZ_SECONDS` (default 10) per target; `0`
+/// skips the step.
+const FUZZ_TARGETS: &[&str] = &[
+    "signature_headers",
+    "shopify_oauth_query",
+    "webhook_intake",
+    "settings",
+];
+
+fn fuzz(ws: &Workspace) -> Result<()> {
+    let seconds: u64 = match std::env::var("SLUICE_FUZZ_SECONDS") {
+        Ok(v) => v
+            .parse()
+            .with_context(|| format!("SLUICE_FUZZ_SECONDS={v:?} is not a number"))?,
+        Err(_) => 10,
+    };
+    if seconds == 0 {
+        eprintln!("xtask: SLUICE_FUZZ_SECONDS=0: fuzzing skipped");
+        return Ok(());
+    }
+    let installed = ws
+        .cargo()
+        .args(["fuzz", "--version"])
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if !installed {
+        status(ws.cargo().args(["install", "cargo-fuzz", "--locked"]))
+            .context("installing cargo-fuzz")?;
+    }
+    let dir = ws.root.join("fuzz");
+    for target in FUZZ_TARGETS {
+        let corpus = ws.target.join("fuzz/corpus").join(target);
+        std::fs::create_dir_all(&corpus)
+            .with_context(|| format!("creating {}", corpus.display()))?;
+        // No sanitizer: the stable toolchain has none; coverage guidance and debug
+        // assertions still apply. Findings land in fuzz/artifacts/<target>/.
+        status(
+            ws.cargo()
+                .current_dir(&dir)
+                .env("CARGO_TARGET_DIR", ws.target.join("fuzz"))
+                .args(["fuzz", "run", "--sanitizer", "none", "-O", "-a", target])
+                // The growing corpus stays under target/; the seeds are read only.
+                .arg(&corpus)
+                .arg(dir.join("seeds").join(target))
+                .arg("--")
+                .arg(format!("-max_total_time={seconds}"))
+                .arg("-max_len=8192"),
+        )
+        .with_context(|| format!("fuzz target {target} found a failure (see fuzz/artifacts)"))?;
+    }
+    Ok(())
 }
 
 /// Print how many tests skipped for a missing service, by service.

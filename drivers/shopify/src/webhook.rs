@@ -225,7 +225,10 @@ mod tests {
         };
         let replayed = br#"{"shop_id":954889,"shop_domain":"other.myshopify.com"}"#;
         let err = handle(&s, &headers("shop/redact"), replayed).unwrap_err();
-        assert!(err.contains("other.myshopify.com") && err.contains("shop_domain"), "{err}");
+        assert!(
+            err.contains("other.myshopify.com") && err.contains("shop_domain"),
+            "{err}"
+        );
         let uninstalled = br#"{"id":690933842,"myshopify_domain":"other.myshopify.com"}"#;
         assert!(handle(&s, &headers("app/uninstalled"), uninstalled).is_err());
         // Its own shop, in any case: accepted (then filtered by topic as usual).
