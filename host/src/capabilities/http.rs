@@ -376,9 +376,12 @@ impl Host for CallState {
         // a request that authenticated with one of the installation's own credentials —
         // which `build` sends only to origins they are bound to. An unauthenticated request
         // to some other reachable origin cannot plant a token.
-        let authenticated = request.credential.is_some()
-            || matches!(&request.body, Body::Form(fields)
-                if fields.iter().any(|(_, v)| matches!(v, Value::Secret(_))));
+        let secret = |v: &Value| matches!(v, Value::Secret(_));
+        let authenticated = match &request.credential {
+            Some(Credential::Bearer(_) | Credential::Header(_)) => true,
+            Some(Credential::Basic(b)) => secret(&b.username) || secret(&b.password),
+            None => false,
+        } || matches!(&request.body, Body::Form(fields) if fields.iter().any(|(_, v)| secret(v)));
         if !request.capture.is_empty() && !authenticated {
             return Ok(Err(Error::Denied(
                 "captures are only taken from a request that carries one of the installation's credentials"
