@@ -110,8 +110,8 @@ pub enum GrantSource {
 #[derive(Debug, Clone)]
 struct DriverGrant {
     origins: Vec<OriginPattern>,
-    installations: Option<Vec<String>>,
     source: GrantSource,
+    /// The entry as configured (installations, limits).
     entry: DriverPolicyConfig,
 }
 
@@ -176,7 +176,6 @@ impl Policy {
                 id.clone(),
                 DriverGrant {
                     origins,
-                    installations: entry.installations.clone(),
                     source,
                     entry: entry.clone(),
                 },
@@ -249,7 +248,7 @@ impl Policy {
         let Some(patterns) = self
             .drivers
             .get(driver_id)
-            .and_then(|g| g.installations.as_ref())
+            .and_then(|g| g.entry.installations.as_ref())
         else {
             return true;
         };

@@ -93,3 +93,69 @@ async fn the_data_directory_is_the_owners_alone() {
     assert_eq!(mode(&nested), 0o700);
     assert_eq!(mode(&fresh.path().join("a/b")), 0o700);
 }
+
+/// `[drivers.faulty] installations`: only the ids it names may use the driver — new ones
+/// are refused at creation, and deliveries to one created before the policy changed are
+/// refused too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_policy_decides_which_installations_may_use_a_driver() {
+    let Some(mut sluice) = Sluice::start(Backend::Sqlite).await else {
+        return;
+    };
+    let create = |id: &'static str| json!({"installation_id": id, "driver_id": "faulty", "settings": {"mode": "ok"}});
+    sluice
+        .admin(
+            Method::POST,
+            "/v1/installations",
+            Some(create("inst_early")),
+        )
+        .await
+        .expect_status(201);
+    std::fs::write(
+        sluice.dir().join("sluice.toml"),
+        "[drivers.faulty]\ninstallations = [\"inst_allowed_*\"]\n",
+    )
+    .unwrap();
+    sluice.restart().await;
+
+    let refused = sluice
+        .admin(
+            Method::POST,
+            "/v1/installations",
+            Some(create("inst_other")),
+        )
+        .await;
+    refused.expect_status(422);
+    assert_eq!(
+        refused.error_code(),
+        Some("driver_not_permitted"),
+        "{}",
+        refused.text
+    );
+    sluice
+        .admin(
+            Method::POST,
+            "/v1/installations",
+            Some(create("inst_allowed_1")),
+        )
+        .await
+        .expect_status(201);
+
+    let body = |id: &str| format!(r#"{{"id":"{id}"}}"#).into_bytes();
+    sluice
+        .post_webhook("inst_allowed_1", &[], body("evt_allowed"))
+        .await
+        .expect_status(200);
+    let early = sluice
+        .post_webhook("inst_early", &[], body("evt_early"))
+        .await;
+    early.expect_status(401);
+    assert!(sluice.events("inst_early").await.is_empty());
+    assert_eq!(sluice.events("inst_allowed_1").await.len(), 1);
+    // Other drivers are not affected: a Stripe installation with a generated id works.
+    let (stripe, secret) = sluice.stripe_installation().await;
+    sluice
+        .post_stripe(&stripe, &secret, &sluice_testkit::stripe_charge_payload())
+        .await
+        .expect_status(200);
+}
