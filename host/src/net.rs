@@ -436,6 +436,30 @@ mod tests {
         }
     }
 
+    /// A name that resolves to loopback (here `localhost`, from the system's hosts file)
+    /// gets no address from the resolver every non-development request uses, so a granted
+    /// name pointed at an internal address is refused after DNS as well as before.
+    #[tokio::test]
+    async fn names_resolving_to_non_global_addresses_are_refused() {
+        use std::str::FromStr;
+        let name = Name::from_str("localhost").unwrap();
+        let err = match GlobalOnlyResolver::strict().resolve(name).await {
+            Ok(addrs) => panic!("resolved to {:?}", addrs.collect::<Vec<_>>()),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("resolves to no public address"), "{err}");
+        // The development grant's resolver trusts the hosts it names, and only those.
+        let grant: Arc<[OriginPattern]> =
+            vec![OriginPattern::parse("http://localhost:*").unwrap()].into();
+        let trusting = GlobalOnlyResolver::trusting(grant);
+        let addrs: Vec<_> = trusting
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()) && !addrs.is_empty());
+    }
+
     #[test]
     fn literals_and_localhost() {
         assert!(is_non_global_literal(&url("http://127.0.0.1/")));
