@@ -639,6 +639,31 @@ impl Sluice {
     }
 
     /// Every event of one installation, in commit order (follows `next_cursor`).
+    /// The provider event ids of an installation's events, in cursor order.
+    pub async fn provider_event_ids(&self, installation: &str) -> Vec<String> {
+        self.events(installation)
+            .await
+            .iter()
+            .map(|e| {
+                e["sluiceprovidereventid"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("no sluiceprovidereventid in {e}"))
+                    .to_string()
+            })
+            .collect()
+    }
+
+    /// A loaded driver's `GET /v1/drivers` entry (panics when it is not loaded).
+    pub async fn driver_info(&self, id: &str) -> Value {
+        let resp = self.admin(Method::GET, "/v1/drivers", None).await;
+        resp.expect_status(200);
+        resp.json["drivers"]
+            .as_array()
+            .and_then(|drivers| drivers.iter().find(|d| d["id"] == id))
+            .cloned()
+            .unwrap_or_else(|| panic!("driver {id:?} is not loaded: {}", resp.text))
+    }
+
     pub async fn events(&self, installation: &str) -> Vec<Value> {
         let mut events = Vec::new();
         let mut after: Option<String> = None;

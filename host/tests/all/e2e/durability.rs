@@ -27,8 +27,7 @@ fn event(id: &str) -> Vec<u8> {
 /// The provider event ids of every stored event of an installation, with their counts.
 async fn stored(sluice: &Sluice, installation: &str) -> HashMap<String, usize> {
     let mut counts = HashMap::new();
-    for e in sluice.events(installation).await {
-        let id = e["sluiceprovidereventid"].as_str().unwrap().to_string();
+    for id in sluice.provider_event_ids(installation).await {
         *counts.entry(id).or_default() += 1;
     }
     counts

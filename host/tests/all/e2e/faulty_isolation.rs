@@ -218,23 +218,13 @@ async fn policy_limits(backend: Backend) {
     )
     .unwrap();
     sluice.restart().await;
-    let drivers = sluice
-        .admin(reqwest::Method::GET, "/v1/drivers", None)
-        .await;
-    let limits = |id: &str| {
-        drivers.json["drivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id)
-            .map(|d| d["limits"].clone())
-            .unwrap()
-    };
-    assert_eq!(limits("faulty")["timeout_ms"], 300);
-    assert_eq!(limits("faulty")["max_concurrent_instances"], 1);
-    assert_eq!(limits("faulty")["max_memory_bytes"], 8_388_608);
-    assert_eq!(limits("stripe")["timeout_ms"], 2000);
-    assert_eq!(limits("stripe")["max_concurrent_instances"], 48);
+    let faulty_limits = &sluice.driver_info("faulty").await["limits"];
+    assert_eq!(faulty_limits["timeout_ms"], 300);
+    assert_eq!(faulty_limits["max_concurrent_instances"], 1);
+    assert_eq!(faulty_limits["max_memory_bytes"], 8_388_608);
+    let stripe_limits = &sluice.driver_info("stripe").await["limits"];
+    assert_eq!(stripe_limits["timeout_ms"], 2000);
+    assert_eq!(stripe_limits["max_concurrent_instances"], 48);
 
     let (stripe, secret) = sluice.stripe_installation().await;
     let looping = faulty(&sluice, "loop").await;

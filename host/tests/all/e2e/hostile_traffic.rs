@@ -91,12 +91,7 @@ async fn bodies_at_and_over_the_limit() {
     assert_eq!(status, 413, "{body}");
     assert!(body.contains("payload_too_large"), "{body}");
 
-    let ids: Vec<String> = sluice
-        .events(&inst)
-        .await
-        .iter()
-        .map(|e| e["sluiceprovidereventid"].as_str().unwrap().to_string())
-        .collect();
+    let ids = sluice.provider_event_ids(&inst).await;
     assert_eq!(ids, ["evt_at_limit", "evt_at_limit_chunked"]);
 }
 
@@ -183,12 +178,7 @@ async fn wrong_methods_content_types_and_path_tricks() {
             "POST {path}: {status} {body}"
         );
     }
-    let ids: Vec<String> = sluice
-        .events(&inst)
-        .await
-        .iter()
-        .map(|e| e["sluiceprovidereventid"].as_str().unwrap().to_string())
-        .collect();
+    let ids = sluice.provider_event_ids(&inst).await;
     assert_eq!(ids, ["evt_text_plain"]);
     let resp = sluice
         .admin(reqwest::Method::GET, "/v1/installations/inst_by_form", None)

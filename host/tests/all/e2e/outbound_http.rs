@@ -198,25 +198,13 @@ async fn declared_but_ungranted(backend: Backend) {
     let Some(mut sluice) = Sluice::start(backend).await else {
         return;
     };
-    let drivers = sluice
-        .admin(reqwest::Method::GET, "/v1/drivers", None)
-        .await;
-    let entry = |id: &str| {
-        drivers.json["drivers"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|d| d["id"] == id)
-            .cloned()
-            .unwrap()
-    };
-    let faulty = entry("faulty");
+    let faulty = sluice.driver_info("faulty").await;
     assert_eq!(faulty["outbound_hosts"], json!(["https://api.example.com"]));
     assert_eq!(faulty["granted_hosts"], json!([]));
     assert_eq!(faulty["disabled_hosts"], json!(["https://api.example.com"]));
     assert_eq!(faulty["grant"], "none");
     // A bundled driver gets its provider's documented API origin with no configuration.
-    let stripe = entry("stripe");
+    let stripe = sluice.driver_info("stripe").await;
     assert_eq!(stripe["granted_hosts"], json!(["https://api.stripe.com"]));
     assert_eq!(stripe["disabled_hosts"], json!([]));
     assert_eq!(stripe["grant"], "bundled_default");
@@ -245,16 +233,7 @@ async fn declared_but_ungranted(backend: Backend) {
     )
     .unwrap();
     sluice.restart().await;
-    let drivers = sluice
-        .admin(reqwest::Method::GET, "/v1/drivers", None)
-        .await;
-    let faulty = drivers.json["drivers"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|d| d["id"] == "faulty")
-        .cloned()
-        .unwrap();
+    let faulty = sluice.driver_info("faulty").await;
     assert_eq!(faulty["granted_hosts"], json!(["https://api.example.com"]));
     assert_eq!(faulty["grant"], "operator");
     let before = sluice.log().len();
