@@ -121,6 +121,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "event data",
         include_str!("../migrations/sqlite/0002_event_data.sql"),
     ),
+    (
+        3,
+        "content key",
+        include_str!("../migrations/sqlite/0003_content_key.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -137,6 +142,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "event transaction",
         include_str!("../migrations/postgres/0003_event_transaction.sql"),
+    ),
+    (
+        4,
+        "content key",
+        include_str!("../migrations/postgres/0004_content_key.sql"),
     ),
 ];
 

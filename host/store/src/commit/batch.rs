@@ -4,11 +4,27 @@
 
 use std::collections::{HashMap, HashSet};
 
+use sha2::{Digest, Sha256};
+
 use super::{CommitOutcome, Delivery, IngestedEvent, NewEvent, NormalizeOutcome, WritesApply};
 use crate::{InstallationId, StoreError};
 
 /// The deduplication key of a raw event: (installation, provider event id).
 pub(super) type Key<'a> = (&'a str, &'a str);
+
+/// The second deduplication key of a raw event within its installation: the SHA-256 of
+/// its type and its payload as the provider sent it. A provider that signs only the body
+/// (Shopify) leaves its event id unsigned, so a captured delivery replayed under a new id
+/// is recognised by its content. Two events of one type with byte-identical payloads are
+/// the same event; the type is in the key because a provider may send one body under
+/// several types (an order created already paid is both `orders/create` and `orders/paid`).
+pub(super) fn content_key(event: &IngestedEvent) -> [u8; 32] {
+    let mut hash = Sha256::new();
+    hash.update((event.event_type.len() as u64).to_be_bytes());
+    hash.update(event.event_type.as_bytes());
+    hash.update(&event.payload);
+    hash.finalize().into()
+}
 
 /// A raw event to insert, and the delivery it belongs to.
 pub(super) struct RawRow<'a> {
@@ -16,6 +32,8 @@ pub(super) struct RawRow<'a> {
     pub delivery: usize,
     pub d: &'a Delivery,
     pub event: &'a IngestedEvent,
+    /// Its [`content_key`].
+    pub content: [u8; 32],
 }
 
 impl<'a> RawRow<'a> {
@@ -47,6 +65,7 @@ pub(super) struct Batch<'a> {
 impl<'a> Batch<'a> {
     pub fn new(deliveries: &'a [&'a Delivery]) -> Self {
         let mut claimed = HashSet::new();
+        let mut claimed_content = HashSet::new();
         let mut rows = Vec::new();
         let mut repeated = vec![0; deliveries.len()];
         for (index, d) in deliveries.iter().enumerate() {
@@ -55,8 +74,11 @@ impl<'a> Batch<'a> {
                     delivery: index,
                     d,
                     event,
+                    content: content_key(event),
                 };
-                if claimed.insert(row.key()) {
+                let content = (row.d.installation_id.as_str(), row.content);
+                if !claimed.contains(&row.key()) && claimed_content.insert(content) {
+                    claimed.insert(row.key());
                     rows.push(row);
                 } else {
                     repeated[index] += 1;

@@ -19,7 +19,7 @@ use crate::StoreError;
 use crate::crypto::SecretCipher;
 use crate::store::now_rfc3339;
 
-/// `$1` the installations; `$2..$11` the raw events' columns, in key order; `$12..$18` the
+/// `$1` the installations; `$2..$12` the raw events' columns, in key order; `$13..$19` the
 /// normalized events' columns, in log order, each with its raw event's key. Answers one
 /// row per live installation (kind 0) and per inserted raw event (kind 1).
 const COMMIT: &str = "\
@@ -28,23 +28,24 @@ WITH live AS (
 ),
 raw AS (
     INSERT INTO raw_events (installation_id, provider_event_id, event_type, account_key,
-        driver_id, driver_version, received_at, payload, status, failure_reason)
+        driver_id, driver_version, received_at, payload, status, failure_reason, content_sha256)
     SELECT r.installation_id, r.provider_event_id, r.event_type, r.account_key, r.driver_id,
-        r.driver_version, r.received_at, r.payload, r.status, r.failure_reason
+        r.driver_version, r.received_at, r.payload, r.status, r.failure_reason, r.content_sha256
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::bytea[], $10::text[], $11::text[])
+            $8::text[], $9::bytea[], $10::text[], $11::text[], $12::bytea[])
         WITH ORDINALITY AS r(installation_id, provider_event_id, event_type, account_key,
-            driver_id, driver_version, received_at, payload, status, failure_reason, n)
+            driver_id, driver_version, received_at, payload, status, failure_reason,
+            content_sha256, n)
     WHERE r.installation_id IN (SELECT id FROM live)
     ORDER BY r.n
-    ON CONFLICT (installation_id, provider_event_id) DO NOTHING
+    ON CONFLICT DO NOTHING
     RETURNING id, installation_id, provider_event_id
 ),
 normalized AS (
     INSERT INTO events (id, installation_id, raw_event_id, type, subject, time, data)
     SELECT e.id, e.installation_id, raw.id, e.type, e.subject, e.time, e.data
-    FROM unnest($12::text[], $13::text[], $14::text[], $15::text[], $16::text[],
-            $17::text[], $18::text[])
+    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
+            $18::text[], $19::text[])
         WITH ORDINALITY AS e(id, installation_id, provider_event_id, type, subject, time,
             data, n)
     JOIN raw ON raw.installation_id = e.installation_id
@@ -96,6 +97,7 @@ async fn run<'a>(
         raw.payload.push(&row.event.payload);
         raw.status.push(status);
         raw.reason.push(reason);
+        raw.content.push(row.content.as_slice());
     }
     let mut events = EventColumns::default();
     for row in &batch.rows {
@@ -124,6 +126,7 @@ async fn run<'a>(
         .bind(raw.payload)
         .bind(raw.status)
         .bind(raw.reason)
+        .bind(raw.content)
         .bind(events.id)
         .bind(events.installation)
         .bind(events.provider_event_id)
@@ -168,6 +171,7 @@ struct RawColumns<'a> {
     payload: Vec<&'a [u8]>,
     status: Vec<&'a str>,
     reason: Vec<Option<&'a str>>,
+    content: Vec<&'a [u8]>,
 }
 
 /// The normalized events' columns, borrowed from the batch.

@@ -81,10 +81,10 @@ async fn insert_raw_events<'a>(
         let sql = format!(
             "INSERT INTO raw_events (installation_id, provider_event_id, event_type, \
              account_key, driver_id, driver_version, received_at, payload, status, \
-             failure_reason) VALUES {} \
-             ON CONFLICT (installation_id, provider_event_id) DO NOTHING \
+             failure_reason, content_sha256) VALUES {} \
+             ON CONFLICT DO NOTHING \
              RETURNING id, installation_id, provider_event_id",
-            placeholders(chunk.len(), 10)
+            placeholders(chunk.len(), 11)
         );
         let mut query = sqlx::query(&sql);
         for row in chunk {
@@ -99,7 +99,8 @@ async fn insert_raw_events<'a>(
                 .bind(row.d.received_at.as_str())
                 .bind(row.event.payload.as_slice())
                 .bind(status)
-                .bind(reason);
+                .bind(reason)
+                .bind(row.content.as_slice());
         }
         let returned = query.fetch_all(&mut **tx).await?;
         // RETURNING order is not guaranteed: match rows by their key.

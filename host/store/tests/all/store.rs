@@ -18,6 +18,7 @@ both_backends!(
     commit_stores_raw_and_events,
     duplicate_delivery_is_counted_not_stored,
     concurrent_duplicates_store_once,
+    same_content_under_a_new_id_is_a_duplicate,
     failed_normalization_is_a_dead_letter,
     state_writes_are_committed,
     event_cursor_pages_in_order,
@@ -564,6 +565,74 @@ async fn duplicate_delivery_is_counted_not_stored(db: &TestDb) {
         .await
         .unwrap();
     assert_eq!(out.stored, 1);
+    store.close().await;
+}
+
+/// Shopify's webhook id is an unsigned header: a captured body replayed under a new id is
+/// the same event. The same body under another type, or in another installation, is not.
+async fn same_content_under_a_new_id_is_a_duplicate(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "shopify", None).await;
+    let order = |webhook_id: &str, topic: &str, ce: &str| {
+        let mut event = normalized(webhook_id, &[ce]);
+        event.event_type = topic.into();
+        event.payload = br#"{"id":820982911946154508,"total_price":"403.00"}"#.to_vec();
+        event
+    };
+    let first = store
+        .commit_delivery(delivery(
+            &id,
+            vec![order("b54557e4", "orders/create", "ce_1")],
+            vec![set("k", b"1")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((first.stored, first.duplicates, first.events), (1, 0, 1));
+    let replay = store
+        .commit_delivery(delivery(
+            &id,
+            vec![order("forged-id", "orders/create", "ce_2")],
+            vec![set("k", b"2")],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((replay.stored, replay.duplicates, replay.events), (0, 1, 0));
+    // A redelivery's writes do not apply, whichever key found it.
+    assert_eq!(
+        store.get_state(&id, "k").await.unwrap().as_deref(),
+        Some(&b"1"[..])
+    );
+    // Inside one delivery (and so one batch) too.
+    let inner = store
+        .commit_delivery(delivery(
+            &id,
+            vec![
+                order("c1", "orders/paid", "ce_3"),
+                order("c2", "orders/paid", "ce_4"),
+            ],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!((inner.stored, inner.duplicates, inner.events), (1, 1, 1));
+    let other = install(&store, "inst_b", "shopify", None).await;
+    let elsewhere = store
+        .commit_delivery(delivery(
+            &other,
+            vec![order("b54557e4", "orders/create", "ce_5")],
+            vec![],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(elsewhere.stored, 1);
+    let labels: Vec<_> = store
+        .list_events(None, Cursor::START, 100)
+        .await
+        .unwrap()
+        .iter()
+        .map(label)
+        .collect();
+    assert_eq!(labels, ["ce_1", "ce_3", "ce_5"]);
     store.close().await;
 }
 
