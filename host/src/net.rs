@@ -2,8 +2,8 @@
 //! may connect to.
 //!
 //! - [`OriginPattern`]: `scheme://host[:port]`, where the host may start with `*.` (at least
-//!   two labels after it, so no pattern matches a whole top-level domain) and the port may
-//!   be `*`. A pattern grants exactly the scheme, host and port it names.
+//!   two labels after it and not an ICANN public suffix such as `co.uk`, so no pattern
+//!   matches a whole top-level domain) and the port may be `*`. A pattern grants exactly the scheme, host and port it names.
 //! - [`is_global`]: whether an address is publicly routable. Everything else — private,
 //!   loopback, link-local, shared, documentation, benchmarking, multicast, reserved — is
 //!   refused, including IPv4 addresses embedded in IPv6 forms (mapped, compatible, NAT64,
@@ -93,6 +93,11 @@ impl OriginPattern {
                         "{pattern:?}: a wildcard needs a domain of at least two labels after `*.` (e.g. https://*.myshopify.com)"
                     ));
                 }
+                if is_icann_public_suffix(suffix) {
+                    return Err(format!(
+                        "{pattern:?}: {suffix:?} is a public suffix, so `*.{suffix}` would match every domain registered under it"
+                    ));
+                }
                 HostPart::Subdomains(suffix.to_string())
             }
             None if host.parse::<IpAddr>().is_ok() => HostPart::Exact(host),
@@ -175,6 +180,17 @@ fn is_label(label: &str) -> bool {
         && label
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+/// Whether `name` is itself a suffix under which the public registers domains, per the
+/// ICANN section of the public suffix list (`co.uk`, `com.br`, `k12.ca.us`). The private
+/// section (`myshopify.com`, `github.io`) is not refused: providers give each tenant a name
+/// under one of those, and a driver's bundled policy narrows such a wildcard to the
+/// installation's own name.
+fn is_icann_public_suffix(name: &str) -> bool {
+    psl::suffix(name.as_bytes()).is_some_and(|suffix| {
+        suffix.typ() == Some(psl::Type::Icann) && suffix.as_bytes().len() == name.len()
+    })
 }
 
 fn default_port(scheme: &str) -> u16 {
@@ -356,6 +372,20 @@ mod tests {
     }
 
     #[test]
+    fn wildcards_under_a_registrable_domain_are_accepted() {
+        // One label below an ICANN suffix is a registrable domain; the private section of
+        // the list (tenant names under a provider's domain) is accepted on purpose.
+        for good in [
+            "https://*.example.co.uk",
+            "https://*.shop.com.br",
+            "https://*.myshopify.com",
+            "https://*.github.io",
+        ] {
+            assert!(OriginPattern::parse(good).is_ok(), "{good}");
+        }
+    }
+
+    #[test]
     fn bad_and_over_broad_patterns_are_refused() {
         for bad in [
             "api.stripe.com",
@@ -367,6 +397,10 @@ mod tests {
             "https://",
             "https://*.",
             "https://*.com",
+            "https://*.co.uk",
+            "https://*.com.br",
+            "https://*.k12.ca.us",
+            "https://*.CO.UK",
             "https://*",
             "https://*.*.com",
             "https://user@host",

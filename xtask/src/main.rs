@@ -284,6 +284,7 @@ const FUZZ_TARGETS: &[&str] = &[
     "shopify_oauth_query",
     "webhook_intake",
     "settings",
+    "host_intake",
 ];
 
 fn fuzz(ws: &Workspace) -> Result<()> {
@@ -317,6 +318,8 @@ fn fuzz(ws: &Workspace) -> Result<()> {
             ws.cargo()
                 .current_dir(&dir)
                 .env("CARGO_TARGET_DIR", ws.target.join("fuzz"))
+                // `host_intake` loads the bundled components built for the suite.
+                .env("SLUICE_DRIVERS", ws.drivers_dir())
                 .args(["fuzz", "run", "--sanitizer", "none", "-O", "-a", target])
                 // The growing corpus stays under target/; the seeds are read only.
                 .arg(&corpus)

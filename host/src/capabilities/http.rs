@@ -32,6 +32,7 @@ pub struct Http {
     granted: reqwest::Client,
     grants: Arc<[OriginPattern]>,
     max_response: usize,
+    key_sets: Arc<super::jwks::KeySetCache>,
 }
 
 fn client(resolver: GlobalOnlyResolver) -> reqwest::Result<reqwest::Client> {
@@ -53,6 +54,7 @@ impl Capability for Http {
             granted: client(GlobalOnlyResolver::trusting(grants.clone()))?,
             grants,
             max_response: config.limits.max_response_bytes,
+            key_sets: Arc::default(),
         })
     }
 
@@ -78,13 +80,14 @@ impl Capability for Http {
             settings: None,
             remaining: scope.driver.limits.max_outbound_requests,
             max_response: self.max_response,
+            key_sets: self.key_sets.clone(),
         }
     }
 }
 
 /// Which client a checked request goes through.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-enum Route {
+pub(super) enum Route {
     Public,
     Granted,
 }
@@ -104,11 +107,12 @@ pub struct CallHttp {
     settings: Option<serde_json::Value>,
     remaining: u32,
     max_response: usize,
+    key_sets: Arc<super::jwks::KeySetCache>,
 }
 
 impl CallHttp {
     /// Check a URL against the grants; `Err` is the guest-facing reason.
-    fn check(&self, url: &url::Url) -> Result<Route, Error> {
+    pub(super) fn check(&self, url: &url::Url) -> Result<Route, Error> {
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(Error::InvalidRequest(format!(
                 "scheme {:?} is not allowed",
@@ -166,11 +170,25 @@ impl CallHttp {
         }
     }
 
-    fn client(&self, route: Route) -> reqwest::Client {
+    pub(super) fn client(&self, route: Route) -> reqwest::Client {
         match route {
             Route::Public => self.public.clone(),
             Route::Granted => self.granted.clone(),
         }
+    }
+
+    /// Take one request from the call's outbound budget; `false` when it is spent.
+    pub(super) fn spend_request(&mut self) -> bool {
+        let Some(left) = self.remaining.checked_sub(1) else {
+            return false;
+        };
+        self.remaining = left;
+        true
+    }
+
+    /// The process-wide cache of JSON Web Key Sets.
+    pub(super) fn key_sets(&self) -> &super::jwks::KeySetCache {
+        &self.key_sets
     }
 }
 

@@ -14,6 +14,8 @@
 pub mod clock;
 pub mod credentials;
 pub mod http;
+mod jwks;
+pub mod jwt;
 pub mod log;
 pub mod secrets;
 pub mod state;

@@ -4,15 +4,13 @@
 
 use std::collections::HashMap;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{Hmac, Mac};
 use sluice_store::Writes;
 use subtle::ConstantTimeEq;
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope};
-use crate::wit::secrets::{Error, HmacAlgorithm, Host};
+use crate::wit::secrets::{Error, HmacAlgorithm, Host, JwksError};
 
 /// A secret's bytes: zeroed on drop, `[redacted]` in `Debug` (the store's type, so a value
 /// read or captured here is committed without another copy).
@@ -126,57 +124,6 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
-/// Verify an HS256 JWT and return its claims. `now` is seconds since the epoch.
-pub fn verify_jwt_hs256(key: &[u8], token: &str, now: i64) -> Result<String, String> {
-    let mut parts = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next())
-    else {
-        return Err("a JWT has three dot-separated parts".into());
-    };
-    let decode = |part: &str| {
-        URL_SAFE_NO_PAD
-            .decode(part)
-            .map_err(|e| format!("bad base64url: {e}"))
-    };
-    let header: serde_json::Value =
-        serde_json::from_slice(&decode(header)?).map_err(|e| format!("bad JWT header: {e}"))?;
-    if header.get("alg").and_then(|a| a.as_str()) != Some("HS256") {
-        return Err("only HS256 JWTs are supported".into());
-    }
-    let signed = &token[..token.len() - signature.len() - 1];
-    let expected = compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
-    if !constant_time_eq(&expected, &decode(signature)?) {
-        return Err("JWT signature does not match".into());
-    }
-    let claims_bytes = decode(payload)?;
-    let claims: serde_json::Value =
-        serde_json::from_slice(&claims_bytes).map_err(|e| format!("bad JWT claims: {e}"))?;
-    if !claims.is_object() {
-        return Err("JWT claims are not a JSON object".into());
-    }
-    // A time claim that is present but not an integer (a string, a fraction, a huge
-    // number) is refused: skipping it would accept a token that never expires.
-    let time_claim = |name: &str| match claims.get(name) {
-        None => Ok(None),
-        Some(v) => v
-            .as_i64()
-            .map(Some)
-            .ok_or_else(|| format!("JWT claim {name:?} is not an integer NumericDate")),
-    };
-    if let Some(exp) = time_claim("exp")?
-        && now >= exp
-    {
-        return Err("JWT has expired".into());
-    }
-    if let Some(nbf) = time_claim("nbf")?
-        && now < nbf
-    {
-        return Err("JWT is not valid yet".into());
-    }
-    String::from_utf8(claims_bytes).map_err(|_| "JWT claims are not UTF-8".into())
-}
-
 impl Host for CallState {
     async fn verify_hmac(
         &mut self,
@@ -214,9 +161,17 @@ impl Host for CallState {
     ) -> wasmtime::Result<Result<String, Error>> {
         let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
         Ok(match self.caps.secrets.lookup(&secret).await? {
-            Ok(key) => verify_jwt_hs256(key.expose(), &token, now).map_err(Error::Invalid),
+            Ok(key) => super::jwt::verify_hs256(key.expose(), &token, now).map_err(Error::Invalid),
             Err(e) => Err(e),
         })
+    }
+
+    async fn verify_jwt_jwks(
+        &mut self,
+        jwks_url: String,
+        token: String,
+    ) -> wasmtime::Result<Result<String, JwksError>> {
+        Ok(self.check_jwt_with_key_set(&jwks_url, &token).await)
     }
 
     async fn exists(&mut self, secret: String) -> wasmtime::Result<bool> {
@@ -256,66 +211,5 @@ mod tests {
         assert!(constant_time_eq(b"abc", b"abc"));
         assert!(!constant_time_eq(b"abc", b"abd"));
         assert!(!constant_time_eq(b"abc", b"abcd"));
-    }
-
-    #[test]
-    fn jwt_hs256_is_verified_and_time_checked() {
-        let key = b"jwt-key";
-        let header = URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256","typ":"JWT"}"#);
-        let claims = URL_SAFE_NO_PAD.encode(br#"{"sub":"x","exp":2000,"nbf":1000}"#);
-        let signed = format!("{header}.{claims}");
-        let sig =
-            URL_SAFE_NO_PAD.encode(compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes()));
-        let token = format!("{signed}.{sig}");
-        assert_eq!(
-            verify_jwt_hs256(key, &token, 1500).unwrap(),
-            r#"{"sub":"x","exp":2000,"nbf":1000}"#
-        );
-        assert!(
-            verify_jwt_hs256(key, &token, 2000)
-                .unwrap_err()
-                .contains("expired")
-        );
-        assert!(
-            verify_jwt_hs256(key, &token, 999)
-                .unwrap_err()
-                .contains("not valid yet")
-        );
-        assert!(
-            verify_jwt_hs256(b"other", &token, 1500)
-                .unwrap_err()
-                .contains("signature")
-        );
-        let none = format!("{}.{claims}.", URL_SAFE_NO_PAD.encode(br#"{"alg":"none"}"#));
-        assert!(verify_jwt_hs256(key, &none, 1500).is_err());
-    }
-
-    #[test]
-    fn jwt_time_claims_must_be_integers() {
-        let key = b"jwt-key";
-        let sign = |claims: &str| {
-            let signed = format!(
-                "{}.{}",
-                URL_SAFE_NO_PAD.encode(br#"{"alg":"HS256"}"#),
-                URL_SAFE_NO_PAD.encode(claims)
-            );
-            let sig = compute_hmac(HmacAlgorithm::Sha256, key, signed.as_bytes());
-            format!("{signed}.{}", URL_SAFE_NO_PAD.encode(sig))
-        };
-        for claims in [
-            r#"{"exp":"2000"}"#,
-            r#"{"exp":2000.5}"#,
-            r#"{"exp":null}"#,
-            r#"{"exp":1e30}"#,
-            r#"{"nbf":"1000"}"#,
-            r#"[1,2]"#,
-        ] {
-            let err = verify_jwt_hs256(key, &sign(claims), 1500).unwrap_err();
-            assert!(
-                err.contains("not an integer") || err.contains("not a JSON object"),
-                "{claims}: {err}"
-            );
-        }
-        assert!(verify_jwt_hs256(key, &sign(r#"{"sub":"x"}"#), 1500).is_ok());
     }
 }

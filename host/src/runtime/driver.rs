@@ -74,6 +74,10 @@ pub struct SigningHeader {
     pub template: String,
 }
 
+/// Most a driver's metadata may make the host allocate when it is lifted (its settings
+/// schema, descriptions and templates are a few kilobytes).
+const MAX_METADATA_LIFT: usize = 1 << 20;
+
 /// The JSON Schema annotation that marks the settings property holding an installation's
 /// account key (Shopify `shop`, Stripe `account`), used to route app-level webhooks.
 pub const ACCOUNT_KEY_ANNOTATION: &str = "x-sluice-account-key";
@@ -179,6 +183,8 @@ impl Runtime {
         let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
         store.set_epoch_deadline(1);
+        // Metadata is a few kilobytes; lifting more is refused before it is copied.
+        store.set_hostcall_fuel(MAX_METADATA_LIFT);
         let deadline = std::time::Instant::now() + self.limits().webhook_timeout();
         store.limiter(|s| s.store_limits());
         store.epoch_deadline_callback(move |_| super::session::deadline_check(deadline));

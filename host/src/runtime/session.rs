@@ -73,19 +73,38 @@ pub(super) fn deadline_check(deadline: Instant) -> wasmtime::Result<UpdateDeadli
     }
 }
 
-fn classify(error: wasmtime::Error) -> CallError {
+/// Wasmtime's text for a lift stopped by hostcall fuel (its error type is private).
+const LIFT_FUEL_EXHAUSTED: &str = "fuel allocated for hostcalls has been exhausted";
+
+/// How many bytes one value the guest hands the host (an export's result, an import's
+/// arguments) may make the host allocate, given what is left of the call's output cap.
+/// Wasmtime charges this while lifting, before it allocates: every list element at its
+/// host size and every string at its length, each time it is referenced, so lists that
+/// alias one buffer in guest memory are charged per reference and stopped early. Twice
+/// the allowance leaves room for host layouts larger than the output they become; the
+/// floor, for the small arguments of calls made after the allowance is spent.
+pub(super) fn lift_budget(output_left: usize) -> usize {
+    output_left.saturating_mul(2).max(64 * 1024)
+}
+
+/// `max_output` is the call's output cap, reported when lifting ran out of budget.
+fn classify(error: wasmtime::Error, max_output: usize) -> CallError {
     if error.downcast_ref::<DeadlineExceeded>().is_some() {
-        CallError::Timeout
-    } else {
-        // The full chain (with the wasm backtrace) is for the operator's log; callers get
-        // the root cause, e.g. "wasm trap: wasm `unreachable` instruction executed".
-        tracing::warn!(error = ?error, "driver trapped");
-        let mut root: &dyn std::error::Error = &*error;
-        while let Some(source) = root.source() {
-            root = source;
-        }
-        CallError::Trap(root.to_string())
+        return CallError::Timeout;
     }
+    let mut root: &dyn std::error::Error = &*error;
+    while let Some(source) = root.source() {
+        root = source;
+    }
+    let root = root.to_string();
+    if root.contains(LIFT_FUEL_EXHAUSTED) {
+        tracing::warn!(error = %root, "driver output stopped while lifting");
+        return CallError::OutputTooLarge(max_output);
+    }
+    // The full chain (with the wasm backtrace) is for the operator's log; callers get
+    // the root cause, e.g. "wasm trap: wasm `unreachable` instruction executed".
+    tracing::warn!(error = ?error, "driver trapped");
+    CallError::Trap(root)
 }
 
 /// A live instance of a driver for one call.
@@ -125,6 +144,7 @@ impl Runtime {
         let state = CallState::new(self.capabilities(), &scope);
         let mut store = Store::new(self.engine(), state);
         store.limiter(|s| s.store_limits());
+        store.set_hostcall_fuel(lift_budget(limits.max_output_bytes));
         let started = Instant::now();
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| deadline_check(started + budget));
@@ -135,7 +155,7 @@ impl Runtime {
         )
         .await
         .map_err(|_| CallError::Timeout)?
-        .map_err(classify)?;
+        .map_err(|e| classify(e, limits.max_output_bytes))?;
         Ok(Session {
             store,
             instance,
@@ -161,12 +181,14 @@ macro_rules! call {
         // bindings, which type-check every export against the world; sessions instantiate
         // the same component (one `InstancePre`), so the signature is this one.
         let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
+        session.store.set_hostcall_fuel(lift_budget(session.output_left));
+        let max_output = session.max_output;
         let call = typed.call_async(&mut session.store, ($($arg,)*));
         tokio::time::timeout_at(session.deadline, call)
             .await
             .map_err(|_| CallError::Timeout)?
             .map(|(out,)| out)
-            .map_err(classify)
+            .map_err(|e| classify(e, max_output))
     }};
 }
 

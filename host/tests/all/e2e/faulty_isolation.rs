@@ -93,15 +93,19 @@ async fn faulty_calls_fail_alone(backend: Backend) {
         "the loop was not stopped by the deadline"
     );
 
-    // 10,000 events of 1 KiB: over the 8 MiB output cap.
+    // 10,000 events of 1 KiB: over the 8 MiB output cap, and refused while the host lifts
+    // the result, before it has allocated twice the cap for it.
     let resp = sluice.post_webhook(&huge, &[], body("evt_huge")).await;
     resp.expect_status(500);
     assert_eq!(resp.error_code(), Some("driver_failed"), "{}", resp.text);
+    let log = sluice.log();
     assert!(
-        sluice
-            .log()
-            .contains("the driver returned too much output (limit 8388608 bytes)"),
+        log.contains("the driver returned too much output (limit 8388608 bytes)"),
         "the huge output was not refused by the output cap"
+    );
+    assert!(
+        log.contains("driver output stopped while lifting"),
+        "the huge output was copied into the host before it was refused"
     );
 
     // And afterwards.

@@ -1,6 +1,7 @@
 //! Hostile drivers beside a healthy installation: while the faulty driver loops in
 //! `route-key`, recurses without end, returns a 16 MiB error, sends requests until its
-//! budget stops it, floods the log and tries to reach the machine, a Stripe installation
+//! budget stops it, floods the log, tries to reach the machine, returns 100,000 events
+//! aliasing one buffer and floods the resource table, a Stripe installation
 //! keeps receiving webhooks — every one of them accepted, promptly — and each hostile call
 //! is contained with a logged reason.
 
@@ -103,7 +104,7 @@ async fn hostile_drivers_are_contained_while_stripe_keeps_working() {
         }
     };
     // Each hostile call, and what must be in the log about it.
-    let cases: [(&str, u16, &str); 5] = [
+    let cases: [(&str, u16, &str); 7] = [
         ("recurse", 500, "the driver trapped"),
         ("huge-error", 500, "bytes in all)"),
         ("many-requests", 500, "LimitExceeded"),
@@ -113,6 +114,9 @@ async fn hostile_drivers_are_contained_while_stripe_keeps_working() {
             500,
             r#"escape: {"vars":0,"args":0,"file":"error","dir":"error","socket":"error","dns":"error"}"#,
         ),
+        // Stopped while lifting, before the host allocates for the copies.
+        ("aliased-output", 500, "driver output stopped while lifting"),
+        ("resource-flood", 500, "resource table has no free keys"),
     ];
     for (mode, status, reason) in cases {
         let inst = create(mode).await;

@@ -11,6 +11,7 @@ mod hostile_traffic;
 mod hotmart_fixtures;
 mod hotmart_webhooks;
 mod hygiene;
+mod jwt_jwks;
 mod outbound_http;
 mod refusals;
 mod secrets;

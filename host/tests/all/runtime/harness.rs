@@ -44,6 +44,21 @@ pub async fn load_with(
     (runtime, driver)
 }
 
+/// A test-only driver (`tests/drivers`) in a runtime with the given sandbox limits.
+pub async fn load_test_driver_with(name: &str, limits: SandboxConfig) -> (Runtime, LoadedDriver) {
+    let config = CapabilityConfig {
+        limits,
+        ..CapabilityConfig::new(Vec::new())
+    };
+    let key = sluice_store::MasterKey::parse(sluice_testkit::TEST_MASTER_KEY).unwrap();
+    let cache = CodeCache::new(sluice_testkit::paths::compile_cache(), &key);
+    let runtime = Runtime::new(config, Some(cache)).unwrap();
+    let path = sluice_testkit::paths::test_driver(name);
+    let bytes = std::fs::read(&path).unwrap();
+    let driver = runtime.load_driver(&bytes).await.unwrap();
+    (runtime, driver)
+}
+
 /// A call scope for `installation` with the given secrets and state.
 pub fn fixed_scope(
     driver: &LoadedDriver,

@@ -1,5 +1,6 @@
 //! Bundled drivers in an in-process runtime, calling loopback fakes.
 
+mod faulty_poll;
 mod harness;
 mod hotmart_poll;
 mod hotmart_sales_fixture;

@@ -4,7 +4,13 @@
 //! to that `url` (`leak-bearer`, `leak-header`, under a header it did not declare), or to
 //! overwrite it from an unauthenticated response (`plant`); or it recurses without end,
 //! fails with a 16 MiB error text, sends requests until the budget stops it, floods the
-//! log, or tries to read the environment, files and sockets (`escape`). A request header
+//! log, or tries to read the environment, files and sockets (`escape`); or it returns
+//! 100,000 events whose payloads all alias one 4 MiB buffer (`aliased-output`, 400 GB if
+//! the host copied each), or opens WASI handles without closing them (`resource-flood`).
+//! In `jwt` mode it is a well-behaved JWT-authenticated driver: the request's bearer token
+//! is verified against the key set at the settings' `url`; its claims are the payload and
+//! its `jti` the event id.
+//! A request header
 //! `x-faulty-route: loop` makes `route-key` loop. So the
 //! end-to-end tests can check that one bad driver fails only its own calls and that
 //! outbound grants and credential bindings hold.
@@ -28,7 +34,7 @@ use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
 use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape","aliased-output","resource-flood","jwt"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
 /// The id in the metadata: invalid in the `bad-metadata` build.
 #[cfg(not(feature = "bad-metadata"))]
@@ -64,6 +70,9 @@ enum Mode {
     ManyRequests,
     LogFlood,
     Escape,
+    AliasedOutput,
+    ResourceFlood,
+    Jwt,
 }
 
 /// The secret `leak-*` modes try to send where it is not bound.
@@ -89,6 +98,9 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("many-requests") => Mode::ManyRequests,
         Some("log-flood") => Mode::LogFlood,
         Some("escape") => Mode::Escape,
+        Some("aliased-output") => Mode::AliasedOutput,
+        Some("resource-flood") => Mode::ResourceFlood,
+        Some("jwt") => Mode::Jwt,
         _ => Mode::Ok,
     }
 }
@@ -253,6 +265,26 @@ impl ingest::Guest for Faulty {
             }
             // What it saw, as the error (for the operator's log).
             Mode::Escape => return Err(DriverError::Internal(escape_attempts())),
+            Mode::AliasedOutput => return Ok(aliased_outcome()),
+            // The event is named by the verified token's `jti`, so a test sees the claims.
+            Mode::Jwt => {
+                let claims = verified_claims(&ctx, &request)?;
+                let jti = json_string_field(&claims, "jti")
+                    .ok_or_else(|| DriverError::BadRequest("the token has no `jti`".into()))?;
+                vec![RawEvent {
+                    provider_event_id: jti,
+                    event_type: "faulty.jwt".into(),
+                    account_key: None,
+                    occurred_at: None,
+                    payload: claims,
+                }]
+            }
+            Mode::ResourceFlood => {
+                let opened = flood_resources();
+                return Err(DriverError::Internal(format!(
+                    "opened {opened} handles and returned"
+                )));
+            }
             Mode::Plant => {
                 let url = json_string_field(ctx.settings.as_bytes(), "url")
                     .ok_or_else(|| DriverError::InvalidSettings("plant needs `url`".into()))?;
@@ -291,7 +323,10 @@ impl ingest::Guest for Faulty {
         })
     }
 
-    fn poll(_: CallContext, _: Option<String>) -> Result<PollResult, DriverError> {
+    fn poll(ctx: CallContext, _: Option<String>) -> Result<PollResult, DriverError> {
+        if mode(&ctx) == Mode::Loop {
+            spin_forever();
+        }
         Err(DriverError::Unsupported("faulty is webhook-only".into()))
     }
 }
@@ -366,6 +401,72 @@ fn escape_attempts() -> String {
     format!(
         r#"escape: {{"vars":{vars},"args":{args},"file":"{file}","dir":"{dir}","socket":"{socket}","dns":"{dns}"}}"#
     )
+}
+
+/// The claims of the request's bearer token, verified against the key set at `url`.
+fn verified_claims(ctx: &CallContext, request: &IncomingRequest) -> Result<Vec<u8>, DriverError> {
+    use sluice::driver::secrets::{JwksError, verify_jwt_jwks};
+    let url = json_string_field(ctx.settings.as_bytes(), "url")
+        .ok_or_else(|| DriverError::InvalidSettings("jwt needs `url`".into()))?;
+    let token = request
+        .headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("authorization"))
+        .and_then(|(_, v)| v.strip_prefix("Bearer "))
+        .ok_or_else(|| DriverError::Unauthorized("no bearer token".into()))?;
+    match verify_jwt_jwks(&url, token) {
+        Ok(claims) => Ok(claims.into_bytes()),
+        Err(JwksError::Invalid(m)) => Err(DriverError::Unauthorized(m)),
+        Err(JwksError::Unavailable(m)) => Err(DriverError::Internal(format!("unavailable: {m}"))),
+        Err(JwksError::Denied(m)) => Err(DriverError::Internal(format!("denied: {m}"))),
+    }
+}
+
+/// Number of events in `aliased-output` mode, and the one buffer all their payloads point at.
+const ALIASED_COUNT: usize = 100_000;
+const ALIASED_PAYLOAD: usize = 4 << 20;
+
+/// A webhook outcome whose 100,000 events all point at one 4 MiB payload: a few MiB of
+/// guest memory that a host copying element by element would turn into 400 GB.
+fn aliased_outcome() -> WebhookOutcome {
+    let buffer = std::mem::ManuallyDrop::new(vec![b'a'; ALIASED_PAYLOAD]);
+    let (ptr, len, cap) = (buffer.as_ptr() as *mut u8, buffer.len(), buffer.capacity());
+    let events = (0..ALIASED_COUNT)
+        .map(|i| {
+            // SAFETY: deliberately not. Every payload claims the same allocation; this
+            // driver exists to hand the host such a result. Nothing reads them in the
+            // guest, and the instance is discarded after the call whatever happens in
+            // post-return.
+            let payload = unsafe { Vec::from_raw_parts(ptr, len, cap) };
+            ReceivedEvent {
+                raw: RawEvent {
+                    provider_event_id: format!("aliased_{i}"),
+                    event_type: "faulty.aliased".into(),
+                    account_key: None,
+                    occurred_at: None,
+                    payload,
+                },
+                records: Ok(vec![]),
+            }
+        })
+        .collect();
+    WebhookOutcome {
+        events,
+        reply: None,
+    }
+}
+
+/// Opens monotonic-clock pollables without ever closing them, until the host refuses;
+/// returns how many it got (the host must trap first).
+fn flood_resources() -> usize {
+    let mut opened = 0;
+    for _ in 0..100_000 {
+        std::mem::forget(wasip2::clocks::monotonic_clock::subscribe_duration(
+            1_000_000_000,
+        ));
+        opened += 1;
+    }
+    opened
 }
 
 /// Never returns; the host's epoch deadline has to interrupt it.
