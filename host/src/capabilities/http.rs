@@ -407,6 +407,9 @@ impl Host for CallState {
             )));
         }
         let captures = request.capture.clone();
+        // Origin and path only: a query may carry what the driver put there.
+        let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
+        let method = format!("{:?}", request.method);
         let client = self.caps.http.client(route);
         let outgoing = match self.build(client.clone(), url, request).await? {
             Ok(r) => r,
@@ -420,6 +423,7 @@ impl Host for CallState {
             Err(e) => return Ok(Err(Error::Transport(format!("{e:#}")))),
         };
         let status = response.status().as_u16();
+        tracing::debug!(driver = %self.caps.http.declared.id, %method, %target, status, "outbound request");
         let headers = response
             .headers()
             .iter()

@@ -59,6 +59,60 @@ pub async fn load_test_driver_with(name: &str, limits: SandboxConfig) -> (Runtim
     (runtime, driver)
 }
 
+/// Everything the in-process runtimes of this test binary log, at `trace`, for the secrets
+/// sweep: a test that hands a runtime secrets, or has it capture tokens, checks that none of
+/// them is in here ([`assert_not_logged`]). Installed once, as the process's subscriber.
+fn trace_log() -> &'static std::sync::Mutex<Vec<u8>> {
+    static LOG: std::sync::OnceLock<&'static std::sync::Mutex<Vec<u8>>> =
+        std::sync::OnceLock::new();
+    LOG.get_or_init(|| {
+        let log: &'static std::sync::Mutex<Vec<u8>> = Box::leak(Box::default());
+        let writer = move || TraceWriter(log);
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter("sluice=trace")
+            .with_writer(writer)
+            .finish();
+        tracing::subscriber::set_global_default(subscriber)
+            .expect("the runtime tests' subscriber is the process's only one");
+        log
+    })
+}
+
+struct TraceWriter(&'static std::sync::Mutex<Vec<u8>>);
+
+impl std::io::Write for TraceWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Start recording the runtimes' trace log (call before the runtime is used).
+pub fn record_trace() {
+    trace_log();
+}
+
+/// Assert that no secret value in `values` appears in anything logged so far, and that the
+/// log is not empty (so the sweep looked at something).
+pub fn assert_not_logged(values: &[&str]) {
+    let log = trace_log().lock().unwrap_or_else(|p| p.into_inner());
+    assert!(
+        !log.is_empty(),
+        "nothing was logged at trace: the sweep saw nothing"
+    );
+    let text = String::from_utf8_lossy(&log);
+    for value in values {
+        assert!(!text.contains(value), "secret value {value:?} was logged");
+    }
+}
+
 /// A call scope for `installation` with the given secrets and state.
 pub fn fixed_scope(
     driver: &LoadedDriver,

@@ -198,6 +198,7 @@ fn ids(result: &PollResult) -> Vec<&str> {
 
 #[tokio::test]
 async fn acquires_a_token_and_walks_two_pages() {
+    harness::record_trace();
     let (base, fake) = start_fake(Mode::Ok).await;
     let (runtime, driver) = runtime(&["http://127.0.0.1:*"]).await;
 
@@ -297,6 +298,8 @@ async fn acquires_a_token_and_walks_two_pages() {
         "same window"
     );
     assert_eq!(last.authorization.as_deref(), Some("Bearer issued-token-2"));
+    // The client credentials and the tokens the host captured are in no log line.
+    harness::assert_not_logged(&[CLIENT_SECRET, "issued-token-1", "issued-token-2"]);
 }
 
 #[tokio::test]

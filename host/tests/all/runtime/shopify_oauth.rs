@@ -105,6 +105,7 @@ async fn code_exchange_captures_tokens_host_side() {
         serde_json::from_str(python["response_body"].as_str().unwrap()).unwrap(),
     ));
 
+    harness::record_trace();
     let endpoint = TokenEndpoint::default();
     let base = harness::serve(
         axum::Router::new()
@@ -113,6 +114,7 @@ async fn code_exchange_captures_tokens_host_side() {
     )
     .await;
     let (runtime, driver) = harness::load("shopify", &["http://127.0.0.1:*"]).await;
+    let mut tokens = Vec::new();
 
     for (n, (name, mut response)) in responses.into_iter().enumerate() {
         // Placeholders become distinct concrete tokens.
@@ -145,7 +147,17 @@ async fn code_exchange_captures_tokens_host_side() {
             out.captured, expected,
             "{name}: tokens captured by the host"
         );
+        tokens.extend(expected.into_iter().map(|(_, token)| token));
     }
+    // Captured tokens and the app secret are in no log line of the whole exchange (the
+    // Python SDK case's token is the word "token", which the endpoint's path holds).
+    let mut swept: Vec<&str> = tokens
+        .iter()
+        .map(String::as_str)
+        .filter(|t| *t != "token")
+        .collect();
+    swept.push(APP_SECRET);
+    harness::assert_not_logged(&swept);
     assert_eq!(
         cases["authorization_code_exchange"]["python_sdk_case"]["expect_token"],
         "token"
