@@ -1,8 +1,10 @@
 //! Canonical records to JSON, and the CloudEvents 1.0 envelope around them.
 //!
 //! Field names are the WIT names in `snake_case`; enumerations are `snake_case` with the
-//! provider's value beside them in `<field>_raw`; money is `{amount_minor, currency}`;
-//! times are RFC 3339 UTC. Records a driver gets wrong (a currency that is not ISO 4217
+//! provider's value beside them in `<field>_raw`; money is `{amount_minor, currency}`, with
+//! `exact` (the provider's decimal text) when the amount had more places than the
+//! currency's exponent; times are RFC 3339 UTC; a record the driver could map only in part
+//! carries `warnings: [{field, reason}]`. Records a driver gets wrong (a currency that is not ISO 4217
 //! shaped, a time out of range) are refused here rather than published.
 
 use serde_json::{Map, Value, json};
@@ -10,7 +12,7 @@ use serde_json::{Map, Value, json};
 use crate::wit::canonical::{
     Address, CanonicalRecord, Change, ChargebackStatus, FinancialStatus, FulfillmentStatus,
     InvoiceStatus, LineItem, OrderStatus, PaymentStatus, RecordData, RefundStatus,
-    SubscriptionStatus,
+    SubscriptionStatus, Warning,
 };
 use crate::wit::types::{Datetime, Money};
 
@@ -197,6 +199,10 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
             w.os("external_id", &u.external_id)
                 .os("object_type", &u.object_type);
             w.s("provider_event_type", provider_type);
+            if let Some(reason) = &u.reason {
+                w.s("reason", &bounded(reason, MAX_WARNING_TEXT));
+            }
+            w.warnings(&record.warnings);
             return Ok(Rendered {
                 event_type: format!("unmapped.{provider_type}"),
                 subject: u.external_id.clone(),
@@ -204,11 +210,26 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
             });
         }
     };
+    w.warnings(&record.warnings);
     Ok(Rendered {
         event_type: format!("{kind}.{}", status.unwrap_or(change)),
         subject: subject.cloned(),
         data: w.finish(kind, change),
     })
+}
+
+/// Most warnings one record keeps, and the longest text of each part; a driver that says
+/// more is cut short (the output cap bounds the rest).
+const MAX_WARNINGS: usize = 32;
+const MAX_WARNING_TEXT: usize = 512;
+
+/// `text` cut to at most `max` bytes at a character boundary.
+fn bounded(text: &str, max: usize) -> String {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text[..end].to_string()
 }
 
 /// Builds a record's JSON object field by field.
@@ -275,6 +296,22 @@ impl Writer {
             .collect();
         self.v("metadata", Value::Object(map))
     }
+    fn warnings(&mut self, warnings: &[Warning]) -> &mut Self {
+        if warnings.is_empty() {
+            return self;
+        }
+        let list = warnings
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|w| {
+                json!({
+                    "field": bounded(&w.field, MAX_WARNING_TEXT),
+                    "reason": bounded(&w.reason, MAX_WARNING_TEXT),
+                })
+            })
+            .collect();
+        self.v("warnings", Value::Array(list))
+    }
     fn finish(self, kind: &str, change: &str) -> Value {
         let mut out = Map::new();
         out.insert("kind".into(), kind.into());
@@ -291,7 +328,30 @@ fn money(m: &Money) -> Result<Value, InvalidRecord> {
             m.currency
         )));
     }
-    Ok(json!({"amount_minor": m.amount_minor, "currency": m.currency}))
+    match &m.exact {
+        None => Ok(json!({"amount_minor": m.amount_minor, "currency": m.currency})),
+        Some(exact) if is_decimal_text(exact) => Ok(json!({
+            "amount_minor": m.amount_minor, "currency": m.currency, "exact": exact,
+        })),
+        Some(exact) => Err(InvalidRecord(format!(
+            "exact amount {:?} is not a decimal number",
+            bounded(exact, 64)
+        ))),
+    }
+}
+
+/// A plain decimal number of at most 64 characters (`-5625.21`).
+fn is_decimal_text(text: &str) -> bool {
+    let digits = text.strip_prefix('-').unwrap_or(text);
+    let (int, frac) = match digits.split_once('.') {
+        Some((_, "")) => return false,
+        Some(parts) => parts,
+        None => (digits, ""),
+    };
+    text.len() <= 64
+        && !int.is_empty()
+        && int.bytes().all(|b| b.is_ascii_digit())
+        && frac.bytes().all(|b| b.is_ascii_digit())
 }
 
 fn address(a: &Address) -> Value {
@@ -425,6 +485,7 @@ mod tests {
                 amount: Money {
                     amount_minor: 5000,
                     currency: currency.into(),
+                    exact: None,
                 },
                 amount_captured: None,
                 amount_refunded: None,
@@ -440,6 +501,41 @@ mod tests {
                 }),
                 metadata: vec![("k".into(), "v".into())],
             }),
+            warnings: vec![],
+        }
+    }
+
+    #[test]
+    fn exact_amounts_and_warnings_are_rendered() {
+        let mut record = payment("CLP");
+        if let RecordData::Payment(p) = &mut record.data {
+            p.amount = Money {
+                amount_minor: 5625,
+                currency: "CLP".into(),
+                exact: Some("5625.21".into()),
+            };
+        }
+        record.warnings = vec![Warning {
+            field: "fee".into(),
+            reason: "unknown currency \"XBT\"".into(),
+        }];
+        let r = render(&record, "PURCHASE_APPROVED").unwrap();
+        assert_eq!(
+            r.data["amount"],
+            json!({"amount_minor": 5625, "currency": "CLP", "exact": "5625.21"})
+        );
+        assert_eq!(
+            r.data["warnings"],
+            json!([{"field": "fee", "reason": "unknown currency \"XBT\""}])
+        );
+        // No `warnings` key when there are none, and `exact` must be a decimal number.
+        let plain = render(&payment("USD"), "charge.succeeded").unwrap();
+        assert!(plain.data.get("warnings").is_none());
+        for bad in ["5,625.21", "1e3", "", "-", "12.", "x"] {
+            if let RecordData::Payment(p) = &mut record.data {
+                p.amount.exact = Some(bad.into());
+            }
+            assert!(render(&record, "PURCHASE_APPROVED").is_err(), "{bad:?}");
         }
     }
 
@@ -471,7 +567,9 @@ mod tests {
             data: RecordData::Unmapped(Unmapped {
                 external_id: Some("tmr_1".into()),
                 object_type: Some("terminal.reader".into()),
+                reason: None,
             }),
+            warnings: vec![],
         };
         let r = render(&record, "terminal.reader.action_succeeded").unwrap();
         assert_eq!(r.event_type, "unmapped.terminal.reader.action_succeeded");

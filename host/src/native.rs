@@ -139,7 +139,7 @@ macro_rules! enums {
 
 records! {
     sdk::types::Datetime => host_types::Datetime { seconds, nanoseconds }
-    sdk::types::Money => host_types::Money { amount_minor, currency }
+    sdk::types::Money => host_types::Money { amount_minor, currency, exact }
     sdk::types::RawEvent => host_types::RawEvent {
         provider_event_id, event_type, account_key, occurred_at, payload,
     }
@@ -184,8 +184,9 @@ records! {
         payment_external_id, status, status_raw, total, amount_due, amount_paid,
         amount_remaining, line_items, created_at, due_at, paid_at, metadata,
     }
-    sdk::canonical::Unmapped => host::Unmapped { external_id, object_type }
-    sdk::canonical::CanonicalRecord => host::CanonicalRecord { change, data }
+    sdk::canonical::Unmapped => host::Unmapped { external_id, object_type, reason }
+    sdk::canonical::CanonicalRecord => host::CanonicalRecord { change, data, warnings }
+    sdk::canonical::Warning => host::Warning { field, reason }
 }
 
 enums! {

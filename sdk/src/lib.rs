@@ -1,7 +1,7 @@
 //! # sluice-sdk
 //!
 //! The guest-side SDK for writing Sluice drivers: WebAssembly
-//! components that implement the `sluice:driver@0.3.0` WIT world (`wit/` at the workspace
+//! components that implement the `sluice:driver@0.4.0` WIT world (`wit/` at the workspace
 //! root) and are hot-loaded by the Sluice host.
 //!
 //! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements [`driver::Driver`] — its
@@ -50,6 +50,7 @@ pub mod headers;
 pub mod json;
 pub mod money;
 pub mod paging;
+pub mod record;
 pub mod time;
 pub mod verify;
 
@@ -93,7 +94,7 @@ static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// The version of the `sluice:driver` WIT package this SDK is generated from; every
 /// driver's metadata reports it.
-pub const WIT_VERSION: &str = "0.3.0";
+pub const WIT_VERSION: &str = "0.4.0";
 
 #[cfg(test)]
 mod tests {

@@ -1,8 +1,17 @@
 //! Money: ISO 4217 exponents and exact conversions between decimal text and minor units.
 //!
-//! Sluice's canonical money is `{amount-minor: s64, currency}` where `amount-minor` uses the
-//! currency's **ISO 4217** exponent (USD 2, JPY 0, BHD 3, CLF 4). Nothing here goes through a
-//! float: decimal amounts are parsed as text and every conversion is exact or an error.
+//! Sluice's canonical money is `{amount-minor: s64, currency, exact}` where `amount-minor` uses
+//! the currency's **ISO 4217** exponent (USD 2, JPY 0, BHD 3, CLF 4). Nothing here goes
+//! through a float: decimal amounts are parsed as text.
+//!
+//! **Amounts more precise than the currency allows.** Providers do send them: Hotmart prices
+//! a Chilean sale at `5625.21` CLP (ISO exponent 0), Stripe sends ISK and HUF with two
+//! decimals. Refusing them would lose the whole record for one field, so the builders
+//! ([`money_from_decimal_str`], [`money_from_provider_minor`]) round such an amount half to
+//! even into the ISO exponent (`5625`) — sums of records stay integral — and keep the
+//! provider's exact decimal text in `exact` (`"5625.21"`), so nothing is lost. `exact` is
+//! `None` whenever `amount-minor` is exact. The strict conversions ([`minor_from_decimal_str`],
+//! [`rescale_minor`]) still refuse, for callers that must not round.
 
 use std::fmt;
 
@@ -193,6 +202,48 @@ pub fn minor_from_decimal_str_exp(amount: &str, exp: u32) -> Result<i64, MoneyEr
     i64::try_from(value).map_err(|_| MoneyError::Overflow)
 }
 
+/// Parse a decimal amount into minor units with exponent `exp`, rounding half to even when
+/// it has more fractional digits than that (`"5625.21"` → 5625, `"0.125"` with 2 → 12,
+/// `"0.135"` → 14, `"-2.5"` with 0 → -2). Returns the value and whether it was rounded.
+pub fn minor_from_decimal_str_rounded(amount: &str, exp: u32) -> Result<(i64, bool), MoneyError> {
+    let t = amount.trim();
+    let (negative, digits) = match t.as_bytes().first() {
+        Some(b'-') => (true, &t[1..]),
+        Some(b'+') => (false, &t[1..]),
+        _ => (false, t),
+    };
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let (kept, extra) = frac.split_at(frac.len().min(exp as usize));
+    // The kept digits, exactly (this validates the text too).
+    let sign = if negative { "-" } else { "" };
+    let truncated =
+        minor_from_decimal_str_exp(&format!("{sign}{int}.{kept}"), exp).map_err(|e| match e {
+            MoneyError::InvalidAmount(_) => MoneyError::InvalidAmount(amount.to_string()),
+            other => other,
+        })?;
+    if !extra.bytes().all(|b| b.is_ascii_digit()) {
+        return Err(MoneyError::InvalidAmount(amount.to_string()));
+    }
+    let rest = extra.trim_end_matches('0');
+    if rest.is_empty() {
+        return Ok((truncated, false));
+    }
+    // Half to even on the magnitude: above half rounds away from zero, a tie to even.
+    let first = rest.as_bytes()[0];
+    let away = match first.cmp(&b'5') {
+        std::cmp::Ordering::Greater => true,
+        std::cmp::Ordering::Less => false,
+        std::cmp::Ordering::Equal => rest.len() > 1 || truncated % 2 != 0,
+    };
+    let step = if negative { -1 } else { 1 };
+    let value = if away {
+        truncated.checked_add(step).ok_or(MoneyError::Overflow)?
+    } else {
+        truncated
+    };
+    Ok((value, true))
+}
+
 /// Convert `amount` expressed with `from_exp` decimals to `to_exp` decimals, exactly.
 ///
 /// `rescale_minor(1234, 0, 2) == Ok(123400)`; `rescale_minor(123400, 2, 0) == Ok(1234)`;
@@ -234,11 +285,26 @@ pub fn money(amount_minor: i64, currency: &str) -> Result<Money, MoneyError> {
     Ok(Money {
         amount_minor,
         currency: currency_code(currency)?,
+        exact: None,
     })
 }
 
+/// The decimal text of `amount` with `exp` fractional digits (`123456, 2` → `"1234.56"`).
+fn decimal_text(amount: i64, exp: u32) -> String {
+    let digits = amount.unsigned_abs().to_string();
+    let exp = exp as usize;
+    let sign = if amount < 0 { "-" } else { "" };
+    if exp == 0 {
+        return format!("{sign}{digits}");
+    }
+    let padded = format!("{digits:0>width$}", width = exp + 1);
+    let (int, frac) = padded.split_at(padded.len() - exp);
+    format!("{sign}{int}.{frac}")
+}
+
 /// Build a canonical [`Money`] from an amount a provider expresses with its own exponent
-/// `provider_exp` (e.g. Stripe's zero-decimal `ISK`), rescaled exactly to ISO.
+/// `provider_exp` (Stripe's two-decimal `ISK`), in the ISO exponent: exactly when it can
+/// be, else rounded half to even with the provider's amount as decimal text in `exact`.
 pub fn money_from_provider_minor(
     amount: i64,
     provider_exp: u32,
@@ -246,17 +312,40 @@ pub fn money_from_provider_minor(
 ) -> Result<Money, MoneyError> {
     let code = currency_code(currency)?;
     let iso = iso_exponent(&code).ok_or_else(|| MoneyError::UnknownCurrency(code.clone()))?;
-    Ok(Money {
-        amount_minor: rescale_minor(amount, provider_exp, iso)?,
-        currency: code,
-    })
+    match rescale_minor(amount, provider_exp, iso) {
+        Ok(amount_minor) => Ok(Money {
+            amount_minor,
+            currency: code,
+            exact: None,
+        }),
+        Err(MoneyError::Inexact { .. }) => {
+            let text = decimal_text(amount, provider_exp);
+            let (amount_minor, _) = minor_from_decimal_str_rounded(&text, iso)?;
+            Ok(Money {
+                amount_minor,
+                currency: code,
+                exact: Some(text),
+            })
+        }
+        Err(e) => Err(e),
+    }
 }
 
-/// Build a canonical [`Money`] from a decimal string (`"1500.00"`, `"BRL"`).
+/// Build a canonical [`Money`] from a decimal string (`"1500.00"`, `"BRL"`): exactly when
+/// the currency's exponent allows, else rounded half to even with the text kept in `exact`
+/// (`"5625.21"` CLP → 5625, exact `"5625.21"`).
 pub fn money_from_decimal_str(amount: &str, currency: &str) -> Result<Money, MoneyError> {
+    let code = currency_code(currency)?;
+    let exp = iso_exponent(&code).ok_or_else(|| MoneyError::UnknownCurrency(code.clone()))?;
+    let (amount_minor, rounded) = minor_from_decimal_str_rounded(amount, exp)?;
+    let exact = rounded.then(|| {
+        let t = amount.trim();
+        t.strip_prefix('+').unwrap_or(t).to_string()
+    });
     Ok(Money {
-        amount_minor: minor_from_decimal_str(amount, currency)?,
-        currency: currency_code(currency)?,
+        amount_minor,
+        currency: code,
+        exact,
     })
 }
 
@@ -402,6 +491,58 @@ mod tests {
             rescale_minor(7, 40, 0),
             Err(MoneyError::Inexact { .. })
         ));
+    }
+
+    #[test]
+    fn amounts_beyond_the_exponent_round_half_to_even_and_keep_their_text() {
+        // Hotmart's CLP sale (tests/fixtures/corpus/hotmart/purchase_approved_clp_…).
+        let m = money_from_decimal_str("5625.21", "CLP").unwrap();
+        assert_eq!(
+            (m.amount_minor, m.currency.as_str(), m.exact.as_deref()),
+            (5625, "CLP", Some("5625.21"))
+        );
+        for (text, exp, expected) in [
+            ("0.125", 2, 12),
+            ("0.135", 2, 14),
+            ("0.1251", 2, 13),
+            ("2.5", 0, 2),
+            ("3.5", 0, 4),
+            ("-2.5", 0, -2),
+            ("-3.5", 0, -4),
+            ("-0.126", 2, -13),
+            ("7.49999", 0, 7),
+        ] {
+            assert_eq!(
+                minor_from_decimal_str_rounded(text, exp),
+                Ok((expected, true)),
+                "{text}"
+            );
+        }
+        assert_eq!(
+            minor_from_decimal_str_rounded("10.500", 2),
+            Ok((1050, false))
+        );
+        // Exact amounts have no `exact`.
+        assert_eq!(money_from_decimal_str("6694", "CLP").unwrap().exact, None);
+        assert_eq!(
+            money_from_decimal_str("+19.990", "USD").unwrap().exact,
+            None
+        );
+        assert_eq!(
+            money_from_decimal_str("+1.5", "JPY")
+                .unwrap()
+                .exact
+                .as_deref(),
+            Some("1.5")
+        );
+        // Stripe sends ISK with two decimals; 12345 is 123.45 ISK.
+        let m = money_from_provider_minor(12345, 2, "isk").unwrap();
+        assert_eq!((m.amount_minor, m.exact.as_deref()), (123, Some("123.45")));
+        let m = money_from_provider_minor(-5, 2, "isk").unwrap();
+        assert_eq!((m.amount_minor, m.exact.as_deref()), (0, Some("-0.05")));
+        for bad in ["1.2x", "1e3", "", "1.5.5", "1.23-"] {
+            assert!(money_from_decimal_str(bad, "CLP").is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 
 use serde_json::value::RawValue;
 use sluice_sdk::Money;
-use sluice_sdk::money::{currency_code, minor_from_decimal_str};
+use sluice_sdk::money::{currency_code, money_from_decimal_str};
 
 /// The raw JSON text at `path` (object keys) inside `text`, if every step exists.
 pub fn raw_at<'a>(text: &'a str, path: &[&str]) -> Option<&'a RawValue> {
@@ -76,12 +76,10 @@ pub fn money_in_field(
         return Ok(None);
     };
     let code = currency_code(&currency).map_err(|e| format!("currency {currency:?}: {e:?}"))?;
-    let amount_minor = minor_from_decimal_str(&value, &code)
-        .map_err(|e| format!("amount {value} {code}: {e:?}"))?;
-    Ok(Some(Money {
-        amount_minor,
-        currency: code,
-    }))
+    // More places than the currency's exponent (Hotmart's CLP): rounded, exact text kept.
+    money_from_decimal_str(&value, &code)
+        .map(Some)
+        .map_err(|e| format!("amount {value} {code}: {e:?}"))
 }
 
 #[cfg(test)]
@@ -92,6 +90,7 @@ mod tests {
         Some(Money {
             amount_minor,
             currency: "BRL".into(),
+            exact: None,
         })
     }
 
@@ -125,7 +124,9 @@ mod tests {
                 .amount_minor,
             1234
         );
-        assert!(money_in(r#"{"value":1.5,"currency_code":"JPY"}"#, &["currency_code"]).is_err());
+        let jpy = money_in(r#"{"value":1.5,"currency_code":"JPY"}"#, &["currency_code"]);
+        let jpy = jpy.unwrap().unwrap();
+        assert_eq!((jpy.amount_minor, jpy.exact.as_deref()), (2, Some("1.5")));
         assert!(money_in(r#"{"value":1e3,"currency_code":"BRL"}"#, &["currency_code"]).is_err());
         assert!(money_in(r#"{"value":1,"currency_code":"XYZ"}"#, &["currency_code"]).is_err());
         assert_eq!(

@@ -23,7 +23,19 @@
 //! | REFUNDED | refunded (+ refund record) | refunded | completed |
 //! | PARTIALLY_REFUNDED | partially refunded | partially refunded | open |
 //! | CHARGEBACK | disputed (+ chargeback `lost`) | refunded | completed |
-//! | DISPUTE, PROTESTED (refund request) | disputed (+ chargeback `needs_response`) | paid | open |
+//! | DISPUTE, PROTESTED (`PURCHASE_PROTEST`) | succeeded (+ refund `pending`) | paid | open |
+//!
+//! `PURCHASE_PROTEST` is the buyer asking Hotmart for a refund, not a bank chargeback: the
+//! money has not moved, so the payment stays succeeded and a pending refund of the amount
+//! paid records the request (Hotmart's docs: "Pedido de reembolso"; a bank dispute arrives
+//! as `PURCHASE_CHARGEBACK`).
+//!
+//! **Amounts.** The order total and payment amount are `full_price`: what the buyer paid,
+//! taxes and installment interest included (the Chilean sale: `price` 5625.21 CLP before
+//! 19 % IVA, `full_price` 6694). `price` (the offer's price before them) is kept in the
+//! order's metadata. Amounts with more places than the currency allows are rounded half to
+//! even with the exact text kept (`sluice_sdk::money`). Postbacks are version `2.0.0`; any
+//! other version is mapped the same way, with a warning.
 //!
 //! Every record's external id is the transaction (Hotmart has no separate order, refund or
 //! chargeback ids). Hotmart's webhooks carry no buyer id, so `customer_external_id` is the
@@ -216,7 +228,7 @@ const SALE_STATUS: &[(&str, SaleStatus)] = &[
     (
         "DISPUTE",
         (
-            PaymentStatus::Disputed,
+            PaymentStatus::Succeeded,
             FinancialStatus::Paid,
             OrderStatus::Open,
         ),
@@ -224,7 +236,7 @@ const SALE_STATUS: &[(&str, SaleStatus)] = &[
     (
         "PROTESTED",
         (
-            PaymentStatus::Disputed,
+            PaymentStatus::Succeeded,
             FinancialStatus::Paid,
             OrderStatus::Open,
         ),
@@ -340,7 +352,7 @@ impl Sale {
         let purchase = obj(data, &["purchase"]).ok_or("postback has no data.purchase")?;
         let transaction =
             string_field(purchase, "transaction").ok_or("purchase has no transaction")?;
-        let price = ["price", "full_price", "original_offer_price"]
+        let price = ["full_price", "price", "original_offer_price"]
             .iter()
             .find_map(|k| money_at(text, &["data", "purchase", k], &WEBHOOK_CURRENCY).transpose())
             .transpose()?
@@ -356,7 +368,7 @@ impl Sale {
         let buyer = obj(data, &["buyer"]);
         let product = obj(data, &["product"]);
         let mut meta = Vec::new();
-        for key in ["full_price", "original_offer_price"] {
+        for key in ["price", "original_offer_price"] {
             if let Some(m) = money_at(text, &["data", "purchase", key], &WEBHOOK_CURRENCY)? {
                 push(&mut meta, key, Some(money_text(&m)));
             }
@@ -632,23 +644,28 @@ impl Sale {
                 created_at: at,
                 metadata: Vec::new(),
             }))),
-            "CHARGEBACK" | "DISPUTE" | "PROTESTED" => {
-                let status = if self.status == "CHARGEBACK" {
-                    ChargebackStatus::Lost
-                } else {
-                    ChargebackStatus::NeedsResponse
-                };
-                records.push(observed(RecordData::Chargeback(Chargeback {
-                    external_id: self.transaction.clone(),
-                    payment_external_id: Some(self.transaction.clone()),
-                    amount: self.price.clone(),
-                    status,
-                    status_raw: self.status.clone(),
-                    reason: None,
-                    created_at: at,
-                    metadata: Vec::new(),
-                })));
-            }
+            // The buyer's refund request: pending until Hotmart decides.
+            "DISPUTE" | "PROTESTED" => records.push(observed(RecordData::Refund(Refund {
+                external_id: self.transaction.clone(),
+                payment_external_id: Some(self.transaction.clone()),
+                order_external_id: Some(self.transaction.clone()),
+                amount: self.price.clone(),
+                status: RefundStatus::Pending,
+                status_raw: self.status.clone(),
+                reason: None,
+                created_at: at,
+                metadata: Vec::new(),
+            }))),
+            "CHARGEBACK" => records.push(observed(RecordData::Chargeback(Chargeback {
+                external_id: self.transaction.clone(),
+                payment_external_id: Some(self.transaction.clone()),
+                amount: self.price.clone(),
+                status: ChargebackStatus::Lost,
+                status_raw: self.status.clone(),
+                reason: None,
+                created_at: at,
+                metadata: Vec::new(),
+            }))),
             _ => {}
         }
         records
@@ -684,17 +701,11 @@ fn address(buyer: &Value) -> Option<Address> {
 }
 
 fn observed(data: RecordData) -> CanonicalRecord {
-    CanonicalRecord {
-        change: Change::Observed,
-        data,
-    }
+    sluice_sdk::record::record(Change::Observed, data)
 }
 
 fn unmapped(external_id: Option<String>, object_type: &str) -> CanonicalRecord {
-    observed(RecordData::Unmapped(Unmapped {
-        external_id,
-        object_type: Some(object_type.to_string()),
-    }))
+    sluice_sdk::record::unmapped(external_id, object_type)
 }
 
 /// The unmapped record of an event Sluice has no canonical record for.
@@ -738,10 +749,7 @@ fn subscription(external_id: String, status: (SubscriptionStatus, String)) -> Su
 }
 
 fn updated(s: Subscription) -> CanonicalRecord {
-    CanonicalRecord {
-        change: Change::Updated,
-        data: RecordData::Subscription(s),
-    }
+    sluice_sdk::record::record(Change::Updated, RecordData::Subscription(s))
 }
 
 fn code(v: Option<&Value>, key: &str) -> Option<String> {
@@ -833,7 +841,9 @@ fn switch_plan(data: &Value, event: &str) -> CanonicalRecord {
 }
 
 /// `UPDATE_SUBSCRIPTION_CHARGE_DATE`: `data.subscriber.code`, `data.subscription.{status,
-/// dateNextCharge (RFC 3339), newChargeDay, oldChargeDay}`, `data.plan`.
+/// dateNextCharge (RFC 3339), newChargeDay, oldChargeDay}`, `data.plan`. Hotmart's own
+/// documentation spells them `date_next_charge`, `new_charge_day`, `old_charge_day`, and
+/// real deliveries use both: either is read.
 fn charge_date(data: &Value, event: &str) -> CanonicalRecord {
     let subscriber = obj(data, &["subscriber"]);
     let Some(id) = code(subscriber, "code") else {
@@ -847,20 +857,21 @@ fn charge_date(data: &Value, event: &str) -> CanonicalRecord {
     s.customer_external_id = lower_email(subscriber);
     s.plan_external_id = at(data, &["plan", "id"]).and_then(id_value);
     s.plan_name = string_at(data, &["plan", "name"]);
-    s.next_charge_at = sub.and_then(|s| match s.get("dateNextCharge") {
+    let either = |camel: &str, snake: &str| sub.and_then(|s| s.get(camel).or_else(|| s.get(snake)));
+    s.next_charge_at = match either("dateNextCharge", "date_next_charge") {
         Some(Value::String(t)) => parse_rfc3339(t).ok(),
         Some(Value::Number(n)) => n.as_i64().map(datetime_from_unix_millis),
         _ => None,
-    });
+    };
     push(
         &mut s.metadata,
         "new_charge_day",
-        sub.and_then(|s| text_of(s.get("newChargeDay"))),
+        text_of(either("newChargeDay", "new_charge_day")),
     );
     push(
         &mut s.metadata,
         "old_charge_day",
-        sub.and_then(|s| text_of(s.get("oldChargeDay"))),
+        text_of(either("oldChargeDay", "old_charge_day")),
     );
     push(
         &mut s.metadata,
@@ -882,17 +893,41 @@ pub fn normalize_webhook(payload: &[u8]) -> Result<Vec<CanonicalRecord>, String>
     let body: Value = serde_json::from_str(text).map_err(|e| format!("body is not JSON: {e}"))?;
     let event = str_field(&body, "event").ok_or("postback has no string event")?;
     let data = body.get("data").unwrap_or(&Value::Null);
-    let record = match event {
+    let mut records = match event {
         e if e.starts_with("PURCHASE_") && obj(data, &["purchase"]).is_some() => {
-            return Ok(Sale::from_webhook(text, &body)?.records(creation_date(&body)));
+            match Sale::from_webhook(text, &body) {
+                Ok(sale) => sale.records(creation_date(&body)),
+                // A sale the driver cannot read whole is kept, with the reason.
+                Err(reason) => vec![sluice_sdk::record::unmapped_because(
+                    string_at(data, &["purchase", "transaction"]),
+                    "sale",
+                    reason,
+                )],
+            }
         }
-        "SUBSCRIPTION_CANCELLATION" => subscription_cancellation(text, data, event),
-        "SWITCH_PLAN" => switch_plan(data, event),
-        "UPDATE_SUBSCRIPTION_CHARGE_DATE" => charge_date(data, event),
-        other => unmapped_event(other, data),
+        "SUBSCRIPTION_CANCELLATION" => vec![subscription_cancellation(text, data, event)],
+        "SWITCH_PLAN" => vec![switch_plan(data, event)],
+        "UPDATE_SUBSCRIPTION_CHARGE_DATE" => vec![charge_date(data, event)],
+        other => vec![unmapped_event(other, data)],
     };
-    Ok(vec![record])
+    let mut warnings = sluice_sdk::record::Warnings::new();
+    match str_field(&body, "version") {
+        Some(POSTBACK_VERSION) => {}
+        Some(v) => warnings.push(
+            "version",
+            format!("postback version {v} is not {POSTBACK_VERSION}; mapped as {POSTBACK_VERSION}"),
+        ),
+        None => warnings.push(
+            "version",
+            format!("the postback has no version; mapped as {POSTBACK_VERSION}"),
+        ),
+    }
+    warnings.attach(&mut records);
+    Ok(records)
 }
+
+/// The postback version the driver maps.
+pub const POSTBACK_VERSION: &str = "2.0.0";
 
 /// Normalize one sales-history item (its exact bytes).
 pub fn normalize_sale_item(payload: &[u8]) -> Result<Vec<CanonicalRecord>, String> {

@@ -11,7 +11,11 @@
 //! units by the currency's ISO 4217 exponent, exactly (`"1000"` and `"1000.00"` JPY → 1000).
 //! Order totals are the order's *original* amounts (`subtotal_price`, `total_tax`,
 //! `total_discounts`, `total_shipping_price_set.shop_money`, `total_price`); the current
-//! total after edits and refunds is kept in metadata as `current_total_price`.
+//! total after edits and refunds is kept in metadata as `current_total_price`. Older REST
+//! shapes have no `*_set` fields: their shipping is the sum of `shipping_lines[].price`.
+//!
+//! A payload of a mapped topic that lacks what its record needs (an id, a total) is kept
+//! as `unmapped` with the reason, never lost.
 //! A line item's `total` is `price × quantity − Σ discount_allocations`.
 //! A refund's amount is the sum of its successful `refund` transactions (the money actually
 //! returned); a refund without transactions (restock only) falls back to the sum of its
@@ -21,9 +25,10 @@
 use serde_json::Value;
 use sluice_sdk::canonical::{
     Address, CanonicalRecord, Change, Customer, FinancialStatus, FulfillmentStatus, LineItem,
-    Order, OrderStatus, RecordData, Refund, RefundStatus, Unmapped,
+    Order, OrderStatus, RecordData, Refund, RefundStatus,
 };
 use sluice_sdk::json::{at, i64_field, id_field, str_field, string_field};
+use sluice_sdk::record::{record, unmapped, unmapped_because};
 use sluice_sdk::{Datetime, Money, enums, money, time};
 
 /// Why a payload could not be normalized.
@@ -49,52 +54,75 @@ pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
     let topic = topic.to_ascii_lowercase();
     let parsed: Option<Value> = serde_json::from_slice(payload).ok();
     let (resource, action) = topic.split_once('/').unwrap_or((topic.as_str(), ""));
-    let record = match (resource, action, parsed) {
+    let change = match action {
+        "create" => Change::Created,
+        _ => Change::Updated,
+    };
+    let mapped = match (resource, action, &parsed) {
         (
             "orders",
             "create" | "updated" | "paid" | "cancelled" | "fulfilled" | "partially_fulfilled",
             Some(v),
-        ) => {
-            let order = unwrap_envelope(&v, "order");
-            let change = if action == "create" {
-                Change::Created
-            } else {
-                Change::Updated
-            };
-            CanonicalRecord {
-                change,
-                data: RecordData::Order(order_record(order)?),
-            }
-        }
-        ("refunds", "create", Some(v)) => CanonicalRecord {
-            change: Change::Created,
-            data: RecordData::Refund(refund_record(unwrap_envelope(&v, "refund"))?),
-        },
-        ("customers", "create" | "update", Some(v)) => CanonicalRecord {
-            change: if action == "create" {
-                Change::Created
-            } else {
-                Change::Updated
-            },
-            data: RecordData::Customer(customer_record(unwrap_envelope(&v, "customer"))?),
-        },
-        (_, _, parsed) => CanonicalRecord {
-            change: Change::Observed,
-            data: RecordData::Unmapped(Unmapped {
-                external_id: parsed.as_ref().and_then(|v| id_field(v, "id")),
-                object_type: Some(resource.to_string()).filter(|r| !r.is_empty()),
-            }),
-        },
+        ) => Some(
+            order_record(unwrap_envelope(v, "order")).map(|o| record(change, RecordData::Order(o))),
+        ),
+        ("refunds", "create", Some(v)) => Some(
+            refund_record(unwrap_envelope(v, "refund"))
+                .map(|r| record(Change::Created, RecordData::Refund(r))),
+        ),
+        ("customers", "create" | "update", Some(v)) => Some(
+            customer_record(unwrap_envelope(v, "customer"))
+                .map(|c| record(change, RecordData::Customer(c))),
+        ),
+        _ => None,
     };
-    Ok(vec![record])
+    let id = || {
+        parsed
+            .as_ref()
+            .and_then(|v| id_field(unwrap_envelope(v, resource.trim_end_matches('s')), "id"))
+    };
+    let resource_type = if resource.is_empty() {
+        "event"
+    } else {
+        resource
+    };
+    Ok(vec![match mapped {
+        Some(Ok(record)) => record,
+        Some(Err(NormalizeError(reason))) => unmapped_because(id(), resource_type, reason),
+        None => unmapped(id(), resource_type),
+    }])
 }
 
-/// `v[key]` when `v` is exactly `{key: {…}}` (a REST envelope), else `v`.
+/// `v[key]` when `v` is a REST envelope (`{key: {…}}`, possibly beside other keys such as
+/// `notice`, and with no `id` of its own), else `v`.
 fn unwrap_envelope<'a>(v: &'a Value, key: &str) -> &'a Value {
     match v.as_object() {
-        Some(map) if map.len() == 1 && map.get(key).is_some_and(Value::is_object) => &map[key],
+        Some(map) if !map.contains_key("id") && map.get(key).is_some_and(Value::is_object) => {
+            &map[key]
+        }
         _ => v,
     }
+}
+
+/// The order's shipping: `total_shipping_price_set`'s shop amount, or for older shapes
+/// without it the sum of `shipping_lines[].price` (`None` when neither is there).
+fn shipping(o: &Value, currency: &str) -> Result<Option<Money>> {
+    if let Some(total) = set_money(o, "total_shipping_price_set")? {
+        return Ok(Some(total));
+    }
+    let Some(lines) = o.get("shipping_lines").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    let mut sum = money::money(0, currency).map_err(|e| err(format!("currency: {e}")))?;
+    for line in lines {
+        if let Some(price) = opt_money(line, "price", currency)? {
+            sum.amount_minor = sum
+                .amount_minor
+                .checked_add(price.amount_minor)
+                .ok_or_else(|| err("shipping_lines total out of range"))?;
+        }
+    }
+    Ok(Some(sum))
 }
 
 fn opt_time(v: &Value, key: &str) -> Result<Option<Datetime>> {
@@ -202,6 +230,7 @@ fn line_item(item: &Value, currency: &str) -> Result<LineItem> {
                 .map(|amount_minor| Money {
                     amount_minor,
                     currency: p.currency.clone(),
+                    exact: None,
                 })
                 .ok_or_else(|| err("line item total overflows"))
         })
@@ -301,7 +330,7 @@ pub fn order_record(o: &Value) -> Result<Order> {
         subtotal: opt_money(o, "subtotal_price", currency)?,
         total_tax: opt_money(o, "total_tax", currency)?,
         total_discounts: opt_money(o, "total_discounts", currency)?,
-        total_shipping: set_money(o, "total_shipping_price_set")?,
+        total_shipping: shipping(o, currency)?,
         total,
         line_items,
         billing_address: address(o.get("billing_address")),
@@ -472,9 +501,10 @@ mod tests {
         assert_eq!(r[0].change, Change::Observed);
         assert_eq!(
             r[0].data,
-            RecordData::Unmapped(Unmapped {
+            RecordData::Unmapped(sluice_sdk::canonical::Unmapped {
                 external_id: Some("9007199254740993".into()),
-                object_type: Some("products".into())
+                object_type: Some("products".into()),
+                reason: None,
             })
         );
         let r = normalize("orders/create", b"not json").unwrap();
@@ -492,7 +522,8 @@ mod tests {
             o.total,
             Money {
                 amount_minor: 1000,
-                currency: "JPY".into()
+                currency: "JPY".into(),
+                exact: None,
             }
         );
         assert_eq!(o.subtotal.as_ref().unwrap().amount_minor, 1000);
@@ -503,26 +534,35 @@ mod tests {
         assert_eq!(o.fulfillment_status, FulfillmentStatus::Fulfilled);
         assert_eq!(o.created_at.unwrap().seconds, 1_704_067_200);
         assert_eq!(o.line_items[0].total.as_ref().unwrap().amount_minor, 900);
-        assert!(
-            normalize(
-                "orders/create",
-                br#"{"id": 1, "currency": "JPY", "total_price": "10.5"}"#
-            )
-            .is_err()
+        // Rounded half to even, the exact text kept.
+        let r = normalize(
+            "orders/create",
+            br#"{"id": 1, "currency": "JPY", "total_price": "10.5"}"#,
+        )
+        .unwrap();
+        let RecordData::Order(o) = &r[0].data else {
+            panic!("{r:?}")
+        };
+        assert_eq!(
+            (o.total.amount_minor, o.total.exact.as_deref()),
+            (10, Some("10.5"))
         );
-        assert!(
-            normalize(
-                "orders/create",
-                br#"{"id": 1, "currency": "USD", "total_price": 10.5}"#
-            )
-            .is_err()
-        );
-        assert!(
-            normalize(
-                "orders/create",
-                br#"{"currency": "USD", "total_price": "1"}"#
-            )
-            .is_err()
-        );
+        // What the record cannot do without is kept unmapped, with the reason.
+        for (body, reason) in [
+            (
+                &br#"{"id": 1, "currency": "USD", "total_price": 10.5}"#[..],
+                "total_price is not a decimal string: 10.5",
+            ),
+            (
+                br#"{"currency": "USD", "total_price": "1"}"#,
+                "order has no id",
+            ),
+        ] {
+            let r = normalize("orders/create", body).unwrap();
+            assert!(
+                matches!(&r[0].data, RecordData::Unmapped(u) if u.reason.as_deref() == Some(reason)),
+                "{r:?}"
+            );
+        }
     }
 }

@@ -8,20 +8,31 @@
 //! `change` comes from the event type's last segment: `created` / `updated` / `deleted`, and
 //! `observed` for every other transition (`charge.succeeded`, `invoice.paid`, …) and for
 //! unmapped events.
+//!
+//! **Nothing is lost for a field.** An object missing what its record cannot do without (an
+//! id, an amount) is kept as `unmapped` with the reason; an optional field that cannot be
+//! read (an unknown currency on a fee) is left out with a warning on the record.
+//!
+//! **API versions.** Every event says which version rendered it (`api_version`). The driver
+//! reads the shapes of every version from 2017 (`charges` expanded on payment intents) up to
+//! [`NEWEST_API_VERSION`]: `latest_charge` (2022-11-15), subscription periods on items and
+//! invoice `parent` / line `pricing` (basil, 2025-03-31). A newer version is mapped as the
+//! newest known one, with a warning; so is an event without `api_version` (before 2017).
 
 use std::fmt;
 
 use serde_json::Value;
 use sluice_sdk::canonical::{
-    Address, CanonicalRecord, Change, Chargeback, ChargebackStatus, Customer, Invoice,
-    InvoiceStatus, LineItem, Payment, PaymentStatus, RecordData, Refund, RefundStatus,
-    Subscription, SubscriptionStatus, Unmapped,
+    Address, CanonicalRecord, Change, Chargeback, ChargebackStatus, Customer, FinancialStatus,
+    FulfillmentStatus, Invoice, InvoiceStatus, LineItem, Order, OrderStatus, Payment,
+    PaymentStatus, RecordData, Refund, RefundStatus, Subscription, SubscriptionStatus,
 };
 use sluice_sdk::json::{
     at, bool_field, expandable_id, i64_field, id_field, str_field, string_at, string_field,
     string_pairs,
 };
 use sluice_sdk::money::{self, MoneyError};
+use sluice_sdk::record::{Warnings, record, unmapped, unmapped_because};
 use sluice_sdk::time::datetime_from_unix;
 use sluice_sdk::{Datetime, Money};
 
@@ -77,7 +88,30 @@ pub fn stripe_exponent(code: &str) -> u32 {
     }
 }
 
-/// Canonical money from a Stripe amount and currency, rescaled exactly to ISO minor units.
+/// The newest Stripe API version whose shapes the driver knows.
+pub const NEWEST_API_VERSION: &str = "2025-08-27.basil";
+
+/// A warning for an event rendered by a version the driver does not know, if it is one.
+fn api_version_warning(event: &Value) -> Option<String> {
+    match str_field(event, "api_version") {
+        None => Some(format!(
+            "the event has no api_version (rendered before 2017); mapped as {NEWEST_API_VERSION}"
+        )),
+        // Versions are dated: `2025-08-27.basil` sorts by its date.
+        Some(v)
+            if v.get(..10)
+                .is_none_or(|date| date > &NEWEST_API_VERSION[..10]) =>
+        {
+            Some(format!(
+                "API version {v} is newer than the driver knows; mapped as {NEWEST_API_VERSION}"
+            ))
+        }
+        Some(_) => None,
+    }
+}
+
+/// Canonical money from a Stripe amount and currency in ISO minor units (rounded half to
+/// even, with the exact amount kept, where Stripe's exponent has more places than ISO's).
 pub fn stripe_money(amount: i64, currency: &str) -> std::result::Result<Money, MoneyError> {
     let code = money::currency_code(currency)?;
     money::money_from_provider_minor(amount, stripe_exponent(&code), &code)
@@ -99,56 +133,85 @@ pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
     }
     let object = at(event, &["data", "object"]).filter(|o| o.is_object());
     let (Some(event_type), Some(object)) = (str_field(event, "type"), object) else {
-        return Ok(vec![CanonicalRecord {
-            change: Change::Observed,
-            data: RecordData::Unmapped(Unmapped {
-                external_id: id_field(event, "id"),
-                object_type: string_field(event, "object"),
-            }),
+        // A thin event (event destinations) names its object without carrying it.
+        let related = event.get("related_object").filter(|o| o.is_object());
+        return Ok(vec![match related {
+            Some(o) => unmapped(
+                id_field(o, "id"),
+                string_field(o, "type").unwrap_or_else(|| "thin_event".into()),
+            ),
+            None => unmapped(
+                id_field(event, "id"),
+                string_field(event, "object").unwrap_or_else(|| "event".into()),
+            ),
         }]);
     };
     let object_type = str_field(object, "object").unwrap_or_default();
     let change = change_of(event_type);
-    let one = |data| Ok(vec![CanonicalRecord { change, data }]);
+    let mut w = Warnings::new();
+    if let Some(warning) = api_version_warning(event) {
+        w.push("api_version", warning);
+    }
+    let mapped = map_object(event_type, object_type, object, change, &mut w);
+    let mut records = match mapped {
+        Ok(records) => records,
+        // A mapped kind whose object lacks what the record needs: kept, with the reason.
+        Err(NormalizeError::InvalidField { field, reason }) => vec![unmapped_because(
+            id_field(object, "id"),
+            object_type,
+            format!("{object_type} {field}: {reason}"),
+        )],
+        Err(e) => return Err(e),
+    };
+    w.attach(&mut records);
+    Ok(records)
+}
 
+/// The records of one event's object.
+fn map_object(
+    event_type: &str,
+    object_type: &str,
+    object: &Value,
+    change: Change,
+    w: &mut Warnings,
+) -> Result<Vec<CanonicalRecord>> {
+    let one = |data| Ok(vec![record(change, data)]);
     match (kind_of(event_type), object_type) {
-        (Kind::Charge, "charge") => one(RecordData::Payment(charge(object)?)),
+        (Kind::Charge, "charge") => one(RecordData::Payment(charge(object, w)?)),
         (Kind::ChargeRefunded, "charge") => {
-            let payment = charge(object)?;
-            let mut records = vec![CanonicalRecord {
-                change,
-                data: RecordData::Payment(payment.clone()),
-            }];
+            let payment = charge(object, w)?;
+            let mut records = vec![record(change, RecordData::Payment(payment.clone()))];
             let refunds = at(object, &["refunds", "data"]).and_then(Value::as_array);
             for r in refunds.into_iter().flatten() {
-                let mut refund = refund(r)?;
+                let mut refund = refund(r, w)?;
                 refund
                     .payment_external_id
                     .get_or_insert_with(|| payment.external_id.clone());
-                records.push(CanonicalRecord {
-                    change,
-                    data: RecordData::Refund(refund),
-                });
+                records.push(record(change, RecordData::Refund(refund)));
             }
             Ok(records)
         }
-        (Kind::Refund, "refund") => one(RecordData::Refund(refund(object)?)),
+        (Kind::Refund, "refund") => one(RecordData::Refund(refund(object, w)?)),
         (Kind::PaymentIntent, "payment_intent") => {
-            one(RecordData::Payment(payment_intent(object, event_type)?))
+            one(RecordData::Payment(payment_intent(object, event_type, w)?))
         }
         (Kind::Customer, "customer") => one(RecordData::Customer(customer(object)?)),
         (Kind::Subscription, "subscription") => {
-            one(RecordData::Subscription(subscription(object)?))
+            one(RecordData::Subscription(subscription(object, w)?))
         }
-        (Kind::Invoice, "invoice") => one(RecordData::Invoice(invoice(object)?)),
-        (Kind::Dispute, "dispute") => one(RecordData::Chargeback(dispute(object)?)),
-        _ => Ok(vec![CanonicalRecord {
-            change: Change::Observed,
-            data: RecordData::Unmapped(Unmapped {
-                external_id: id_field(object, "id"),
-                object_type: string_field(object, "object"),
-            }),
-        }]),
+        (Kind::Invoice, "invoice") => one(RecordData::Invoice(invoice(object, w)?)),
+        (Kind::Dispute, "dispute") => one(RecordData::Chargeback(dispute(object, w)?)),
+        (Kind::CheckoutSession, "checkout.session") => {
+            one(RecordData::Order(checkout_session(object, w)?))
+        }
+        _ => Ok(vec![unmapped(
+            id_field(object, "id"),
+            if object_type.is_empty() {
+                "object"
+            } else {
+                object_type
+            },
+        )]),
     }
 }
 
@@ -163,6 +226,7 @@ enum Kind {
     Subscription,
     Invoice,
     Dispute,
+    CheckoutSession,
     Unmapped,
 }
 
@@ -188,6 +252,8 @@ fn kind_of(event_type: &str) -> Kind {
         Kind::Customer
     } else if event_type.starts_with("invoice.") {
         Kind::Invoice
+    } else if event_type.starts_with("checkout.session.") {
+        Kind::CheckoutSession
     } else {
         Kind::Unmapped
     }
@@ -216,8 +282,20 @@ fn metadata(obj: &Value) -> Vec<(String, String)> {
     string_pairs(obj.get("metadata"))
 }
 
-/// `amount_key` with the object's `currency` (or `fallback_currency`); `None` when absent.
+/// `amount_key` with the object's `currency` (or `currency`); `None` when absent, and
+/// `None` with a warning when present but unusable.
 fn opt_money(
+    obj: &Value,
+    amount_key: &'static str,
+    currency: Option<&str>,
+    w: &mut Warnings,
+) -> Option<Money> {
+    w.keep(amount_key, money_at(obj, amount_key, currency))
+        .flatten()
+}
+
+/// `amount_key` with the object's `currency` (or `currency`): `Ok(None)` when absent.
+fn money_at(
     obj: &Value,
     amount_key: &'static str,
     currency: Option<&str>,
@@ -241,7 +319,7 @@ fn opt_money(
 }
 
 fn req_money(obj: &Value, amount_key: &'static str) -> Result<Money> {
-    opt_money(obj, amount_key, None)?.ok_or_else(|| missing(amount_key))
+    money_at(obj, amount_key, None)?.ok_or_else(|| missing(amount_key))
 }
 
 fn address(v: Option<&Value>) -> Option<Address> {
@@ -274,7 +352,7 @@ fn address(v: Option<&Value>) -> Option<Address> {
 // ---- objects -------------------------------------------------------------------------------
 
 /// A `charge` object → payment.
-pub fn charge(obj: &Value) -> Result<Payment> {
+pub fn charge(obj: &Value, w: &mut Warnings) -> Result<Payment> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let amount_refunded = i64_field(obj, "amount_refunded").unwrap_or(0);
     let status = if bool_field(obj, "disputed") == Some(true) {
@@ -294,7 +372,7 @@ pub fn charge(obj: &Value) -> Result<Payment> {
         }
     };
     let fee = match obj.get("balance_transaction") {
-        Some(bt @ Value::Object(_)) => opt_money(bt, "fee", None)?,
+        Some(bt @ Value::Object(_)) => opt_money(bt, "fee", None, w),
         _ => None,
     };
     Ok(Payment {
@@ -303,8 +381,8 @@ pub fn charge(obj: &Value) -> Result<Payment> {
         customer_external_id: expandable_id(obj, "customer"),
         invoice_external_id: expandable_id(obj, "invoice"),
         amount: req_money(obj, "amount")?,
-        amount_captured: opt_money(obj, "amount_captured", None)?,
-        amount_refunded: opt_money(obj, "amount_refunded", None)?,
+        amount_captured: opt_money(obj, "amount_captured", None, w),
+        amount_refunded: opt_money(obj, "amount_refunded", None, w),
         fee,
         status,
         status_raw: status_raw.to_string(),
@@ -318,7 +396,7 @@ pub fn charge(obj: &Value) -> Result<Payment> {
 }
 
 /// A `refund` object → refund.
-pub fn refund(obj: &Value) -> Result<Refund> {
+pub fn refund(obj: &Value, _w: &mut Warnings) -> Result<Refund> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let status = match status_raw {
         "pending" | "requires_action" => RefundStatus::Pending,
@@ -343,7 +421,7 @@ pub fn refund(obj: &Value) -> Result<Refund> {
 
 /// A `payment_intent` object → payment. `payment_intent.payment_failed` maps to `failed`
 /// (the intent itself goes back to `requires_payment_method`).
-pub fn payment_intent(obj: &Value, event_type: &str) -> Result<Payment> {
+pub fn payment_intent(obj: &Value, event_type: &str, w: &mut Warnings) -> Result<Payment> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let status = if event_type == "payment_intent.payment_failed" {
         PaymentStatus::Failed
@@ -373,7 +451,7 @@ pub fn payment_intent(obj: &Value, event_type: &str) -> Result<Payment> {
         customer_external_id: expandable_id(obj, "customer"),
         invoice_external_id: expandable_id(obj, "invoice"),
         amount: req_money(obj, "amount")?,
-        amount_captured: opt_money(obj, "amount_received", None)?,
+        amount_captured: opt_money(obj, "amount_received", None, w),
         amount_refunded: None,
         fee: None,
         status,
@@ -406,7 +484,7 @@ pub fn customer(obj: &Value) -> Result<Customer> {
 /// A `subscription` object → subscription. Price, interval and current period come from the
 /// first item (`items.data[0]`: its `price`, else its `plan`); the period falls back to the
 /// item for API versions that moved it there.
-pub fn subscription(obj: &Value) -> Result<Subscription> {
+pub fn subscription(obj: &Value, w: &mut Warnings) -> Result<Subscription> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let status = match status_raw {
         "trialing" => SubscriptionStatus::Trialing,
@@ -430,7 +508,7 @@ pub fn subscription(obj: &Value) -> Result<Subscription> {
         (
             id_field(price, "id"),
             string_field(price, "nickname"),
-            opt_money(price, "unit_amount", None)?,
+            opt_money(price, "unit_amount", None, w),
             recurring.and_then(|r| string_field(r, "interval")),
             recurring
                 .and_then(|r| r.get("interval_count"))
@@ -440,7 +518,7 @@ pub fn subscription(obj: &Value) -> Result<Subscription> {
         (
             id_field(plan, "id"),
             string_field(plan, "nickname"),
-            opt_money(plan, "amount", None)?,
+            opt_money(plan, "amount", None, w),
             string_field(plan, "interval"),
             plan.get("interval_count").and_then(Value::as_u64),
         )
@@ -478,12 +556,25 @@ pub fn subscription(obj: &Value) -> Result<Subscription> {
 }
 
 /// An invoice line (`line_item`) → line item, in the invoice's currency when it has none.
-fn invoice_line(line: &Value, currency: Option<&str>) -> Result<LineItem> {
+/// The unit price is the line's `price.unit_amount` (`unit_amount_decimal` when that is
+/// null); from basil on, the price moved to `pricing` (`unit_amount_decimal` and
+/// `price_details`).
+fn invoice_line(line: &Value, currency: Option<&str>, w: &mut Warnings) -> Result<LineItem> {
     let price = line.get("price").filter(|p| p.is_object());
-    let price_details = at(line, &["pricing", "price_details"]).filter(|p| p.is_object());
-    let unit_price = match price {
-        Some(p) => opt_money(p, "unit_amount", str_field(line, "currency").or(currency))?,
-        None => None,
+    let pricing = line.get("pricing").filter(|p| p.is_object());
+    let price_details = pricing
+        .and_then(|p| p.get("price_details"))
+        .filter(|p| p.is_object());
+    let currency = str_field(line, "currency").or(currency);
+    let unit_price = match (price, pricing) {
+        (Some(p), _) if p.get("unit_amount").is_some_and(|v| !v.is_null()) => {
+            opt_money(p, "unit_amount", currency, w)
+        }
+        (Some(p), _) if p.get("unit_amount_decimal").is_some_and(|v| !v.is_null()) => {
+            decimal_unit_price(p, currency, w)
+        }
+        (_, Some(p)) => decimal_unit_price(p, currency, w),
+        _ => None,
     };
     Ok(LineItem {
         external_id: id_field(line, "id"),
@@ -497,12 +588,42 @@ fn invoice_line(line: &Value, currency: Option<&str>) -> Result<LineItem> {
         title: string_field(line, "description").unwrap_or_default(),
         quantity: i64_field(line, "quantity").unwrap_or(1),
         unit_price,
-        total: opt_money(line, "amount", currency)?,
+        total: opt_money(line, "amount", currency, w),
     })
 }
 
+/// `unit_amount_decimal` of `obj`: Stripe's smallest currency unit as decimal text, up to
+/// twelve places (`"2990"`, `"0.5"`), in ISO minor units — rounded half to even with the
+/// exact amount kept when it has fractions of the smallest unit.
+fn decimal_unit_price(obj: &Value, currency: Option<&str>, w: &mut Warnings) -> Option<Money> {
+    let text = str_field(obj, "unit_amount_decimal")?;
+    let Some(currency) = str_field(obj, "currency").or(currency) else {
+        w.push("unit_price", "no currency");
+        return None;
+    };
+    let result = money::currency_code(currency).and_then(|code| {
+        // Smallest units → major units: move the point left by Stripe's exponent.
+        let major = shift_point_left(text, stripe_exponent(&code))
+            .ok_or_else(|| money::MoneyError::InvalidAmount(text.to_string()))?;
+        money::money_from_decimal_str(&major, &code)
+    });
+    w.keep("unit_price", result)
+}
+
+/// `text` (plain decimal digits with an optional point) divided by `10^places`, as text.
+fn shift_point_left(text: &str, places: u32) -> Option<String> {
+    let (int, frac) = text.split_once('.').unwrap_or((text, ""));
+    if int.is_empty() || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let places = places as usize;
+    let int = format!("{int:0>width$}", width = places + 1);
+    let (whole, moved) = int.split_at(int.len() - places);
+    Some(format!("{whole}.{moved}{frac}"))
+}
+
 /// An `invoice` object → invoice.
-pub fn invoice(obj: &Value) -> Result<Invoice> {
+pub fn invoice(obj: &Value, w: &mut Warnings) -> Result<Invoice> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let status = match status_raw {
         "draft" => InvoiceStatus::Draft,
@@ -517,7 +638,7 @@ pub fn invoice(obj: &Value) -> Result<Invoice> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|line| invoice_line(line, currency))
+        .map(|line| invoice_line(line, currency, w))
         .collect::<Result<Vec<_>>>()?;
     Ok(Invoice {
         external_id: required_id(obj)?,
@@ -532,9 +653,9 @@ pub fn invoice(obj: &Value) -> Result<Invoice> {
         status,
         status_raw: status_raw.to_string(),
         total: req_money(obj, "total")?,
-        amount_due: opt_money(obj, "amount_due", None)?,
-        amount_paid: opt_money(obj, "amount_paid", None)?,
-        amount_remaining: opt_money(obj, "amount_remaining", None)?,
+        amount_due: opt_money(obj, "amount_due", None, w),
+        amount_paid: opt_money(obj, "amount_paid", None, w),
+        amount_remaining: opt_money(obj, "amount_remaining", None, w),
         line_items,
         created_at: time(obj, "created"),
         due_at: time(obj, "due_date"),
@@ -546,7 +667,7 @@ pub fn invoice(obj: &Value) -> Result<Invoice> {
 }
 
 /// A `dispute` object → chargeback.
-pub fn dispute(obj: &Value) -> Result<Chargeback> {
+pub fn dispute(obj: &Value, _w: &mut Warnings) -> Result<Chargeback> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
     let status = match status_raw {
         "needs_response" => ChargebackStatus::NeedsResponse,
@@ -569,6 +690,77 @@ pub fn dispute(obj: &Value) -> Result<Chargeback> {
     })
 }
 
+/// A `checkout.session` → order: the session is the customer's purchase (`amount_total`,
+/// `payment_status`, the customer and their e-mail); its line items are not in the event
+/// (they need `expand[]=line_items`), so the order has none. The payment itself arrives as
+/// the session's payment intent events. A session without an amount (setup mode) has no
+/// order and is kept unmapped.
+pub fn checkout_session(obj: &Value, w: &mut Warnings) -> Result<Order> {
+    let status_raw = string_field(obj, "status");
+    let status = match status_raw.as_deref() {
+        Some("open") => OrderStatus::Open,
+        Some("complete") => OrderStatus::Completed,
+        Some("expired") => OrderStatus::Cancelled,
+        _ => OrderStatus::Unknown,
+    };
+    let payment_raw = string_field(obj, "payment_status");
+    let financial_status = match payment_raw.as_deref() {
+        Some("paid") | Some("no_payment_required") => FinancialStatus::Paid,
+        Some("unpaid") if status == OrderStatus::Cancelled => FinancialStatus::Expired,
+        Some("unpaid") => FinancialStatus::Pending,
+        _ => FinancialStatus::Unknown,
+    };
+    let total =
+        money_at(obj, "amount_total", None)?.ok_or_else(|| NormalizeError::InvalidField {
+            field: "amount_total",
+            reason: format!(
+                "missing (mode {})",
+                str_field(obj, "mode").unwrap_or("unknown")
+            ),
+        })?;
+    let currency = str_field(obj, "currency");
+    let details = obj.get("total_details").filter(|d| d.is_object());
+    let detail =
+        |key: &'static str, w: &mut Warnings| details.and_then(|d| opt_money(d, key, currency, w));
+    let mut metadata = metadata(obj);
+    for key in ["payment_intent", "subscription", "invoice", "mode"] {
+        if let Some(value) = expandable_id(obj, key).or_else(|| string_field(obj, key)) {
+            metadata.push((key.to_string(), value));
+        }
+    }
+    let customer_details = obj.get("customer_details").filter(|d| d.is_object());
+    Ok(Order {
+        external_id: required_id(obj)?,
+        number: None,
+        customer_external_id: expandable_id(obj, "customer"),
+        email: customer_details
+            .and_then(|d| string_field(d, "email"))
+            .or_else(|| string_field(obj, "customer_email")),
+        status,
+        status_raw,
+        financial_status,
+        financial_status_raw: payment_raw,
+        fulfillment_status: FulfillmentStatus::Unknown,
+        fulfillment_status_raw: None,
+        subtotal: opt_money(obj, "amount_subtotal", None, w),
+        total_tax: detail("amount_tax", w),
+        total_discounts: detail("amount_discount", w),
+        total_shipping: detail("amount_shipping", w),
+        total,
+        line_items: Vec::new(),
+        billing_address: customer_details.and_then(|d| address(d.get("address"))),
+        shipping_address: obj
+            .get("shipping_details")
+            .or_else(|| at(obj, &["collected_information", "shipping_details"]))
+            .and_then(|s| address(s.get("address"))),
+        created_at: time(obj, "created"),
+        updated_at: None,
+        cancelled_at: None,
+        cancel_reason: None,
+        metadata,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -581,7 +773,14 @@ mod tests {
         assert_eq!(stripe_exponent("ISK"), 2);
         assert_eq!(stripe_exponent("USD"), 2);
         assert_eq!(stripe_money(100000, "isk").unwrap().amount_minor, 1000);
-        assert!(stripe_money(150, "isk").is_err());
+        // 150 is 1.50 ISK in Stripe's convention; ISO has no decimals for ISK.
+        let isk = stripe_money(150, "isk").unwrap();
+        assert_eq!((isk.amount_minor, isk.exact.as_deref()), (2, Some("1.50")));
+        assert_eq!(shift_point_left("2990", 2).as_deref(), Some("29.90"));
+        assert_eq!(shift_point_left("5", 2).as_deref(), Some("0.05"));
+        assert_eq!(shift_point_left("2990.5", 2).as_deref(), Some("29.905"));
+        assert_eq!(shift_point_left("12", 0).as_deref(), Some("12."));
+        assert_eq!(shift_point_left("-1", 2), None);
         assert_eq!(stripe_money(500, "mga").unwrap().amount_minor, 50000);
         assert_eq!(stripe_money(10, "iqd").unwrap().amount_minor, 100);
     }

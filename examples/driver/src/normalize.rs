@@ -67,12 +67,10 @@ pub fn normalize(payload: &[u8]) -> Result<Vec<CanonicalRecord>, String> {
                 .next()
                 .filter(|o| !o.is_empty())
                 .map(Into::into),
+            reason: None,
         }),
     };
-    Ok(vec![CanonicalRecord {
-        change: Change::Observed,
-        data,
-    }])
+    Ok(vec![sluice_sdk::record::record(Change::Observed, data)])
 }
 
 #[cfg(test)]
@@ -106,7 +104,8 @@ mod tests {
             p.amount,
             Money {
                 amount_minor: 1234,
-                currency: "EUR".into()
+                currency: "EUR".into(),
+                exact: None,
             }
         );
         assert_eq!(p.status, PaymentStatus::Succeeded);
@@ -126,15 +125,22 @@ mod tests {
             r.amount,
             Money {
                 amount_minor: 1500,
-                currency: "JPY".into()
+                currency: "JPY".into(),
+                exact: None,
             }
         );
         assert_eq!(
             (r.status, r.status_raw.as_str()),
             (RefundStatus::Succeeded, "payment.refunded")
         );
-        // JPY has no minor unit: a fraction is refused, never rounded.
-        assert!(normalize(&event("payment.completed", "1500.5", "jpy")).is_err());
+        // JPY has no minor unit: a fraction is rounded half to even, and kept exactly.
+        let RecordData::Payment(p) = one(&event("payment.completed", "1500.5", "jpy")) else {
+            panic!("not a payment");
+        };
+        assert_eq!(
+            (p.amount.amount_minor, p.amount.exact.as_deref()),
+            (1500, Some("1500.5"))
+        );
     }
 
     #[test]
@@ -145,6 +151,7 @@ mod tests {
             RecordData::Unmapped(Unmapped {
                 external_id: Some("9007199254740993".into()),
                 object_type: Some("payment".into()),
+                reason: None,
             })
         );
         assert!(normalize(br#"{"type":"payment.completed"}"#).is_err());

@@ -16,6 +16,7 @@ fn brl(amount_minor: i64) -> Money {
     Money {
         amount_minor,
         currency: "BRL".into(),
+        exact: None,
     }
 }
 
@@ -125,7 +126,7 @@ const PURCHASES: &[(&str, &str, PaymentStatus, FinancialStatus, OrderStatus)] = 
     (
         "purchase_protest",
         "DISPUTE",
-        PaymentStatus::Disputed,
+        PaymentStatus::Succeeded,
         FinancialStatus::Paid,
         OrderStatus::Open,
     ),
@@ -243,7 +244,8 @@ fn test_postback_purchases_field_by_field() {
                 .find(|(mk, _)| mk == k)
                 .map(|(_, v)| v.as_str())
         };
-        assert_eq!(m("full_price"), Some("150000 BRL (minor units)"));
+        // The order total is `full_price`; the offer's `price` is kept beside it.
+        assert_eq!(m("price"), Some("150000 BRL (minor units)"));
         assert_eq!(m("approved_date"), Some("2017-11-27T11:49:06Z"));
         assert_eq!(m("subscriber_code"), Some("I9OT62C3"));
         assert_eq!(m("plan_id"), Some("123"));
@@ -269,21 +271,28 @@ fn test_postback_purchases_field_by_field() {
                 }
                 other => panic!("expected refund, got {other:?}"),
             },
-            "CHARGEBACK" | "DISPUTE" => match &rs[2].data {
+            "CHARGEBACK" => match &rs[2].data {
                 RecordData::Chargeback(c) => {
                     assert_eq!(c.external_id, TX);
                     assert_eq!(c.payment_external_id.as_deref(), Some(TX));
                     assert_eq!(c.amount, brl(150000));
-                    let expected = if status_raw == "CHARGEBACK" {
-                        ChargebackStatus::Lost
-                    } else {
-                        ChargebackStatus::NeedsResponse
-                    };
-                    assert_eq!(c.status, expected);
+                    assert_eq!(c.status, ChargebackStatus::Lost);
                     assert_eq!(c.status_raw, status_raw);
                     assert_eq!(c.created_at, ms(created));
                 }
                 other => panic!("expected chargeback, got {other:?}"),
+            },
+            // PURCHASE_PROTEST: the buyer's refund request, pending.
+            "DISPUTE" => match &rs[2].data {
+                RecordData::Refund(r) => {
+                    assert_eq!(r.external_id, TX);
+                    assert_eq!(r.payment_external_id.as_deref(), Some(TX));
+                    assert_eq!(r.amount, brl(150000));
+                    assert_eq!(r.status, RefundStatus::Pending);
+                    assert_eq!(r.status_raw, status_raw);
+                    assert_eq!(r.created_at, ms(created));
+                }
+                other => panic!("expected a pending refund, got {other:?}"),
             },
             _ => {}
         }
@@ -483,9 +492,11 @@ fn real_anonymised_deliveries_by_shape_and_enums() {
                 "{name}"
             );
             assert_eq!(p.amount.currency, "BRL");
+            // The amount paid: `full_price` (installment interest included).
+            let paid = purchase["full_price"]["value"].as_f64().unwrap();
             assert_eq!(
                 p.amount.amount_minor,
-                purchase["price"]["value"].as_i64().unwrap() * 100,
+                (paid * 100.0).round() as i64,
                 "{name}"
             );
             let expected = match event {
@@ -509,10 +520,12 @@ fn real_anonymised_deliveries_by_shape_and_enums() {
     let rs = records("hotmart_real_anon_purchase_approved_2.json");
     assert_eq!(payment_of(&rs[1]).fee, Some(brl(14878)), "148.78");
     let o = order_of(&rs[0]);
+    // Paid 2626.56 in 12 installments for an offer priced 1997.00.
+    assert_eq!(o.total, brl(262656), "2626.56");
     assert!(
         o.metadata
-            .contains(&("full_price".into(), "262656 BRL (minor units)".into())),
-        "2626.56"
+            .contains(&("price".into(), "199700 BRL (minor units)".into())),
+        "1997"
     );
     let rs = records("hotmart_real_anon_purchase_canceled_4.json");
     assert_eq!(
@@ -573,14 +586,16 @@ fn sales_history_docs_item() {
         p.amount,
         Money {
             amount_minor: 23576,
-            currency: "USD".into()
+            currency: "USD".into(),
+            exact: None,
         }
     );
     assert_eq!(
         p.fee,
         Some(Money {
             amount_minor: 3675,
-            currency: "EUR".into()
+            currency: "EUR".into(),
+            exact: None,
         })
     );
     assert_eq!(p.status, PaymentStatus::Pending);

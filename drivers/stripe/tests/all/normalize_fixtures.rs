@@ -8,7 +8,7 @@ use sluice_sdk::canonical::*;
 use sluice_sdk::{Datetime, Money};
 
 fn wrap(event_type: &str, object: Value) -> Value {
-    json!({"id": "evt_test", "object": "event", "type": event_type, "created": 1700000000, "data": {"object": object}})
+    json!({"id": "evt_test", "object": "event", "api_version": "2024-06-20", "type": event_type, "created": 1700000000, "data": {"object": object}})
 }
 
 fn one(event_type: &str, object: Value) -> CanonicalRecord {
@@ -21,6 +21,7 @@ fn usd(amount_minor: i64) -> Money {
     Money {
         amount_minor,
         currency: "USD".into(),
+        exact: None,
     }
 }
 
@@ -396,7 +397,13 @@ fn event_fixture_is_unmapped() {
             data: RecordData::Unmapped(Unmapped {
                 external_id: Some("price_1PgafmB7WZ01zgkW6dKueIc5".into()),
                 object_type: Some("plan".into()),
+                reason: None,
             }),
+            // The OpenAPI fixture event carries no `api_version`.
+            warnings: vec![Warning {
+                field: "api_version".into(),
+                reason: "the event has no api_version (rendered before 2017); mapped as 2025-08-27.basil".into(),
+            }],
         }]
     );
 }
@@ -420,7 +427,8 @@ fn zero_three_decimal_and_isk_amounts() {
         p.amount,
         Money {
             amount_minor: 5000,
-            currency: "JPY".into()
+            currency: "JPY".into(),
+            exact: None,
         }
     );
     let p = payment(charge_in("bhd", 1500).unwrap().remove(0));
@@ -428,7 +436,8 @@ fn zero_three_decimal_and_isk_amounts() {
         p.amount,
         Money {
             amount_minor: 1500,
-            currency: "BHD".into()
+            currency: "BHD".into(),
+            exact: None,
         }
     );
     // Stripe sends ISK with two decimals (ISK 1,000 = 100000); ISO has none.
@@ -437,27 +446,40 @@ fn zero_three_decimal_and_isk_amounts() {
         p.amount,
         Money {
             amount_minor: 1000,
-            currency: "ISK".into()
+            currency: "ISK".into(),
+            exact: None,
         }
     );
     assert_eq!(
         p.amount_captured,
         Some(Money {
             amount_minor: 1000,
-            currency: "ISK".into()
+            currency: "ISK".into(),
+            exact: None,
         })
     );
-    assert!(charge_in("isk", 150).is_err(), "ISK must be whole krónur");
+    // 150 is ISK 1.50 at Stripe: rounded half to even, and kept exactly.
+    let p = payment(charge_in("isk", 150).unwrap().remove(0));
+    assert_eq!(
+        (p.amount.amount_minor, p.amount.exact.as_deref()),
+        (2, Some("1.50"))
+    );
     // MGA: zero-decimal at Stripe, two decimals in ISO.
     let p = payment(charge_in("mga", 700).unwrap().remove(0));
     assert_eq!(
         p.amount,
         Money {
             amount_minor: 70000,
-            currency: "MGA".into()
+            currency: "MGA".into(),
+            exact: None,
         }
     );
-    assert!(charge_in("zzz", 1).is_err());
+    // An unknown currency on the amount the record needs: kept unmapped, with the reason.
+    let kept = charge_in("zzz", 1).unwrap();
+    assert!(
+        matches!(&kept[0].data, RecordData::Unmapped(u) if u.reason.as_deref().is_some_and(|r| r.contains("ZZZ"))),
+        "{kept:?}"
+    );
 }
 
 #[test]
@@ -471,7 +493,8 @@ fn unknown_and_malformed_events() {
         r.data,
         RecordData::Unmapped(Unmapped {
             external_id: Some("tmr_1".into()),
-            object_type: Some("terminal.reader".into())
+            object_type: Some("terminal.reader".into()),
+            reason: None,
         })
     );
     // A mapped type with an unexpected object is kept as unmapped, not misread.
@@ -487,16 +510,24 @@ fn unknown_and_malformed_events() {
         kept[0].data,
         RecordData::Unmapped(Unmapped {
             external_id: Some("evt_1".into()),
-            object_type: Some("event".into())
+            object_type: Some("event".into()),
+            reason: None,
         })
     );
     let no_object = normalize::normalize_payload(br#"{"type":"charge.succeeded"}"#).unwrap();
     assert!(matches!(no_object[0].data, RecordData::Unmapped(_)));
-    assert!(
-        normalize::normalize_event(&wrap(
-            "charge.succeeded",
-            json!({"id": "ch_1", "object": "charge", "currency": "usd"})
-        ))
-        .is_err()
+    // A charge without an amount is kept unmapped, with the reason.
+    let no_amount = normalize::normalize_event(&wrap(
+        "charge.succeeded",
+        json!({"id": "ch_1", "object": "charge", "currency": "usd"}),
+    ))
+    .unwrap();
+    assert_eq!(
+        no_amount[0].data,
+        RecordData::Unmapped(Unmapped {
+            external_id: Some("ch_1".into()),
+            object_type: Some("charge".into()),
+            reason: Some("charge amount: missing".into()),
+        })
     );
 }

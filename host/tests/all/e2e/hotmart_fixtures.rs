@@ -84,9 +84,10 @@ fn expectations() -> Vec<(&'static str, Vec<Expected>)> {
         ),
         (
             "hotmart_testpostback_purchase_protest.json",
+            // The buyer's refund request: the payment stands, a refund is pending.
             with(
-                sale("order.paid", "payment.disputed"),
-                ("chargeback.needs_response", Some(TX)),
+                sale("order.paid", "payment.succeeded"),
+                ("refund.pending", Some(TX)),
             ),
         ),
         (
@@ -202,7 +203,9 @@ fn expectations() -> Vec<(&'static str, Vec<Expected>)> {
     ]
 }
 
-/// The amount (minor units, BRL) every purchase fixture must produce: price text × 100.
+/// The amount (minor units, BRL) every purchase fixture must produce: what the buyer paid,
+/// `full_price` (installment interest included), × 100. Read from each fixture by hand:
+/// most real deliveries were paid in 12 installments, so `full_price` exceeds `price`.
 fn price_minor(name: &str) -> Option<i64> {
     Some(match name {
         n if n.starts_with("hotmart_testpostback_purchase_")
@@ -210,13 +213,18 @@ fn price_minor(name: &str) -> Option<i64> {
         {
             150000
         }
-        "hotmart_real_anon_purchase_approved_1.json"
-        | "hotmart_real_anon_purchase_billet_printed_1.json" => 149700,
-        "hotmart_real_anon_purchase_approved_2.json" => 199700,
-        "hotmart_real_anon_purchase_canceled_4.json" => 1000,
-        n if n.starts_with("hotmart_real_anon_purchase_") => 99700,
+        "hotmart_real_anon_purchase_approved_2.json" => 262656,
+        "hotmart_real_anon_purchase_refunded_1.json" => 119400,
+        n if n.starts_with("hotmart_real_anon_purchase_") => return full_price_minor(n),
         _ => return None,
     })
+}
+
+/// `data.purchase.full_price.value` × 100 of a fixture.
+fn full_price_minor(name: &str) -> Option<i64> {
+    let body: Value = serde_json::from_slice(&fixture_bytes(&format!("hotmart/{name}"))).ok()?;
+    let paid = body["data"]["purchase"]["full_price"]["value"].as_f64()?;
+    Some((paid * 100.0).round() as i64)
 }
 
 fn check(name: &str, expected: &[(&str, Option<&str>)]) -> Result<(), String> {

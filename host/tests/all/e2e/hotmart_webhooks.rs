@@ -22,7 +22,8 @@ async fn start(backend: Backend) -> Option<(Sluice, String)> {
     Some((sluice, id))
 }
 
-/// A BRL purchase with a price that is not a whole number (97.9 → 9790 minor units).
+/// A BRL purchase whose amount paid (`full_price`, the order total) is not a whole number
+/// (97.9 → 9790 minor units).
 fn purchase_97_9() -> Vec<u8> {
     let text = String::from_utf8(fixture_bytes(
         "hotmart/hotmart_testpostback_purchase_approved.json",
@@ -32,8 +33,8 @@ fn purchase_97_9() -> Vec<u8> {
         .replace("545e7d21-8fc4-4906-8fba-dcd7889f6481", "e2e-brl-97-9")
         .replace("HP16015479281022", "HP0000097900")
         .replace(
-            "\"price\": {\n        \"value\": 1500,",
-            "\"price\": {\n        \"value\": 97.9,",
+            "\"full_price\": {\n        \"value\": 1500,",
+            "\"full_price\": {\n        \"value\": 97.9,",
         );
     assert!(text.contains("\"value\": 97.9,"), "fixture layout changed");
     text.into_bytes()

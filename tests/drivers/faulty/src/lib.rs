@@ -155,7 +155,7 @@ impl metadata::Guest for Faulty {
                 sent_to: vec!["https://api.example.com".into()],
                 header: Some("X-Faulty-Token".into()),
             }],
-            wit_version: "0.3.0".into(),
+            wit_version: "0.4.0".into(),
             webhook_signing: vec![],
         }
     }
@@ -487,7 +487,9 @@ impl normalize::Guest for Faulty {
             data: RecordData::Unmapped(Unmapped {
                 external_id: Some(event.provider_event_id),
                 object_type: Some(event.event_type),
+                reason: None,
             }),
+            warnings: vec![],
         }])
     }
 }
