@@ -141,7 +141,7 @@ records! {
     sdk::types::Datetime => host_types::Datetime { seconds, nanoseconds }
     sdk::types::Money => host_types::Money { amount_minor, currency, exact }
     sdk::types::RawEvent => host_types::RawEvent {
-        provider_event_id, event_type, account_key, occurred_at, payload,
+        provider_event_id, event_type, account_key, occurred_at, payload, api_version,
     }
     sdk::canonical::Address => host::Address {
         name, company, line1, line2, city, region, postal_code, country_code, phone,

@@ -185,6 +185,7 @@ pub fn sale_raw_event(item: &str) -> Result<RawEvent, String> {
             .or_else(|| i64_field(purchase, "order_date"))
             .map(datetime_from_unix_millis),
         payload: item.as_bytes().to_vec(),
+        api_version: None,
     })
 }
 

@@ -54,6 +54,7 @@ pub fn raw_event(payload: &[u8]) -> Result<RawEvent, String> {
         account_key: None,
         occurred_at: creation_date(&body),
         payload: payload.to_vec(),
+        api_version: None,
     })
 }
 

@@ -302,7 +302,11 @@ impl Driver for Shopify {
         _: &Context<Settings>,
         event: &RawEvent,
     ) -> Result<Vec<CanonicalRecord>, DriverError> {
-        normalize::normalize(&event.event_type, &event.payload)
-            .map_err(|e| error::bad_request(e.to_string()))
+        normalize::normalize_versioned(
+            &event.event_type,
+            &event.payload,
+            event.api_version.as_deref(),
+        )
+        .map_err(|e| error::bad_request(e.to_string()))
     }
 }

@@ -49,6 +49,44 @@ fn err(msg: impl Into<String>) -> NormalizeError {
     NormalizeError(msg.into())
 }
 
+/// The oldest and newest Admin API versions whose webhook and REST shapes the driver
+/// knows. Shopify releases one a quarter (`YYYY-01`, `-04`, `-07`, `-10`); the shapes before
+/// versioning (2019-04) are the legacy samples' (no `*_set` fields), read as well.
+pub const OLDEST_API_VERSION: &str = "2019-04";
+pub const NEWEST_API_VERSION: &str = "2026-07";
+
+/// A warning for a payload rendered by a version the driver does not know, if it is one.
+fn api_version_warning(version: Option<&str>) -> Option<String> {
+    let v = version?;
+    let quarterly = v.len() == 7
+        && v.as_bytes()[4] == b'-'
+        && v[..4].bytes().all(|b| b.is_ascii_digit())
+        && matches!(&v[5..], "01" | "04" | "07" | "10");
+    if quarterly && (OLDEST_API_VERSION..=NEWEST_API_VERSION).contains(&v) {
+        None
+    } else {
+        Some(format!(
+            "API version {v:?} is not one the driver knows ({OLDEST_API_VERSION} to {NEWEST_API_VERSION}); mapped as {NEWEST_API_VERSION}"
+        ))
+    }
+}
+
+/// Normalize one event of `topic` with payload `payload` (JSON text), rendered by Admin
+/// API `api_version` when the delivery said (its `X-Shopify-API-Version`).
+pub fn normalize_versioned(
+    topic: &str,
+    payload: &[u8],
+    api_version: Option<&str>,
+) -> Result<Vec<CanonicalRecord>> {
+    let mut records = normalize(topic, payload)?;
+    if let Some(warning) = api_version_warning(api_version) {
+        let mut w = sluice_sdk::record::Warnings::new();
+        w.push("api_version", warning);
+        w.attach(&mut records);
+    }
+    Ok(records)
+}
+
 /// Normalize one event of `topic` with payload `payload` (JSON text).
 pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
     let topic = topic.to_ascii_lowercase();
@@ -494,6 +532,20 @@ pub fn customer_record(c: &Value) -> Result<Customer> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn api_versions_outside_the_known_range_are_warned_about() {
+        for known in ["2019-04", "2024-10", "2026-07"] {
+            assert_eq!(api_version_warning(Some(known)), None, "{known}");
+        }
+        assert_eq!(api_version_warning(None), None);
+        for unknown in ["2026-10", "2019-01", "unstable", "2025-02", "2025-1", ""] {
+            assert!(api_version_warning(Some(unknown)).is_some(), "{unknown:?}");
+        }
+        let r = normalize_versioned("customers/create", br#"{"id": 1}"#, Some("2027-01")).unwrap();
+        assert_eq!(r[0].warnings.len(), 1);
+        assert_eq!(r[0].warnings[0].field, "api_version");
+    }
 
     #[test]
     fn unknown_topics_are_unmapped() {

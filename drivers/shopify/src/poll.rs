@@ -151,6 +151,7 @@ pub fn parse_page(
             account_key: Some(settings.shop.clone()),
             occurred_at: Some(updated),
             payload: text.get().as_bytes().to_vec(),
+            api_version: Some(settings.api_version.clone()),
         });
     }
     let top = top.map(|t| time::to_rfc3339(&t));

@@ -132,6 +132,7 @@ pub fn handle(
         account_key: Some(shop),
         occurred_at,
         payload: body.to_vec(),
+        api_version: header(request_headers, API_VERSION).map(str::to_string),
     })))
 }
 

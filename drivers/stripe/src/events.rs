@@ -30,6 +30,7 @@ pub fn raw_event_from(event: &Value, payload: Vec<u8>) -> Result<RawEvent, Strin
         account_key: string_field(event, "account"),
         occurred_at: i64_field(event, "created").map(datetime_from_unix),
         payload,
+        api_version: None,
     })
 }
 

@@ -26,6 +26,7 @@ pub fn raw_event(body: &[u8]) -> Result<RawEvent, String> {
         account_key: None, // one webhook URL per installation: nothing to route on
         occurred_at: created_at(&event)?,
         payload: body.to_vec(),
+        api_version: None,
     })
 }
 

@@ -206,6 +206,7 @@ impl ingest::Guest for Faulty {
                     account_key: None,
                     occurred_at: None,
                     payload: vec![b'x'; HUGE_PAYLOAD],
+                    api_version: None,
                 })
                 .collect(),
             Mode::Oom => {
@@ -277,6 +278,7 @@ impl ingest::Guest for Faulty {
                     account_key: None,
                     occurred_at: None,
                     payload: claims,
+                    api_version: None,
                 }]
             }
             Mode::ResourceFlood => {
@@ -342,6 +344,7 @@ fn raw_event(request: &IncomingRequest, payload: Vec<u8>) -> Result<RawEvent, Dr
         account_key: None,
         occurred_at: None,
         payload,
+        api_version: None,
     })
 }
 
@@ -445,6 +448,7 @@ fn aliased_outcome() -> WebhookOutcome {
                     account_key: None,
                     occurred_at: None,
                     payload,
+                    api_version: None,
                 },
                 records: Ok(vec![]),
             }
