@@ -202,7 +202,13 @@ fn map_object(
         (Kind::Invoice, "invoice") => one(RecordData::Invoice(invoice(object, w)?)),
         (Kind::Dispute, "dispute") => one(RecordData::Chargeback(dispute(object, w)?)),
         (Kind::CheckoutSession, "checkout.session") => {
-            one(RecordData::Order(checkout_session(object, w)?))
+            let order = checkout_session(object, w)?;
+            let mut records = Vec::new();
+            if let Some(payment) = checkout_payment(object, &order) {
+                records.push(record(Change::Observed, RecordData::Payment(payment)));
+            }
+            records.insert(0, record(change, RecordData::Order(order)));
+            Ok(records)
         }
         _ => Ok(vec![unmapped(
             id_field(object, "id"),
@@ -758,6 +764,37 @@ pub fn checkout_session(obj: &Value, w: &mut Warnings) -> Result<Order> {
         cancelled_at: None,
         cancel_reason: None,
         metadata,
+    })
+}
+
+/// The payment of a paid checkout session in `payment` mode: its payment intent, for the
+/// session's total (the intent's own events carry its later life). Sessions paid through
+/// an invoice (subscriptions) or not paid yet have none.
+fn checkout_payment(obj: &Value, order: &Order) -> Option<Payment> {
+    let intent = expandable_id(obj, "payment_intent")?;
+    if str_field(obj, "payment_status") != Some("paid") {
+        return None;
+    }
+    let method = match obj.get("payment_method_types").and_then(Value::as_array) {
+        Some(types) if types.len() == 1 => types[0].as_str().map(str::to_owned),
+        _ => None,
+    };
+    Some(Payment {
+        external_id: intent,
+        order_external_id: Some(order.external_id.clone()),
+        customer_external_id: order.customer_external_id.clone(),
+        invoice_external_id: expandable_id(obj, "invoice"),
+        amount: order.total.clone(),
+        amount_captured: None,
+        amount_refunded: None,
+        fee: None,
+        status: PaymentStatus::Succeeded,
+        status_raw: "paid".into(),
+        method,
+        description: None,
+        failure_reason: None,
+        created_at: order.created_at,
+        metadata: Vec::new(),
     })
 }
 
