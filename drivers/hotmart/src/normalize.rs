@@ -306,8 +306,16 @@ fn text_of(v: Option<&Value>) -> Option<String> {
     }
 }
 
+/// Money as metadata text: `"199700 BRL (minor units)"`, with the exact amount when it was
+/// rounded (`"5625 CLP (minor units; exact 5625.21)"`).
 fn money_text(m: &Money) -> String {
-    format!("{} {} (minor units)", m.amount_minor, m.currency)
+    match &m.exact {
+        None => format!("{} {} (minor units)", m.amount_minor, m.currency),
+        Some(exact) => format!(
+            "{} {} (minor units; exact {exact})",
+            m.amount_minor, m.currency
+        ),
+    }
 }
 
 /// One sale, read from a webhook purchase or a sales-history item.
@@ -341,6 +349,8 @@ pub struct Sale {
     pub recurrence: Option<i64>,
     /// Buyer address (webhooks only).
     pub address: Option<Address>,
+    /// Shipping cost of a physical product (webhooks' `data.shipping.cost`).
+    pub shipping: Option<Money>,
     /// Source-specific details kept on the order.
     pub order_metadata: Vec<(String, String)>,
 }
@@ -450,6 +460,7 @@ impl Sale {
             recurrence: i64_field(purchase, "recurrence_number")
                 .or_else(|| i64_field(purchase, "recurrency_number")),
             address: buyer.and_then(address),
+            shipping: money_at(text, &["data", "shipping", "cost"], &WEBHOOK_CURRENCY)?,
             order_metadata: meta,
         })
     }
@@ -532,6 +543,7 @@ impl Sale {
             recurrence: i64_field(purchase, "recurrency_number")
                 .or_else(|| i64_field(purchase, "recurrence_number")),
             address: None,
+            shipping: None,
             order_metadata: meta,
         })
     }
@@ -603,7 +615,7 @@ impl Sale {
             subtotal: None,
             total_tax: None,
             total_discounts: None,
-            total_shipping: None,
+            total_shipping: self.shipping.clone(),
             total: self.price.clone(),
             line_items: vec![LineItem {
                 external_id: None,
@@ -813,6 +825,7 @@ fn switch_plan(data: &Value, event: &str) -> CanonicalRecord {
         .find(|p| p.get("current") == Some(&Value::Bool(false)));
     s.plan_external_id = current.and_then(|p| p.get("id")).and_then(id_value);
     s.plan_name = current.and_then(|p| string_field(p, "name"));
+    s.next_charge_at = sub.and_then(|s| ms(s, "date_next_charge"));
     push(
         &mut s.metadata,
         "switch_plan_date",

@@ -2,6 +2,7 @@
 
 mod app_routing;
 mod cli;
+mod corpus;
 mod driver_loading;
 mod durability;
 mod example_driver;
