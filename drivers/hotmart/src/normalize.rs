@@ -351,6 +351,8 @@ pub struct Sale {
     pub address: Option<Address>,
     /// Shipping cost of a physical product (webhooks' `data.shipping.cost`).
     pub shipping: Option<Money>,
+    /// Optional fields that could not be read: (field, reason), the records' warnings.
+    pub unread: Vec<(String, String)>,
     /// Source-specific details kept on the order.
     pub order_metadata: Vec<(String, String)>,
 }
@@ -367,19 +369,21 @@ impl Sale {
             .find_map(|k| money_at(text, &["data", "purchase", k], &WEBHOOK_CURRENCY).transpose())
             .transpose()?
             .ok_or("purchase has no price")?;
+        let mut unread = Vec::new();
         let mut fee = None;
         for c in raw_list_at(text, &["data", "commissions"]) {
             let source = raw_at(c.get(), &["source"])
                 .and_then(|s| serde_json::from_str::<String>(s.get()).ok());
             if source.as_deref() == Some("MARKETPLACE") {
-                fee = money_in(c.get(), &WEBHOOK_CURRENCY)?;
+                fee = optional(&mut unread, "fee", money_in(c.get(), &WEBHOOK_CURRENCY));
             }
         }
         let buyer = obj(data, &["buyer"]);
         let product = obj(data, &["product"]);
         let mut meta = Vec::new();
         for key in ["price", "original_offer_price"] {
-            if let Some(m) = money_at(text, &["data", "purchase", key], &WEBHOOK_CURRENCY)? {
+            let money = money_at(text, &["data", "purchase", key], &WEBHOOK_CURRENCY);
+            if let Some(m) = optional(&mut unread, &format!("metadata.{key}"), money) {
                 push(&mut meta, key, Some(money_text(&m)));
             }
         }
@@ -460,7 +464,12 @@ impl Sale {
             recurrence: i64_field(purchase, "recurrence_number")
                 .or_else(|| i64_field(purchase, "recurrency_number")),
             address: buyer.and_then(address),
-            shipping: money_at(text, &["data", "shipping", "cost"], &WEBHOOK_CURRENCY)?,
+            shipping: optional(
+                &mut unread,
+                "total_shipping",
+                money_at(text, &["data", "shipping", "cost"], &WEBHOOK_CURRENCY),
+            ),
+            unread,
             order_metadata: meta,
         })
     }
@@ -472,8 +481,13 @@ impl Sale {
             string_field(purchase, "transaction").ok_or("sales item has no transaction")?;
         let price = money_at(text, &["purchase", "price"], &API_CURRENCY)?
             .ok_or("sales item has no price")?;
+        let mut unread = Vec::new();
         let fee = match raw_at(text, &["purchase", "hotmart_fee"]) {
-            Some(f) => money_in_field(f.get(), "total", &API_CURRENCY)?,
+            Some(f) => optional(
+                &mut unread,
+                "fee",
+                money_in_field(f.get(), "total", &API_CURRENCY),
+            ),
             None => None,
         };
         let buyer = obj(item, &["buyer"]);
@@ -544,6 +558,7 @@ impl Sale {
                 .or_else(|| i64_field(purchase, "recurrence_number")),
             address: None,
             shipping: None,
+            unread,
             order_metadata: meta,
         })
     }
@@ -637,9 +652,20 @@ impl Sale {
         }
     }
 
-    /// Order, payment and, by status, a refund or a chargeback. `at` is when the source
-    /// says the change happened (the webhook's `creation_date`), for refunds and chargebacks.
+    /// Order, payment and, by status, a refund or a chargeback, each with the warnings of
+    /// the fields that could not be read. `at` is when the source says the change happened
+    /// (the webhook's `creation_date`), for refunds and chargebacks.
     pub fn records(&self, at: Option<Datetime>) -> Vec<CanonicalRecord> {
+        let mut records = self.records_unwarned(at);
+        let mut w = sluice_sdk::record::Warnings::new();
+        for (field, reason) in &self.unread {
+            w.push(field.clone(), reason);
+        }
+        w.attach(&mut records);
+        records
+    }
+
+    fn records_unwarned(&self, at: Option<Datetime>) -> Vec<CanonicalRecord> {
         let mut records = vec![
             observed(RecordData::Order(self.order())),
             observed(RecordData::Payment(self.payment())),
@@ -682,6 +708,18 @@ impl Sale {
         }
         records
     }
+}
+
+/// The value of an optional field's reading, or `None` with the reason noted in `unread`.
+fn optional<T>(
+    unread: &mut Vec<(String, String)>,
+    field: &str,
+    read: Result<Option<T>, String>,
+) -> Option<T> {
+    read.unwrap_or_else(|reason| {
+        unread.push((field.to_string(), reason));
+        None
+    })
 }
 
 /// A buyer's address object (the anonymised deliveries have a string there: no address).
@@ -952,6 +990,30 @@ pub fn normalize_sale_item(payload: &[u8]) -> Result<Vec<CanonicalRecord>, Strin
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unreadable_fee_is_a_warning_not_a_lost_sale() {
+        let body = br#"{"id":"e1","event":"PURCHASE_APPROVED","version":"2.0.0","creation_date":1700000000000,"data":{"purchase":{"transaction":"HP1","status":"APPROVED","price":{"value":10,"currency_value":"BRL"},"full_price":{"value":12.5,"currency_value":"BRL"}},"commissions":[{"source":"MARKETPLACE","value":1,"currency_value":"XBT"}]}}"#;
+        let records = normalize_webhook(body).unwrap();
+        assert_eq!(records.len(), 2);
+        let RecordData::Payment(p) = &records[1].data else {
+            panic!("{records:?}")
+        };
+        assert_eq!((p.amount.amount_minor, p.fee.as_ref()), (1250, None));
+        for r in &records {
+            assert_eq!(r.warnings.len(), 1, "{r:?}");
+            assert_eq!(r.warnings[0].field, "fee");
+            assert!(
+                r.warnings[0].reason.contains("XBT"),
+                "{}",
+                r.warnings[0].reason
+            );
+        }
+        // Another postback version: mapped the same, with a warning.
+        let v1 = std::str::from_utf8(body).unwrap().replace("2.0.0", "1.0.0");
+        let records = normalize_webhook(v1.as_bytes()).unwrap();
+        assert!(records[0].warnings.iter().any(|w| w.field == "version"));
+    }
 
     #[test]
     fn unifies_spellings() {

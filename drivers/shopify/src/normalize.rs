@@ -28,7 +28,7 @@ use sluice_sdk::canonical::{
     Order, OrderStatus, RecordData, Refund, RefundStatus,
 };
 use sluice_sdk::json::{at, i64_field, id_field, str_field, string_field};
-use sluice_sdk::record::{record, unmapped, unmapped_because};
+use sluice_sdk::record::{Warnings, record, unmapped, unmapped_because};
 use sluice_sdk::{Datetime, Money, enums, money, time};
 
 /// Why a payload could not be normalized.
@@ -96,20 +96,22 @@ pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
         "create" => Change::Created,
         _ => Change::Updated,
     };
+    let mut w = Warnings::new();
     let mapped = match (resource, action, &parsed) {
         (
             "orders",
             "create" | "updated" | "paid" | "cancelled" | "fulfilled" | "partially_fulfilled",
             Some(v),
         ) => Some(
-            order_record(unwrap_envelope(v, "order")).map(|o| record(change, RecordData::Order(o))),
+            order_with(unwrap_envelope(v, "order"), &mut w)
+                .map(|o| record(change, RecordData::Order(o))),
         ),
         ("refunds", "create", Some(v)) => Some(
-            refund_record(unwrap_envelope(v, "refund"))
+            refund_with(unwrap_envelope(v, "refund"), &mut w)
                 .map(|r| record(Change::Created, RecordData::Refund(r))),
         ),
         ("customers", "create" | "update", Some(v)) => Some(
-            customer_record(unwrap_envelope(v, "customer"))
+            customer_with(unwrap_envelope(v, "customer"), &mut w)
                 .map(|c| record(change, RecordData::Customer(c))),
         ),
         _ => None,
@@ -124,11 +126,13 @@ pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
     } else {
         resource
     };
-    Ok(vec![match mapped {
+    let mut records = vec![match mapped {
         Some(Ok(record)) => record,
         Some(Err(NormalizeError(reason))) => unmapped_because(id(), resource_type, reason),
         None => unmapped(id(), resource_type),
-    }])
+    }];
+    w.attach(&mut records);
+    Ok(records)
 }
 
 /// `v[key]` when `v` is a REST envelope (`{key: {…}}`, possibly beside other keys such as
@@ -243,7 +247,30 @@ const FULFILLMENT: [(&str, FulfillmentStatus); 5] = [
     ("null", FulfillmentStatus::Unfulfilled),
 ];
 
-fn line_item(item: &Value, currency: &str) -> Result<LineItem> {
+/// One line; a price or discount it cannot read leaves the line's price (and total) out,
+/// with a warning for `field` (`line_items[2]`).
+fn line_item(item: &Value, currency: &str, field: &str, w: &mut Warnings) -> LineItem {
+    match line_item_strict(item, currency) {
+        Ok(line) => line,
+        Err(NormalizeError(reason)) => {
+            w.push(field, reason);
+            LineItem {
+                external_id: id_field(item, "id"),
+                product_external_id: id_field(item, "product_id"),
+                variant_external_id: id_field(item, "variant_id"),
+                sku: non_empty(item, "sku"),
+                title: non_empty(item, "name")
+                    .or_else(|| non_empty(item, "title"))
+                    .unwrap_or_default(),
+                quantity: i64_field(item, "quantity").unwrap_or(0),
+                unit_price: None,
+                total: None,
+            }
+        }
+    }
+}
+
+fn line_item_strict(item: &Value, currency: &str) -> Result<LineItem> {
     let quantity = i64_field(item, "quantity").unwrap_or(0);
     let unit_price = opt_money(item, "price", currency)?;
     let mut discount = 0i64;
@@ -288,7 +315,18 @@ fn line_item(item: &Value, currency: &str) -> Result<LineItem> {
 }
 
 /// Normalize one order object.
+/// Normalize one order object; fields it cannot read fail it (see [`normalize`] for the
+/// lenient form, which leaves them out with warnings).
 pub fn order_record(o: &Value) -> Result<Order> {
+    let mut w = Warnings::new();
+    let order = order_with(o, &mut w)?;
+    match w.as_slice().first() {
+        Some(first) => Err(err(format!("{}: {}", first.field, first.reason))),
+        None => Ok(order),
+    }
+}
+
+fn order_with(o: &Value, w: &mut Warnings) -> Result<Order> {
     let external_id = id_field(o, "id").ok_or_else(|| err("order has no id"))?;
     let currency = str_field(o, "currency").ok_or_else(|| err("order has no currency"))?;
     let (status, status_raw) = if !o.get("cancelled_at").is_none_or(Value::is_null) {
@@ -320,8 +358,9 @@ pub fn order_record(o: &Value) -> Result<Order> {
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
-        .map(|i| line_item(i, currency))
-        .collect::<Result<Vec<_>>>()?;
+        .enumerate()
+        .map(|(n, i)| line_item(i, currency, &format!("line_items[{n}]"), w))
+        .collect::<Vec<_>>();
     let customer = o.get("customer").filter(|c| c.is_object());
     let mut metadata = Vec::new();
     for key in [
@@ -365,17 +404,25 @@ pub fn order_record(o: &Value) -> Result<Order> {
         financial_status_raw,
         fulfillment_status,
         fulfillment_status_raw,
-        subtotal: opt_money(o, "subtotal_price", currency)?,
-        total_tax: opt_money(o, "total_tax", currency)?,
-        total_discounts: opt_money(o, "total_discounts", currency)?,
-        total_shipping: shipping(o, currency)?,
+        subtotal: w
+            .keep("subtotal", opt_money(o, "subtotal_price", currency))
+            .flatten(),
+        total_tax: w
+            .keep("total_tax", opt_money(o, "total_tax", currency))
+            .flatten(),
+        total_discounts: w
+            .keep("total_discounts", opt_money(o, "total_discounts", currency))
+            .flatten(),
+        total_shipping: w.keep("total_shipping", shipping(o, currency)).flatten(),
         total,
         line_items,
         billing_address: address(o.get("billing_address")),
         shipping_address: address(o.get("shipping_address")),
-        created_at: opt_time(o, "created_at")?,
-        updated_at: opt_time(o, "updated_at")?,
-        cancelled_at: opt_time(o, "cancelled_at")?,
+        created_at: w.keep("created_at", opt_time(o, "created_at")).flatten(),
+        updated_at: w.keep("updated_at", opt_time(o, "updated_at")).flatten(),
+        cancelled_at: w
+            .keep("cancelled_at", opt_time(o, "cancelled_at"))
+            .flatten(),
         cancel_reason: non_empty(o, "cancel_reason"),
         metadata,
     })
@@ -383,6 +430,10 @@ pub fn order_record(o: &Value) -> Result<Order> {
 
 /// Normalize one refund object (`refunds/create`).
 pub fn refund_record(r: &Value) -> Result<Refund> {
+    refund_with(r, &mut Warnings::new())
+}
+
+fn refund_with(r: &Value, w: &mut Warnings) -> Result<Refund> {
     let external_id = id_field(r, "id").ok_or_else(|| err("refund has no id"))?;
     let transactions: Vec<&Value> = r
         .get("transactions")
@@ -485,9 +536,9 @@ pub fn refund_record(r: &Value) -> Result<Refund> {
         status,
         status_raw,
         reason: non_empty(r, "note"),
-        created_at: match opt_time(r, "created_at")? {
+        created_at: match w.keep("created_at", opt_time(r, "created_at")).flatten() {
             Some(t) => Some(t),
-            None => opt_time(r, "processed_at")?,
+            None => w.keep("created_at", opt_time(r, "processed_at")).flatten(),
         },
         metadata,
     })
@@ -495,6 +546,10 @@ pub fn refund_record(r: &Value) -> Result<Refund> {
 
 /// Normalize one customer object.
 pub fn customer_record(c: &Value) -> Result<Customer> {
+    customer_with(c, &mut Warnings::new())
+}
+
+fn customer_with(c: &Value, w: &mut Warnings) -> Result<Customer> {
     let external_id = id_field(c, "id").ok_or_else(|| err("customer has no id"))?;
     let first_name = non_empty(c, "first_name");
     let last_name = non_empty(c, "last_name");
@@ -523,8 +578,8 @@ pub fn customer_record(c: &Value) -> Result<Customer> {
         last_name,
         phone: non_empty(c, "phone"),
         address: address(c.get("default_address")),
-        created_at: opt_time(c, "created_at")?,
-        updated_at: opt_time(c, "updated_at")?,
+        created_at: w.keep("created_at", opt_time(c, "created_at")).flatten(),
+        updated_at: w.keep("updated_at", opt_time(c, "updated_at")).flatten(),
         metadata,
     })
 }
@@ -545,6 +600,25 @@ mod tests {
         let r = normalize_versioned("customers/create", br#"{"id": 1}"#, Some("2027-01")).unwrap();
         assert_eq!(r[0].warnings.len(), 1);
         assert_eq!(r[0].warnings[0].field, "api_version");
+    }
+
+    #[test]
+    fn unreadable_optional_fields_are_warnings_not_lost_orders() {
+        let body = br#"{"id": 7, "currency": "USD", "total_price": "10.00", "subtotal_price": "ten", "created_at": "yesterday", "line_items": [{"id": 1, "title": "T", "quantity": 1, "price": "1.2.3"}, {"id": 2, "title": "U", "quantity": 2, "price": "2.50"}]}"#;
+        let r = normalize("orders/paid", body).unwrap();
+        let RecordData::Order(o) = &r[0].data else {
+            panic!("{r:?}")
+        };
+        assert_eq!((o.total.amount_minor, o.subtotal.as_ref()), (1000, None));
+        assert_eq!(o.created_at, None);
+        assert_eq!(o.line_items.len(), 2);
+        assert_eq!(o.line_items[0].unit_price, None);
+        assert_eq!(
+            o.line_items[1].total.as_ref().map(|m| m.amount_minor),
+            Some(500)
+        );
+        let fields: Vec<&str> = r[0].warnings.iter().map(|w| w.field.as_str()).collect();
+        assert_eq!(fields, ["line_items[0]", "subtotal", "created_at"]);
     }
 
     #[test]
