@@ -378,6 +378,21 @@ fn order_with(o: &Value, w: &mut Warnings) -> Result<Order> {
     if let Some(test) = o.get("test").and_then(Value::as_bool) {
         metadata.push(("test".into(), test.to_string()));
     }
+    // The amounts are the shop's (`shop_money`); what the buyer saw in another currency
+    // (`presentment_money`) is kept beside them.
+    for key in ["total_price_set", "subtotal_price_set", "total_tax_set"] {
+        let presented = at(o, &[key, "presentment_money"]);
+        let (Some(amount), Some(code)) = (
+            presented.and_then(|p| str_field(p, "amount")),
+            presented.and_then(|p| str_field(p, "currency_code")),
+        ) else {
+            continue;
+        };
+        if !code.eq_ignore_ascii_case(currency) {
+            let name = key.trim_end_matches("_set").replace("_price", "");
+            metadata.push((format!("presentment_{name}"), format!("{amount} {code}")));
+        }
+    }
     for attr in o
         .get("note_attributes")
         .and_then(Value::as_array)
@@ -619,6 +634,21 @@ mod tests {
         );
         let fields: Vec<&str> = r[0].warnings.iter().map(|w| w.field.as_str()).collect();
         assert_eq!(fields, ["line_items[0]", "subtotal", "created_at"]);
+    }
+
+    #[test]
+    fn presentment_amounts_in_another_currency_are_kept_beside_the_shop_amounts() {
+        let body = br#"{"id": 8, "currency": "USD", "total_price": "10.00", "presentment_currency": "EUR", "total_price_set": {"shop_money": {"amount": "10.00", "currency_code": "USD"}, "presentment_money": {"amount": "9.20", "currency_code": "EUR"}}, "total_tax_set": {"shop_money": {"amount": "1.00", "currency_code": "USD"}, "presentment_money": {"amount": "1.00", "currency_code": "USD"}}}"#;
+        let r = normalize("orders/paid", body).unwrap();
+        let RecordData::Order(o) = &r[0].data else {
+            panic!("{r:?}")
+        };
+        assert_eq!(o.total.currency, "USD");
+        assert!(
+            o.metadata
+                .contains(&("presentment_total".into(), "9.20 EUR".into()))
+        );
+        assert!(!o.metadata.iter().any(|(k, _)| k == "presentment_total_tax"));
     }
 
     #[test]

@@ -451,15 +451,48 @@ pub fn payment_intent(obj: &Value, event_type: &str, w: &mut Warnings) -> Result
         },
     };
     let error = obj.get("last_payment_error").filter(|e| e.is_object());
+    // Its charges: expanded in `charges.data` before 2022-11-15, `latest_charge` when
+    // expanded after. They add what the intent itself does not say: the method actually
+    // used, the refunded amount and the fee.
+    let charges: Vec<&Value> = match at(obj, &["charges", "data"]).and_then(Value::as_array) {
+        Some(list) => list.iter().filter(|c| c.is_object()).collect(),
+        None => obj
+            .get("latest_charge")
+            .filter(|c| c.is_object())
+            .into_iter()
+            .collect(),
+    };
+    let method = method.or_else(|| {
+        charges
+            .last()
+            .and_then(|c| string_at(c, &["payment_method_details", "type"]))
+    });
+    let refunded: Option<i64> = (!charges.is_empty()).then(|| {
+        charges
+            .iter()
+            .filter_map(|c| i64_field(c, "amount_refunded"))
+            .sum()
+    });
+    let amount = req_money(obj, "amount")?;
+    let amount_refunded = refunded.and_then(|r| {
+        let currency = str_field(obj, "currency").unwrap_or(&amount.currency);
+        w.keep("amount_refunded", stripe_money(r, currency))
+    });
+    let fee = charges
+        .last()
+        .and_then(|c| match c.get("balance_transaction") {
+            Some(bt @ Value::Object(_)) => opt_money(bt, "fee", None, w),
+            _ => None,
+        });
     Ok(Payment {
         external_id: required_id(obj)?,
         order_external_id: None,
         customer_external_id: expandable_id(obj, "customer"),
         invoice_external_id: expandable_id(obj, "invoice"),
-        amount: req_money(obj, "amount")?,
+        amount,
         amount_captured: opt_money(obj, "amount_received", None, w),
-        amount_refunded: None,
-        fee: None,
+        amount_refunded,
+        fee,
         status,
         status_raw: status_raw.to_string(),
         method,
@@ -820,6 +853,31 @@ mod tests {
         assert_eq!(shift_point_left("-1", 2), None);
         assert_eq!(stripe_money(500, "mga").unwrap().amount_minor, 50000);
         assert_eq!(stripe_money(10, "iqd").unwrap().amount_minor, 100);
+    }
+
+    #[test]
+    fn payment_intents_take_method_refunds_and_fee_from_expanded_charges() {
+        let mut w = Warnings::new();
+        let pi = serde_json::json!({
+            "id": "pi_1", "object": "payment_intent", "amount": 3897, "currency": "usd",
+            "amount_received": 3897, "status": "succeeded",
+            "payment_method_types": ["card", "crypto"],
+            "charges": {"object": "list", "data": [{
+                "id": "ch_1", "object": "charge", "amount_refunded": 1000,
+                "payment_method_details": {"type": "card"},
+                "balance_transaction": {"id": "txn_1", "fee": 143, "currency": "usd"}
+            }]}
+        });
+        let p = payment_intent(&pi, "payment_intent.succeeded", &mut w).unwrap();
+        assert_eq!(p.method.as_deref(), Some("card"));
+        assert_eq!(p.amount_refunded.map(|m| m.amount_minor), Some(1000));
+        assert_eq!(p.fee.map(|m| m.amount_minor), Some(143));
+        // Not expanded (an id): nothing more is known.
+        let thin = serde_json::json!({"id": "pi_2", "object": "payment_intent", "amount": 5,
+            "currency": "usd", "status": "processing", "latest_charge": "ch_2"});
+        let p = payment_intent(&thin, "payment_intent.processing", &mut w).unwrap();
+        assert_eq!((p.method, p.amount_refunded, p.fee), (None, None, None));
+        assert!(w.is_empty());
     }
 
     #[test]
