@@ -122,6 +122,17 @@ impl Server {
         self.child.id()
     }
 
+    /// The first few error lines of the server's log, to explain a row's errors.
+    fn log_errors(&self) -> Vec<String> {
+        std::fs::read_to_string(self._dir.0.join("sluice.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter(|l| l.contains("ERROR"))
+            .take(3)
+            .map(str::to_string)
+            .collect()
+    }
+
     /// Resident memory, KiB.
     fn rss_kib(&self) -> anyhow::Result<u64> {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid()))?;
@@ -555,6 +566,11 @@ pub fn run(setup: &Setup) -> anyhow::Result<()> {
     settle_disk();
     let fixed_many = run_fixed(many.addr, spread)?;
     let rss_many = many.rss_kib()?;
+    if warmed.errors + fixed_many.errors > 0 {
+        for line in many.log_errors() {
+            println!("many-installations server log: {line}");
+        }
+    }
     drop(many);
 
     println!(

@@ -159,9 +159,8 @@ pub fn minor_from_decimal_str(amount: &str, currency: &str) -> Result<i64, Money
     minor_from_decimal_str_exp(amount, exp)
 }
 
-/// Like [`minor_from_decimal_str`] with an explicit exponent.
-pub fn minor_from_decimal_str_exp(amount: &str, exp: u32) -> Result<i64, MoneyError> {
-    let invalid = || MoneyError::InvalidAmount(amount.to_string());
+/// A decimal text's sign, integer digits and fraction digits (not yet validated).
+fn split_decimal(amount: &str) -> (bool, &str, &str) {
     let t = amount.trim();
     let (negative, digits) = match t.as_bytes().first() {
         Some(b'-') => (true, &t[1..]),
@@ -169,6 +168,13 @@ pub fn minor_from_decimal_str_exp(amount: &str, exp: u32) -> Result<i64, MoneyEr
         _ => (false, t),
     };
     let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    (negative, int, frac)
+}
+
+/// Like [`minor_from_decimal_str`] with an explicit exponent.
+pub fn minor_from_decimal_str_exp(amount: &str, exp: u32) -> Result<i64, MoneyError> {
+    let invalid = || MoneyError::InvalidAmount(amount.to_string());
+    let (negative, int, frac) = split_decimal(amount);
     if (int.is_empty() && frac.is_empty())
         || !int.bytes().all(|b| b.is_ascii_digit())
         || !frac.bytes().all(|b| b.is_ascii_digit())
@@ -206,13 +212,7 @@ pub fn minor_from_decimal_str_exp(amount: &str, exp: u32) -> Result<i64, MoneyEr
 /// it has more fractional digits than that (`"5625.21"` → 5625, `"0.125"` with 2 → 12,
 /// `"0.135"` → 14, `"-2.5"` with 0 → -2). Returns the value and whether it was rounded.
 pub fn minor_from_decimal_str_rounded(amount: &str, exp: u32) -> Result<(i64, bool), MoneyError> {
-    let t = amount.trim();
-    let (negative, digits) = match t.as_bytes().first() {
-        Some(b'-') => (true, &t[1..]),
-        Some(b'+') => (false, &t[1..]),
-        _ => (false, t),
-    };
-    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let (negative, int, frac) = split_decimal(amount);
     let (kept, extra) = frac.split_at(frac.len().min(exp as usize));
     // The kept digits, exactly (this validates the text too).
     let sign = if negative { "-" } else { "" };

@@ -254,19 +254,24 @@ fn line_item(item: &Value, currency: &str, field: &str, w: &mut Warnings) -> Lin
         Ok(line) => line,
         Err(NormalizeError(reason)) => {
             w.push(field, reason);
-            LineItem {
-                external_id: id_field(item, "id"),
-                product_external_id: id_field(item, "product_id"),
-                variant_external_id: id_field(item, "variant_id"),
-                sku: non_empty(item, "sku"),
-                title: non_empty(item, "name")
-                    .or_else(|| non_empty(item, "title"))
-                    .unwrap_or_default(),
-                quantity: i64_field(item, "quantity").unwrap_or(0),
-                unit_price: None,
-                total: None,
-            }
+            line_without_prices(item)
         }
+    }
+}
+
+/// A line's ids, title and quantity.
+fn line_without_prices(item: &Value) -> LineItem {
+    LineItem {
+        external_id: id_field(item, "id"),
+        product_external_id: id_field(item, "product_id"),
+        variant_external_id: id_field(item, "variant_id"),
+        sku: non_empty(item, "sku"),
+        title: non_empty(item, "name")
+            .or_else(|| non_empty(item, "title"))
+            .unwrap_or_default(),
+        quantity: i64_field(item, "quantity").unwrap_or(0),
+        unit_price: None,
+        total: None,
     }
 }
 
@@ -301,16 +306,9 @@ fn line_item_strict(item: &Value, currency: &str) -> Result<LineItem> {
         })
         .transpose()?;
     Ok(LineItem {
-        external_id: id_field(item, "id"),
-        product_external_id: id_field(item, "product_id"),
-        variant_external_id: id_field(item, "variant_id"),
-        sku: non_empty(item, "sku"),
-        title: non_empty(item, "name")
-            .or_else(|| non_empty(item, "title"))
-            .unwrap_or_default(),
-        quantity,
         unit_price,
         total,
+        ..line_without_prices(item)
     })
 }
 
