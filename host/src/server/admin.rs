@@ -165,6 +165,29 @@ pub async fn get_installation(
     Ok(Json(installation_json(&state, &installation)))
 }
 
+/// `GET /v1/installations/{id}/audit`: every change to the installation's secrets (which,
+/// how, when), oldest first. Never a value.
+pub async fn secret_audit(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let id = parse_id(&id)?;
+    let store = state.pipeline.store();
+    store
+        .get_installation(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown installation"))?;
+    let changes: Vec<Value> = store
+        .secret_audit(&id)
+        .await?
+        .into_iter()
+        .map(|c| json!({"secret": c.name, "action": c.action, "at": c.at}))
+        .collect();
+    Ok(Json(
+        json!({"installation_id": id.as_str(), "changes": changes}),
+    ))
+}
+
 pub async fn delete_installation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

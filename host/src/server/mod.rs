@@ -51,6 +51,7 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::get_installation).delete(admin::delete_installation),
         )
         .route("/installations/{id}/secrets/{name}", put(admin::put_secret))
+        .route("/installations/{id}/audit", get(admin::secret_audit))
         .route("/events", get(admin::list_events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

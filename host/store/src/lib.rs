@@ -46,4 +46,6 @@ pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use error::StoreError;
 pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
 pub use id::{DriverId, EventId, InstallationId};
-pub use store::{Backend, Installation, NewInstallation, Store, StoreOptions};
+pub use store::{
+    Backend, Installation, NewInstallation, SecretAction, SecretChange, Store, StoreOptions,
+};

@@ -106,6 +106,37 @@ pub struct NewInstallation {
     pub account_key: Option<String>,
 }
 
+/// How a secret changed, as the audit log says it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecretAction {
+    /// Set through the admin API.
+    Set,
+    /// Captured by the host from a provider's response during a driver call (an OAuth
+    /// token), committed with that call.
+    Captured,
+}
+
+impl SecretAction {
+    /// The audit log's word for it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SecretAction::Set => "set",
+            SecretAction::Captured => "captured",
+        }
+    }
+}
+
+/// One entry of an installation's secret audit log. Never a value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretChange {
+    /// The secret's name.
+    pub name: String,
+    /// `set` or `captured` ([`SecretAction`]).
+    pub action: String,
+    /// When, RFC 3339 UTC.
+    pub at: String,
+}
+
 /// Embedded migrations, one list per backend. Applied in order by version; sqlx records
 /// them (with a checksum of the SQL) in `_sqlx_migrations`, so running them again is a no-op.
 /// (Equivalent to `sqlx::migrate!`, which needs sqlx's `macros` feature and its
@@ -125,6 +156,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         3,
         "content key",
         include_str!("../migrations/sqlite/0003_content_key.sql"),
+    ),
+    (
+        4,
+        "secret audit",
+        include_str!("../migrations/sqlite/0004_secret_audit.sql"),
     ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -147,6 +183,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         4,
         "content key",
         include_str!("../migrations/postgres/0004_content_key.sql"),
+    ),
+    (
+        5,
+        "secret audit",
+        include_str!("../migrations/postgres/0005_secret_audit.sql"),
     ),
 ];
 
@@ -572,6 +613,9 @@ impl Store {
         value: &[u8],
     ) -> Result<(), StoreError> {
         let ciphertext = self.cipher.encrypt(id, name, value)?;
+        let now = now_rfc3339();
+        // The secret and its audit entry commit together, or neither does.
+        let mut tx = self.begin_write().await?;
         let stored = sqlx::query(
             "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
              SELECT $1, $2, $3, $4 WHERE EXISTS \
@@ -582,14 +626,41 @@ impl Store {
         .bind(id.as_str())
         .bind(name)
         .bind(ciphertext)
-        .bind(now_rfc3339())
-        .execute(&self.pool)
+        .bind(&now)
+        .execute(&mut *tx)
         .await?
         .rows_affected();
         if stored == 0 {
             return Err(StoreError::NotFound);
         }
+        sqlx::query(crate::commit::AUDIT_SECRET)
+            .bind(id.as_str())
+            .bind(name)
+            .bind(SecretAction::Set.as_str())
+            .bind(&now)
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// Every change to an installation's secrets, oldest first: which secret, how, when.
+    pub async fn secret_audit(&self, id: &InstallationId) -> Result<Vec<SecretChange>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, action, at FROM secret_audit WHERE installation_id = $1 ORDER BY seq",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(SecretChange {
+                    name: row.try_get(0)?,
+                    action: row.try_get(1)?,
+                    at: row.try_get(2)?,
+                })
+            })
+            .collect()
     }
 
     /// Decrypts the secret `name` of an installation; `None` if it is not set.

@@ -32,6 +32,8 @@ mod postgres;
 mod sqlite;
 mod writer;
 
+pub(crate) use sqlite::AUDIT_SECRET;
+
 use tokio::sync::oneshot;
 
 use crate::crypto::SecretBytes;

@@ -13,7 +13,7 @@ use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 
 use super::batch::{Batch, Key};
-use super::sqlite::{DELETE_STATE, SET_SECRET, SET_STATE};
+use super::sqlite::{AUDIT_SECRET, DELETE_STATE, SET_SECRET, SET_STATE};
 use super::{CommitOutcome, Delivery, StateWrite};
 use crate::StoreError;
 use crate::crypto::SecretCipher;
@@ -215,11 +215,19 @@ async fn apply_writes(
     }
     for (name, value) in &d.writes.secrets {
         let ciphertext = cipher.encrypt(&d.installation_id, name, value.expose())?;
+        let now = now_rfc3339();
         sqlx::query(SET_SECRET)
             .bind(id)
             .bind(name.as_str())
             .bind(ciphertext)
-            .bind(now_rfc3339())
+            .bind(&now)
+            .execute(&mut *conn)
+            .await?;
+        sqlx::query(AUDIT_SECRET)
+            .bind(id)
+            .bind(name.as_str())
+            .bind(crate::store::SecretAction::Captured.as_str())
+            .bind(&now)
             .execute(&mut *conn)
             .await?;
     }

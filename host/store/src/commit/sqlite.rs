@@ -25,6 +25,10 @@ pub(super) const SET_STATE: &str = "INSERT INTO driver_state (installation_id, k
 pub(super) const DELETE_STATE: &str =
     "DELETE FROM driver_state WHERE installation_id = $1 AND key = $2";
 /// Upsert of one encrypted secret (both backends).
+/// One secret audit entry: installation, name, action, time.
+pub(crate) const AUDIT_SECRET: &str =
+    "INSERT INTO secret_audit (installation_id, name, action, at) VALUES ($1, $2, $3, $4)";
+
 pub(super) const SET_SECRET: &str = "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
      VALUES ($1, $2, $3, $4) \
      ON CONFLICT (installation_id, name) \
@@ -176,11 +180,19 @@ async fn apply_writes(
     }
     for (name, value) in &d.writes.secrets {
         let ciphertext = cipher.encrypt(&d.installation_id, name, value.expose())?;
+        let now = now_rfc3339();
         sqlx::query(SET_SECRET)
             .bind(id)
             .bind(name.as_str())
             .bind(ciphertext)
-            .bind(now_rfc3339())
+            .bind(&now)
+            .execute(&mut **tx)
+            .await?;
+        sqlx::query(AUDIT_SECRET)
+            .bind(id)
+            .bind(name.as_str())
+            .bind(crate::store::SecretAction::Captured.as_str())
+            .bind(&now)
             .execute(&mut **tx)
             .await?;
     }

@@ -25,6 +25,7 @@ both_backends!(
     failing_commit_leaves_nothing,
     commit_to_unknown_or_deleted_installation,
     captured_secrets_commit_with_the_delivery,
+    secret_changes_are_audited_without_values,
     cursor_never_skips_under_concurrent_writers,
     redelivery_does_not_reapply_writes,
 );
@@ -974,6 +975,54 @@ async fn captured_secrets_commit_with_the_delivery(db: &TestDb) {
         .unwrap()
         .unwrap();
     assert_eq!(got.expose(), b"tok_1");
+}
+
+/// Every secret change is in the audit log, oldest first: set through the API or captured
+/// with a delivery, never a failed one, and never a value.
+async fn secret_changes_are_audited_without_values(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_a", "hotmart", None).await;
+    store.put_secret(&id, "hottok", b"h-1").await.unwrap();
+    store.put_secret(&id, "hottok", b"h-2").await.unwrap();
+    let mut d = delivery(&id, vec![normalized("evt_1", &["ce_1"])], vec![]);
+    d.writes.secrets = vec![("access_token".into(), SecretBytes::new(b"tok_1".to_vec()))];
+    store.commit_delivery(d).await.unwrap();
+    // A delivery that fails writes no audit entry either.
+    let mut d = delivery(&id, vec![normalized("evt_2", &["ce_1"])], vec![]);
+    d.writes.secrets = vec![("access_token".into(), SecretBytes::new(b"tok_2".to_vec()))];
+    assert!(store.commit_delivery(d).await.is_err());
+    // Nor a secret for an installation that is not there.
+    assert!(matches!(
+        store.put_secret(&iid("inst_gone"), "hottok", b"x").await,
+        Err(StoreError::NotFound)
+    ));
+
+    let audit = store.secret_audit(&id).await.unwrap();
+    let seen: Vec<(&str, &str)> = audit
+        .iter()
+        .map(|c| (c.name.as_str(), c.action.as_str()))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            ("hottok", "set"),
+            ("hottok", "set"),
+            ("access_token", "captured")
+        ]
+    );
+    assert!(
+        audit
+            .iter()
+            .all(|c| c.at.ends_with('Z') && c.at.len() >= 20)
+    );
+    assert!(
+        store
+            .secret_audit(&iid("inst_gone"))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.close().await;
 }
 
 /// Two stores on one database (two nodes, each with its writer) commit concurrently while a

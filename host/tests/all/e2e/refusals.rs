@@ -216,6 +216,7 @@ async fn admin_api_needs_the_token(backend: Backend) {
             format!("/v1/installations/{inst}/secrets/webhook_secret"),
             Some(serde_json::json!({"value": "whsec_sneaky"})),
         ),
+        (Method::GET, format!("/v1/installations/{inst}/audit"), None),
         (Method::GET, "/v1/events".to_string(), None),
     ];
     for (method, path, body) in &routes {

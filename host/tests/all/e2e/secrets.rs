@@ -62,6 +62,35 @@ async fn secrets_are_write_only(backend: Backend) {
     resp.expect_status(422);
     assert_eq!(resp.error_code(), Some("unknown_secret"), "{}", resp.text);
 
+    // The audit log names the change, never the value; a refused change is not in it.
+    let resp = sluice
+        .admin(
+            Method::GET,
+            &format!("/v1/installations/{inst}/audit"),
+            None,
+        )
+        .await;
+    resp.expect_status(200);
+    let changes = resp.json["changes"].as_array().cloned().unwrap_or_default();
+    let seen: Vec<(&str, &str)> = changes
+        .iter()
+        .map(|c| {
+            (
+                c["secret"].as_str().unwrap_or(""),
+                c["action"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(seen, [("webhook_secret", "set")], "{}", resp.text);
+    assert!(
+        !resp.text.contains(&secret),
+        "the audit log leaked the secret"
+    );
+    let resp = sluice
+        .admin(Method::GET, "/v1/installations/inst_nobody/audit", None)
+        .await;
+    resp.expect_status(404);
+
     // Use the secret: one good delivery, one with a wrong signature.
     let payload = stripe_charge_payload();
     let resp = sluice.post_stripe(&inst, &secret, &payload).await;
