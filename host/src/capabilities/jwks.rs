@@ -114,17 +114,15 @@ impl CallState {
         );
         let keys = match (refetch, cached) {
             (false, Some((keys, _))) => keys,
-            (_, cached) => match self.fetch_key_set(&url, route).await {
-                Ok(keys) => keys,
+            (_, cached) => match (self.fetch_key_set(&url, route).await, cached) {
+                (Ok(keys), _) => keys,
                 // A provider's key endpoint having a bad minute does not fail every token
                 // while the set fetched before is at hand.
-                Err(JwksError::Unavailable(reason)) if cached.is_some() => {
+                (Err(JwksError::Unavailable(reason)), Some((keys, _))) => {
                     tracing::warn!(url = %url, %reason, "key set fetch failed; using the cached set");
-                    cached
-                        .map(|(keys, _)| keys)
-                        .unwrap_or_else(|| unreachable!())
+                    keys
                 }
-                Err(e) => return Err(e),
+                (Err(e), _) => return Err(e),
             },
         };
         keys.verify(token, now).map_err(|e| match e {
