@@ -441,6 +441,7 @@ fn ingested(p: Processed, installation: &InstallationId, received_at: &str) -> I
         event_type: p.raw.event_type,
         account_key: p.raw.account_key,
         payload: p.raw.payload,
+        api_version: p.raw.api_version,
         outcome,
     }
 }

@@ -160,6 +160,8 @@ pub struct RawEvent {
     pub received_at: String,
     /// The raw payload.
     pub payload: Vec<u8>,
+    /// The provider API version that rendered it, when the delivery said so outside it.
+    pub api_version: Option<String>,
     /// Normalized or failed.
     pub status: RawEventStatus,
     /// The normalization failure, for failed events.
@@ -213,6 +215,7 @@ fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
         driver_version: row.try_get("driver_version")?,
         received_at: row.try_get("received_at")?,
         payload: row.try_get("payload")?,
+        api_version: row.try_get("api_version")?,
         status: RawEventStatus::from_db(&status)?,
         failure_reason: row.try_get("failure_reason")?,
     })
@@ -329,7 +332,7 @@ impl Store {
     ) -> Result<Option<RawEvent>, StoreError> {
         let row = sqlx::query(
             "SELECT id, installation_id, provider_event_id, event_type, account_key, driver_id, \
-               driver_version, received_at, payload, status, failure_reason \
+               driver_version, received_at, payload, status, failure_reason, api_version \
              FROM raw_events WHERE installation_id = $1 AND id = $2",
         )
         .bind(installation.as_str())

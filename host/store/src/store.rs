@@ -162,6 +162,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "secret audit",
         include_str!("../migrations/sqlite/0004_secret_audit.sql"),
     ),
+    (
+        5,
+        "raw event api version",
+        include_str!("../migrations/sqlite/0005_raw_event_api_version.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -188,6 +193,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         5,
         "secret audit",
         include_str!("../migrations/postgres/0005_secret_audit.sql"),
+    ),
+    (
+        6,
+        "raw event api version",
+        include_str!("../migrations/postgres/0006_raw_event_api_version.sql"),
     ),
 ];
 

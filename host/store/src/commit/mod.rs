@@ -103,6 +103,9 @@ pub struct IngestedEvent {
     pub account_key: Option<String>,
     /// The raw payload, as the provider sent it.
     pub payload: Vec<u8>,
+    /// The provider API version that rendered the payload, when the delivery said so
+    /// outside it (Shopify's `X-Shopify-API-Version`).
+    pub api_version: Option<String>,
     /// The normalization result.
     pub outcome: NormalizeOutcome,
 }

@@ -19,7 +19,7 @@ use crate::StoreError;
 use crate::crypto::SecretCipher;
 use crate::store::now_rfc3339;
 
-/// `$1` the installations; `$2..$12` the raw events' columns, in key order; `$13..$19` the
+/// `$1` the installations; `$2..$13` the raw events' columns, in key order; `$14..$20` the
 /// normalized events' columns, in log order, each with its raw event's key. Answers one
 /// row per live installation (kind 0) and per inserted raw event (kind 1).
 const COMMIT: &str = "\
@@ -28,14 +28,16 @@ WITH live AS (
 ),
 raw AS (
     INSERT INTO raw_events (installation_id, provider_event_id, event_type, account_key,
-        driver_id, driver_version, received_at, payload, status, failure_reason, content_sha256)
+        driver_id, driver_version, received_at, payload, status, failure_reason, content_sha256,
+        api_version)
     SELECT r.installation_id, r.provider_event_id, r.event_type, r.account_key, r.driver_id,
-        r.driver_version, r.received_at, r.payload, r.status, r.failure_reason, r.content_sha256
+        r.driver_version, r.received_at, r.payload, r.status, r.failure_reason, r.content_sha256,
+        r.api_version
     FROM unnest($2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-            $8::text[], $9::bytea[], $10::text[], $11::text[], $12::bytea[])
+            $8::text[], $9::bytea[], $10::text[], $11::text[], $12::bytea[], $13::text[])
         WITH ORDINALITY AS r(installation_id, provider_event_id, event_type, account_key,
             driver_id, driver_version, received_at, payload, status, failure_reason,
-            content_sha256, n)
+            content_sha256, api_version, n)
     WHERE r.installation_id IN (SELECT id FROM live)
     ORDER BY r.n
     ON CONFLICT DO NOTHING
@@ -44,8 +46,8 @@ raw AS (
 normalized AS (
     INSERT INTO events (id, installation_id, raw_event_id, type, subject, time, data)
     SELECT e.id, e.installation_id, raw.id, e.type, e.subject, e.time, e.data
-    FROM unnest($13::text[], $14::text[], $15::text[], $16::text[], $17::text[],
-            $18::text[], $19::text[])
+    FROM unnest($14::text[], $15::text[], $16::text[], $17::text[], $18::text[],
+            $19::text[], $20::text[])
         WITH ORDINALITY AS e(id, installation_id, provider_event_id, type, subject, time,
             data, n)
     JOIN raw ON raw.installation_id = e.installation_id
@@ -98,6 +100,7 @@ async fn run<'a>(
         raw.status.push(status);
         raw.reason.push(reason);
         raw.content.push(row.content.as_slice());
+        raw.api_version.push(row.event.api_version.as_deref());
     }
     let mut events = EventColumns::default();
     for row in &batch.rows {
@@ -127,6 +130,7 @@ async fn run<'a>(
         .bind(raw.status)
         .bind(raw.reason)
         .bind(raw.content)
+        .bind(raw.api_version)
         .bind(events.id)
         .bind(events.installation)
         .bind(events.provider_event_id)
@@ -172,6 +176,7 @@ struct RawColumns<'a> {
     status: Vec<&'a str>,
     reason: Vec<Option<&'a str>>,
     content: Vec<&'a [u8]>,
+    api_version: Vec<Option<&'a str>>,
 }
 
 /// The normalized events' columns, borrowed from the batch.

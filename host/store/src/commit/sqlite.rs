@@ -85,10 +85,10 @@ async fn insert_raw_events<'a>(
         let sql = format!(
             "INSERT INTO raw_events (installation_id, provider_event_id, event_type, \
              account_key, driver_id, driver_version, received_at, payload, status, \
-             failure_reason, content_sha256) VALUES {} \
+             failure_reason, content_sha256, api_version) VALUES {} \
              ON CONFLICT DO NOTHING \
              RETURNING id, installation_id, provider_event_id",
-            placeholders(chunk.len(), 11)
+            placeholders(chunk.len(), 12)
         );
         let mut query = sqlx::query(&sql);
         for row in chunk {
@@ -104,7 +104,8 @@ async fn insert_raw_events<'a>(
                 .bind(row.event.payload.as_slice())
                 .bind(status)
                 .bind(reason)
-                .bind(row.content.as_slice());
+                .bind(row.content.as_slice())
+                .bind(row.event.api_version.as_deref());
         }
         let returned = query.fetch_all(&mut **tx).await?;
         // RETURNING order is not guaranteed: match rows by their key.

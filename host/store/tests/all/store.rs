@@ -79,6 +79,7 @@ fn normalized(provider_event_id: &str, event_ids: &[&str]) -> IngestedEvent {
         event_type: "charge.succeeded".into(),
         account_key: Some("acct_1".into()),
         payload: format!(r#"{{"id":"{provider_event_id}"}}"#).into_bytes(),
+        api_version: None,
         outcome: NormalizeOutcome::Normalized(
             event_ids
                 .iter()
@@ -101,6 +102,7 @@ fn failed(provider_event_id: &str, reason: &str) -> IngestedEvent {
         event_type: "charge.weird".into(),
         account_key: None,
         payload: b"\x00not json\xff".to_vec(),
+        api_version: Some("2026-07".into()),
         outcome: NormalizeOutcome::Failed {
             reason: reason.into(),
         },
@@ -499,6 +501,7 @@ async fn commit_stores_raw_and_events(db: &TestDb) {
         ("stripe", "0.1.0")
     );
     assert_eq!(raw.received_at, "2026-01-02T03:04:05Z");
+    assert_eq!(raw.api_version, None);
     assert_eq!(raw.installation_id, id);
     assert!(
         store
@@ -699,6 +702,8 @@ async fn failed_normalization_is_a_dead_letter(db: &TestDb) {
     );
     assert_eq!(raw.payload, b"\x00not json\xff");
     assert_eq!(raw.account_key, None);
+    // The API version the delivery named is kept for a later re-normalization.
+    assert_eq!(raw.api_version.as_deref(), Some("2026-07"));
     let events = store
         .list_events(Some(&id), Cursor::START, 100)
         .await
