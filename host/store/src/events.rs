@@ -234,45 +234,57 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = limit.clamp(0, MAX_EVENTS_PAGE);
-        let page = self.events_page(installation, after, limit).await?;
-        if self.backend == Backend::Sqlite || page.len() as i64 == limit {
+        if self.backend == Backend::Sqlite {
+            return self.events_page(installation, after, limit, i64::MAX).await;
+        }
+        // The horizon is read once and both the page and the held-back check use it: read
+        // separately, the horizon could pass a held-back event between the two, and the
+        // event would be in neither.
+        let below = self.readable_below().await?;
+        let page = self.events_page(installation, after, limit, below).await?;
+        if page.len() as i64 == limit {
             return Ok(page);
         }
         // Read your writes: events committed before this call but held back by an older
         // transaction still running are waited for, briefly (see the module documentation).
-        let Some(held_back) = self.held_back(installation, after).await? else {
+        let Some(held_back) = self.held_back(installation, after, below).await? else {
             return Ok(page);
         };
         let deadline = tokio::time::Instant::now() + HELD_BACK_WAIT;
         let mut pause = std::time::Duration::from_millis(1);
         loop {
-            tokio::time::sleep(pause).await;
-            if self.readable_below().await? > held_back {
-                return self.events_page(installation, after, limit).await;
+            let now_below = self.readable_below().await?;
+            if now_below > held_back {
+                return self
+                    .events_page(installation, after, limit, now_below)
+                    .await;
             }
             if tokio::time::Instant::now() + pause > deadline {
                 return Ok(page);
             }
+            tokio::time::sleep(pause).await;
             pause = (pause * 2).min(std::time::Duration::from_millis(20));
         }
     }
 
-    /// One page of the log as readable now.
+    /// One page of the log below the horizon `below` (PostgreSQL: transactions older than
+    /// it have all ended; ignored on SQLite).
     async fn events_page(
         &self,
         installation: Option<&InstallationId>,
         after: Cursor,
         limit: i64,
+        below: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
         const COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, e.time, \
             e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
             r.event_type";
-        // Parameters: $1 the cursor's seq, $2 the limit, $3 its tx (PostgreSQL), and the
-        // installation last.
+        // Parameters: $1 the cursor's seq, $2 the limit, $3 its tx and $4 the horizon
+        // (PostgreSQL), and the installation last.
         let only = match (installation.is_some(), self.backend) {
             (false, _) => "",
             (true, Backend::Sqlite) => "AND e.installation_id = $3",
-            (true, Backend::Postgres) => "AND e.installation_id = $4",
+            (true, Backend::Postgres) => "AND e.installation_id = $5",
         };
         let sql = match self.backend {
             Backend::Sqlite => format!(
@@ -281,13 +293,13 @@ impl Store {
             ),
             Backend::Postgres => format!(
                 "SELECT {COLUMNS}, e.tx FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
-                 WHERE (e.tx, e.seq) > ($3, $1) AND e.tx < {READABLE_BELOW} {only} \
+                 WHERE (e.tx, e.seq) > ($3, $1) AND e.tx < $4 {only} \
                  ORDER BY e.tx, e.seq LIMIT $2"
             ),
         };
         let mut query = sqlx::query(&sql).bind(after.seq).bind(limit);
         if self.backend == Backend::Postgres {
-            query = query.bind(after.tx);
+            query = query.bind(after.tx).bind(below);
         }
         if let Some(id) = installation {
             query = query.bind(id.as_str().to_owned());
@@ -302,17 +314,18 @@ impl Store {
         &self,
         installation: Option<&InstallationId>,
         after: Cursor,
+        below: i64,
     ) -> Result<Option<i64>, StoreError> {
         let sql = format!(
             "SELECT MAX(e.tx) FROM events e \
-             WHERE (e.tx, e.seq) > ($1, $2) AND e.tx >= {READABLE_BELOW} {}",
+             WHERE (e.tx, e.seq) > ($1, $2) AND e.tx >= $3 {}",
             if installation.is_some() {
-                "AND e.installation_id = $3"
+                "AND e.installation_id = $4"
             } else {
                 ""
             }
         );
-        let mut query = sqlx::query(&sql).bind(after.tx).bind(after.seq);
+        let mut query = sqlx::query(&sql).bind(after.tx).bind(after.seq).bind(below);
         if let Some(id) = installation {
             query = query.bind(id.as_str().to_owned());
         }
