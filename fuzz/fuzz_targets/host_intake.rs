@@ -90,7 +90,12 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
             installation_ttl: Duration::from_secs(60),
         },
     ));
+    let auth = Arc::new(sluice::auth::Auth::new(
+        pipeline.clone(),
+        sluice::auth::AuthOptions::new("http://127.0.0.1:8080"),
+    ));
     let app = router(Arc::new(AppState {
+        auth,
         pipeline,
         public_url: "http://127.0.0.1:8080".into(),
         admin_token: admin_token().into(),

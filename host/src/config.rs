@@ -56,6 +56,48 @@ pub struct Config {
     pub server: ServerConfig,
     /// Database timeouts and pool size.
     pub store: StoreConfig,
+    /// OAuth flows, token refresh and secret rotation.
+    pub auth: AuthConfig,
+}
+
+/// The authorization lifecycle (`[auth]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Where providers send users back after an authorization; must route to
+    /// `GET /oauth/callback` of this server. Default `{public_url}/oauth/callback`.
+    pub redirect_uri: Option<String>,
+    /// How long a started authorization (its `state`) may take. Default 600.
+    pub state_ttl_secs: u64,
+    /// Tokens are refreshed this long before they expire. Default 300.
+    pub refresh_margin_secs: u64,
+    /// How long a node may hold an installation's refresh before another may take it
+    /// over (a node that died mid-refresh). Default 60.
+    pub refresh_lease_secs: u64,
+    /// Wait after a failed refresh, doubled per failure up to the maximum. Default 30.
+    pub refresh_backoff_min_secs: u64,
+    /// Longest wait between refresh attempts. Default 3600.
+    pub refresh_backoff_max_secs: u64,
+    /// A refresh that has failed for this long makes the installation `needs_reauth`
+    /// (a refused refresh token does at once). Default 86400.
+    pub reauth_after_secs: u64,
+    /// How often due refreshes and the retirement of rotated secrets run. Default 5000.
+    pub maintenance_interval_ms: u64,
+}
+
+impl Default for AuthConfig {
+    fn default() -> Self {
+        Self {
+            redirect_uri: None,
+            state_ttl_secs: 600,
+            refresh_margin_secs: 300,
+            refresh_lease_secs: 60,
+            refresh_backoff_min_secs: 30,
+            refresh_backoff_max_secs: 3600,
+            reauth_after_secs: 86_400,
+            maintenance_interval_ms: 5_000,
+        }
+    }
 }
 
 /// How the HTTP server protects itself from slow and numerous clients.
@@ -180,6 +222,7 @@ impl Default for Config {
             sandbox: SandboxConfig::default(),
             server: ServerConfig::default(),
             store: StoreConfig::default(),
+            auth: AuthConfig::default(),
         }
     }
 }
@@ -306,6 +349,38 @@ impl Config {
                 *field = parsed(key, v)?;
             }
         }
+        if let Some(v) = var("SLUICE_OAUTH_REDIRECT_URI") {
+            self.auth.redirect_uri = Some(v);
+        }
+        let auth: [(&str, &mut u64); 7] = [
+            ("SLUICE_OAUTH_STATE_TTL_SECS", &mut self.auth.state_ttl_secs),
+            (
+                "SLUICE_REFRESH_MARGIN_SECS",
+                &mut self.auth.refresh_margin_secs,
+            ),
+            (
+                "SLUICE_REFRESH_LEASE_SECS",
+                &mut self.auth.refresh_lease_secs,
+            ),
+            (
+                "SLUICE_REFRESH_BACKOFF_MIN_SECS",
+                &mut self.auth.refresh_backoff_min_secs,
+            ),
+            (
+                "SLUICE_REFRESH_BACKOFF_MAX_SECS",
+                &mut self.auth.refresh_backoff_max_secs,
+            ),
+            ("SLUICE_REAUTH_AFTER_SECS", &mut self.auth.reauth_after_secs),
+            (
+                "SLUICE_AUTH_MAINTENANCE_INTERVAL_MS",
+                &mut self.auth.maintenance_interval_ms,
+            ),
+        ];
+        for (key, field) in auth {
+            if let Some(v) = var(key) {
+                *field = parsed(key, v)?;
+            }
+        }
         if let Some(v) = var("SLUICE_MAX_CONNECTIONS") {
             self.server.max_connections = parsed("SLUICE_MAX_CONNECTIONS", v)?;
         }
@@ -333,6 +408,23 @@ impl Config {
             Some(url) => url.trim_end_matches('/').to_string(),
             None => format!("http://{}", self.listen),
         }
+    }
+
+    /// The authorization lifecycle's options in force.
+    pub fn auth_options(&self) -> crate::auth::AuthOptions {
+        let a = &self.auth;
+        let mut options = crate::auth::AuthOptions::new(&self.public_url());
+        if let Some(uri) = &a.redirect_uri {
+            options.redirect_uri = uri.clone();
+        }
+        options.state_ttl = Duration::from_secs(a.state_ttl_secs);
+        options.refresh_margin = Duration::from_secs(a.refresh_margin_secs);
+        options.refresh_lease = Duration::from_secs(a.refresh_lease_secs);
+        options.backoff_min = Duration::from_secs(a.refresh_backoff_min_secs);
+        options.backoff_max = Duration::from_secs(a.refresh_backoff_max_secs);
+        options.reauth_after = Duration::from_secs(a.reauth_after_secs);
+        options.maintenance_interval = Duration::from_millis(a.maintenance_interval_ms);
+        options
     }
 
     /// The driver policy in force.
@@ -366,6 +458,25 @@ impl Config {
             bail!(
                 "sandbox.webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
             );
+        }
+        let auth = &self.auth;
+        if auth.state_ttl_secs == 0
+            || auth.refresh_lease_secs == 0
+            || auth.maintenance_interval_ms == 0
+        {
+            bail!(
+                "auth.state_ttl_secs, refresh_lease_secs and maintenance_interval_ms must be positive"
+            );
+        }
+        if auth.refresh_backoff_min_secs > auth.refresh_backoff_max_secs {
+            bail!("auth.refresh_backoff_min_secs must not exceed refresh_backoff_max_secs");
+        }
+        if let Some(uri) = &auth.redirect_uri {
+            let parsed = url::Url::parse(uri)
+                .map_err(|e| anyhow::anyhow!("auth.redirect_uri {uri:?}: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                bail!("auth.redirect_uri must be an http(s) URL");
+            }
         }
         self.allow_hosts
             .iter()

@@ -12,7 +12,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sluice_store::{InstallationId, SecretBytes, Store, StoreError};
+use sluice_store::{InstallationId, SealedSecret, SecretBytes, Store, StoreError};
+
+use crate::policy::Policy;
 
 /// Most entries kept (positive and negative); beyond it, expired ones are dropped first.
 const MAX_ENTRIES: usize = 250_000;
@@ -24,10 +26,11 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 pub struct CachedInstallation {
     pub id: InstallationId,
     pub driver_id: String,
-    /// The settings JSON text (validated when they were set).
+    /// The settings JSON text drivers get: the installation's (validated when they were
+    /// set) over the operator's `app_settings` for its driver.
     pub settings: Arc<str>,
     /// Sealed secrets by name.
-    secrets: HashMap<String, Vec<u8>>,
+    secrets: HashMap<String, SealedSecret>,
     store: Store,
 }
 
@@ -36,8 +39,20 @@ impl CachedInstallation {
     pub fn secret(&self, name: &str) -> Result<Option<SecretBytes>, StoreError> {
         self.secrets
             .get(name)
-            .map(|sealed| self.store.open_secret(&self.id, name, sealed))
+            .map(|sealed| self.store.open_secret(&self.id, name, &sealed.ciphertext))
             .transpose()
+    }
+
+    /// A rotated secret's previous value, while its grace period lasts at `now` (Unix
+    /// seconds).
+    pub fn previous_secret(&self, name: &str, now: i64) -> Result<Option<SecretBytes>, StoreError> {
+        match self.secrets.get(name).and_then(|s| s.previous.as_ref()) {
+            Some((sealed, until)) if *until > now => self
+                .store
+                .open_previous_secret(&self.id, name, sealed)
+                .map(Some),
+            _ => Ok(None),
+        }
     }
 
     /// The store its state is read from.
@@ -64,6 +79,7 @@ struct Entry<T> {
 /// The cache. Cheap to share (`Arc`).
 pub struct Installations {
     store: Store,
+    policy: Policy,
     ttl: Duration,
     by_id: RwLock<HashMap<InstallationId, Entry<Option<Arc<CachedInstallation>>>>>,
     by_account: RwLock<HashMap<AccountKey, Entry<Option<InstallationId>>>>,
@@ -73,9 +89,10 @@ pub struct Installations {
 type AccountKey = (String, String);
 
 impl Installations {
-    pub fn new(store: Store, ttl: Duration) -> Self {
+    pub fn new(store: Store, policy: Policy, ttl: Duration) -> Self {
         Self {
             store,
+            policy,
             ttl,
             by_id: RwLock::default(),
             by_account: RwLock::default(),
@@ -169,9 +186,18 @@ impl Installations {
         let Some(installation) = self.store.get_installation(id).await? else {
             return Ok(None);
         };
-        let secrets = self.store.sealed_secrets(id).await?.into_iter().collect();
+        let secrets = self
+            .store
+            .sealed_secrets(id)
+            .await?
+            .into_iter()
+            .map(|s| (s.name.clone(), s))
+            .collect();
+        let settings = self
+            .policy
+            .effective_settings(&installation.driver_id, &installation.settings);
         Ok(Some(Arc::new(CachedInstallation {
-            settings: installation.settings.to_string().into(),
+            settings: settings.to_string().into(),
             id: installation.id,
             driver_id: installation.driver_id,
             secrets,

@@ -9,6 +9,7 @@
 //!
 //! The `sluice` binary ([`cli`]) runs the server and the operator commands.
 
+pub mod auth;
 pub mod canonical;
 pub mod capabilities;
 pub mod cli;

@@ -71,6 +71,7 @@ pub fn receive(
             records,
         }],
         reply: None,
+        revoked: None,
     })
 }
 

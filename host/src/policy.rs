@@ -14,16 +14,21 @@
 //! not. It is for fakes on loopback, not for production.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 
 use serde::Deserialize;
 
+use crate::capabilities::SecretValue;
 use crate::config::SandboxConfig;
 use crate::net::OriginPattern;
 
 /// Origins granted to the bundled drivers when the operator configures nothing for them:
 /// each provider's documented API hosts.
 const BUNDLED: &[(&str, &[&str])] = &[
-    ("stripe", &["https://api.stripe.com"]),
+    (
+        "stripe",
+        &["https://api.stripe.com", "https://connect.stripe.com"],
+    ),
     ("shopify", &["https://*.myshopify.com"]),
     (
         "hotmart",
@@ -57,6 +62,14 @@ pub struct DriverPolicyConfig {
     /// `[sandbox] max_concurrent_instances` (and at most all of it), so one driver whose
     /// calls hang cannot take every slot.
     pub max_concurrent_instances: Option<u32>,
+    /// App credentials every installation of the driver falls back to when it has no
+    /// secret of that name (one OAuth app shared by many installations): secret name to
+    /// `env:VARIABLE` (read at start) or the value itself. Names must be secrets the driver
+    /// declares.
+    pub app_secrets: BTreeMap<String, String>,
+    /// Settings every installation of the driver starts from; its own settings win (e.g.
+    /// the app's public `client_id`).
+    pub app_settings: serde_json::Map<String, serde_json::Value>,
 }
 
 /// Default log budget of one call, bytes.
@@ -113,6 +126,8 @@ struct DriverGrant {
     source: GrantSource,
     /// The entry as configured (installations, limits).
     entry: DriverPolicyConfig,
+    /// `app_secrets` with `env:` references resolved.
+    app_secrets: Arc<HashMap<String, SecretValue>>,
 }
 
 /// The policy for every driver, parsed and validated.
@@ -172,12 +187,28 @@ impl Policy {
             if zero {
                 return Err(format!("drivers.{id}: limits must be positive"));
             }
+            let mut app_secrets = HashMap::new();
+            for (name, value) in &entry.app_secrets {
+                let value = match value.strip_prefix("env:") {
+                    Some(var) => std::env::var(var).map_err(|_| {
+                        format!(
+                            "drivers.{id}.app_secrets.{name}: environment variable {var} is not set"
+                        )
+                    })?,
+                    None => value.clone(),
+                };
+                if value.is_empty() {
+                    return Err(format!("drivers.{id}.app_secrets.{name} is empty"));
+                }
+                app_secrets.insert(name.clone(), SecretValue::new(value.into_bytes()));
+            }
             drivers.insert(
                 id.clone(),
                 DriverGrant {
                     origins,
                     source,
                     entry: entry.clone(),
+                    app_secrets: Arc::new(app_secrets),
                 },
             );
         }
@@ -241,6 +272,32 @@ impl Policy {
                 .unwrap_or(defaults.max_concurrent_instances)
                 .min(sandbox.max_concurrent_instances),
         }
+    }
+
+    /// The app credentials installations of `driver_id` fall back to.
+    pub fn app_secrets(&self, driver_id: &str) -> Arc<HashMap<String, SecretValue>> {
+        self.drivers
+            .get(driver_id)
+            .map(|g| g.app_secrets.clone())
+            .unwrap_or_default()
+    }
+
+    /// An installation's settings as its driver's calls see them: the operator's
+    /// `app_settings` for the driver, overridden by the installation's own.
+    pub fn effective_settings(
+        &self,
+        driver_id: &str,
+        settings: &serde_json::Value,
+    ) -> serde_json::Value {
+        let defaults = match self.drivers.get(driver_id) {
+            Some(g) if !g.entry.app_settings.is_empty() => &g.entry.app_settings,
+            _ => return settings.clone(),
+        };
+        let mut merged = defaults.clone();
+        if let serde_json::Value::Object(own) = settings {
+            merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        serde_json::Value::Object(merged)
     }
 
     /// Whether `installation_id` may use the driver.

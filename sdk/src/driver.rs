@@ -37,7 +37,9 @@ use crate::canonical::CanonicalRecord;
 use crate::types::{CallContext, IncomingRequest, RawEvent};
 use crate::{DriverError, error};
 
-pub use crate::bindings::exports::sluice::driver::auth::{ScopeCheck, TokenGrant};
+pub use crate::bindings::exports::sluice::driver::auth::{
+    Authorization, Callback, ScopeCheck, TokenGrant,
+};
 pub use crate::bindings::exports::sluice::driver::ingest::{
     PollResult, ReceivedEvent, WebhookOutcome, WebhookReply,
 };
@@ -50,6 +52,10 @@ pub struct Handled {
     pub events: Vec<RawEvent>,
     /// A reply instead of the host's default `200`.
     pub reply: Option<WebhookReply>,
+    /// Set when the delivery says the installation's authorization was revoked (Stripe
+    /// `account.application.deauthorized`, Shopify `app/uninstalled`): the reason. The host
+    /// marks the installation `revoked` once the delivery is stored.
+    pub revoked: Option<String>,
 }
 
 impl Handled {
@@ -57,8 +63,14 @@ impl Handled {
     pub fn event(event: RawEvent) -> Self {
         Self {
             events: vec![event],
-            reply: None,
+            ..Self::default()
         }
+    }
+
+    /// Say that this delivery revokes the installation's authorization, and why.
+    pub fn revoking(mut self, reason: impl Into<String>) -> Self {
+        self.revoked = Some(reason.into());
+        self
     }
 }
 pub use crate::bindings::exports::sluice::driver::metadata::{AuthKind, IngestionMode};
@@ -287,6 +299,7 @@ pub trait Driver: 'static {
         Ok(WebhookOutcome {
             events,
             reply: handled.reply,
+            revoked: handled.revoked,
         })
     }
 
@@ -304,27 +317,34 @@ pub trait Driver: 'static {
         event: &RawEvent,
     ) -> Result<Vec<CanonicalRecord>, DriverError>;
 
-    /// The provider URL to send a user to, to grant access.
+    /// The provider URL to send a user to, to grant access: put `request.state` (and, when
+    /// the provider supports PKCE, `request.code_challenge` with method `S256`) in it.
     fn authorize_url(
         _ctx: &Context<Self::Settings>,
-        _redirect_uri: &str,
-        _state: &str,
+        _request: &Authorization,
     ) -> Result<String, DriverError> {
         Err(no_oauth())
     }
 
-    /// Exchange an OAuth callback (its full query string) for tokens, captured by the host.
+    /// Check an OAuth callback the provider's way and exchange its code for tokens,
+    /// captured by the host (`http::Capture`). The host has checked `state` already.
     fn exchange_code(
         _ctx: &Context<Self::Settings>,
-        _callback_query: &str,
-        _redirect_uri: &str,
+        _callback: &Callback,
     ) -> Result<TokenGrant, DriverError> {
         Err(no_oauth())
     }
 
-    /// Refresh the installation's access token.
+    /// Get a new access token (refresh token grant, or client credentials), captured by the
+    /// host. The host calls it ahead of expiry and after a `401`, once per installation.
     fn refresh(_ctx: &Context<Self::Settings>) -> Result<TokenGrant, DriverError> {
         Err(no_oauth())
+    }
+
+    /// Revoke the installation's grant at the provider. The host forgets the tokens either
+    /// way; the default says there is no revocation call.
+    fn revoke(_ctx: &Context<Self::Settings>) -> Result<(), DriverError> {
+        Err(error::unsupported("this provider has no revocation call"))
     }
 
     /// Which of the scopes the installation needs are missing from `granted`.
@@ -348,24 +368,20 @@ impl<D: Driver> metadata::Guest for Exports<D> {
 }
 
 impl<D: Driver> auth::Guest for Exports<D> {
-    fn authorize_url(
-        ctx: CallContext,
-        redirect_uri: String,
-        state: String,
-    ) -> Result<String, DriverError> {
-        D::authorize_url(&Context::from_wit(ctx)?, &redirect_uri, &state)
+    fn authorize_url(ctx: CallContext, request: Authorization) -> Result<String, DriverError> {
+        D::authorize_url(&Context::from_wit(ctx)?, &request)
     }
 
-    fn exchange_code(
-        ctx: CallContext,
-        callback_query: String,
-        redirect_uri: String,
-    ) -> Result<TokenGrant, DriverError> {
-        D::exchange_code(&Context::from_wit(ctx)?, &callback_query, &redirect_uri)
+    fn exchange_code(ctx: CallContext, callback: Callback) -> Result<TokenGrant, DriverError> {
+        D::exchange_code(&Context::from_wit(ctx)?, &callback)
     }
 
     fn refresh(ctx: CallContext) -> Result<TokenGrant, DriverError> {
         D::refresh(&Context::from_wit(ctx)?)
+    }
+
+    fn revoke(ctx: CallContext) -> Result<(), DriverError> {
+        D::revoke(&Context::from_wit(ctx)?)
     }
 
     fn validate_scopes(ctx: CallContext, granted: Vec<String>) -> Result<ScopeCheck, DriverError> {

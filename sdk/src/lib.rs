@@ -1,7 +1,7 @@
 //! # sluice-sdk
 //!
 //! The guest-side SDK for writing Sluice drivers: WebAssembly
-//! components that implement the `sluice:driver@0.4.0` WIT world (`wit/` at the workspace
+//! components that implement the `sluice:driver@0.5.0` WIT world (`wit/` at the workspace
 //! root) and are hot-loaded by the Sluice host.
 //!
 //! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements [`driver::Driver`] — its
@@ -29,7 +29,8 @@
 //! - [`json`]: reading optional fields from `serde_json::Value`, ids kept exact;
 //! - [`enums`]: provider enumerations to Sluice's vocabulary, raw value kept;
 //! - [`verify`]: webhook signature and token checks computed by the host over named secrets;
-//! - [`paging`]: `Link` headers, cursors in URLs, `Retry-After`.
+//! - [`paging`]: `Link` headers, cursors in URLs, `Retry-After`;
+//! - [`oauth`]: the token-endpoint request (tokens captured by the host) and its errors.
 //!
 //! Everything except the `export!`-ed glue compiles and runs natively, so driver logic can be
 //! unit-tested and benchmarked with a plain `cargo test`. Off-wasm the imported host functions
@@ -49,6 +50,7 @@ pub mod error;
 pub mod headers;
 pub mod json;
 pub mod money;
+pub mod oauth;
 pub mod paging;
 pub mod record;
 pub mod time;
@@ -94,7 +96,7 @@ static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// The version of the `sluice:driver` WIT package this SDK is generated from; every
 /// driver's metadata reports it.
-pub const WIT_VERSION: &str = "0.4.0";
+pub const WIT_VERSION: &str = "0.5.0";
 
 #[cfg(test)]
 mod tests {

@@ -357,9 +357,13 @@ fn install_peers(ws: &Workspace) -> Result<()> {
         .context("installing the Node test peers in tests/peers (is Node.js installed?)")
 }
 
-/// `npm ci` (or `npm install` without a lock file) in `dir`, unless already installed.
+/// `npm ci` (or `npm install` without a lock file) in `dir`, unless what is installed is
+/// what the lock file says (npm's own copy of it in `node_modules` is as new).
 fn npm_ci(dir: &Path) -> Result<()> {
-    if dir.join("node_modules").is_dir() {
+    let modified = |p: &Path| std::fs::metadata(p).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules").join(".package-lock.json"));
+    let wanted = modified(&dir.join("package-lock.json"));
+    if dir.join("node_modules").is_dir() && installed.is_some() && installed >= wanted {
         return Ok(());
     }
     let mut cmd = Command::new("npm");

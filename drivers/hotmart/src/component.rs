@@ -3,7 +3,9 @@
 
 use sluice_sdk::bindings::sluice::driver::{clock, http, secrets, state};
 use sluice_sdk::canonical::CanonicalRecord;
-use sluice_sdk::driver::{AuthKind, Context, Driver, Handled, Metadata, PollResult, SecretSpec};
+use sluice_sdk::driver::{
+    AuthKind, Context, Driver, Handled, Metadata, PollResult, SecretSpec, TokenGrant,
+};
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, paging, verify};
 
@@ -32,7 +34,8 @@ fn rate_limited(response: &http::Response) -> DriverError {
 }
 
 /// Acquire a token: the host injects the client credentials and captures the token.
-fn acquire_token(settings: &Settings) -> Result<(), DriverError> {
+/// Returns its lifetime in seconds.
+fn acquire_token(settings: &Settings) -> Result<u64, DriverError> {
     if !secrets::exists(CLIENT_ID) || !secrets::exists(CLIENT_SECRET) {
         return Err(error::invalid_settings(
             "polling needs the client_id and client_secret secrets",
@@ -70,7 +73,7 @@ fn acquire_token(settings: &Settings) -> Result<(), DriverError> {
             let expires = poll::token_expires_at(&response.body, now);
             state::set(poll::TOKEN_EXPIRES_AT, expires.to_string().as_bytes())
                 .map_err(|e| error::internal(format!("state.set failed: {e}")))?;
-            Ok(())
+            Ok(u64::try_from(expires.saturating_sub(now) / 1000).unwrap_or(0))
         }
         429 => Err(rate_limited(&response)),
         // Bad client credentials are the operator's to fix.
@@ -107,7 +110,9 @@ impl Driver for Hotmart {
 
     fn metadata() -> Metadata {
         Metadata::new(DRIVER_ID, env!("CARGO_PKG_VERSION"), "Hotmart")
-            .auth(AuthKind::SharedSecret)
+            // Webhooks carry the hottok; the API takes a client-credentials token, which the
+            // host fetches with `refresh` and renews shortly before it expires.
+            .auth(AuthKind::ClientCredentials)
             .webhooks()
             .polling()
             .settings_schema(settings::SCHEMA)
@@ -160,6 +165,15 @@ impl Driver for Hotmart {
         // Hotmart bodies carry no account identifier (see `webhook`): no `route_key`.
         let event = webhook::raw_event(&request.body).map_err(error::bad_request)?;
         Ok(Handled::event(event))
+    }
+
+    fn refresh(ctx: &Context<Settings>) -> Result<TokenGrant, DriverError> {
+        let expires_in = acquire_token(&ctx.settings)?;
+        Ok(TokenGrant {
+            scopes: Vec::new(),
+            expires_in: Some(expires_in),
+            account_key: None,
+        })
     }
 
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {

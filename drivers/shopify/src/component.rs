@@ -4,7 +4,8 @@
 use sluice_sdk::bindings::sluice::driver::{clock, http, log, secrets};
 use sluice_sdk::canonical::CanonicalRecord;
 use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Handled, Metadata, PollResult, ScopeCheck, SecretSpec, TokenGrant,
+    AuthKind, Authorization, Callback, Context, Driver, Handled, Metadata, PollResult, ScopeCheck,
+    SecretSpec, TokenGrant,
 };
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers, verify};
@@ -118,41 +119,19 @@ fn token_request(
     settings: &Settings,
     form: Vec<(String, http::Value)>,
 ) -> Result<TokenGrant, DriverError> {
-    let request = http::Request {
-        method: http::Method::Post,
-        url: oauth::token_url(settings),
-        headers: vec![("Accept".into(), "application/json".into())],
-        body: http::Body::Form(form),
-        credential: None,
-        capture: vec![
-            http::Capture {
-                pointer: "/access_token".into(),
-                secret: ACCESS_TOKEN.into(),
-            },
-            http::Capture {
-                pointer: "/refresh_token".into(),
-                secret: REFRESH_TOKEN.into(),
-            },
-        ],
-        timeout_ms: Some(30_000),
-    };
-    let response = http::send(&request).map_err(|e| error::from_http(e, "Shopify"))?;
-    match response.status {
-        200..=299 => {
-            let grant = oauth::parse_grant(&response.body)
-                .map_err(|e| error::upstream(response.status, e, false))?;
-            Ok(TokenGrant {
-                scopes: grant.scopes,
-                expires_in: grant.expires_in,
-                account_key: Some(settings.shop.clone()),
-            })
-        }
-        status => Err(error::from_status(
-            status,
-            &response.headers,
-            poll::error_message(status, &response.body),
-        )),
-    }
+    let captures = [
+        ("/access_token", ACCESS_TOKEN),
+        ("/refresh_token", REFRESH_TOKEN),
+    ];
+    let response =
+        sluice_sdk::oauth::token_request("Shopify", oauth::token_url(settings), form, &captures)?;
+    let grant = oauth::parse_grant(&response.body)
+        .map_err(|e| error::upstream(response.status, e, false))?;
+    Ok(TokenGrant {
+        scopes: grant.scopes,
+        expires_in: grant.expires_in,
+        account_key: Some(settings.shop.clone()),
+    })
 }
 
 impl Driver for Shopify {
@@ -162,28 +141,30 @@ impl Driver for Shopify {
         metadata()
     }
 
+    // Shopify has no PKCE: the challenge is left out, and the callback's `hmac` (keyed by
+    // the app secret) is what proves the redirect came from Shopify.
     fn authorize_url(
         ctx: &Context<Settings>,
-        redirect_uri: &str,
-        state: &str,
+        request: &Authorization,
     ) -> Result<String, DriverError> {
-        oauth::authorize_url(&ctx.settings, redirect_uri, state).map_err(error::unsupported)
+        oauth::authorize_url(&ctx.settings, &request.redirect_uri, &request.state)
+            .map_err(error::unsupported)
     }
 
     fn exchange_code(
         ctx: &Context<Settings>,
-        callback_query: &str,
-        _redirect_uri: &str,
+        callback: &Callback,
     ) -> Result<TokenGrant, DriverError> {
         let settings = &ctx.settings;
         let now = clock::now().seconds;
-        let callback = oauth::verify_callback(settings, callback_query, now, verify_app_hmac)
+        let callback = oauth::verify_callback(settings, &callback.query, now, verify_app_hmac)
             .map_err(|e| match e {
                 CallbackError::Check(e) => secrets_error(e),
                 CallbackError::MissingCode => error::bad_request("the callback has no code"),
                 other => error::unauthorized(format!("OAuth callback refused: {other:?}")),
             })?;
         let form = oauth::code_form(
+            settings,
             oauth::client_id_value(settings, CLIENT_ID),
             client_secret_name(),
             &callback.code,
@@ -233,6 +214,13 @@ impl Driver for Shopify {
         ctx: &Context<Settings>,
         request: &IncomingRequest,
     ) -> Result<Handled, DriverError> {
+        let topic = webhook::header(&request.headers, webhook::TOPIC);
+        // The merchant uninstalled the app: its token is dead, whatever topics are stored.
+        let revoked = topic
+            .filter(|t| t.eq_ignore_ascii_case(webhook::APP_UNINSTALLED))
+            .map(|_| {
+                "Shopify: the app was uninstalled from the shop (app/uninstalled)".to_string()
+            });
         let events = match webhook::handle(&ctx.settings, &request.headers, &request.body)
             .map_err(error::bad_request)?
         {
@@ -259,6 +247,7 @@ impl Driver for Shopify {
         Ok(Handled {
             events,
             reply: None,
+            revoked,
         })
     }
 

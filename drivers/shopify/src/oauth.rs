@@ -35,13 +35,19 @@ pub fn authorize_url(
         .client_id
         .as_deref()
         .ok_or("authorize-url needs the client_id setting (the app's API key)")?;
+    // shopify-app-js `begin()`: `grant_options[]=per-user` asks for an online token.
     Ok(format!(
-        "{}/admin/oauth/authorize?client_id={}&scope={}&redirect_uri={}&state={}",
+        "{}/admin/oauth/authorize?client_id={}&scope={}&redirect_uri={}&state={}{}",
         settings.api_base,
         encode_query_value(client_id),
         encode_query_value(&settings.scopes.join(",")),
         encode_query_value(redirect_uri),
         encode_query_value(state),
+        if settings.online {
+            "&grant_options%5B%5D=per-user"
+        } else {
+            ""
+        },
     ))
 }
 
@@ -257,11 +263,15 @@ pub fn client_id_value(settings: &Settings, client_id_secret: &str) -> FormValue
 }
 
 /// The authorization-code exchange form; the client secret is a secret reference.
+/// `expiring` is `1` for an expiring offline token with a refresh token, `0` otherwise
+/// (online tokens expire with the user's session and have no refresh token).
 pub fn code_form(
+    settings: &Settings,
     client_id: FormValue,
     client_secret: &str,
     code: &str,
 ) -> Vec<(String, FormValue)> {
+    let expiring = !settings.online && settings.expiring_offline_tokens;
     vec![
         ("client_id".into(), client_id),
         (
@@ -269,6 +279,10 @@ pub fn code_form(
             FormValue::Secret(client_secret.into()),
         ),
         ("code".into(), FormValue::Text(code.into())),
+        (
+            "expiring".into(),
+            FormValue::Text(if expiring { "1" } else { "0" }.into()),
+        ),
     ]
 }
 
@@ -385,6 +399,15 @@ mod tests {
         assert_eq!(
             authorize_url(&s, "https://h/cb?x=1", "n 1").unwrap(),
             "https://s.myshopify.com/admin/oauth/authorize?client_id=key&scope=read_orders%2Cwrite_customers&redirect_uri=https%3A%2F%2Fh%2Fcb%3Fx%3D1&state=n%201"
+        );
+        let s = settings::parse(
+            r#"{"shop":"s.myshopify.com","client_id":"key","access_mode":"online"}"#,
+        )
+        .unwrap();
+        assert!(
+            authorize_url(&s, "https://h/cb", "n")
+                .unwrap()
+                .ends_with("&state=n&grant_options%5B%5D=per-user")
         );
         let s = settings::parse(r#"{"shop":"s.myshopify.com"}"#).unwrap();
         assert!(authorize_url(&s, "https://h/cb", "n").is_err());

@@ -30,7 +30,7 @@ pub const DEFAULT_SCOPES: [&str; 2] = ["read_orders", "read_customers"];
 
 /// JSON Schema (draft 2020-12) for an installation's settings. `shop` is the installation's
 /// routing account key (`x-sluice-account-key`).
-pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["shop"],"properties":{"shop":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]*\\.myshopify\\.(com|io)$","x-sluice-account-key":true,"description":"The shop's permanent domain, e.g. my-shop.myshopify.com (lower case). Webhooks sent to the app-level URL are routed by it."},"api_version":{"type":"string","pattern":"^\\d{4}-\\d{2}$","default":"2025-10","description":"Admin API version used for polling, e.g. 2025-10."},"webhook_topics":{"type":"array","items":{"type":"string","pattern":"^[a-z_]+/[a-z_]+$"},"uniqueItems":true,"default":["orders/create","orders/updated","orders/paid","orders/cancelled","orders/fulfilled","orders/partially_fulfilled","refunds/create","customers/create","customers/update"],"description":"Webhook topics to store; deliveries of other topics are acknowledged and dropped."},"poll_interval":{"type":"integer","minimum":1,"maximum":86400,"default":60,"description":"Seconds between polls of orders.json."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://{shop} (fakes, proxies); must still be granted by the operator."},"client_id":{"type":"string","minLength":1,"description":"The app's client id (API key), public; needed for authorize-url."},"scopes":{"type":"array","items":{"type":"string","pattern":"^[a-z_]+$"},"uniqueItems":true,"default":["read_orders","read_customers"],"description":"OAuth scopes to request."}}}"#;
+pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"required":["shop"],"properties":{"shop":{"type":"string","pattern":"^[a-z0-9][a-z0-9_-]*\\.myshopify\\.(com|io)$","x-sluice-account-key":true,"description":"The shop's permanent domain, e.g. my-shop.myshopify.com (lower case). Webhooks sent to the app-level URL are routed by it."},"api_version":{"type":"string","pattern":"^\\d{4}-\\d{2}$","default":"2025-10","description":"Admin API version used for polling, e.g. 2025-10."},"webhook_topics":{"type":"array","items":{"type":"string","pattern":"^[a-z_]+/[a-z_]+$"},"uniqueItems":true,"default":["orders/create","orders/updated","orders/paid","orders/cancelled","orders/fulfilled","orders/partially_fulfilled","refunds/create","customers/create","customers/update"],"description":"Webhook topics to store; deliveries of other topics are acknowledged and dropped."},"poll_interval":{"type":"integer","minimum":1,"maximum":86400,"default":60,"description":"Seconds between polls of orders.json."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://{shop} (fakes, proxies); must still be granted by the operator."},"client_id":{"type":"string","minLength":1,"description":"The app's client id (API key), public; needed for authorize-url."},"scopes":{"type":"array","items":{"type":"string","pattern":"^[a-z_]+$"},"uniqueItems":true,"default":["read_orders","read_customers"],"description":"OAuth scopes to request."},"access_mode":{"enum":["offline","online"],"default":"offline","description":"offline: a token for the app (polling, webhooks setup); online: a token for the user who installs (grant_options[]=per-user), expiring with their session."},"expiring_offline_tokens":{"type":"boolean","default":true,"description":"Ask for an expiring offline token with a rotating refresh token (expiring=1), as Shopify requires of public apps; false asks for a non-expiring one (expiring=0)."}}}"#;
 
 /// Parsed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -49,6 +49,10 @@ pub struct Settings {
     pub client_id: Option<String>,
     /// OAuth scopes to request.
     pub scopes: Vec<String>,
+    /// Whether the token is for the installing user (online) rather than the app.
+    pub online: bool,
+    /// Whether an offline token should expire and come with a rotating refresh token.
+    pub expiring_offline_tokens: bool,
 }
 
 impl Settings {
@@ -95,6 +99,8 @@ pub fn parse(text: &str) -> Result<Settings, String> {
         api_base: String::new(),
         client_id: None,
         scopes: DEFAULT_SCOPES.iter().map(|t| t.to_string()).collect(),
+        online: false,
+        expiring_offline_tokens: true,
     };
     let mut api_base = None;
     for (key, v) in &map {
@@ -137,6 +143,18 @@ pub fn parse(text: &str) -> Result<Settings, String> {
                 settings.client_id = Some(id.to_string());
             }
             "scopes" => settings.scopes = strings(v, "scopes")?,
+            "access_mode" => {
+                settings.online = match v.as_str() {
+                    Some("online") => true,
+                    Some("offline") => false,
+                    _ => return Err("access_mode must be \"offline\" or \"online\"".into()),
+                }
+            }
+            "expiring_offline_tokens" => {
+                settings.expiring_offline_tokens = v
+                    .as_bool()
+                    .ok_or("expiring_offline_tokens must be true or false")?;
+            }
             other => return Err(format!("unknown setting {other:?}")),
         }
     }

@@ -66,6 +66,9 @@ pub fn route_key(request_headers: &[(String, String)]) -> Option<String> {
     header(request_headers, SHOP_DOMAIN).and_then(shop::sanitize)
 }
 
+/// The topic Shopify sends when a merchant uninstalls the app (the token is revoked).
+pub const APP_UNINSTALLED: &str = "app/uninstalled";
+
 /// What a verified delivery becomes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

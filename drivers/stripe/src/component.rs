@@ -1,18 +1,44 @@
 //! The component glue: the Stripe driver's metadata and exports, each a thin call into the
 //! plain-Rust modules (which build and test natively).
 
-use sluice_sdk::bindings::sluice::driver::{clock, http, secrets};
+use sluice_sdk::bindings::sluice::driver::{clock, http, secrets, state};
 use sluice_sdk::canonical::CanonicalRecord;
 use sluice_sdk::driver::{
-    AuthKind, Context, Driver, Handled, Metadata, PollResult, ReceivedEvent, SecretSpec,
-    WebhookOutcome,
+    AuthKind, Authorization, Callback, Context, Driver, Handled, Metadata, PollResult,
+    ReceivedEvent, ScopeCheck, SecretSpec, TokenGrant, WebhookOutcome,
 };
 use sluice_sdk::types::{IncomingRequest, RawEvent};
 use sluice_sdk::{DriverError, error, headers};
 
+use crate::connect::{self, PLATFORM_SECRET_KEY, REFRESH_TOKEN};
 use crate::poll::{self, Cursor};
 use crate::settings::{self, Settings};
 use crate::{API_KEY, DRIVER_ID, WEBHOOK_SECRET, events, normalize, signature};
+
+/// Where the platform key and refresh token may go: Connect's OAuth host only.
+const CONNECT_ORIGINS: [&str; 2] = [settings::DEFAULT_CONNECT_BASE, "{connect_base}"];
+
+/// POST a form to Connect's `/oauth/token`; the host captures the tokens.
+fn token_request(
+    settings: &Settings,
+    form: Vec<(String, http::Value)>,
+) -> Result<TokenGrant, DriverError> {
+    let url = format!("{}/oauth/token", settings.connect_base);
+    let captures = [
+        ("/access_token", API_KEY),
+        ("/refresh_token", REFRESH_TOKEN),
+    ];
+    let response = sluice_sdk::oauth::token_request("Stripe", url, form, &captures)?;
+    let grant = connect::parse_grant(&response.body)
+        .map_err(|e| error::upstream(response.status, e, false))?;
+    state::set(connect::ACCOUNT_STATE, grant.stripe_user_id.as_bytes())
+        .map_err(|e| error::internal(format!("state.set failed: {e}")))?;
+    Ok(TokenGrant {
+        scopes: grant.scope.into_iter().collect(),
+        expires_in: None,
+        account_key: Some(grant.stripe_user_id),
+    })
+}
 
 struct Stripe;
 
@@ -34,6 +60,23 @@ impl Driver for Stripe {
             .polling()
             .settings_schema(settings::SCHEMA)
             .outbound(settings::DEFAULT_API_BASE)
+            .outbound(settings::DEFAULT_CONNECT_BASE)
+            .secret(
+                SecretSpec::optional(
+                    PLATFORM_SECRET_KEY,
+                    "The platform's secret key, for Connect OAuth (share it with [drivers.stripe] app_secrets)",
+                )
+                .sent_to(CONNECT_ORIGINS[0])
+                .sent_to(CONNECT_ORIGINS[1]),
+            )
+            .secret(
+                SecretSpec::optional(
+                    REFRESH_TOKEN,
+                    "The connected account's refresh token, captured by Connect OAuth",
+                )
+                .sent_to(CONNECT_ORIGINS[0])
+                .sent_to(CONNECT_ORIGINS[1]),
+            )
             .secret(SecretSpec::required(
                 WEBHOOK_SECRET,
                 "The endpoint's webhook signing secret (whsec_…)",
@@ -41,7 +84,7 @@ impl Driver for Stripe {
             .secret(
                 SecretSpec::optional(
                     API_KEY,
-                    "A secret or restricted API key with read access to events, for polling",
+                    "A secret or restricted API key with read access to events, for polling (captured by Connect OAuth)",
                 )
                 .sent_to(settings::DEFAULT_API_BASE)
                 .sent_to("{api_base}"),
@@ -95,9 +138,15 @@ impl Driver for Stripe {
             events::raw_event_from(&event, request.body.clone()).map_err(error::bad_request)?;
         let records =
             normalize::normalize_event(&event).map_err(|e| error::bad_request(e.to_string()));
+        // The connected account disconnected the platform: its OAuth grant is gone.
+        let revoked = (raw.event_type == events::DEAUTHORIZED).then(|| {
+            "Stripe: the account deauthorized the application (account.application.deauthorized)"
+                .to_string()
+        });
         Ok(WebhookOutcome {
             events: vec![ReceivedEvent { raw, records }],
             reply: None,
+            revoked,
         })
     }
 
@@ -147,6 +196,69 @@ impl Driver for Stripe {
                 poll::error_message(status, &response.body),
             )),
         }
+    }
+
+    fn authorize_url(
+        ctx: &Context<Settings>,
+        request: &Authorization,
+    ) -> Result<String, DriverError> {
+        connect::authorize_url(&ctx.settings, &request.redirect_uri, &request.state)
+            .map_err(error::invalid_settings)
+    }
+
+    fn exchange_code(
+        ctx: &Context<Settings>,
+        callback: &Callback,
+    ) -> Result<TokenGrant, DriverError> {
+        let code = connect::callback_code(&callback.query).map_err(error::bad_request)?;
+        token_request(&ctx.settings, connect::code_form(&code))
+    }
+
+    fn refresh(ctx: &Context<Settings>) -> Result<TokenGrant, DriverError> {
+        if !secrets::exists(REFRESH_TOKEN) {
+            return Err(error::unsupported(
+                "no refresh_token: the installation was not connected with OAuth",
+            ));
+        }
+        token_request(&ctx.settings, connect::refresh_form())
+    }
+
+    fn revoke(ctx: &Context<Settings>) -> Result<(), DriverError> {
+        let settings = &ctx.settings;
+        let client_id = settings
+            .connect_client_id
+            .as_deref()
+            .ok_or_else(|| error::invalid_settings("deauthorizing needs connect_client_id"))?;
+        let account = state::get(connect::ACCOUNT_STATE)
+            .map(|a| String::from_utf8_lossy(&a).into_owned())
+            .or_else(|| settings.account.clone())
+            .ok_or_else(|| error::invalid_settings("no connected account to deauthorize"))?;
+        let request = http::Request {
+            method: http::Method::Post,
+            url: format!("{}/oauth/deauthorize", settings.connect_base),
+            headers: vec![("Accept".into(), "application/json".into())],
+            body: http::Body::Form(connect::deauthorize_form(client_id, &account)),
+            credential: Some(http::Credential::Bearer(PLATFORM_SECRET_KEY.into())),
+            capture: Vec::new(),
+            timeout_ms: Some(30_000),
+        };
+        let response = http::send(&request).map_err(|e| error::from_http(e, "Stripe"))?;
+        match response.status {
+            200..=299 => Ok(()),
+            status => Err(error::upstream_status(
+                status,
+                sluice_sdk::oauth::error_message(status, &response.body),
+            )),
+        }
+    }
+
+    fn validate_scopes(
+        ctx: &Context<Settings>,
+        granted: &[String],
+    ) -> Result<ScopeCheck, DriverError> {
+        Ok(ScopeCheck {
+            missing: connect::missing_scopes(&ctx.settings, granted),
+        })
     }
 
     fn normalize(

@@ -9,6 +9,9 @@ use sluice_sdk::time::datetime_from_unix;
 /// it normalizes to `unmapped`).
 pub const UNTYPED: &str = "unknown";
 
+/// The event Stripe sends when a connected account disconnects the platform.
+pub const DEAUTHORIZED: &str = "account.application.deauthorized";
+
 /// Build a raw event from one Stripe event's exact JSON bytes (kept as the payload).
 /// Errors (human-readable) when it is not a JSON object with a string `id`.
 pub fn raw_event(payload: &[u8]) -> Result<RawEvent, String> {

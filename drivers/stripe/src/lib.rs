@@ -11,12 +11,14 @@
 //! - [`normalize`]: event JSON → canonical records, with Stripe's currency exponents;
 //! - [`events`]: event envelopes → raw events, Connect route keys;
 //! - [`poll`]: `/v1/events` URLs, cursors and page parsing;
+//! - [`connect`]: Stripe Connect OAuth (authorize URL, token and deauthorize forms);
 //! - [`settings`]: the settings schema and parser.
 //!
 //! The `wasm32` component glue (`component.rs`) only wires these to the WIT imports
 //! (`clock`, `secrets.verify-hmac`, `http`) and exports. Build the component with
 //! `cargo build -p sluice-driver-stripe --target wasm32-wasip2 --profile driver` (or `cargo xtask build-drivers`).
 
+pub mod connect;
 pub mod events;
 pub mod normalize;
 pub mod poll;

@@ -9,7 +9,10 @@ use crate::signature::DEFAULT_TOLERANCE_SECS;
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 
 /// JSON Schema (draft 2020-12) for an installation's settings.
-pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","x-sluice-account-key":true,"description":"Connected account to poll on behalf of (sent as Stripe-Account); also routes app-level webhooks carrying this account."}}}"#;
+pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","x-sluice-account-key":true,"description":"Connected account to poll on behalf of (sent as Stripe-Account); also routes app-level webhooks carrying this account."},"connect_client_id":{"type":"string","pattern":"^ca_[A-Za-z0-9]+$","description":"The platform's Connect client id (ca_…), for connecting an account with OAuth."},"connect_scope":{"enum":["read_write","read_only"],"default":"read_write","description":"The Connect OAuth scope to ask for."},"connect_express":{"type":"boolean","default":false,"description":"Use the Express onboarding URL (/express/oauth/authorize)."},"connect_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://connect.stripe.com (fakes); must still be granted by the operator."}}}"#;
+
+/// Stripe Connect's OAuth host.
+pub const DEFAULT_CONNECT_BASE: &str = "https://connect.stripe.com";
 
 /// Parsed settings.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -20,6 +23,14 @@ pub struct Settings {
     pub api_base: String,
     /// The Connect account to act for, if any.
     pub account: Option<String>,
+    /// The platform's Connect client id, for OAuth.
+    pub connect_client_id: Option<String>,
+    /// Whether Connect OAuth asks for `read_only` rather than `read_write`.
+    pub connect_read_only: bool,
+    /// Whether to use the Express authorize URL.
+    pub connect_express: bool,
+    /// Connect's OAuth base URL without a trailing slash.
+    pub connect_base: String,
 }
 
 impl Default for Settings {
@@ -28,6 +39,10 @@ impl Default for Settings {
             tolerance_seconds: DEFAULT_TOLERANCE_SECS,
             api_base: DEFAULT_API_BASE.to_string(),
             account: None,
+            connect_client_id: None,
+            connect_read_only: false,
+            connect_express: false,
+            connect_base: DEFAULT_CONNECT_BASE.to_string(),
         }
     }
 }
@@ -68,6 +83,31 @@ pub fn parse(text: &str) -> Result<Settings, String> {
                     })
                     .ok_or("account must look like acct_…")?;
                 settings.account = Some(acct.to_string());
+            }
+            "connect_client_id" => {
+                let id = v
+                    .as_str()
+                    .filter(|a| a.starts_with("ca_") && a.len() > 3)
+                    .ok_or("connect_client_id must look like ca_…")?;
+                settings.connect_client_id = Some(id.to_string());
+            }
+            "connect_scope" => {
+                settings.connect_read_only = match v.as_str() {
+                    Some("read_only") => true,
+                    Some("read_write") => false,
+                    _ => return Err("connect_scope must be read_write or read_only".into()),
+                }
+            }
+            "connect_express" => {
+                settings.connect_express =
+                    v.as_bool().ok_or("connect_express must be a boolean")?;
+            }
+            "connect_base" => {
+                let base = v
+                    .as_str()
+                    .filter(|b| b.starts_with("https://") || b.starts_with("http://"))
+                    .ok_or("connect_base must be an http(s) URL")?;
+                settings.connect_base = base.trim_end_matches('/').to_string();
             }
             other => return Err(format!("unknown setting {other:?}")),
         }

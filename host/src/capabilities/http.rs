@@ -35,6 +35,13 @@ pub struct Http {
     key_sets: Arc<super::jwks::KeySetCache>,
 }
 
+impl Http {
+    /// The operator's development grants (`allow_hosts`).
+    pub fn grants(&self) -> &[OriginPattern] {
+        &self.grants
+    }
+}
+
 fn client(resolver: GlobalOnlyResolver) -> reqwest::Result<reqwest::Client> {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -451,7 +458,22 @@ impl Host for CallState {
                 Err(e) => return Ok(Err(Error::Transport(format!("{e:#}")))),
             }
         }
-        Ok(self.apply_captures(body, &captures).map(|body| Response {
+        // Tokens come from a successful answer only; an error page plants nothing.
+        let body = if (200..300).contains(&status) {
+            match self.apply_captures(body, &captures) {
+                Ok(body) => body,
+                Err(e) => return Ok(Err(e)),
+            }
+        } else {
+            body
+        };
+        if let Err(e) = self.caps.secrets.store_captured().await {
+            tracing::error!(driver = %self.caps.http.declared.id, error = %e, "could not store captured secrets");
+            return Ok(Err(Error::Transport(format!(
+                "the host could not store the captured credentials: {e}"
+            ))));
+        }
+        Ok(Ok(Response {
             status,
             headers,
             body,

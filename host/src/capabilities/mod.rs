@@ -101,6 +101,9 @@ pub struct DriverScope {
     pub bindings: HashMap<String, credentials::SecretBinding>,
     /// The limits its calls run under (the operator's policy, else the defaults).
     pub limits: crate::policy::DriverLimits,
+    /// App credentials from the operator's configuration, used when the installation has
+    /// no secret of that name.
+    pub app_secrets: Arc<HashMap<String, SecretValue>>,
 }
 
 /// What one call runs for: the driver and, except while loading or routing, an

@@ -1,8 +1,15 @@
 //! The `secrets` capability: cryptography over named installation secrets, computed
 //! host-side. No function hands a secret's bytes to the guest, and secret values are
 //! never logged (`SecretValue`'s `Debug` is redacted).
+//!
+//! A name resolves to the installation's secret, else to the operator's app credential of
+//! that name for the driver (`[drivers.<id>] app_secrets`). The checks (`verify-hmac`,
+//! `equals`, `verify-jwt`) also accept a rotated secret's previous value while its grace
+//! period lasts, so a provider still signing with the old secret is not refused; outbound
+//! requests only ever use the primary value.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use hmac::{Hmac, Mac};
 use sluice_store::Writes;
@@ -24,8 +31,11 @@ pub struct Secrets;
 pub struct CallSecrets {
     installation: Option<InstallationScope>,
     declared: Vec<String>,
+    app: Arc<HashMap<String, SecretValue>>,
     cache: HashMap<String, Option<SecretValue>>,
     captured: Vec<(String, SecretValue)>,
+    /// How many of `captured` are already stored.
+    stored: usize,
 }
 
 impl Capability for Secrets {
@@ -43,13 +53,16 @@ impl Capability for Secrets {
         CallSecrets {
             installation: scope.installation.clone(),
             declared: scope.driver.secrets.clone(),
+            app: scope.driver.app_secrets.clone(),
             cache: HashMap::new(),
             captured: Vec::new(),
+            stored: 0,
         }
     }
 
     fn finish_call(call: &mut CallSecrets, writes: &mut Writes) {
-        writes.secrets.append(&mut call.captured);
+        // What was stored as it arrived is not written twice.
+        writes.secrets.extend(call.captured.drain(call.stored..));
     }
 }
 
@@ -84,6 +97,7 @@ impl CallSecrets {
                     .secret(name)
                     .map_err(|e| wasmtime::Error::msg(format!("opening secret {name:?}: {e}")))?,
             };
+            let value = value.or_else(|| self.app.get(name).cloned());
             self.cache.insert(name.to_string(), value);
         }
         Ok(match self.cache.get(name).cloned().flatten() {
@@ -97,9 +111,60 @@ impl CallSecrets {
         self.declared.iter().any(|d| d == name)
     }
 
+    /// The previous value of a rotated secret, while its grace period lasts at `now`.
+    pub async fn lookup_previous(
+        &mut self,
+        name: &str,
+        now: i64,
+    ) -> wasmtime::Result<Option<SecretValue>> {
+        if !self.is_declared(name) {
+            return Ok(None);
+        }
+        let read = |e: sluice_store::StoreError| {
+            wasmtime::Error::msg(format!("reading the previous value of {name:?}: {e}"))
+        };
+        Ok(match &self.installation {
+            None => None,
+            Some(InstallationScope {
+                data: DataSource::Fixed(_),
+                ..
+            }) => None,
+            Some(InstallationScope {
+                id,
+                data: DataSource::Store(store),
+            }) => store.previous_secret(id, name, now).await.map_err(read)?,
+            Some(InstallationScope {
+                data: DataSource::Installation(installation),
+                ..
+            }) => installation.previous_secret(name, now).map_err(read)?,
+        })
+    }
+
     /// Record a secret captured from a provider response during this call.
     pub fn capture(&mut self, name: String, value: SecretValue) {
         self.captured.push((name, value));
+    }
+
+    /// Store what was captured and not stored yet, now (not when the call ends): a
+    /// provider that rotates its refresh token has invalidated the old one already, so the
+    /// new one must be durable before anything else can go wrong. Given values
+    /// (`sluice driver test`) stay in the call.
+    pub async fn store_captured(&mut self) -> Result<(), sluice_store::StoreError> {
+        let Some(InstallationScope { id, data }) = &self.installation else {
+            return Ok(());
+        };
+        let store = match data {
+            DataSource::Fixed(_) => return Ok(()),
+            DataSource::Store(store) => store,
+            DataSource::Installation(installation) => installation.store(),
+        };
+        if self.stored < self.captured.len() {
+            store
+                .put_captured_secrets(id, &self.captured[self.stored..])
+                .await?;
+            self.stored = self.captured.len();
+        }
+        Ok(())
     }
 }
 
@@ -124,6 +189,14 @@ pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
+impl CallState {
+    /// The previous value of a rotated secret, if its grace period lasts at the call's now.
+    async fn previous(&mut self, name: &str) -> wasmtime::Result<Option<SecretValue>> {
+        let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
+        self.caps.secrets.lookup_previous(name, now).await
+    }
+}
+
 impl Host for CallState {
     async fn verify_hmac(
         &mut self,
@@ -132,13 +205,21 @@ impl Host for CallState {
         message: Vec<u8>,
         candidates: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        Ok(self.caps.secrets.lookup(&secret).await?.map(|key| {
+        let matches = |key: &SecretValue| {
             let expected = compute_hmac(algorithm, key.expose(), &message);
             // Check every candidate so timing does not reveal which one matched.
             candidates
                 .iter()
                 .fold(false, |found, c| constant_time_eq(&expected, c) | found)
-        }))
+        };
+        match self.caps.secrets.lookup(&secret).await? {
+            Ok(key) if matches(&key) => Ok(Ok(true)),
+            Ok(_) => Ok(Ok(self
+                .previous(&secret)
+                .await?
+                .is_some_and(|k| matches(&k)))),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn equals(
@@ -146,12 +227,14 @@ impl Host for CallState {
         secret: String,
         candidate: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, Error>> {
-        Ok(self
-            .caps
-            .secrets
-            .lookup(&secret)
-            .await?
-            .map(|value| constant_time_eq(value.expose(), &candidate)))
+        match self.caps.secrets.lookup(&secret).await? {
+            Ok(value) if constant_time_eq(value.expose(), &candidate) => Ok(Ok(true)),
+            Ok(_) => Ok(Ok(self
+                .previous(&secret)
+                .await?
+                .is_some_and(|v| constant_time_eq(v.expose(), &candidate)))),
+            Err(e) => Ok(Err(e)),
+        }
     }
 
     async fn verify_jwt(
@@ -160,10 +243,18 @@ impl Host for CallState {
         token: String,
     ) -> wasmtime::Result<Result<String, Error>> {
         let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
-        Ok(match self.caps.secrets.lookup(&secret).await? {
-            Ok(key) => super::jwt::verify_hs256(key.expose(), &token, now).map_err(Error::Invalid),
-            Err(e) => Err(e),
-        })
+        let key = match self.caps.secrets.lookup(&secret).await? {
+            Ok(key) => key,
+            Err(e) => return Ok(Err(e)),
+        };
+        match super::jwt::verify_hs256(key.expose(), &token, now) {
+            Ok(claims) => Ok(Ok(claims)),
+            Err(reason) => Ok(match self.previous(&secret).await? {
+                Some(old) => super::jwt::verify_hs256(old.expose(), &token, now)
+                    .map_err(|_| Error::Invalid(reason)),
+                None => Err(Error::Invalid(reason)),
+            }),
+        }
     }
 
     async fn verify_jwt_jwks(

@@ -12,6 +12,8 @@ use crate::wit::state::Host;
 
 /// Longest key, in bytes.
 pub const MAX_KEY_BYTES: usize = 128;
+/// Keys the host keeps for itself (the poll cursor); drivers cannot write them.
+pub const HOST_PREFIX: &str = "sluice:";
 /// Largest value, in bytes.
 pub const MAX_VALUE_BYTES: usize = 64 * 1024;
 /// Most distinct keys one call may write (or delete): 64 × 64 KiB at most is held for the
@@ -64,6 +66,11 @@ impl CallStateMap {
         }
         if self.installation.is_none() {
             return Err("no installation state in this call".into());
+        }
+        if key.starts_with(HOST_PREFIX) {
+            return Err(format!(
+                "state keys starting with {HOST_PREFIX:?} are the host's (the poll cursor)"
+            ));
         }
         Ok(())
     }

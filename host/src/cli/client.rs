@@ -29,6 +29,39 @@ pub enum InstallationsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Show one installation: settings, secret names, auth status, scopes, token expiry.
+    Show {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Print the URL that starts the installation's OAuth authorization (open it in a
+    /// browser, or send it to the account owner).
+    Authorize {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Refresh the installation's access token now.
+    Refresh {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revoke the installation's authorization at the provider and forget its tokens.
+    Revoke {
+        id: String,
+        #[arg(long)]
+        reason: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Poll the installation now.
+    Poll {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Delete an installation (its events stay readable).
     Delete {
         id: String,
@@ -46,6 +79,20 @@ pub enum SecretsCommand {
         /// The value; omit to read it from standard input (keeps it out of shell history).
         #[arg(long)]
         value: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Rotate a secret: the new value is used at once; the previous one still verifies
+    /// webhooks for the grace period, then is retired.
+    Rotate {
+        installation: String,
+        name: String,
+        /// The new value; omit to read it from standard input.
+        #[arg(long)]
+        value: Option<String>,
+        /// How long the previous value keeps verifying webhooks (at most 604800).
+        #[arg(long, default_value_t = 86_400)]
+        grace_seconds: u64,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -163,6 +210,63 @@ impl InstallationsCommand {
                         .await?,
                 );
             }
+            InstallationsCommand::Show { id, server } => {
+                print(
+                    &AdminClient::new(&server)?
+                        .call(
+                            reqwest::Method::GET,
+                            &format!("/v1/installations/{id}"),
+                            None,
+                        )
+                        .await?,
+                );
+            }
+            InstallationsCommand::Authorize { id, server } => {
+                // The start URL is public (the provider's user opens it); the admin token
+                // only proves the installation exists.
+                let client = AdminClient::new(&server)?;
+                client
+                    .call(
+                        reqwest::Method::GET,
+                        &format!("/v1/installations/{id}"),
+                        None,
+                    )
+                    .await?;
+                println!("{}/oauth/{id}/start", client.base);
+            }
+            InstallationsCommand::Refresh { id, server } => {
+                print(
+                    &AdminClient::new(&server)?
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/v1/installations/{id}/refresh"),
+                            None,
+                        )
+                        .await?,
+                );
+            }
+            InstallationsCommand::Revoke { id, reason, server } => {
+                let body = reason.map(|r| json!({ "reason": r }));
+                AdminClient::new(&server)?
+                    .call(
+                        reqwest::Method::POST,
+                        &format!("/v1/installations/{id}/revoke"),
+                        body,
+                    )
+                    .await?;
+                eprintln!("revoked {id}");
+            }
+            InstallationsCommand::Poll { id, server } => {
+                print(
+                    &AdminClient::new(&server)?
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/v1/installations/{id}/poll"),
+                            None,
+                        )
+                        .await?,
+                );
+            }
             InstallationsCommand::Delete { id, server } => {
                 AdminClient::new(&server)?
                     .call(
@@ -178,32 +282,58 @@ impl InstallationsCommand {
     }
 }
 
+/// `--value`, or standard input without its final line break.
+fn secret_value(value: Option<String>) -> anyhow::Result<String> {
+    match value {
+        Some(v) => Ok(v),
+        None => {
+            let mut v = String::new();
+            std::io::stdin()
+                .read_to_string(&mut v)
+                .context("reading the secret from stdin")?;
+            Ok(v.trim_end_matches(['\n', '\r']).to_string())
+        }
+    }
+}
+
 impl SecretsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let SecretsCommand::Set {
-            installation,
-            name,
-            value,
-            server,
-        } = self;
-        let value = match value {
-            Some(v) => v,
-            None => {
-                let mut v = String::new();
-                std::io::stdin()
-                    .read_to_string(&mut v)
-                    .context("reading the secret from stdin")?;
-                v.trim_end_matches(['\n', '\r']).to_string()
+        match self {
+            SecretsCommand::Set {
+                installation,
+                name,
+                value,
+                server,
+            } => {
+                let value = secret_value(value)?;
+                AdminClient::new(&server)?
+                    .call(
+                        reqwest::Method::PUT,
+                        &format!("/v1/installations/{installation}/secrets/{name}"),
+                        Some(json!({ "value": value })),
+                    )
+                    .await?;
+                eprintln!("secret {name} set on {installation}");
             }
-        };
-        AdminClient::new(&server)?
-            .call(
-                reqwest::Method::PUT,
-                &format!("/v1/installations/{installation}/secrets/{name}"),
-                Some(json!({ "value": value })),
-            )
-            .await?;
-        eprintln!("secret {name} set on {installation}");
+            SecretsCommand::Rotate {
+                installation,
+                name,
+                value,
+                grace_seconds,
+                server,
+            } => {
+                let value = secret_value(value)?;
+                print(
+                    &AdminClient::new(&server)?
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/v1/installations/{installation}/secrets/{name}/rotate"),
+                            Some(json!({ "value": value, "grace_seconds": grace_seconds })),
+                        )
+                        .await?,
+                );
+            }
+        }
         Ok(())
     }
 }

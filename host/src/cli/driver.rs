@@ -145,7 +145,11 @@ impl DriverCommand {
                 }
                 .await;
                 Ok(report(match result {
-                    Ok((processed, reply)) => {
+                    Ok(pipeline::Received {
+                        processed,
+                        reply,
+                        revoked,
+                    }) => {
                         let reply = reply.map(|r| {
                             json!({
                                 "status": r.status,
@@ -153,7 +157,7 @@ impl DriverCommand {
                                 "body": String::from_utf8_lossy(&r.body),
                             })
                         });
-                        json!({"ok": true, "reply": reply, "events": processed.iter().map(|p| {
+                        let mut out = json!({"ok": true, "reply": reply, "events": processed.iter().map(|p| {
                         let mut event = json!({
                             "provider_event_id": p.raw.provider_event_id,
                             "event_type": p.raw.event_type,
@@ -164,7 +168,11 @@ impl DriverCommand {
                             Err(reason) => event["error"] = reason.clone().into(),
                         }
                         event
-                    }).collect::<Vec<_>>()})
+                    }).collect::<Vec<_>>()});
+                        if let Some(reason) = revoked {
+                            out["revokes_authorization"] = reason.into();
+                        }
+                        out
                     }
                     Err(e) => {
                         json!({"ok": false, "error": {"code": error_code(&e), "message": e.to_string()}})

@@ -29,7 +29,7 @@ enum Command {
     /// Create, list and delete installations.
     #[command(subcommand)]
     Installations(client::InstallationsCommand),
-    /// Set installation secrets (write-only).
+    /// Set and rotate installation secrets (write-only).
     #[command(subcommand)]
     Secrets(client::SecretsCommand),
     /// Read normalized events.

@@ -100,7 +100,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             installation_ttl: config.server.installation_cache_ttl(),
         },
     ));
+    let auth = Arc::new(crate::auth::Auth::new(
+        pipeline.clone(),
+        config.auth_options(),
+    ));
+    let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
+    let maintenance = {
+        let auth = auth.clone();
+        tokio::spawn(async move {
+            auth.run_maintenance(async {
+                let _ = maintenance_stopped.await;
+            })
+            .await;
+        })
+    };
     let state = Arc::new(AppState {
+        auth,
         pipeline,
         public_url: config.public_url(),
         admin_token,
@@ -117,6 +132,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     listener::serve(listener, router(state), &config.server, shutdown_signal())
         .await
         .context("serving HTTP")?;
+    let _ = stop_maintenance.send(());
+    let _ = maintenance.await;
     // In-flight deliveries have been answered; let queued commits finish before exiting.
     store.close().await;
     tracing::info!("stopped");

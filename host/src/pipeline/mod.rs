@@ -5,6 +5,8 @@
 //! Nothing is written before the driver has finished, so a trap, a timeout or a refusal
 //! leaves no trace, and the provider (which gets a non-2xx) retries.
 
+mod poll;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,6 +22,8 @@ use crate::registry::DriverRegistry;
 use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
 use crate::wit::ingest::{WebhookOutcome, WebhookReply};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
+
+pub use poll::{CURSOR_KEY, MAX_PAGES, PollError, Polled};
 
 /// Why a delivery was not accepted, by what the provider should be told.
 #[derive(Debug, thiserror::Error)]
@@ -111,13 +115,21 @@ pub struct Processed {
     pub outcome: Result<Vec<canonical::Rendered>, String>,
 }
 
+/// What one webhook delivery made, rendered.
+pub struct Received {
+    pub processed: Vec<Processed>,
+    pub reply: Option<WebhookReply>,
+    /// The delivery revokes the installation's authorization, for this reason.
+    pub revoked: Option<String>,
+}
+
 /// Run one webhook request through the driver (`receive`: verify, raw events, records)
 /// and render its records. Shared by the pipeline and `sluice driver test`.
 pub async fn process(
     session: &mut Session,
     ctx: &CallContext,
     request: &IncomingRequest,
-) -> Result<(Vec<Processed>, Option<WebhookReply>), CallError> {
+) -> Result<Received, CallError> {
     let outcome = session.receive(ctx, request).await?;
     render(outcome, |bytes| session.charge_output(bytes))
 }
@@ -126,7 +138,7 @@ pub async fn process(
 fn render(
     outcome: WebhookOutcome,
     mut charge: impl FnMut(usize) -> Result<(), CallError>,
-) -> Result<(Vec<Processed>, Option<WebhookReply>), CallError> {
+) -> Result<Received, CallError> {
     let mut processed = Vec::with_capacity(outcome.events.len());
     for event in outcome.events {
         let raw = event.raw;
@@ -156,7 +168,14 @@ fn render(
     if let Some(reply) = &outcome.reply {
         charge(reply.body.len() + reply.content_type.len())?;
     }
-    Ok((processed, outcome.reply))
+    let revoked = outcome
+        .revoked
+        .map(|r| bounded_text(&r, MAX_ERROR_TEXT).into_owned());
+    Ok(Received {
+        processed,
+        reply: outcome.reply,
+        revoked,
+    })
 }
 
 /// Longest error text (a failed normalization's reason, a driver's error message) that is
@@ -214,7 +233,11 @@ impl Pipeline {
         options: PipelineOptions,
     ) -> Self {
         Self {
-            installations: Installations::new(store.clone(), options.installation_ttl),
+            installations: Installations::new(
+                store.clone(),
+                runtime.policy().clone(),
+                options.installation_ttl,
+            ),
             runtime,
             drivers,
             store,
@@ -324,7 +347,16 @@ impl Pipeline {
         installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
     ) -> Result<Accepted, DeliveryError> {
-        let (processed, reply, writes) = self.run(driver, installation, request).await?;
+        let (received, writes) = self.run(driver, installation, request).await?;
+        let Received {
+            processed,
+            reply,
+            revoked,
+        } = received;
+        if let Some(reason) = &revoked {
+            // Even when nothing is stored, a revocation is acted on.
+            self.revoke(&installation.id, reason).await?;
+        }
         if processed.is_empty() && writes.is_empty() {
             // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
             return Ok(Accepted {
@@ -372,6 +404,18 @@ impl Pipeline {
 }
 
 impl Pipeline {
+    /// A verified delivery said the installation's authorization is revoked: forget its
+    /// tokens and mark it `revoked`. (A redelivery does it again, harmlessly.)
+    async fn revoke(&self, id: &InstallationId, reason: &str) -> Result<(), DeliveryError> {
+        self.store.forget_tokens(id).await?;
+        self.store
+            .set_auth_status(id, sluice_store::AuthStatus::Revoked, Some(reason))
+            .await?;
+        self.installations.invalidate(id);
+        tracing::warn!(installation = %id, %reason, "authorization revoked by the provider");
+        Ok(())
+    }
+
     /// Run the driver on a request, on the guest threads: its processed events, reply and
     /// writes.
     async fn run(
@@ -379,7 +423,7 @@ impl Pipeline {
         driver: &Arc<LoadedDriver>,
         installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
-    ) -> Result<(Vec<Processed>, Option<WebhookReply>, sluice_store::Writes), DeliveryError> {
+    ) -> Result<(Received, sluice_store::Writes), DeliveryError> {
         let runtime = self.runtime.clone();
         let (driver, installation) = (driver.clone(), installation.clone());
         #[cfg(feature = "native-stripe")]
@@ -389,8 +433,10 @@ impl Pipeline {
             if native {
                 let now = runtime.capabilities().clock.now().as_secs() as i64;
                 let outcome = crate::native::receive(&installation, &request, now)?;
-                let (processed, reply) = render(outcome, |_| Ok(()))?;
-                return Ok((processed, reply, sluice_store::Writes::default()));
+                return Ok((
+                    render(outcome, |_| Ok(()))?,
+                    sluice_store::Writes::default(),
+                ));
             }
             let scope = driver.scope(
                 &installation.id,
@@ -401,10 +447,10 @@ impl Pipeline {
                 settings: installation.settings.to_string(),
             };
             let mut session = runtime.session(&driver, scope).await?;
-            let (processed, reply) = process(&mut session, &ctx, &request).await?;
+            let received = process(&mut session, &ctx, &request).await?;
             // Release the sandbox slot before waiting on the database.
             let writes = session.finish();
-            Ok::<_, CallError>((processed, reply, writes))
+            Ok::<_, CallError>((received, writes))
         };
         Ok(self.runtime.on_guest_threads(work).await??)
     }

@@ -179,6 +179,7 @@ impl Runtime {
             disabled_origins: Vec::new(),
             bindings: Default::default(),
             limits: crate::policy::DriverLimits::defaults(self.limits()),
+            app_secrets: Default::default(),
         });
         let state = CallState::new(self.capabilities(), &CallScope::driver_only(loading));
         let mut store = Store::new(self.engine(), state);
@@ -257,6 +258,12 @@ impl Runtime {
                     .map_err(LoadError::InvalidMetadata)
             })
             .collect::<Result<_, _>>()?;
+        let app_secrets = self.policy().app_secrets(&info.id);
+        for name in app_secrets.keys() {
+            if !info.secrets.iter().any(|s| &s.name == name) {
+                tracing::warn!(driver = %info.id, secret = %name, "[drivers.{}] app_secrets names a secret the driver does not declare; it is never used", info.id);
+            }
+        }
         let scope = Arc::new(DriverScope {
             id: info.id.clone(),
             version: info.version.clone(),
@@ -265,6 +272,7 @@ impl Runtime {
             disabled_origins: resolved.disabled,
             bindings,
             limits: info.limits,
+            app_secrets,
         });
         Ok(LoadedDriver {
             account_key_setting,
@@ -380,6 +388,7 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
         display_name: raw.display_name,
         auth_kind: match raw.auth_kind {
             metadata::AuthKind::Oauth2 => "oauth2",
+            metadata::AuthKind::ClientCredentials => "client_credentials",
             metadata::AuthKind::ApiKey => "api_key",
             metadata::AuthKind::SharedSecret => "shared_secret",
             metadata::AuthKind::None => "none",
@@ -453,6 +462,6 @@ mod tests {
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
         assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
-        assert_eq!(major_minor(WIT_VERSION), Some("0.4"));
+        assert_eq!(major_minor(WIT_VERSION), Some("0.5"));
     }
 }

@@ -205,24 +205,28 @@ impl Session {
     pub async fn authorize_url(
         &mut self,
         ctx: &types::CallContext,
-        redirect_uri: &str,
-        state: &str,
+        request: &auth::Authorization,
     ) -> Result<String, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
-        call!(self, authorize_url: (&types::CallContext, &str, &str) -> Result<String, types::DriverError>, (ctx, redirect_uri, state))?
+        call!(self, authorize_url: (&types::CallContext, &auth::Authorization) -> Result<String, types::DriverError>, (ctx, request))?
             .map_err(CallError::Driver)
     }
 
     /// Exchange an OAuth callback for tokens; the tokens themselves are captured by the
-    /// host and come back from [`Session::finish`].
+    /// host (stored as the provider's response arrives).
     pub async fn exchange_code(
         &mut self,
         ctx: &types::CallContext,
-        callback_query: &str,
-        redirect_uri: &str,
+        callback: &auth::Callback,
     ) -> Result<auth::TokenGrant, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
-        call!(self, exchange_code: (&types::CallContext, &str, &str) -> Result<auth::TokenGrant, types::DriverError>, (ctx, callback_query, redirect_uri))?
+        call!(self, exchange_code: (&types::CallContext, &auth::Callback) -> Result<auth::TokenGrant, types::DriverError>, (ctx, callback))?
+            .map_err(CallError::Driver)
+    }
+
+    pub async fn revoke(&mut self, ctx: &types::CallContext) -> Result<(), CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
+        call!(self, revoke: (&types::CallContext) -> Result<(), types::DriverError>, (ctx))?
             .map_err(CallError::Driver)
     }
 

@@ -9,12 +9,12 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_store::{Cursor, Installation, InstallationId, NewInstallation};
+use sluice_store::{AuthRecord, AuthStatus, Cursor, Installation, InstallationId, NewInstallation};
 
 use super::{ApiError, AppState};
 
 /// A JSON body, with malformed input answered as our `400`.
-fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
+pub(super) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     payload.map(|Json(v)| v).map_err(|e| match e {
         JsonRejection::MissingJsonContentType(_) => ApiError::new(
             axum::http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -25,21 +25,81 @@ fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiError> {
     })
 }
 
-fn installation_json(state: &AppState, i: &Installation) -> Value {
-    // Required secrets not set yet: the installation cannot take deliveries until they are.
-    let missing: Vec<String> = state
+/// An installation's authorization as the API shows it: never a token.
+pub(super) fn auth_json(record: Option<&AuthRecord>, auth_kind: &str, secrets_set: bool) -> Value {
+    let time = |t: Option<i64>| t.map(super::lifecycle::rfc3339);
+    let Some(r) = record else {
+        // Nothing recorded yet: OAuth and client-credentials installations wait for their
+        // first token; the others are ready once their required secrets are set.
+        let token_based = matches!(auth_kind, "oauth2" | "client_credentials");
+        let status = if token_based || !secrets_set {
+            AuthStatus::Pending
+        } else {
+            AuthStatus::Active
+        };
+        return json!({"status": status, "scopes": [], "token_expires_at": null});
+    };
+    json!({
+        "status": r.status,
+        "reason": r.reason,
+        "scopes": r.scopes,
+        "token_expires_at": time(r.token_expires_at),
+        "authorized_at": r.authorized_at,
+        "refreshed_at": r.refreshed_at,
+        "refresh_failures": r.refresh_failures,
+        "last_refresh_error": r.last_error,
+        "next_refresh_attempt_at": time(r.next_refresh_at),
+    })
+}
+
+/// Whether the installation's driver declares the secret `name`.
+pub(super) fn check_declared(
+    state: &AppState,
+    installation: &Installation,
+    name: &str,
+) -> Result<(), ApiError> {
+    let declared = state
         .pipeline
         .drivers()
-        .get(&i.driver_id)
+        .get(&installation.driver_id)
+        .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
+    if declared {
+        Ok(())
+    } else {
+        Err(ApiError::unprocessable(
+            "unknown_secret",
+            format!(
+                "the {} driver declares no secret {name:?}",
+                installation.driver_id
+            ),
+        ))
+    }
+}
+
+pub(super) fn installation_json(
+    state: &AppState,
+    i: &Installation,
+    auth: Option<&AuthRecord>,
+) -> Value {
+    let driver = state.pipeline.drivers().get(&i.driver_id);
+    // Required secrets not set yet (nor shared by the operator as app credentials): the
+    // installation cannot take deliveries until they are.
+    let missing: Vec<String> = driver
+        .as_ref()
         .map(|d| {
             d.info
                 .secrets
                 .iter()
-                .filter(|s| s.required && !i.secret_names.contains(&s.name))
+                .filter(|s| {
+                    s.required
+                        && !i.secret_names.contains(&s.name)
+                        && !d.scope.app_secrets.contains_key(&s.name)
+                })
                 .map(|s| s.name.clone())
                 .collect()
         })
         .unwrap_or_default();
+    let auth_kind = driver.as_ref().map_or("none", |d| d.info.auth_kind);
     json!({
         "installation_id": i.id.as_str(),
         "driver_id": i.driver_id,
@@ -49,10 +109,11 @@ fn installation_json(state: &AppState, i: &Installation) -> Value {
         "webhook_url": format!("{}/webhooks/{}", state.public_url, i.id),
         "secrets": i.secret_names,
         "secrets_missing": missing,
+        "auth": auth_json(auth, auth_kind, missing.is_empty()),
     })
 }
 
-fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
+pub(super) fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
     InstallationId::parse(id).map_err(|_| ApiError::not_found("unknown installation"))
 }
 
@@ -139,7 +200,7 @@ pub async fn create_installation(
     tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");
     Ok((
         StatusCode::CREATED,
-        Json(installation_json(&state, &installation)),
+        Json(installation_json(&state, &installation, None)),
     )
         .into_response())
 }
@@ -148,7 +209,11 @@ pub async fn list_installations(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
     let all = state.pipeline.store().list_installations().await?;
-    let list: Vec<_> = all.iter().map(|i| installation_json(&state, i)).collect();
+    let auth = state.pipeline.store().auth_records().await?;
+    let list: Vec<_> = all
+        .iter()
+        .map(|i| installation_json(&state, i, auth.get(&i.id)))
+        .collect();
     Ok(Json(json!({ "installations": list })))
 }
 
@@ -156,13 +221,18 @@ pub async fn get_installation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let installation = state
-        .pipeline
-        .store()
-        .get_installation(&parse_id(&id)?)
+    let id = parse_id(&id)?;
+    let store = state.pipeline.store();
+    let installation = store
+        .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    Ok(Json(installation_json(&state, &installation)))
+    let auth = store.auth_record(&id).await?;
+    Ok(Json(installation_json(
+        &state,
+        &installation,
+        auth.as_ref(),
+    )))
 }
 
 /// `GET /v1/installations/{id}/audit`: every change to the installation's secrets (which,
@@ -232,19 +302,7 @@ pub async fn put_secret(
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let driver = state.pipeline.drivers().get(&installation.driver_id);
-    let declared = driver
-        .as_ref()
-        .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
-    if !declared {
-        return Err(ApiError::unprocessable(
-            "unknown_secret",
-            format!(
-                "the {} driver declares no secret {name:?}",
-                installation.driver_id
-            ),
-        ));
-    }
+    check_declared(&state, &installation, &name)?;
     state
         .pipeline
         .store()

@@ -7,7 +7,9 @@
 
 mod admin;
 mod error;
+mod lifecycle;
 pub mod listener;
+mod oauth;
 mod webhooks;
 
 use std::sync::Arc;
@@ -23,12 +25,15 @@ use axum::routing::{get, post, put};
 
 pub use error::ApiError;
 
+use crate::auth::Auth;
 use crate::capabilities::secrets::constant_time_eq;
 use crate::pipeline::Pipeline;
 
 /// Everything a request handler may use.
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
+    /// OAuth flows, refresh and revocation.
+    pub auth: Arc<Auth>,
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
@@ -51,7 +56,14 @@ pub fn router(state: Arc<AppState>) -> Router {
             get(admin::get_installation).delete(admin::delete_installation),
         )
         .route("/installations/{id}/secrets/{name}", put(admin::put_secret))
+        .route(
+            "/installations/{id}/secrets/{name}/rotate",
+            post(lifecycle::rotate_secret),
+        )
         .route("/installations/{id}/audit", get(admin::secret_audit))
+        .route("/installations/{id}/refresh", post(lifecycle::refresh))
+        .route("/installations/{id}/revoke", post(lifecycle::revoke))
+        .route("/installations/{id}/poll", post(lifecycle::poll))
         .route("/events", get(admin::list_events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
@@ -60,6 +72,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             "/webhooks/drivers/{driver_id}",
             post(webhooks::receive_for_driver),
         )
+        .route("/oauth/{installation_id}/start", get(oauth::start))
+        .route("/oauth/callback", get(oauth::callback))
         .nest("/v1", admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))

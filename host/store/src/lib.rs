@@ -8,6 +8,8 @@
 //!   ([`MasterKey`], [`SecretCipher`]) and bound to their (installation, name) slot.
 //!   Only names are ever listed; values come back as zeroed-on-drop [`SecretBytes`].
 //! - **Driver state** (small per-installation key/value: cursors, token expiry).
+//! - **The authorization lifecycle** (`auth`): secret rotation with a grace period,
+//!   single-use OAuth states, each installation's grant and its refresh lease.
 //! - **The ingestion commit** ([`Store::commit_delivery`]): the raw events of one delivery
 //!   (deduplicated on installation + provider event id), their normalized events or
 //!   dead-letter state, and the driver's state writes, all or nothing, committed by one
@@ -31,6 +33,7 @@
 
 #![warn(missing_docs)]
 
+mod auth;
 mod commit;
 mod crypto;
 mod error;
@@ -38,6 +41,7 @@ mod events;
 pub mod id;
 mod store;
 
+pub use auth::{AuthRecord, AuthStatus, GrantUpdate, OAuthState, RefreshFailure};
 pub use commit::{
     CommitOutcome, Delivery, IngestedEvent, MAX_BATCH, NewEvent, NormalizeOutcome, StateWrite,
     Writes, WritesApply,
@@ -47,5 +51,6 @@ pub use error::StoreError;
 pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
 pub use id::{DriverId, EventId, InstallationId};
 pub use store::{
-    Backend, Installation, NewInstallation, SecretAction, SecretChange, Store, StoreOptions,
+    Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,
+    StoreOptions,
 };

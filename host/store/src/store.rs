@@ -112,8 +112,15 @@ pub enum SecretAction {
     /// Set through the admin API.
     Set,
     /// Captured by the host from a provider's response during a driver call (an OAuth
-    /// token), committed with that call.
+    /// token), committed as the response arrived.
     Captured,
+    /// Replaced through the rotation API; the previous value stays valid for webhook checks
+    /// during the grace period.
+    Rotated,
+    /// A rotated secret's previous value, dropped at the end of its grace period.
+    Retired,
+    /// Removed: a captured token of an installation whose authorization was revoked.
+    Deleted,
 }
 
 impl SecretAction {
@@ -122,6 +129,9 @@ impl SecretAction {
         match self {
             SecretAction::Set => "set",
             SecretAction::Captured => "captured",
+            SecretAction::Rotated => "rotated",
+            SecretAction::Retired => "retired",
+            SecretAction::Deleted => "deleted",
         }
     }
 }
@@ -131,10 +141,22 @@ impl SecretAction {
 pub struct SecretChange {
     /// The secret's name.
     pub name: String,
-    /// `set` or `captured` ([`SecretAction`]).
+    /// `set`, `captured`, `rotated` or `retired` ([`SecretAction`]).
     pub action: String,
     /// When, RFC 3339 UTC.
     pub at: String,
+}
+
+/// One secret as stored, still sealed.
+#[derive(Clone, Debug)]
+pub struct SealedSecret {
+    /// Its name.
+    pub name: String,
+    /// The primary value, sealed.
+    pub ciphertext: Vec<u8>,
+    /// A rotated secret's previous value, sealed, and when its grace period ends (Unix
+    /// seconds).
+    pub previous: Option<(Vec<u8>, i64)>,
 }
 
 /// Embedded migrations, one list per backend. Applied in order by version; sqlx records
@@ -167,6 +189,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "raw event api version",
         include_str!("../migrations/sqlite/0005_raw_event_api_version.sql"),
     ),
+    (
+        6,
+        "auth",
+        include_str!("../migrations/sqlite/0006_auth.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -198,6 +225,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "raw event api version",
         include_str!("../migrations/postgres/0006_raw_event_api_version.sql"),
+    ),
+    (
+        7,
+        "auth",
+        include_str!("../migrations/postgres/0007_auth.sql"),
     ),
 ];
 
@@ -614,7 +646,9 @@ impl Store {
 
     // ---- secrets ------------------------------------------------------------------------
 
-    /// Stores (or replaces) the secret `name` of a live installation, encrypted.
+    /// Stores (or replaces) the secret `name` of a live installation, encrypted. A value
+    /// set this way replaces the old one at once: a rotated secret's previous value is
+    /// dropped too (rotate with [`Store::rotate_secret`] to keep it for a grace period).
     /// [`StoreError::NotFound`] if the installation is unknown or deleted.
     pub async fn put_secret(
         &self,
@@ -631,7 +665,8 @@ impl Store {
              SELECT $1, $2, $3, $4 WHERE EXISTS \
                (SELECT 1 FROM installations WHERE id = $1 AND deleted_at IS NULL) \
              ON CONFLICT (installation_id, name) \
-             DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at",
+             DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at, \
+               previous_ciphertext = NULL, previous_until = NULL",
         )
         .bind(id.as_str())
         .bind(name)
@@ -695,19 +730,30 @@ impl Store {
         }
     }
 
-    /// The secrets of an installation still sealed, as `(name, ciphertext)`: for callers that
-    /// keep them and open one when it is used ([`Store::open_secret`]), so no plaintext
-    /// lingers in a cache.
+    /// The secrets of an installation still sealed: for callers that keep them and open
+    /// one when it is used ([`Store::open_secret`], [`Store::open_previous_secret`]), so no
+    /// plaintext lingers in a cache.
     pub async fn sealed_secrets(
         &self,
         id: &InstallationId,
-    ) -> Result<Vec<(String, Vec<u8>)>, StoreError> {
-        let rows = sqlx::query("SELECT name, ciphertext FROM secrets WHERE installation_id = $1")
-            .bind(id.as_str())
-            .fetch_all(&self.pool)
-            .await?;
+    ) -> Result<Vec<SealedSecret>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, ciphertext, previous_ciphertext, previous_until FROM secrets \
+             WHERE installation_id = $1",
+        )
+        .bind(id.as_str())
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| {
+                let previous: Option<Vec<u8>> = r.try_get(2)?;
+                let until: Option<i64> = r.try_get(3)?;
+                Ok(SealedSecret {
+                    name: r.try_get(0)?,
+                    ciphertext: r.try_get(1)?,
+                    previous: previous.zip(until),
+                })
+            })
             .collect()
     }
 

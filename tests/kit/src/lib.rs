@@ -11,10 +11,12 @@
 //! - [`server`]: a real `sluice serve` child process on a free loopback port, on SQLite or
 //!   PostgreSQL, with HTTP helpers;
 //! - [`fake`]: loopback HTTP servers standing in for providers;
+//! - [`oauth`]: a real OAuth 2.0 server (`oauth2-mock-server`) on loopback;
 //! - [`paths`]: the built `sluice` binary, drivers and the shared compile cache.
 
 pub mod fake;
 pub mod fixtures;
+pub mod oauth;
 pub mod paths;
 pub mod require;
 pub mod server;

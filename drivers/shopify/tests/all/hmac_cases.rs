@@ -381,18 +381,31 @@ fn oauth_full_callback() {
     // Forms: the client secret is a reference, never a value.
     use sluice_sdk::bindings::sluice::driver::http::Value as V;
     let form = oauth::code_form(
+        &s,
         oauth::client_id_value(&s, "client_id"),
         "webhook_secret",
         "abc",
     );
+    // The fields of shopify_oauth_token_cases.json `request_body_expiring`: expiring
+    // offline tokens are the default.
     assert_eq!(
         form,
         vec![
             ("client_id".into(), V::Text("key".into())),
             ("client_secret".into(), V::Secret("webhook_secret".into())),
-            ("code".into(), V::Text("abc".into()))
+            ("code".into(), V::Text("abc".into())),
+            ("expiring".into(), V::Text("1".into())),
         ]
     );
+    let mut non_expiring = s.clone();
+    non_expiring.expiring_offline_tokens = false;
+    let form = oauth::code_form(
+        &non_expiring,
+        V::Text("key".into()),
+        "webhook_secret",
+        "abc",
+    );
+    assert_eq!(form[3], ("expiring".into(), V::Text("0".into())));
     assert_eq!(
         oauth::token_url(&s),
         "https://some-shop.myshopify.com/admin/oauth/access_token"

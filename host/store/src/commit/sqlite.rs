@@ -32,7 +32,8 @@ pub(crate) const AUDIT_SECRET: &str =
 pub(super) const SET_SECRET: &str = "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
      VALUES ($1, $2, $3, $4) \
      ON CONFLICT (installation_id, name) \
-     DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at";
+     DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at, \
+       previous_ciphertext = NULL, previous_until = NULL";
 
 /// Commit a batch in one transaction. The outer error fails the transaction; an inner one
 /// is a delivery's own answer (its installation is gone) that wrote nothing.

@@ -3,5 +3,6 @@
 
 #[macro_use]
 mod common;
+mod auth;
 mod master_key;
 mod store;

@@ -203,9 +203,13 @@ async fn declared_but_ungranted(backend: Backend) {
     assert_eq!(faulty["granted_hosts"], json!([]));
     assert_eq!(faulty["disabled_hosts"], json!(["https://api.example.com"]));
     assert_eq!(faulty["grant"], "none");
-    // A bundled driver gets its provider's documented API origin with no configuration.
+    // A bundled driver gets its provider's documented API origins with no configuration
+    // (Stripe: the API and Connect's OAuth host).
     let stripe = sluice.driver_info("stripe").await;
-    assert_eq!(stripe["granted_hosts"], json!(["https://api.stripe.com"]));
+    assert_eq!(
+        stripe["granted_hosts"],
+        json!(["https://api.stripe.com", "https://connect.stripe.com"])
+    );
     assert_eq!(stripe["disabled_hosts"], json!([]));
     assert_eq!(stripe["grant"], "bundled_default");
     assert!(

@@ -11,6 +11,7 @@ use axum::routing::post;
 use hmac::{Hmac, Mac};
 use sluice::capabilities::secrets::SecretValue;
 use sluice::runtime::{CallError, LoadedDriver, Runtime};
+use sluice::wit::auth::Callback;
 use sluice::wit::types::{CallContext, DriverError};
 
 const SHOP: &str = "test-shop.myshopify.com";
@@ -61,9 +62,12 @@ async fn exchange(runtime: &Runtime, driver: &LoadedDriver, base: &str, query: &
         settings: format!(r#"{{"shop":"{SHOP}","api_base":"{base}"}}"#),
     };
     let mut session = runtime.session(driver, scope).await.unwrap();
-    let grant = session
-        .exchange_code(&ctx, query, "https://app.example/callback")
-        .await;
+    let callback = Callback {
+        query: query.to_string(),
+        redirect_uri: "https://app.example/callback".into(),
+        code_verifier: "unused-by-shopify".into(),
+    };
+    let grant = session.exchange_code(&ctx, &callback).await;
     let captured = session
         .finish()
         .secrets
@@ -164,9 +168,13 @@ async fn code_exchange_captures_tokens_host_side() {
     );
     let forms = endpoint.forms.lock().unwrap();
     assert_eq!(forms.len(), 4);
+    // `request_body_expiring` of the fixture: expiring offline tokens are the default.
+    let expected = &exchange_cases["request_body_expiring"];
+    assert_eq!(expected["code"], "auth-query-code");
+    assert_eq!(expected["expiring"], 1);
     for form in forms.iter() {
         assert_eq!(
-            form, "client_id=API_KEY&client_secret=API_SECRET_KEY&code=auth-query-code",
+            form, "client_id=API_KEY&client_secret=API_SECRET_KEY&code=auth-query-code&expiring=1",
             "secrets inserted host-side"
         );
     }

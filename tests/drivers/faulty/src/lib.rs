@@ -155,18 +155,18 @@ impl metadata::Guest for Faulty {
                 sent_to: vec!["https://api.example.com".into()],
                 header: Some("X-Faulty-Token".into()),
             }],
-            wit_version: "0.4.0".into(),
+            wit_version: "0.5.0".into(),
             webhook_signing: vec![],
         }
     }
 }
 
 impl auth::Guest for Faulty {
-    fn authorize_url(_: CallContext, _: String, _: String) -> Result<String, DriverError> {
+    fn authorize_url(_: CallContext, _: auth::Authorization) -> Result<String, DriverError> {
         Err(DriverError::Unsupported("faulty has no OAuth".into()))
     }
 
-    fn exchange_code(_: CallContext, _: String, _: String) -> Result<TokenGrant, DriverError> {
+    fn exchange_code(_: CallContext, _: auth::Callback) -> Result<TokenGrant, DriverError> {
         Err(DriverError::Unsupported("faulty has no OAuth".into()))
     }
 
@@ -176,6 +176,10 @@ impl auth::Guest for Faulty {
 
     fn validate_scopes(_: CallContext, _: Vec<String>) -> Result<ScopeCheck, DriverError> {
         Ok(ScopeCheck { missing: vec![] })
+    }
+
+    fn revoke(_: CallContext) -> Result<(), DriverError> {
+        Err(DriverError::Unsupported("faulty has no tokens".into()))
     }
 }
 
@@ -322,6 +326,7 @@ impl ingest::Guest for Faulty {
         Ok(WebhookOutcome {
             events,
             reply: None,
+            revoked: None,
         })
     }
 
@@ -457,6 +462,7 @@ fn aliased_outcome() -> WebhookOutcome {
     WebhookOutcome {
         events,
         reply: None,
+        revoked: None,
     }
 }
 

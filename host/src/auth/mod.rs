@@ -1,0 +1,495 @@
+//! The authorization lifecycle, run by the host for its drivers.
+//!
+//! - **OAuth authorization code** ([`Auth::start`], [`Auth::callback`]): the host makes a
+//!   single-use, expiring `state` bound to one installation and a PKCE verifier, asks the
+//!   driver for the provider's URL, and on the way back checks the `state` before the
+//!   driver sees anything. The driver then runs the provider's own checks and the token
+//!   request; the host captures the tokens from the response and stores them, sealed,
+//!   before the guest sees the (redacted) body. Granted scopes are checked with the
+//!   driver's `validate-scopes`.
+//! - **Refresh** ([`Auth::refresh`], [`Auth::ensure_fresh`]): ahead of expiry and after a
+//!   `401`, one refresh at a time per installation — in this process (a lock per
+//!   installation) and across nodes (a lease row in the store). Failures back off; a
+//!   refused refresh token, or failures past a bounded time, make it `needs_reauth`.
+//! - **Maintenance** ([`Auth::run_maintenance`]): refreshes due tokens and retires the
+//!   previous values of rotated secrets whose grace period is over.
+//!
+//! Nothing here ever reads a token's value: tokens are secrets, seen only by the
+//! capabilities that inject them into requests.
+
+mod pkce;
+mod refresh;
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use sluice_store::{
+    AuthStatus, Delivery, GrantUpdate, InstallationId, Store, StoreError, Writes, WritesApply,
+};
+
+use crate::capabilities::DataSource;
+use crate::pipeline::Pipeline;
+use crate::runtime::{CallError, LoadedDriver};
+use crate::wit::auth::{Authorization, Callback, TokenGrant};
+use crate::wit::types::{CallContext, DriverError};
+
+pub use refresh::Refreshed;
+
+/// How the lifecycle is run; every default is documented in `config`'s `[auth]`.
+#[derive(Debug, Clone)]
+pub struct AuthOptions {
+    /// Where providers send users back: `{public_url}/oauth/callback` unless configured.
+    pub redirect_uri: String,
+    /// How long a started authorization may take.
+    pub state_ttl: Duration,
+    /// Tokens are refreshed this long before they expire.
+    pub refresh_margin: Duration,
+    /// How long one node may hold an installation's refresh before another may take it.
+    pub refresh_lease: Duration,
+    /// First wait after a failed refresh; doubled per failure up to `backoff_max`.
+    pub backoff_min: Duration,
+    pub backoff_max: Duration,
+    /// A refresh failing for this long makes the installation `needs_reauth`.
+    pub reauth_after: Duration,
+    /// How often maintenance runs.
+    pub maintenance_interval: Duration,
+}
+
+impl AuthOptions {
+    /// The defaults, with the callback under `public_url`.
+    pub fn new(public_url: &str) -> Self {
+        Self {
+            redirect_uri: format!("{}/oauth/callback", public_url.trim_end_matches('/')),
+            state_ttl: Duration::from_secs(600),
+            refresh_margin: Duration::from_secs(300),
+            refresh_lease: Duration::from_secs(60),
+            backoff_min: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(3600),
+            reauth_after: Duration::from_secs(24 * 3600),
+            maintenance_interval: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Why an authorization step was refused or failed. Each maps to one HTTP answer
+/// (`server::oauth`); none carries a secret.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    #[error("unknown installation")]
+    UnknownInstallation,
+    #[error("driver {0:?} is not loaded")]
+    DriverUnavailable(String),
+    /// The driver has no such flow (e.g. OAuth for an API-key driver).
+    #[error("{0}")]
+    Unsupported(String),
+    /// The callback names no `state`, or one that was never issued or is used up.
+    #[error("{0}")]
+    InvalidState(String),
+    /// The callback came after the authorization's time ran out.
+    #[error("the authorization expired; start it again")]
+    ExpiredState,
+    /// The provider's own checks refused the callback (Shopify's `hmac`, shop, timestamp).
+    #[error("the callback was refused: {0}")]
+    Refused(String),
+    /// The callback is malformed, or says the user did not grant access.
+    #[error("{0}")]
+    BadCallback(String),
+    /// The installation lacks what the flow needs (client id, secrets, settings).
+    #[error("the installation is not ready: {0}")]
+    NotReady(String),
+    /// The provider's token endpoint failed in a way that may pass (`5xx`, rate limit,
+    /// transport).
+    #[error("the provider failed: {0}")]
+    Provider(String),
+    /// The provider refused the credentials (`invalid_grant`, a revoked refresh token):
+    /// trying again will not help.
+    #[error("the provider refused: {0}")]
+    ProviderRefused(String),
+    /// Another installation of the driver is connected to that account.
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the driver failed: {0}")]
+    Driver(CallError),
+    #[error("storage: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for AuthError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => AuthError::UnknownInstallation,
+            StoreError::Conflict(m) => AuthError::Conflict(m),
+            other => AuthError::Store(other),
+        }
+    }
+}
+
+impl From<CallError> for AuthError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Driver(d) => match d {
+                DriverError::Unauthorized(m) => AuthError::Refused(m),
+                DriverError::BadRequest(m) => AuthError::BadCallback(m),
+                DriverError::InvalidSettings(m) => AuthError::NotReady(m),
+                DriverError::Unsupported(m) => AuthError::Unsupported(m),
+                DriverError::Upstream(u) if u.retryable => {
+                    AuthError::Provider(format!("status {}: {}", u.status, u.message))
+                }
+                DriverError::Upstream(u) => {
+                    AuthError::ProviderRefused(format!("status {}: {}", u.status, u.message))
+                }
+                DriverError::RateLimited(r) => AuthError::Provider(format!(
+                    "rate limited for {} ms: {}",
+                    r.retry_after_ms, r.message
+                )),
+                DriverError::Internal(m) => {
+                    AuthError::Driver(CallError::Driver(DriverError::Internal(m)))
+                }
+            },
+            other => AuthError::Driver(other),
+        }
+    }
+}
+
+/// What a completed authorization gave.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Connected {
+    pub installation_id: String,
+    pub status: AuthStatus,
+    pub reason: Option<String>,
+    pub scopes: Vec<String>,
+    pub account_key: Option<String>,
+    /// When the access token expires, RFC 3339.
+    pub token_expires_at: Option<String>,
+}
+
+/// Unix seconds as RFC 3339 UTC (`…Z`).
+pub fn rfc3339(unix: i64) -> String {
+    chrono::DateTime::from_timestamp(unix, 0)
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| unix.to_string())
+}
+
+/// The lifecycle service. One per process; cheap to share (`Arc`).
+pub struct Auth {
+    pipeline: Arc<Pipeline>,
+    options: AuthOptions,
+    /// This process's name in refresh leases.
+    node: String,
+    /// One lock per installation, so one refresh runs at a time in this process.
+    flights: Mutex<HashMap<InstallationId, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Auth {
+    pub fn new(pipeline: Arc<Pipeline>, options: AuthOptions) -> Self {
+        Self {
+            pipeline,
+            options,
+            node: format!("node_{}", pkce::random_token()),
+            flights: Mutex::default(),
+        }
+    }
+
+    pub fn options(&self) -> &AuthOptions {
+        &self.options
+    }
+
+    fn store(&self) -> &Store {
+        self.pipeline.store()
+    }
+
+    /// Now, Unix seconds, from the host's clock.
+    fn now(&self) -> i64 {
+        let now = self.pipeline.runtime().capabilities().clock.now();
+        i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+    }
+
+    /// The live installation and its driver.
+    async fn installation(
+        &self,
+        id: &InstallationId,
+    ) -> Result<(sluice_store::Installation, Arc<LoadedDriver>), AuthError> {
+        let installation = self
+            .store()
+            .get_installation(id)
+            .await?
+            .ok_or(AuthError::UnknownInstallation)?;
+        let driver = self
+            .pipeline
+            .drivers()
+            .get(&installation.driver_id)
+            .ok_or_else(|| AuthError::DriverUnavailable(installation.driver_id.clone()))?;
+        Ok((installation, driver))
+    }
+
+    fn context(&self, installation: &sluice_store::Installation) -> CallContext {
+        let settings = self
+            .pipeline
+            .runtime()
+            .policy()
+            .effective_settings(&installation.driver_id, &installation.settings);
+        CallContext {
+            installation_id: installation.id.to_string(),
+            settings: settings.to_string(),
+        }
+    }
+
+    /// Start an authorization: the provider URL to send the user to (`302` from
+    /// `GET /oauth/{id}/start`).
+    pub async fn start(&self, id: &InstallationId) -> Result<String, AuthError> {
+        // Any driver may offer an authorization (Stripe Connect beside API keys); one that
+        // does not answers `unsupported` from `authorize-url`.
+        let (installation, driver) = self.installation(id).await?;
+        let state = pkce::random_token();
+        let verifier = pkce::random_token();
+        let request = Authorization {
+            redirect_uri: self.options.redirect_uri.clone(),
+            state: state.clone(),
+            code_challenge: pkce::s256_challenge(&verifier),
+        };
+        let ctx = self.context(&installation);
+        let url = self
+            .call(&driver, id, move |mut session| async move {
+                let url = session.authorize_url(&ctx, &request).await;
+                (url, session.finish())
+            })
+            .await?;
+        let parsed = url::Url::parse(&url).map_err(|e| {
+            AuthError::Provider(format!("the driver's authorize URL is not a URL: {e}"))
+        })?;
+        // A driver may send users only to an origin it may reach: never `javascript:`,
+        // never a site of its own choosing.
+        if !self.may_reach(&driver, &parsed) {
+            return Err(AuthError::Provider(format!(
+                "the driver's authorize URL goes to {}, which it may not reach",
+                parsed.origin().ascii_serialization()
+            )));
+        }
+        let now = self.now();
+        let expires_at = now.saturating_add_unsigned(self.options.state_ttl.as_secs());
+        self.store()
+            .put_oauth_state(
+                &state,
+                id,
+                &self.options.redirect_uri,
+                verifier.as_bytes(),
+                expires_at,
+                now,
+            )
+            .await?;
+        tracing::info!(installation = %id, driver = %driver.info.id, "authorization started");
+        Ok(url)
+    }
+
+    fn may_reach(&self, driver: &LoadedDriver, url: &url::Url) -> bool {
+        matches!(url.scheme(), "https" | "http")
+            && (driver.scope.origins.iter().any(|o| o.matches(url))
+                || self
+                    .pipeline
+                    .runtime()
+                    .capabilities()
+                    .http
+                    .grants()
+                    .iter()
+                    .any(|o| o.matches(url)))
+    }
+
+    /// Complete an authorization from the provider's redirect (`GET /oauth/callback`).
+    /// The `state` is checked (and used up) before the driver is called; a refused
+    /// callback makes no token request.
+    pub async fn callback(&self, query: &str) -> Result<Connected, AuthError> {
+        let params: HashMap<String, String> = url::form_urlencoded::parse(query.as_bytes())
+            .into_owned()
+            .collect();
+        let state = params
+            .get("state")
+            .filter(|s| !s.is_empty())
+            .ok_or_else(|| AuthError::InvalidState("the callback has no state".into()))?;
+        let pending = self.store().take_oauth_state(state).await?.ok_or_else(|| {
+            AuthError::InvalidState(
+                "unknown or already used state; start the authorization again".into(),
+            )
+        })?;
+        if pending.expires_at <= self.now() {
+            return Err(AuthError::ExpiredState);
+        }
+        let id = pending.installation_id.clone();
+        if let Some(error) = params.get("error") {
+            // RFC 6749 §4.1.2.1: the user (or the provider) declined.
+            let description = params.get("error_description").map_or("", String::as_str);
+            return Err(AuthError::BadCallback(format!(
+                "the provider answered error={error} {description}"
+            )));
+        }
+        let (installation, driver) = self.installation(&id).await?;
+        let callback = Callback {
+            query: query.to_string(),
+            redirect_uri: pending.redirect_uri.clone(),
+            code_verifier: String::from_utf8_lossy(pending.code_verifier.expose()).into_owned(),
+        };
+        let ctx = self.context(&installation);
+        let (grant, missing) = self
+            .call(&driver, &id, move |mut session| async move {
+                let result = async {
+                    let grant = session.exchange_code(&ctx, &callback).await?;
+                    let check = session.validate_scopes(&ctx, &grant.scopes).await;
+                    // A driver without a scope check has nothing to say about scopes.
+                    let missing = match check {
+                        Ok(check) => check.missing,
+                        Err(CallError::Driver(DriverError::Unsupported(_))) => Vec::new(),
+                        Err(e) => return Err(e),
+                    };
+                    Ok((grant, missing))
+                }
+                .await;
+                (result, session.finish())
+            })
+            .await?;
+        let connected = self
+            .record(&installation, &driver, grant, missing, false)
+            .await?;
+        tracing::info!(installation = %id, driver = %driver.info.id, status = connected.status.as_str(), "authorization completed");
+        Ok(connected)
+    }
+
+    /// Store what a grant says about the installation.
+    async fn record(
+        &self,
+        installation: &sluice_store::Installation,
+        driver: &LoadedDriver,
+        grant: TokenGrant,
+        missing: Vec<String>,
+        refreshed: bool,
+    ) -> Result<Connected, AuthError> {
+        let status = if missing.is_empty() {
+            (AuthStatus::Active, None)
+        } else {
+            (
+                AuthStatus::NeedsReauth,
+                Some(format!(
+                    "the grant lacks scopes the installation needs: {}",
+                    missing.join(", ")
+                )),
+            )
+        };
+        let token_expires_at = grant
+            .expires_in
+            .map(|s| self.now().saturating_add_unsigned(s));
+        // The account key routes app-level webhooks; only a driver that has one keeps it.
+        let account_key = grant
+            .account_key
+            .filter(|_| driver.account_key_setting.is_some())
+            .filter(|k| installation.account_key.as_deref() != Some(k.as_str()));
+        self.store()
+            .record_grant(
+                &installation.id,
+                GrantUpdate {
+                    scopes: grant.scopes.clone(),
+                    token_expires_at,
+                    account_key: account_key.clone(),
+                    status: Some(status.clone()),
+                    refreshed,
+                },
+            )
+            .await?;
+        self.pipeline.installations().invalidate(&installation.id);
+        Ok(Connected {
+            installation_id: installation.id.to_string(),
+            status: status.0,
+            reason: status.1,
+            scopes: grant.scopes,
+            account_key: account_key.or_else(|| installation.account_key.clone()),
+            token_expires_at: token_expires_at.map(rfc3339),
+        })
+    }
+
+    /// Revoke the installation's grant: the driver's `revoke` at the provider (when it has
+    /// one), then its tokens are forgotten and it is `revoked`, whatever the provider said.
+    pub async fn revoke(&self, id: &InstallationId, reason: &str) -> Result<(), AuthError> {
+        let (installation, driver) = self.installation(id).await?;
+        let ctx = self.context(&installation);
+        let outcome = self
+            .call(&driver, id, move |mut session| async move {
+                let result = session.revoke(&ctx).await;
+                (result, session.finish())
+            })
+            .await;
+        match outcome {
+            Ok(()) | Err(AuthError::Unsupported(_)) => {}
+            Err(e) => {
+                tracing::warn!(installation = %id, error = %e, "revocation at the provider failed; forgetting the tokens anyway")
+            }
+        }
+        self.store().forget_tokens(id).await?;
+        self.store()
+            .set_auth_status(id, AuthStatus::Revoked, Some(reason))
+            .await?;
+        self.pipeline.installations().invalidate(id);
+        tracing::info!(installation = %id, %reason, "authorization revoked");
+        Ok(())
+    }
+
+    /// Run `work` in a session of `driver` for `id` on the guest threads, with fresh reads
+    /// of its secrets and state; state writes it made are committed.
+    async fn call<T, F, Fut>(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        id: &InstallationId,
+        work: F,
+    ) -> Result<T, AuthError>
+    where
+        T: Send + 'static,
+        F: FnOnce(crate::runtime::Session) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = (Result<T, CallError>, Writes)> + Send,
+    {
+        let runtime = self.pipeline.runtime().clone();
+        let scope = driver.scope(id, DataSource::Store(self.store().clone()));
+        let on_guest = driver.clone();
+        let (result, writes) = runtime
+            .clone()
+            .on_guest_threads(async move {
+                match runtime.session(&on_guest, scope).await {
+                    Ok(session) => work(session).await,
+                    Err(e) => (Err(e), Writes::default()),
+                }
+            })
+            .await?;
+        if !writes.state.is_empty() {
+            self.commit_state(driver, id, writes).await?;
+        }
+        Ok(result?)
+    }
+
+    /// Commit the state a call wrote (e.g. a token expiry the driver tracks itself).
+    async fn commit_state(
+        &self,
+        driver: &LoadedDriver,
+        id: &InstallationId,
+        writes: Writes,
+    ) -> Result<(), AuthError> {
+        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        self.store()
+            .commit_delivery(Delivery {
+                installation_id: id.clone(),
+                driver_id: driver.info.id.clone(),
+                driver_version: driver.info.version.clone(),
+                received_at,
+                events: Vec::new(),
+                writes,
+                writes_apply: WritesApply::Always,
+            })
+            .await?;
+        Ok(())
+    }
+
+    /// The per-installation lock of this process.
+    fn flight(&self, id: &InstallationId) -> Arc<tokio::sync::Mutex<()>> {
+        let mut flights = self.flights.lock().unwrap_or_else(|p| p.into_inner());
+        // Locks nobody holds or waits for are dropped, so the map stays small.
+        if flights.len() > 1024 {
+            flights.retain(|_, lock| Arc::strong_count(lock) > 1);
+        }
+        flights.entry(id.clone()).or_default().clone()
+    }
+}

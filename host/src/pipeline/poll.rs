@@ -1,0 +1,268 @@
+//! One poll of an installation (`POST /v1/installations/{id}/poll`): the driver's `poll`
+//! from the stored cursor, page after page while it says `has-more` (at most
+//! [`MAX_PAGES`]), each page's events normalized and committed with the next cursor in
+//! one transaction, through the same write path as webhooks (so an event delivered both
+//! ways is stored once). The token is refreshed first when it is about to expire, and once
+//! more when the provider answers `401`.
+
+use std::sync::Arc;
+
+use sluice_store::{Delivery, InstallationId, StateWrite, StoreError, WritesApply};
+
+use super::{DeliveryError, Pipeline, ingested, render};
+use crate::auth::{Auth, AuthError};
+use crate::canonical;
+use crate::capabilities::DataSource;
+use crate::runtime::{CallError, LoadedDriver};
+use crate::wit::ingest::{ReceivedEvent, WebhookOutcome};
+use crate::wit::types::{CallContext, DriverError};
+
+/// The driver-state key holding the polling cursor. Keys under `sluice:` are the host's;
+/// drivers cannot write them.
+pub const CURSOR_KEY: &str = "sluice:poll-cursor";
+
+/// Most pages one poll fetches before handing back (`has_more` then says so).
+pub const MAX_PAGES: usize = 10;
+
+/// What a poll did.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct Polled {
+    /// Pages fetched.
+    pub pages: usize,
+    /// Raw events newly stored.
+    pub stored: usize,
+    /// Raw events already stored (by a webhook or an earlier poll).
+    pub duplicates: usize,
+    /// Whether the provider has more after the last page fetched.
+    pub has_more: bool,
+    /// The provider asked to wait this long before the next poll.
+    pub retry_after_ms: Option<u64>,
+}
+
+/// Why a poll failed.
+#[derive(Debug, thiserror::Error)]
+pub enum PollError {
+    #[error("unknown installation")]
+    UnknownInstallation,
+    #[error("driver {0:?} is not loaded")]
+    DriverUnavailable(String),
+    /// The installation cannot be polled now: its authorization, settings or secrets.
+    #[error("{0}")]
+    NotReady(String),
+    /// The provider answered with an error.
+    #[error("the provider answered {status}: {message}")]
+    Provider { status: u16, message: String },
+    #[error("{0}")]
+    Driver(String),
+    #[error("storage: {0}")]
+    Store(StoreError),
+}
+
+impl From<StoreError> for PollError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => PollError::UnknownInstallation,
+            other => PollError::Store(other),
+        }
+    }
+}
+
+impl From<DeliveryError> for PollError {
+    fn from(e: DeliveryError) -> Self {
+        match e {
+            DeliveryError::Storage(s) => PollError::Store(s),
+            DeliveryError::StoreUnavailable(m) => PollError::Store(StoreError::Unavailable(m)),
+            other => PollError::Driver(other.to_string()),
+        }
+    }
+}
+
+impl From<AuthError> for PollError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::UnknownInstallation => PollError::UnknownInstallation,
+            AuthError::DriverUnavailable(d) => PollError::DriverUnavailable(d),
+            AuthError::Store(s) => PollError::Store(s),
+            other => PollError::NotReady(format!("the token could not be refreshed: {other}")),
+        }
+    }
+}
+
+impl From<CallError> for PollError {
+    fn from(e: CallError) -> Self {
+        match e {
+            CallError::Driver(DriverError::Upstream(u)) => PollError::Provider {
+                status: u.status,
+                message: u.message,
+            },
+            CallError::Driver(DriverError::InvalidSettings(m) | DriverError::Unsupported(m)) => {
+                PollError::NotReady(m)
+            }
+            other => PollError::Driver(other.to_string()),
+        }
+    }
+}
+
+/// One page's outcome, before it is committed.
+struct Page {
+    outcome: WebhookOutcome,
+    writes: sluice_store::Writes,
+    next_cursor: Option<String>,
+    has_more: bool,
+    retry_after_ms: Option<u64>,
+}
+
+impl Pipeline {
+    /// Poll the installation now (see the module documentation).
+    pub async fn poll_now(&self, auth: &Auth, id: &InstallationId) -> Result<Polled, PollError> {
+        let installation = self
+            .store
+            .get_installation(id)
+            .await?
+            .ok_or(PollError::UnknownInstallation)?;
+        let driver = self
+            .drivers
+            .get(&installation.driver_id)
+            .ok_or_else(|| PollError::DriverUnavailable(installation.driver_id.clone()))?;
+        // An installation that must be authorized again is not polled until it is.
+        if let Some(record) = self.store.auth_record(id).await?
+            && matches!(
+                record.status,
+                sluice_store::AuthStatus::NeedsReauth | sluice_store::AuthStatus::Revoked
+            )
+        {
+            return Err(PollError::NotReady(format!(
+                "the installation is {}: {}; authorize it again",
+                record.status.as_str(),
+                record.reason.as_deref().unwrap_or("no reason recorded")
+            )));
+        }
+        let settings = self
+            .runtime
+            .policy()
+            .effective_settings(&installation.driver_id, &installation.settings);
+        let ctx = CallContext {
+            installation_id: id.to_string(),
+            settings: settings.to_string(),
+        };
+        let mut polled = Polled::default();
+        for _ in 0..MAX_PAGES {
+            let page = self.page_with_fresh_token(auth, &driver, id, &ctx).await?;
+            let Some(page) = page else {
+                return Ok(polled);
+            };
+            polled.pages += 1;
+            polled.has_more = page.has_more;
+            polled.retry_after_ms = page.retry_after_ms;
+            let outcome = self.commit_page(&driver, id, page).await?;
+            polled.stored += outcome.stored;
+            polled.duplicates += outcome.duplicates;
+            if !polled.has_more || polled.retry_after_ms.is_some() {
+                break;
+            }
+        }
+        Ok(polled)
+    }
+
+    /// Fetch one page, refreshing the token ahead of expiry and once after a `401`.
+    /// `None` when the provider rate-limited the poll (nothing to commit).
+    async fn page_with_fresh_token(
+        &self,
+        auth: &Auth,
+        driver: &Arc<LoadedDriver>,
+        id: &InstallationId,
+        ctx: &CallContext,
+    ) -> Result<Option<Page>, PollError> {
+        auth.ensure_fresh(id).await?;
+        let seen = self
+            .store
+            .auth_record(id)
+            .await?
+            .and_then(|r| r.token_expires_at);
+        match self.page(driver, id, ctx).await {
+            Err(CallError::Driver(DriverError::Upstream(u))) if u.status == 401 => {
+                auth.refresh_after_refusal(id, seen).await?;
+                Ok(Some(self.page(driver, id, ctx).await?))
+            }
+            Err(CallError::Driver(DriverError::RateLimited(_))) => Ok(None),
+            other => Ok(Some(other?)),
+        }
+    }
+
+    /// One `poll` call and the normalization of its events, in one session.
+    async fn page(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        id: &InstallationId,
+        ctx: &CallContext,
+    ) -> Result<Page, CallError> {
+        let cursor = self
+            .store
+            .get_state(id, CURSOR_KEY)
+            .await
+            .map_err(|e| CallError::Trap(format!("reading the poll cursor: {e}")))?
+            .map(|c| String::from_utf8_lossy(&c).into_owned());
+        let runtime = self.runtime.clone();
+        let scope = driver.scope(id, DataSource::Store(self.store.clone()));
+        let (driver, ctx) = (driver.clone(), ctx.clone());
+        let work = async move {
+            let mut session = runtime.session(&driver, scope).await?;
+            let result = session.poll(&ctx, cursor.as_deref()).await?;
+            let mut events = Vec::with_capacity(result.events.len());
+            for raw in result.events {
+                let records = session.normalize(&ctx, &raw).await?;
+                events.push(ReceivedEvent { raw, records });
+            }
+            let outcome = WebhookOutcome {
+                events,
+                reply: None,
+                revoked: None,
+            };
+            Ok::<_, CallError>(Page {
+                outcome,
+                writes: session.finish(),
+                next_cursor: result.next_cursor,
+                has_more: result.has_more,
+                retry_after_ms: result.retry_after_ms,
+            })
+        };
+        self.runtime.on_guest_threads(work).await?
+    }
+
+    /// Commit a page's events with its cursor, in one transaction.
+    async fn commit_page(
+        &self,
+        driver: &LoadedDriver,
+        id: &InstallationId,
+        page: Page,
+    ) -> Result<sluice_store::CommitOutcome, PollError> {
+        let received = render(page.outcome, |_| Ok(())).map_err(PollError::from)?;
+        let received_at = canonical::rfc3339(&self.runtime.capabilities().clock.now_datetime())
+            .unwrap_or_default();
+        let mut writes = page.writes;
+        if let Some(cursor) = page.next_cursor {
+            writes.state.push(StateWrite::Set {
+                key: CURSOR_KEY.into(),
+                value: cursor.into_bytes(),
+            });
+        }
+        let events = received
+            .processed
+            .into_iter()
+            .map(|p| ingested(p, id, &received_at))
+            .collect();
+        Ok(self
+            .store
+            .commit_delivery(Delivery {
+                installation_id: id.clone(),
+                driver_id: driver.info.id.clone(),
+                driver_version: driver.info.version.clone(),
+                received_at,
+                events,
+                writes,
+                // The cursor moves past a page even when all of it was already stored.
+                writes_apply: WritesApply::Always,
+            })
+            .await?)
+    }
+}
