@@ -94,8 +94,14 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
         pipeline.clone(),
         sluice::auth::AuthOptions::new("http://127.0.0.1:8080"),
     ));
+    let scheduler = Arc::new(sluice::scheduler::Scheduler::new(
+        pipeline.clone(),
+        auth.clone(),
+        Default::default(),
+    ));
     let app = router(Arc::new(AppState {
         auth,
+        scheduler,
         pipeline,
         public_url: "http://127.0.0.1:8080".into(),
         admin_token: admin_token().into(),

@@ -58,6 +58,54 @@ pub struct Config {
     pub store: StoreConfig,
     /// OAuth flows, token refresh and secret rotation.
     pub auth: AuthConfig,
+    /// Scheduled polling.
+    pub scheduler: SchedulerConfig,
+}
+
+/// Scheduled polling (`[scheduler]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often a node looks for due installations. Default 500.
+    pub tick_ms: u64,
+    /// How long a node's claim on an installation lasts; a dead node's installations are
+    /// polled by another once it has passed. Default 300.
+    pub lease_secs: u64,
+    /// Polls running at once on a node. Default 16.
+    pub max_concurrent_polls: usize,
+    /// Polls of one driver running at once on a node. Default 8.
+    pub max_concurrent_polls_per_driver: usize,
+    /// The shortest `poll_interval` honoured (shorter ones are raised to it). Default 5.
+    pub min_poll_interval_secs: u64,
+    /// The longest wait after failed polls. Default 3600.
+    pub max_backoff_secs: u64,
+}
+
+impl Default for SchedulerConfig {
+    fn default() -> Self {
+        let d = crate::scheduler::SchedulerOptions::default();
+        Self {
+            tick_ms: d.tick.as_millis() as u64,
+            lease_secs: d.lease.as_secs(),
+            max_concurrent_polls: d.max_concurrent,
+            max_concurrent_polls_per_driver: d.max_concurrent_per_driver,
+            min_poll_interval_secs: d.min_interval.as_secs(),
+            max_backoff_secs: d.max_backoff.as_secs(),
+        }
+    }
+}
+
+impl SchedulerConfig {
+    pub fn options(&self) -> crate::scheduler::SchedulerOptions {
+        crate::scheduler::SchedulerOptions {
+            tick: Duration::from_millis(self.tick_ms),
+            lease: Duration::from_secs(self.lease_secs),
+            max_concurrent: self.max_concurrent_polls,
+            max_concurrent_per_driver: self.max_concurrent_polls_per_driver,
+            min_interval: Duration::from_secs(self.min_poll_interval_secs),
+            max_backoff: Duration::from_secs(self.max_backoff_secs),
+        }
+    }
 }
 
 /// The authorization lifecycle (`[auth]`).
@@ -223,6 +271,7 @@ impl Default for Config {
             server: ServerConfig::default(),
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
+            scheduler: SchedulerConfig::default(),
         }
     }
 }
@@ -381,6 +430,23 @@ impl Config {
                 *field = parsed(key, v)?;
             }
         }
+        let scheduler: [(&str, &mut u64); 4] = [
+            ("SLUICE_SCHEDULER_TICK_MS", &mut self.scheduler.tick_ms),
+            ("SLUICE_POLL_LEASE_SECS", &mut self.scheduler.lease_secs),
+            (
+                "SLUICE_POLL_MIN_INTERVAL_SECS",
+                &mut self.scheduler.min_poll_interval_secs,
+            ),
+            (
+                "SLUICE_POLL_MAX_BACKOFF_SECS",
+                &mut self.scheduler.max_backoff_secs,
+            ),
+        ];
+        for (key, field) in scheduler {
+            if let Some(v) = var(key) {
+                *field = parsed(key, v)?;
+            }
+        }
         if let Some(v) = var("SLUICE_MAX_CONNECTIONS") {
             self.server.max_connections = parsed("SLUICE_MAX_CONNECTIONS", v)?;
         }
@@ -458,6 +524,14 @@ impl Config {
             bail!(
                 "sandbox.webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
             );
+        }
+        let s = &self.scheduler;
+        if s.tick_ms == 0
+            || s.lease_secs == 0
+            || s.max_concurrent_polls == 0
+            || s.max_concurrent_polls_per_driver == 0
+        {
+            bail!("scheduler.tick_ms, lease_secs and the concurrency limits must be positive");
         }
         let auth = &self.auth;
         if auth.state_ttl_secs == 0

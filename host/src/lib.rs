@@ -23,6 +23,7 @@ pub mod pipeline;
 pub mod policy;
 pub mod registry;
 pub mod runtime;
+pub mod scheduler;
 pub mod server;
 pub mod signing;
 pub mod wit;

@@ -9,7 +9,7 @@ use crate::signature::DEFAULT_TOLERANCE_SECS;
 pub const DEFAULT_API_BASE: &str = "https://api.stripe.com";
 
 /// JSON Schema (draft 2020-12) for an installation's settings.
-pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","x-sluice-account-key":true,"description":"Connected account to poll on behalf of (sent as Stripe-Account); also routes app-level webhooks carrying this account."},"connect_client_id":{"type":"string","pattern":"^ca_[A-Za-z0-9]+$","description":"The platform's Connect client id (ca_…), for connecting an account with OAuth."},"connect_scope":{"enum":["read_write","read_only"],"default":"read_write","description":"The Connect OAuth scope to ask for."},"connect_express":{"type":"boolean","default":false,"description":"Use the Express onboarding URL (/express/oauth/authorize)."},"connect_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://connect.stripe.com (fakes); must still be granted by the operator."}}}"#;
+pub const SCHEMA: &str = r#"{"$schema":"https://json-schema.org/draft/2020-12/schema","type":"object","additionalProperties":false,"properties":{"poll_interval":{"type":"integer","minimum":1,"maximum":86400,"description":"Seconds between polls; the host polls the installation on this schedule only when it is set (and at least every [scheduler] min_poll_interval_secs)."},"tolerance_seconds":{"type":"integer","minimum":1,"maximum":86400,"default":300,"description":"Allowed difference in seconds between a webhook's signed timestamp and the host clock (both directions)."},"api_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://api.stripe.com (fakes, proxies); must still be granted by the operator."},"account":{"type":"string","pattern":"^acct_[A-Za-z0-9]+$","x-sluice-account-key":true,"description":"Connected account to poll on behalf of (sent as Stripe-Account); also routes app-level webhooks carrying this account."},"connect_client_id":{"type":"string","pattern":"^ca_[A-Za-z0-9]+$","description":"The platform's Connect client id (ca_…), for connecting an account with OAuth."},"connect_scope":{"enum":["read_write","read_only"],"default":"read_write","description":"The Connect OAuth scope to ask for."},"connect_express":{"type":"boolean","default":false,"description":"Use the Express onboarding URL (/express/oauth/authorize)."},"connect_base":{"type":"string","format":"uri","pattern":"^https?://","description":"Replaces https://connect.stripe.com (fakes); must still be granted by the operator."}}}"#;
 
 /// Stripe Connect's OAuth host.
 pub const DEFAULT_CONNECT_BASE: &str = "https://connect.stripe.com";
@@ -83,6 +83,12 @@ pub fn parse(text: &str) -> Result<Settings, String> {
                     })
                     .ok_or("account must look like acct_…")?;
                 settings.account = Some(acct.to_string());
+            }
+            // Read by the host's scheduler; nothing here depends on it.
+            "poll_interval" => {
+                v.as_u64()
+                    .filter(|t| (1..=86_400).contains(t))
+                    .ok_or("poll_interval must be an integer between 1 and 86400")?;
             }
             "connect_client_id" => {
                 let id = v

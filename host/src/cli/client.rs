@@ -62,6 +62,18 @@ pub enum InstallationsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Pause the installation's scheduled polling.
+    Pause {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Resume the installation's scheduled polling (the next poll is due at once).
+    Resume {
+        id: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Delete an installation (its events stay readable).
     Delete {
         id: String,
@@ -182,6 +194,18 @@ fn print(value: &Value) {
     super::print_json(value);
 }
 
+async fn pause_or_resume(id: &str, server: &ServerArgs, action: &str) -> anyhow::Result<()> {
+    AdminClient::new(server)?
+        .call(
+            reqwest::Method::POST,
+            &format!("/v1/installations/{id}/{action}"),
+            None,
+        )
+        .await?;
+    eprintln!("{action}d polling of {id}");
+    Ok(())
+}
+
 impl InstallationsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
         match self {
@@ -255,6 +279,12 @@ impl InstallationsCommand {
                     )
                     .await?;
                 eprintln!("revoked {id}");
+            }
+            InstallationsCommand::Pause { id, server } => {
+                pause_or_resume(&id, &server, "pause").await?
+            }
+            InstallationsCommand::Resume { id, server } => {
+                pause_or_resume(&id, &server, "resume").await?
             }
             InstallationsCommand::Poll { id, server } => {
                 print(

@@ -104,18 +104,31 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         pipeline.clone(),
         config.auth_options(),
     ));
-    let (stop_maintenance, maintenance_stopped) = tokio::sync::oneshot::channel::<()>();
-    let maintenance = {
-        let auth = auth.clone();
-        tokio::spawn(async move {
-            auth.run_maintenance(async {
-                let _ = maintenance_stopped.await;
-            })
-            .await;
-        })
+    let scheduler = Arc::new(crate::scheduler::Scheduler::new(
+        pipeline.clone(),
+        auth.clone(),
+        config.scheduler.options(),
+    ));
+    let scheduled = scheduler
+        .sync()
+        .await
+        .context("scheduling the polled installations")?;
+    // Background work stops when the server does.
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let until_stopped = move || {
+        let mut stopped = stopped.clone();
+        async move {
+            let _ = stopped.wait_for(|s| *s).await;
+        }
     };
+    let maintenance = {
+        let (auth, until) = (auth.clone(), until_stopped.clone());
+        tokio::spawn(async move { auth.run_maintenance(until()).await })
+    };
+    let polling = tokio::spawn(scheduler.clone().run(until_stopped()));
     let state = Arc::new(AppState {
         auth,
+        scheduler,
         pipeline,
         public_url: config.public_url(),
         admin_token,
@@ -126,14 +139,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         listen = %config.listen,
         database = %redact_url(&config.database_url()),
         drivers = ?state.pipeline.drivers().list().iter().map(|d| d.info.id.clone()).collect::<Vec<_>>(),
+        polled_installations = scheduled,
         "sluice listening on http://{}",
         config.listen
     );
     listener::serve(listener, router(state), &config.server, shutdown_signal())
         .await
         .context("serving HTTP")?;
-    let _ = stop_maintenance.send(());
+    let _ = stop.send(true);
     let _ = maintenance.await;
+    let _ = polling.await;
     // In-flight deliveries have been answered; let queued commits finish before exiting.
     store.close().await;
     tracing::info!("stopped");

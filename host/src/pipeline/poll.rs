@@ -103,6 +103,13 @@ impl From<CallError> for PollError {
     }
 }
 
+/// What asking for a page gave.
+enum Fetched {
+    Page(Page),
+    /// The provider asked to wait this long (nothing to commit).
+    RateLimited(u64),
+}
+
 /// One page's outcome, before it is committed.
 struct Page {
     outcome: WebhookOutcome,
@@ -147,9 +154,12 @@ impl Pipeline {
         };
         let mut polled = Polled::default();
         for _ in 0..MAX_PAGES {
-            let page = self.page_with_fresh_token(auth, &driver, id, &ctx).await?;
-            let Some(page) = page else {
-                return Ok(polled);
+            let page = match self.page_with_fresh_token(auth, &driver, id, &ctx).await? {
+                Fetched::Page(page) => page,
+                Fetched::RateLimited(wait) => {
+                    polled.retry_after_ms = Some(wait);
+                    return Ok(polled);
+                }
             };
             polled.pages += 1;
             polled.has_more = page.has_more;
@@ -165,14 +175,13 @@ impl Pipeline {
     }
 
     /// Fetch one page, refreshing the token ahead of expiry and once after a `401`.
-    /// `None` when the provider rate-limited the poll (nothing to commit).
     async fn page_with_fresh_token(
         &self,
         auth: &Auth,
         driver: &Arc<LoadedDriver>,
         id: &InstallationId,
         ctx: &CallContext,
-    ) -> Result<Option<Page>, PollError> {
+    ) -> Result<Fetched, PollError> {
         auth.ensure_fresh(id).await?;
         let seen = self
             .store
@@ -182,10 +191,12 @@ impl Pipeline {
         match self.page(driver, id, ctx).await {
             Err(CallError::Driver(DriverError::Upstream(u))) if u.status == 401 => {
                 auth.refresh_after_refusal(id, seen).await?;
-                Ok(Some(self.page(driver, id, ctx).await?))
+                Ok(Fetched::Page(self.page(driver, id, ctx).await?))
             }
-            Err(CallError::Driver(DriverError::RateLimited(_))) => Ok(None),
-            other => Ok(Some(other?)),
+            Err(CallError::Driver(DriverError::RateLimited(r))) => {
+                Ok(Fetched::RateLimited(r.retry_after_ms))
+            }
+            other => Ok(Fetched::Page(other?)),
         }
     }
 

@@ -9,7 +9,9 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_store::{AuthRecord, AuthStatus, Cursor, Installation, InstallationId, NewInstallation};
+use sluice_store::{
+    AuthRecord, AuthStatus, Cursor, Installation, InstallationId, NewInstallation, PollStatus,
+};
 
 use super::{ApiError, AppState};
 
@@ -76,11 +78,42 @@ pub(super) fn check_declared(
     }
 }
 
-pub(super) fn installation_json(
+/// An installation's scheduled polling, `null` when it is not polled.
+fn polling_json(status: Option<&PollStatus>) -> Value {
+    let time = |ms: i64| {
+        chrono::DateTime::from_timestamp_millis(ms)
+            .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true))
+    };
+    match status {
+        None => Value::Null,
+        Some(p) => json!({
+            "interval_seconds": p.interval_ms / 1000,
+            "paused": p.paused,
+            "next_poll_at": time(p.next_poll_at),
+            "last_poll_at": p.last_poll_at.and_then(time),
+            "last_error": p.last_error,
+            "consecutive_failures": p.consecutive_failures,
+        }),
+    }
+}
+
+/// What the store knows of an installation beside its row: its authorization and polling.
+#[derive(Default)]
+pub(super) struct Status<'a> {
+    pub auth: Option<&'a AuthRecord>,
+    pub polling: Option<&'a PollStatus>,
+}
+
+pub(super) async fn installation_status(
     state: &AppState,
-    i: &Installation,
-    auth: Option<&AuthRecord>,
-) -> Value {
+    id: &InstallationId,
+) -> Result<(Option<AuthRecord>, Option<PollStatus>), ApiError> {
+    let store = state.pipeline.store();
+    Ok((store.auth_record(id).await?, store.poll_status(id).await?))
+}
+
+pub(super) fn installation_json(state: &AppState, i: &Installation, status: Status<'_>) -> Value {
+    let auth = status.auth;
     let driver = state.pipeline.drivers().get(&i.driver_id);
     // Required secrets not set yet (nor shared by the operator as app credentials): the
     // installation cannot take deliveries until they are.
@@ -110,6 +143,7 @@ pub(super) fn installation_json(
         "secrets": i.secret_names,
         "secrets_missing": missing,
         "auth": auth_json(auth, auth_kind, missing.is_empty()),
+        "polling": polling_json(status.polling),
     })
 }
 
@@ -197,10 +231,19 @@ pub async fn create_installation(
         .await?;
     // A webhook may have arrived for it before it existed.
     state.pipeline.installations().invalidate_unknown();
+    state.scheduler.schedule(&installation).await?;
+    let polling = state.pipeline.store().poll_status(&installation.id).await?;
     tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");
     Ok((
         StatusCode::CREATED,
-        Json(installation_json(&state, &installation, None)),
+        Json(installation_json(
+            &state,
+            &installation,
+            Status {
+                auth: None,
+                polling: polling.as_ref(),
+            },
+        )),
     )
         .into_response())
 }
@@ -210,9 +253,16 @@ pub async fn list_installations(
 ) -> Result<Json<Value>, ApiError> {
     let all = state.pipeline.store().list_installations().await?;
     let auth = state.pipeline.store().auth_records().await?;
+    let polling = state.pipeline.store().poll_statuses().await?;
     let list: Vec<_> = all
         .iter()
-        .map(|i| installation_json(&state, i, auth.get(&i.id)))
+        .map(|i| {
+            let status = Status {
+                auth: auth.get(&i.id),
+                polling: polling.get(&i.id),
+            };
+            installation_json(&state, i, status)
+        })
         .collect();
     Ok(Json(json!({ "installations": list })))
 }
@@ -227,12 +277,12 @@ pub async fn get_installation(
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let auth = store.auth_record(&id).await?;
-    Ok(Json(installation_json(
-        &state,
-        &installation,
-        auth.as_ref(),
-    )))
+    let (auth, polling) = installation_status(&state, &id).await?;
+    let status = Status {
+        auth: auth.as_ref(),
+        polling: polling.as_ref(),
+    };
+    Ok(Json(installation_json(&state, &installation, status)))
 }
 
 /// `GET /v1/installations/{id}/audit`: every change to the installation's secrets (which,

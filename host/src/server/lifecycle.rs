@@ -14,6 +14,7 @@ use sluice_store::InstallationId;
 use super::admin::{body, parse_id};
 use super::{ApiError, AppState};
 use crate::pipeline::PollError;
+use crate::scheduler::PollNowError;
 
 /// Longest grace period of a rotation: a week.
 pub const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
@@ -90,10 +91,14 @@ pub async fn refresh(
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let record = store.auth_record(&id).await?;
+    let (auth, polling) = super::admin::installation_status(&state, &id).await?;
+    let status = super::admin::Status {
+        auth: auth.as_ref(),
+        polling: polling.as_ref(),
+    };
     Ok(Json(json!({
         "outcome": outcome,
-        "installation": super::admin::installation_json(&state, &installation, record.as_ref()),
+        "installation": super::admin::installation_json(&state, &installation, status),
     })))
 }
 
@@ -123,12 +128,18 @@ pub async fn poll(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id: InstallationId = parse_id(&id)?;
-    let (pipeline, auth) = (state.pipeline.clone(), state.auth.clone());
+    let scheduler = state.scheduler.clone();
     // A page fetched is committed even if the client leaves.
-    let polled = tokio::spawn(async move { pipeline.poll_now(&auth, &id).await })
+    let polled = tokio::spawn(async move { scheduler.poll_now(&id).await })
         .await
         .map_err(|e| ApiError::internal("the poll task failed", e))?
         .map_err(|e| {
+            let e = match e {
+                PollNowError::Busy => {
+                    return ApiError::new(StatusCode::CONFLICT, "poll_in_progress", e.to_string());
+                }
+                PollNowError::Poll(e) => e,
+            };
             let message = e.to_string();
             match e {
                 PollError::UnknownInstallation => ApiError::not_found(message),
@@ -148,6 +159,41 @@ pub async fn poll(
             }
         })?;
     Ok(Json(json!({ "polled": polled })))
+}
+
+/// `POST /v1/installations/{id}/pause`.
+pub async fn pause(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_paused(&state, &id, true).await
+}
+
+/// `POST /v1/installations/{id}/resume`: polling resumes with a poll at once.
+pub async fn resume(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    set_paused(&state, &id, false).await
+}
+
+async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<StatusCode, ApiError> {
+    let id = parse_id(id)?;
+    let store = state.pipeline.store();
+    store
+        .get_installation(&id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("unknown installation"))?;
+    let now_ms = now(state).saturating_mul(1000);
+    if !store.set_poll_paused(&id, paused, now_ms).await? {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "not_polled",
+            "the installation is not polled: its driver does not poll, or its settings name no poll_interval",
+        ));
+    }
+    tracing::info!(installation = %id, paused, "polling {}", if paused { "paused" } else { "resumed" });
+    Ok(StatusCode::NO_CONTENT)
 }
 
 fn now(state: &AppState) -> i64 {

@@ -34,6 +34,8 @@ pub struct AppState {
     pub pipeline: Arc<Pipeline>,
     /// OAuth flows, refresh and revocation.
     pub auth: Arc<Auth>,
+    /// Scheduled polling.
+    pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
@@ -64,6 +66,8 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/installations/{id}/refresh", post(lifecycle::refresh))
         .route("/installations/{id}/revoke", post(lifecycle::revoke))
         .route("/installations/{id}/poll", post(lifecycle::poll))
+        .route("/installations/{id}/pause", post(lifecycle::pause))
+        .route("/installations/{id}/resume", post(lifecycle::resume))
         .route("/events", get(admin::list_events))
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()

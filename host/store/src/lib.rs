@@ -10,6 +10,8 @@
 //! - **Driver state** (small per-installation key/value: cursors, token expiry).
 //! - **The authorization lifecycle** (`auth`): secret rotation with a grace period,
 //!   single-use OAuth states, each installation's grant and its refresh lease.
+//! - **The polling schedule** (`schedule`): when each polled installation is due, and a
+//!   lease per installation so each is polled by one node at a time.
 //! - **The ingestion commit** ([`Store::commit_delivery`]): the raw events of one delivery
 //!   (deduplicated on installation + provider event id), their normalized events or
 //!   dead-letter state, and the driver's state writes, all or nothing, committed by one
@@ -39,6 +41,7 @@ mod crypto;
 mod error;
 mod events;
 pub mod id;
+mod schedule;
 mod store;
 
 pub use auth::{AuthRecord, AuthStatus, GrantUpdate, OAuthState, RefreshFailure};
@@ -50,6 +53,7 @@ pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use error::StoreError;
 pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
 pub use id::{DriverId, EventId, InstallationId};
+pub use schedule::{PollEnd, PollStatus};
 pub use store::{
     Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,
     StoreOptions,

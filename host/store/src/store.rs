@@ -194,6 +194,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "auth",
         include_str!("../migrations/sqlite/0006_auth.sql"),
     ),
+    (
+        7,
+        "poll schedule",
+        include_str!("../migrations/sqlite/0007_poll_schedule.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -230,6 +235,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "auth",
         include_str!("../migrations/postgres/0007_auth.sql"),
+    ),
+    (
+        8,
+        "poll schedule",
+        include_str!("../migrations/postgres/0008_poll_schedule.sql"),
     ),
 ];
 

@@ -313,7 +313,10 @@ async fn grants_record_status_scopes_and_account_keys(db: &TestDb) {
         store.due_refreshes(4_999, 0).await.unwrap(),
         Vec::<InstallationId>::new()
     );
-    assert_eq!(store.due_refreshes(5_000, 0).await.unwrap(), std::slice::from_ref(&a));
+    assert_eq!(
+        store.due_refreshes(5_000, 0).await.unwrap(),
+        std::slice::from_ref(&a)
+    );
     assert_eq!(store.auth_records().await.unwrap().len(), 1);
 }
 

@@ -16,6 +16,7 @@ mod jwt_jwks;
 mod oauth;
 mod oauth_providers;
 mod outbound_http;
+mod polling;
 mod refresh;
 mod refusals;
 mod rotation;
