@@ -102,6 +102,7 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
     let app = router(Arc::new(AppState {
         auth,
         scheduler,
+        retries: Default::default(),
         pipeline,
         public_url: "http://127.0.0.1:8080".into(),
         admin_token: admin_token().into(),

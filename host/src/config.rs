@@ -60,6 +60,44 @@ pub struct Config {
     pub auth: AuthConfig,
     /// Scheduled polling.
     pub scheduler: SchedulerConfig,
+    /// Retries of failed normalizations.
+    pub retries: RetriesConfig,
+}
+
+/// Retries of failed normalizations (`[retries]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetriesConfig {
+    /// Normalizations tried in all, the first included, before an event is a dead letter.
+    /// Default 6.
+    pub max_attempts: i64,
+    /// Wait before the second attempt, ms; each later one waits four times longer
+    /// (with jitter). Default 5000.
+    pub base_ms: u64,
+    /// The longest wait, ms. Default 3600000.
+    pub max_ms: u64,
+}
+
+impl Default for RetriesConfig {
+    fn default() -> Self {
+        let d = crate::pipeline::RetryOptions::default();
+        Self {
+            max_attempts: d.max_attempts,
+            base_ms: d.base.as_millis() as u64,
+            max_ms: d.max.as_millis() as u64,
+        }
+    }
+}
+
+impl RetriesConfig {
+    pub fn options(&self) -> crate::pipeline::RetryOptions {
+        crate::pipeline::RetryOptions {
+            max_attempts: self.max_attempts,
+            base: Duration::from_millis(self.base_ms),
+            max: Duration::from_millis(self.max_ms),
+            ..Default::default()
+        }
+    }
 }
 
 /// Scheduled polling (`[scheduler]`).
@@ -272,6 +310,7 @@ impl Default for Config {
             store: StoreConfig::default(),
             auth: AuthConfig::default(),
             scheduler: SchedulerConfig::default(),
+            retries: RetriesConfig::default(),
         }
     }
 }
@@ -430,6 +469,12 @@ impl Config {
                 *field = parsed(key, v)?;
             }
         }
+        if let Some(v) = var("SLUICE_RETRY_MAX_ATTEMPTS") {
+            self.retries.max_attempts = parsed("SLUICE_RETRY_MAX_ATTEMPTS", v)?;
+        }
+        if let Some(v) = var("SLUICE_RETRY_BASE_MS") {
+            self.retries.base_ms = parsed("SLUICE_RETRY_BASE_MS", v)?;
+        }
         let scheduler: [(&str, &mut u64); 4] = [
             ("SLUICE_SCHEDULER_TICK_MS", &mut self.scheduler.tick_ms),
             ("SLUICE_POLL_LEASE_SECS", &mut self.scheduler.lease_secs),
@@ -524,6 +569,9 @@ impl Config {
             bail!(
                 "sandbox.webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
             );
+        }
+        if self.retries.max_attempts < 1 || self.retries.base_ms == 0 {
+            bail!("retries.max_attempts and retries.base_ms must be positive");
         }
         let s = &self.scheduler;
         if s.tick_ms == 0

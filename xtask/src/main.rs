@@ -43,6 +43,11 @@ const TEST_VARIANTS: &[(&str, &str, &str)] = &[
         "loop-metadata",
         "faulty-loop-metadata",
     ),
+    (
+        "sluice-test-driver-faulty",
+        "fixed-normalize",
+        "faulty-fixed",
+    ),
 ];
 
 const USAGE: &str = "\

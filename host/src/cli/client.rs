@@ -124,6 +124,23 @@ pub enum EventsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// List raw events whose normalization failed (still retried, or dead).
+    DeadLetters {
+        #[arg(long)]
+        installation: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Normalize failed raw events again with the driver loaded now: one by its id, or
+    /// every one of an installation.
+    Replay {
+        /// The raw event id (`raw_event_id` of `events dead-letters`).
+        raw_event: Option<i64>,
+        #[arg(long, conflicts_with = "raw_event")]
+        installation: Option<String>,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
 }
 
 /// An authenticated admin API client.
@@ -370,12 +387,46 @@ impl SecretsCommand {
 
 impl EventsCommand {
     pub async fn run(self) -> anyhow::Result<()> {
-        let EventsCommand::List {
-            installation,
-            after,
-            limit,
-            server,
-        } = self;
+        let (installation, after, limit, server) = match self {
+            EventsCommand::List {
+                installation,
+                after,
+                limit,
+                server,
+            } => (installation, after, limit, server),
+            EventsCommand::DeadLetters {
+                installation,
+                server,
+            } => {
+                let path = match installation {
+                    Some(i) => format!("/v1/dead-letters?installation_id={i}"),
+                    None => "/v1/dead-letters".into(),
+                };
+                print(
+                    &AdminClient::new(&server)?
+                        .call(reqwest::Method::GET, &path, None)
+                        .await?,
+                );
+                return Ok(());
+            }
+            EventsCommand::Replay {
+                raw_event,
+                installation,
+                server,
+            } => {
+                let path = match (raw_event, installation) {
+                    (Some(id), None) => format!("/v1/raw-events/{id}/replay"),
+                    (None, Some(i)) => format!("/v1/installations/{i}/dead-letters/replay"),
+                    _ => bail!("name a raw event id or --installation"),
+                };
+                print(
+                    &AdminClient::new(&server)?
+                        .call(reqwest::Method::POST, &path, None)
+                        .await?,
+                );
+                return Ok(());
+            }
+        };
         let mut query = format!("/v1/events?limit={limit}");
         if let Some(i) = installation {
             query.push_str(&format!("&installation_id={i}"));

@@ -32,7 +32,7 @@ enum Command {
     /// Set and rotate installation secrets (write-only).
     #[command(subcommand)]
     Secrets(client::SecretsCommand),
-    /// Read normalized events.
+    /// Read normalized events; list and replay dead letters.
     #[command(subcommand)]
     Events(client::EventsCommand),
     /// Sign a payload the way the provider would and send it.

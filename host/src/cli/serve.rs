@@ -126,9 +126,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { auth.run_maintenance(until()).await })
     };
     let polling = tokio::spawn(scheduler.clone().run(until_stopped()));
+    let retries = {
+        let (pipeline, until, options) = (
+            pipeline.clone(),
+            until_stopped.clone(),
+            config.retries.options(),
+        );
+        tokio::spawn(async move { pipeline.run_retries(options, until()).await })
+    };
     let state = Arc::new(AppState {
         auth,
         scheduler,
+        retries: config.retries.options(),
         pipeline,
         public_url: config.public_url(),
         admin_token,
@@ -149,6 +158,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = stop.send(true);
     let _ = maintenance.await;
     let _ = polling.await;
+    let _ = retries.await;
     // In-flight deliveries have been answered; let queued commits finish before exiting.
     store.close().await;
     tracing::info!("stopped");

@@ -6,6 +6,7 @@
 //! leaves no trace, and the provider (which gets a non-2xx) retries.
 
 mod poll;
+mod retry;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,6 +25,7 @@ use crate::wit::ingest::{WebhookOutcome, WebhookReply};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 
 pub use poll::{CURSOR_KEY, MAX_PAGES, PollError, Polled};
+pub use retry::{Replayed, RetryOptions};
 
 /// Why a delivery was not accepted, by what the provider should be told.
 #[derive(Debug, thiserror::Error)]

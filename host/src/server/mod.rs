@@ -6,6 +6,7 @@
 //! body deadline and size limit before any handler runs.
 
 mod admin;
+mod dead_letters;
 mod error;
 mod lifecycle;
 pub mod listener;
@@ -36,6 +37,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Scheduled polling.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// How failed normalizations are retried (and replays recorded).
+    pub retries: crate::pipeline::RetryOptions,
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
@@ -69,6 +72,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/installations/{id}/pause", post(lifecycle::pause))
         .route("/installations/{id}/resume", post(lifecycle::resume))
         .route("/events", get(admin::list_events))
+        .route("/dead-letters", get(dead_letters::list))
+        .route("/raw-events/{id}/replay", post(dead_letters::replay))
+        .route(
+            "/installations/{id}/dead-letters/replay",
+            post(dead_letters::replay_installation),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
     Router::new()
         .route("/webhooks/{installation_id}", post(webhooks::receive))

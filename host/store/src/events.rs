@@ -116,8 +116,10 @@ pub struct StoredEvent {
 pub enum RawEventStatus {
     /// Normalized (its events, if any, are in the event log).
     Normalized,
-    /// Normalization failed: a dead letter.
+    /// Normalization failed; the host retries it.
     Failed,
+    /// Normalization failed on every attempt: a dead letter, replayed by hand.
+    Dead,
 }
 
 impl RawEventStatus {
@@ -126,6 +128,7 @@ impl RawEventStatus {
         match self {
             RawEventStatus::Normalized => "normalized",
             RawEventStatus::Failed => "failed",
+            RawEventStatus::Dead => "dead",
         }
     }
 
@@ -133,6 +136,7 @@ impl RawEventStatus {
         match s {
             "normalized" => Ok(RawEventStatus::Normalized),
             "failed" => Ok(RawEventStatus::Failed),
+            "dead" => Ok(RawEventStatus::Dead),
             other => Err(
                 sqlx::Error::Decode(format!("unknown raw event status {other:?}").into()).into(),
             ),
@@ -182,6 +186,14 @@ pub struct DeadLetter {
     pub reason: String,
     /// When it was received, RFC 3339 UTC.
     pub received_at: String,
+    /// Its installation.
+    pub installation_id: InstallationId,
+    /// `Failed` (still retried) or `Dead`.
+    pub status: RawEventStatus,
+    /// Normalizations tried.
+    pub attempts: i64,
+    /// When the next retry is due (Unix ms), while it is retried.
+    pub next_attempt_at: Option<i64>,
 }
 
 fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
@@ -204,7 +216,7 @@ fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     })
 }
 
-fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
+pub(crate) fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
     let status: String = row.try_get("status")?;
     Ok(RawEvent {
         id: row.try_get("id")?,
@@ -365,29 +377,11 @@ impl Store {
         Ok(row.try_get(0)?)
     }
 
-    /// The dead letters of an installation (raw events whose normalization failed), oldest
-    /// first.
+    /// The failed raw events of an installation (still retried, or dead), oldest first.
     pub async fn list_failed(
         &self,
         installation: &InstallationId,
     ) -> Result<Vec<DeadLetter>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, provider_event_id, event_type, failure_reason, received_at \
-             FROM raw_events WHERE installation_id = $1 AND status = 'failed' ORDER BY id",
-        )
-        .bind(installation.as_str())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(DeadLetter {
-                    id: row.try_get(0)?,
-                    provider_event_id: row.try_get(1)?,
-                    event_type: row.try_get(2)?,
-                    reason: row.try_get::<Option<String>, _>(3)?.unwrap_or_default(),
-                    received_at: row.try_get(4)?,
-                })
-            })
-            .collect()
+        self.dead_letters(Some(installation), i64::MAX).await
     }
 }

@@ -41,6 +41,7 @@ mod crypto;
 mod error;
 mod events;
 pub mod id;
+mod retries;
 mod schedule;
 mod store;
 

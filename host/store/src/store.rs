@@ -199,6 +199,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "poll schedule",
         include_str!("../migrations/sqlite/0007_poll_schedule.sql"),
     ),
+    (
+        8,
+        "retries",
+        include_str!("../migrations/sqlite/0008_retries.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -240,6 +245,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         8,
         "poll schedule",
         include_str!("../migrations/postgres/0008_poll_schedule.sql"),
+    ),
+    (
+        9,
+        "retries",
+        include_str!("../migrations/postgres/0009_retries.sql"),
     ),
 ];
 

@@ -194,7 +194,7 @@ impl Store {
 
 /// The error of an insert into `events`: a unique violation there is an event id that
 /// already exists.
-fn event_id_conflict(err: sqlx::Error) -> StoreError {
+pub(crate) fn event_id_conflict(err: sqlx::Error) -> StoreError {
     if StoreError::is_unique_violation(&err) {
         StoreError::Conflict("a normalized event with this id already exists".into())
     } else {

@@ -3,6 +3,7 @@
 mod app_routing;
 mod cli;
 mod corpus;
+mod dead_letters;
 mod driver_loading;
 mod durability;
 mod example_driver;

@@ -141,7 +141,13 @@ impl metadata::Guest for Faulty {
         #[allow(unreachable_code)]
         DriverInfo {
             id: DRIVER_ID.into(),
-            version: "0.1.0".into(),
+            // The fixed build is the next version of the driver.
+            version: if cfg!(feature = "fixed-normalize") {
+                "0.1.1"
+            } else {
+                "0.1.0"
+            }
+            .into(),
             display_name: "Faulty (test driver)".into(),
             auth_kind: AuthKind::None,
             ingestion_modes: vec![IngestionMode::Webhook],
@@ -489,7 +495,9 @@ fn spin_forever() -> ! {
 
 impl normalize::Guest for Faulty {
     fn normalize(ctx: CallContext, event: RawEvent) -> Result<Vec<CanonicalRecord>, DriverError> {
-        if mode(&ctx) == Mode::NormalizeError {
+        // `normalize-error` fails, except in the fixed build (`faulty-fixed.wasm`), which
+        // stands for a driver release that repairs past failures when they are replayed.
+        if mode(&ctx) == Mode::NormalizeError && !cfg!(feature = "fixed-normalize") {
             return Err(DriverError::Internal("boom".into()));
         }
         Ok(vec![CanonicalRecord {

@@ -1,0 +1,202 @@
+//! Failed normalizations, again: the host retries each from its stored raw payload with
+//! backoff (a driver error, a trap, a timeout — anything that kept it from being
+//! normalized), and after `max_attempts` it is a dead letter, replayed by hand
+//! (`POST /v1/raw-events/{id}/replay`) with the driver version loaded now, so a driver
+//! fix repairs past failures. Resolving is exactly-once (see `sluice_store`'s `retries`).
+
+use std::time::Duration;
+
+use sluice_store::{EventId, NewEvent, RawEvent, RawEventStatus};
+
+use super::{DeliveryError, Pipeline};
+use crate::canonical;
+use crate::capabilities::DataSource;
+use crate::runtime::CallError;
+use crate::wit::types::{CallContext, RawEvent as WitRawEvent};
+
+/// How failed normalizations are retried; defaults in `config` (`[retries]`).
+#[derive(Debug, Clone)]
+pub struct RetryOptions {
+    /// Normalizations tried in all (the first one included) before an event is dead.
+    pub max_attempts: i64,
+    /// Wait before the second attempt; each later one waits four times longer.
+    pub base: Duration,
+    /// The longest wait.
+    pub max: Duration,
+    /// How often due retries are looked for.
+    pub tick: Duration,
+}
+
+impl Default for RetryOptions {
+    fn default() -> Self {
+        Self {
+            max_attempts: 6,
+            base: Duration::from_secs(5),
+            max: Duration::from_secs(3600),
+            tick: Duration::from_secs(1),
+        }
+    }
+}
+
+/// What a replay (or a retry) did.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct Replayed {
+    pub raw_event_id: i64,
+    /// Whether the raw event is normalized now by this call.
+    pub normalized: bool,
+    /// Events it produced.
+    pub events: usize,
+    /// Why it failed again, if it did.
+    pub reason: Option<String>,
+}
+
+impl RetryOptions {
+    /// The wait after `attempts` failed attempts, with jitter (half to all of it).
+    fn backoff(&self, attempts: i64) -> Duration {
+        let exponent = u32::try_from((attempts - 1).clamp(0, 12)).unwrap_or(12);
+        let full = self
+            .base
+            .saturating_mul(4u32.saturating_pow(exponent))
+            .min(self.max);
+        full.mul_f64(0.5 + rand::random::<f64>() / 2.0)
+    }
+}
+
+impl Pipeline {
+    /// Normalize a stored raw event again with its driver as loaded now and, when that
+    /// works, store its events (once, however often this runs). A failure is recorded:
+    /// retried later while attempts are left (`options`), else dead.
+    pub async fn replay(
+        &self,
+        raw: &RawEvent,
+        options: &RetryOptions,
+    ) -> Result<Replayed, DeliveryError> {
+        let mut replayed = Replayed {
+            raw_event_id: raw.id,
+            normalized: false,
+            events: 0,
+            reason: None,
+        };
+        if raw.status == RawEventStatus::Normalized {
+            return Ok(replayed);
+        }
+        match self.renormalize(raw).await? {
+            Ok(events) => {
+                let count = events.len();
+                if self.store.resolve_raw_event(raw, events).await? {
+                    replayed.normalized = true;
+                    replayed.events = count;
+                    tracing::info!(installation = %raw.installation_id, raw_event = raw.id, events = count, "failed event normalized");
+                }
+            }
+            Err(reason) => {
+                let attempts = self.store.raw_event_attempts(raw.id).await? + 1;
+                let next = (attempts < options.max_attempts).then(|| {
+                    let now = self.runtime.capabilities().clock.now();
+                    let wait = options.backoff(attempts);
+                    i64::try_from((now + wait).as_millis()).unwrap_or(i64::MAX)
+                });
+                if next.is_none() {
+                    tracing::warn!(installation = %raw.installation_id, raw_event = raw.id, attempts, %reason, "normalization failed on every attempt: dead letter");
+                }
+                self.store
+                    .record_retry_failure(raw.id, &reason, next)
+                    .await?;
+                replayed.reason = Some(reason);
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// The stored payload through the driver's `normalize`, rendered as events to store;
+    /// the inner error is why it failed (stored with the raw event).
+    async fn renormalize(
+        &self,
+        raw: &RawEvent,
+    ) -> Result<Result<Vec<NewEvent>, String>, DeliveryError> {
+        let Some(installation) = self.store.get_installation(&raw.installation_id).await? else {
+            return Err(DeliveryError::UnknownInstallation);
+        };
+        let driver = self
+            .drivers
+            .get(&raw.driver_id)
+            .ok_or_else(|| DeliveryError::DriverUnavailable(raw.driver_id.clone()))?;
+        let settings = self
+            .runtime
+            .policy()
+            .effective_settings(&installation.driver_id, &installation.settings);
+        let ctx = CallContext {
+            installation_id: raw.installation_id.to_string(),
+            settings: settings.to_string(),
+        };
+        let event = WitRawEvent {
+            provider_event_id: raw.provider_event_id.clone(),
+            event_type: raw.event_type.clone(),
+            account_key: raw.account_key.clone(),
+            occurred_at: None,
+            payload: raw.payload.clone(),
+            api_version: raw.api_version.clone(),
+        };
+        let runtime = self.runtime.clone();
+        let scope = driver.scope(&raw.installation_id, DataSource::Store(self.store.clone()));
+        let work = async move {
+            let mut session = runtime.session(&driver, scope).await?;
+            let records = session.normalize(&ctx, &event).await?;
+            session.finish();
+            Ok::<_, CallError>(records)
+        };
+        let records = match self.runtime.on_guest_threads(work).await? {
+            Ok(Ok(records)) => records,
+            Ok(Err(e)) => return Ok(Err(crate::runtime::describe_driver_error(&e))),
+            Err(e) => return Ok(Err(e.to_string())),
+        };
+        let mut events = Vec::with_capacity(records.len());
+        for record in &records {
+            match canonical::render(record, &raw.event_type) {
+                Ok(r) => events.push(NewEvent {
+                    event_id: EventId::generate(),
+                    event_type: r.event_type,
+                    subject: r.subject,
+                    // The time the provider gave is in the record; the envelope's is when
+                    // the event was received, as for a delivery that named none.
+                    time: raw.received_at.clone(),
+                    data: r.data.to_string(),
+                }),
+                Err(e) => return Ok(Err(e.to_string())),
+            }
+        }
+        Ok(Ok(events))
+    }
+
+    /// Retry every failed normalization that is due, until `shutdown` resolves.
+    pub async fn run_retries(
+        &self,
+        options: RetryOptions,
+        shutdown: impl std::future::Future<Output = ()>,
+    ) {
+        let mut tick = tokio::time::interval(options.tick);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = tick.tick() => {
+                    let now = self.runtime.capabilities().clock.now();
+                    let now = i64::try_from(now.as_millis()).unwrap_or(i64::MAX);
+                    let due = match self.store.due_retries(now, 64).await {
+                        Ok(due) => due,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "listing due retries failed");
+                            continue;
+                        }
+                    };
+                    for raw in due {
+                        if let Err(e) = self.replay(&raw, &options).await {
+                            tracing::warn!(raw_event = raw.id, error = %e, "retrying a failed normalization failed");
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
