@@ -6,7 +6,8 @@
 // - PKCE is required for the authorization-code grant (the mock checks a verifier only
 //   when one is sent);
 // - the scopes granted are the scopes asked for at /authorize (or `--grant-scope`);
-// - refresh tokens rotate: each one is good once, and any can be revoked;
+// - refresh tokens rotate: each one is good once, keeps its grant's scope, and any can be
+//   revoked;
 // - `--expires-in` sets the access tokens' lifetime.
 //
 //   node oauth-server.mjs [--expires-in SECONDS] [--grant-scope "a b"]
@@ -29,7 +30,8 @@ const server = new OAuth2Server();
 await server.issuer.keys.generate('RS256');
 
 const scopesByCode = new Map();
-const liveRefreshTokens = new Set();
+// Each live refresh token, with the scope of the grant it refreshes (a refresh keeps it).
+const liveRefreshTokens = new Map();
 const stats = { authorization_code: 0, refresh_token: 0, refused: 0, last_refused: null };
 
 server.service.on('beforeAuthorizeRedirect', (redirect, req) => {
@@ -52,15 +54,17 @@ server.service.on('beforeResponse', (response, req) => {
     scopesByCode.delete(body.code);
   } else if (body.grant_type === 'refresh_token') {
     stats.refresh_token += 1;
-    if (!liveRefreshTokens.delete(body.refresh_token)) {
+    const scope = liveRefreshTokens.get(body.refresh_token);
+    if (scope === undefined) {
       return refuse('invalid_grant', 'the refresh token is invalid, used or revoked');
     }
-    response.body.scope = grantScope ?? body.scope ?? response.body.scope;
+    liveRefreshTokens.delete(body.refresh_token);
+    response.body.scope = scope;
   } else {
     return;
   }
   if (expiresIn !== undefined) response.body.expires_in = Number(expiresIn);
-  liveRefreshTokens.add(response.body.refresh_token);
+  liveRefreshTokens.set(response.body.refresh_token, response.body.scope);
 });
 
 await server.start(0, '127.0.0.1');

@@ -13,7 +13,8 @@ use std::time::{Duration, Instant};
 use sluice_store::{AuthRecord, AuthStatus, InstallationId, RefreshFailure};
 
 use super::{Auth, AuthError, rfc3339};
-use crate::runtime::LoadedDriver;
+use crate::runtime::{CallError, LoadedDriver};
+use crate::wit::types::DriverError;
 
 /// What a refresh request did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -116,19 +117,34 @@ impl Auth {
             tokio::time::sleep(LEASE_POLL).await;
         };
         let ctx = self.context(&installation);
+        let known_scopes = record
+            .as_ref()
+            .map(|r| r.scopes.clone())
+            .unwrap_or_default();
         let result = self
             .call(&driver, id, move |mut session| async move {
-                let grant = session.refresh(&ctx).await;
-                (grant, session.finish())
+                let result = async {
+                    let mut grant = session.refresh(&ctx).await?;
+                    if grant.scopes.is_empty() {
+                        // Many token endpoints leave `scope` out of a refresh answer.
+                        grant.scopes = known_scopes;
+                    }
+                    // A refreshed grant is checked like a new one: a refresh does not make
+                    // up for scopes the installation lacks.
+                    let missing = match session.validate_scopes(&ctx, &grant.scopes).await {
+                        Ok(check) => check.missing,
+                        Err(CallError::Driver(DriverError::Unsupported(_))) => Vec::new(),
+                        Err(e) => return Err(e),
+                    };
+                    Ok((grant, missing))
+                }
+                .await;
+                (result, session.finish())
             })
             .await;
         match result {
-            Ok(mut grant) => {
-                if grant.scopes.is_empty() {
-                    // Many token endpoints leave `scope` out of a refresh answer.
-                    grant.scopes = record.map(|r| r.scopes).unwrap_or_default();
-                }
-                self.record(&installation, &driver, grant, Vec::new(), true)
+            Ok((grant, missing)) => {
+                self.record(&installation, &driver, grant, missing, true)
                     .await?;
                 tracing::info!(installation = %id, driver = %driver.info.id, "token refreshed");
                 Ok(Refreshed::Refreshed)

@@ -355,12 +355,12 @@ impl Pipeline {
             reply,
             revoked,
         } = received;
-        if let Some(reason) = &revoked {
-            // Even when nothing is stored, a revocation is acted on.
-            self.revoke(&installation.id, reason).await?;
-        }
         if processed.is_empty() && writes.is_empty() {
-            // Acknowledged, nothing to keep (e.g. a topic the installation does not store).
+            // Acknowledged, nothing to keep (e.g. a topic the installation does not store);
+            // a revocation is acted on all the same.
+            if let Some(reason) = &revoked {
+                self.revoke(&installation.id, reason).await?;
+            }
             return Ok(Accepted {
                 accepted: 0,
                 duplicates: 0,
@@ -396,6 +396,10 @@ impl Pipeline {
                 StoreError::NotFound => DeliveryError::UnknownInstallation,
                 other => DeliveryError::from(other),
             })?;
+        // Only once the delivery is stored: a provider that saw no `2xx` sends it again.
+        if let Some(reason) = &revoked {
+            self.revoke(&installation.id, reason).await?;
+        }
         Ok(Accepted {
             accepted: outcome.stored,
             duplicates: outcome.duplicates,
