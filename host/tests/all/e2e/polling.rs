@@ -26,6 +26,8 @@ type Scripted = (u16, Option<&'static str>);
 
 #[derive(Clone, Default)]
 struct Events {
+    /// Told when a page has been answered (for a kill right after it).
+    answered: Arc<Mutex<Option<tokio::sync::mpsc::UnboundedSender<()>>>>,
     /// Newest first, as Stripe lists them.
     events: Arc<Mutex<Vec<Value>>>,
     requests: Arc<Mutex<Vec<HashMap<String, String>>>>,
@@ -70,6 +72,9 @@ async fn list(
     tokio::time::sleep(Duration::from_millis(50)).await;
     let answer = answer(&fake, &headers, &query);
     fake.in_flight.fetch_sub(1, Ordering::SeqCst);
+    if let Some(tell) = fake.answered.lock().unwrap().as_ref() {
+        let _ = tell.send(());
+    }
     answer
 }
 
@@ -379,4 +384,30 @@ async fn two_nodes_poll_each_installation_once_at_a_time() {
     stored(&b, &id, 124).await;
     assert!(fake.requests() > after_kill);
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
+}
+
+both_backends!(a_poll_killed_before_its_commit_loses_nothing => sqlite_a_poll_killed_before_its_commit_loses_nothing, postgres_a_poll_killed_before_its_commit_loses_nothing);
+
+/// SIGKILL as a page's answer leaves the fake, before the host can have committed it:
+/// after the restart the same page is fetched again from the committed cursor, and every
+/// event is stored exactly once.
+async fn a_poll_killed_before_its_commit_loses_nothing(backend: Backend) {
+    let (fake, base) = fake().await;
+    fake.add(30);
+    let Some(mut sluice) = Sluice::start_with_env(backend, &ENV).await else {
+        return;
+    };
+    let (tell, mut answered) = tokio::sync::mpsc::unbounded_channel();
+    *fake.answered.lock().unwrap() = Some(tell);
+    let id = installation(&sluice, &base).await;
+    tokio::time::timeout(Duration::from_secs(10), answered.recv())
+        .await
+        .expect("no poll")
+        .unwrap();
+    sluice.kill();
+    *fake.answered.lock().unwrap() = None;
+    sluice.start_again().await;
+    stored(&sluice, &id, 30).await;
+    fake.add(2);
+    stored(&sluice, &id, 32).await;
 }
