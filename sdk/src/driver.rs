@@ -311,6 +311,14 @@ pub trait Driver: 'static {
         Err(error::unsupported("this driver does not poll"))
     }
 
+    /// The cursor `poll` walks a backfill from: the provider's events from `since` to now.
+    fn backfill_cursor(
+        _ctx: &Context<Self::Settings>,
+        _since: &crate::Datetime,
+    ) -> Result<String, DriverError> {
+        Err(error::unsupported("this driver does not poll"))
+    }
+
     /// Map one raw event to canonical records (`unmapped` for what has no mapping).
     fn normalize(
         ctx: &Context<Self::Settings>,
@@ -400,6 +408,10 @@ impl<D: Driver> ingest::Guest for Exports<D> {
 
     fn poll(ctx: CallContext, cursor: Option<String>) -> Result<PollResult, DriverError> {
         D::poll(&Context::from_wit(ctx)?, cursor.as_deref())
+    }
+
+    fn backfill_cursor(ctx: CallContext, since: crate::Datetime) -> Result<String, DriverError> {
+        D::backfill_cursor(&Context::from_wit(ctx)?, &since)
     }
 }
 

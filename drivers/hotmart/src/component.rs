@@ -176,6 +176,14 @@ impl Driver for Hotmart {
         })
     }
 
+    fn backfill_cursor(
+        _: &Context<Settings>,
+        since: &sluice_sdk::Datetime,
+    ) -> Result<String, DriverError> {
+        let since_ms = since.seconds.saturating_mul(1000);
+        Ok(poll::backfill_cursor(since_ms, now_ms()))
+    }
+
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
         let settings = &ctx.settings;
         let cursor = Cursor::parse(cursor);

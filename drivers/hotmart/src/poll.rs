@@ -105,11 +105,12 @@ pub struct PageRequest {
 /// What to fetch for `cursor` at `now_ms`: the current pass's next page, or a new pass over
 /// the trailing window.
 pub fn page_request(cursor: &Cursor, now_ms: i64, settings: &Settings) -> PageRequest {
-    if let (Some(start), Some(end), Some(token)) = (cursor.start, cursor.end, &cursor.page_token) {
+    // Inside a pass (or at the start of a backfill, whose window the cursor names).
+    if let (Some(start), Some(end)) = (cursor.start, cursor.end) {
         return PageRequest {
             start,
             end,
-            page_token: Some(token.clone()),
+            page_token: cursor.page_token.clone(),
         };
     }
     PageRequest {
@@ -117,6 +118,21 @@ pub fn page_request(cursor: &Cursor, now_ms: i64, settings: &Settings) -> PageRe
         end: now_ms,
         page_token: None,
     }
+}
+
+/// Hotmart rejects sales-history windows much over a year.
+pub const MAX_WINDOW_MS: i64 = 365 * DAY_MS;
+
+/// The cursor of a backfill of the sales from `since_ms` to `now_ms`: one pass over that
+/// window (at most [`MAX_WINDOW_MS`], the most Hotmart serves in one window).
+pub fn backfill_cursor(since_ms: i64, now_ms: i64) -> String {
+    Cursor {
+        start: Some(since_ms.max(now_ms - MAX_WINDOW_MS)),
+        end: Some(now_ms),
+        page_token: None,
+        swept_to: None,
+    }
+    .to_text()
 }
 
 /// The sales-history URL of one page. Multi-valued `transaction_status` repeats the key.

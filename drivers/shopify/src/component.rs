@@ -251,6 +251,13 @@ impl Driver for Shopify {
         })
     }
 
+    fn backfill_cursor(
+        _: &Context<Settings>,
+        since: &sluice_sdk::Datetime,
+    ) -> Result<String, DriverError> {
+        Ok(poll::backfill_cursor(sluice_sdk::time::to_rfc3339(since)))
+    }
+
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
         let settings = &ctx.settings;
         let cursor = Cursor::parse(cursor);

@@ -36,6 +36,16 @@ pub const PAGE_LIMIT: u32 = 250;
 /// The event type of polled orders.
 pub const POLLED_EVENT_TYPE: &str = "orders/updated";
 
+/// The cursor of a backfill from `since` (RFC 3339): one pass over the orders updated
+/// since then.
+pub fn backfill_cursor(since: String) -> String {
+    Cursor {
+        since: Some(since),
+        ..Cursor::default()
+    }
+    .to_text()
+}
+
 /// Where a poll resumes.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Cursor {

@@ -162,6 +162,13 @@ impl Driver for Stripe {
         Ok(Handled::event(event))
     }
 
+    fn backfill_cursor(
+        _: &Context<Settings>,
+        since: &sluice_sdk::Datetime,
+    ) -> Result<String, DriverError> {
+        Ok(poll::backfill_cursor(since.seconds))
+    }
+
     fn poll(ctx: &Context<Settings>, cursor: Option<&str>) -> Result<PollResult, DriverError> {
         let settings = &ctx.settings;
         let cursor = Cursor::parse(cursor);

@@ -22,6 +22,16 @@ use sluice_sdk::paging::encode_query_value;
 
 use crate::events::raw_event_from;
 
+/// The cursor of a backfill from `since` (Unix seconds): one pass over the events created
+/// since then, newest first, as any pass.
+pub fn backfill_cursor(since: i64) -> String {
+    Cursor {
+        since: Some(since),
+        ..Cursor::default()
+    }
+    .to_text()
+}
+
 /// Page size (Stripe's maximum).
 pub const PAGE_LIMIT: u32 = 100;
 

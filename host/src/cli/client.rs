@@ -62,6 +62,14 @@ pub enum InstallationsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
+    /// Backfill the installation from a time (RFC 3339), beside its live cursor.
+    Backfill {
+        id: String,
+        #[arg(long)]
+        since: String,
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Pause the installation's scheduled polling.
     Pause {
         id: String,
@@ -296,6 +304,17 @@ impl InstallationsCommand {
                     )
                     .await?;
                 eprintln!("revoked {id}");
+            }
+            InstallationsCommand::Backfill { id, since, server } => {
+                print(
+                    &AdminClient::new(&server)?
+                        .call(
+                            reqwest::Method::POST,
+                            &format!("/v1/installations/{id}/backfill"),
+                            Some(json!({ "since": since })),
+                        )
+                        .await?,
+                );
             }
             InstallationsCommand::Pause { id, server } => {
                 pause_or_resume(&id, &server, "pause").await?

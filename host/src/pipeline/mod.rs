@@ -24,7 +24,7 @@ use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
 use crate::wit::ingest::{WebhookOutcome, WebhookReply};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 
-pub use poll::{CURSOR_KEY, MAX_PAGES, PollError, Polled};
+pub use poll::{CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled};
 pub use retry::{Replayed, RetryOptions};
 
 /// Why a delivery was not accepted, by what the provider should be told.

@@ -3,7 +3,8 @@
 //! [`MAX_PAGES`]), each page's events normalized and committed with the next cursor in
 //! one transaction, through the same write path as webhooks (so an event delivered both
 //! ways is stored once). The token is refreshed first when it is about to expire, and once
-//! more when the provider answers `401`.
+//! more when the provider answers `401`. A backfill (`POST …/backfill`) walks the same way
+//! from the driver's `backfill-cursor`, beside the live cursor, which it does not move.
 
 use std::sync::Arc;
 
@@ -23,6 +24,18 @@ pub const CURSOR_KEY: &str = "sluice:poll-cursor";
 
 /// Most pages one poll fetches before handing back (`has_more` then says so).
 pub const MAX_PAGES: usize = 10;
+
+/// Most pages one backfill fetches (`has_more` then says it stopped early).
+pub const MAX_BACKFILL_PAGES: usize = 100;
+
+/// Which cursor a run walks.
+#[derive(Debug, Clone)]
+enum Walk {
+    /// The live cursor, stored under [`CURSOR_KEY`] with each page.
+    Live,
+    /// A backfill's, kept in memory: the live cursor is not moved.
+    Backfill(String),
+}
 
 /// What a poll did.
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -122,6 +135,28 @@ struct Page {
 impl Pipeline {
     /// Poll the installation now (see the module documentation).
     pub async fn poll_now(&self, auth: &Auth, id: &InstallationId) -> Result<Polled, PollError> {
+        self.walk(auth, id, None).await
+    }
+
+    /// Backfill the installation from `since`: the driver's `backfill-cursor`, then pages
+    /// while it says `has-more` (at most [`MAX_BACKFILL_PAGES`]), each committed through the
+    /// same write path (so nothing already stored is stored again) — beside the live
+    /// cursor, which does not move.
+    pub async fn backfill(
+        &self,
+        auth: &Auth,
+        id: &InstallationId,
+        since: crate::wit::types::Datetime,
+    ) -> Result<Polled, PollError> {
+        self.walk(auth, id, Some(since)).await
+    }
+
+    async fn walk(
+        &self,
+        auth: &Auth,
+        id: &InstallationId,
+        backfill_since: Option<crate::wit::types::Datetime>,
+    ) -> Result<Polled, PollError> {
         let installation = self
             .store
             .get_installation(id)
@@ -152,9 +187,20 @@ impl Pipeline {
             installation_id: id.to_string(),
             settings: settings.to_string(),
         };
+        let (mut walk, max_pages) = match backfill_since {
+            None => (Walk::Live, MAX_PAGES),
+            Some(since) => {
+                auth.ensure_fresh(id).await?;
+                let cursor = self.backfill_cursor(&driver, id, &ctx, since).await?;
+                (Walk::Backfill(cursor), MAX_BACKFILL_PAGES)
+            }
+        };
         let mut polled = Polled::default();
-        for _ in 0..MAX_PAGES {
-            let page = match self.page_with_fresh_token(auth, &driver, id, &ctx).await? {
+        for _ in 0..max_pages {
+            let page = match self
+                .page_with_fresh_token(auth, &driver, id, &ctx, &walk)
+                .await?
+            {
                 Fetched::Page(page) => page,
                 Fetched::RateLimited(wait) => {
                     polled.retry_after_ms = Some(wait);
@@ -164,7 +210,11 @@ impl Pipeline {
             polled.pages += 1;
             polled.has_more = page.has_more;
             polled.retry_after_ms = page.retry_after_ms;
-            let outcome = self.commit_page(&driver, id, page).await?;
+            let next = page.next_cursor.clone();
+            let outcome = self.commit_page(&driver, id, page, &walk).await?;
+            if let (Walk::Backfill(cursor), Some(next)) = (&mut walk, next) {
+                *cursor = next;
+            }
             polled.stored += outcome.stored;
             polled.duplicates += outcome.duplicates;
             if !polled.has_more || polled.retry_after_ms.is_some() {
@@ -181,6 +231,7 @@ impl Pipeline {
         driver: &Arc<LoadedDriver>,
         id: &InstallationId,
         ctx: &CallContext,
+        walk: &Walk,
     ) -> Result<Fetched, PollError> {
         auth.ensure_fresh(id).await?;
         let seen = self
@@ -188,10 +239,10 @@ impl Pipeline {
             .auth_record(id)
             .await?
             .and_then(|r| r.token_expires_at);
-        match self.page(driver, id, ctx).await {
+        match self.page(driver, id, ctx, walk).await {
             Err(CallError::Driver(DriverError::Upstream(u))) if u.status == 401 => {
                 auth.refresh_after_refusal(id, seen).await?;
-                Ok(Fetched::Page(self.page(driver, id, ctx).await?))
+                Ok(Fetched::Page(self.page(driver, id, ctx, walk).await?))
             }
             Err(CallError::Driver(DriverError::RateLimited(r))) => {
                 Ok(Fetched::RateLimited(r.retry_after_ms))
@@ -206,13 +257,17 @@ impl Pipeline {
         driver: &Arc<LoadedDriver>,
         id: &InstallationId,
         ctx: &CallContext,
+        walk: &Walk,
     ) -> Result<Page, CallError> {
-        let cursor = self
-            .store
-            .get_state(id, CURSOR_KEY)
-            .await
-            .map_err(|e| CallError::Trap(format!("reading the poll cursor: {e}")))?
-            .map(|c| String::from_utf8_lossy(&c).into_owned());
+        let cursor = match walk {
+            Walk::Backfill(cursor) => Some(cursor.clone()),
+            Walk::Live => self
+                .store
+                .get_state(id, CURSOR_KEY)
+                .await
+                .map_err(|e| CallError::Trap(format!("reading the poll cursor: {e}")))?
+                .map(|c| String::from_utf8_lossy(&c).into_owned()),
+        };
         let runtime = self.runtime.clone();
         let scope = driver.scope(id, DataSource::Store(self.store.clone()));
         let (driver, ctx) = (driver.clone(), ctx.clone());
@@ -240,18 +295,39 @@ impl Pipeline {
         self.runtime.on_guest_threads(work).await?
     }
 
-    /// Commit a page's events with its cursor, in one transaction.
+    /// The driver's starting cursor for a backfill from `since`.
+    async fn backfill_cursor(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        id: &InstallationId,
+        ctx: &CallContext,
+        since: crate::wit::types::Datetime,
+    ) -> Result<String, PollError> {
+        let runtime = self.runtime.clone();
+        let scope = driver.scope(id, DataSource::Store(self.store.clone()));
+        let (driver, ctx) = (driver.clone(), ctx.clone());
+        let work = async move {
+            let mut session = runtime.session(&driver, scope).await?;
+            let cursor = session.backfill_cursor(&ctx, since).await;
+            session.finish();
+            cursor
+        };
+        Ok(self.runtime.on_guest_threads(work).await??)
+    }
+
+    /// Commit a page's events (with the live cursor when walking it), in one transaction.
     async fn commit_page(
         &self,
         driver: &LoadedDriver,
         id: &InstallationId,
         page: Page,
+        walk: &Walk,
     ) -> Result<sluice_store::CommitOutcome, PollError> {
         let received = render(page.outcome, |_| Ok(())).map_err(PollError::from)?;
         let received_at = canonical::rfc3339(&self.runtime.capabilities().clock.now_datetime())
             .unwrap_or_default();
         let mut writes = page.writes;
-        if let Some(cursor) = page.next_cursor {
+        if let (Walk::Live, Some(cursor)) = (walk, page.next_cursor) {
             writes.state.push(StateWrite::Set {
                 key: CURSOR_KEY.into(),
                 value: cursor.into_bytes(),

@@ -20,6 +20,7 @@ pub(crate) struct Exports {
     pub route_key: ComponentExportIndex,
     pub receive: ComponentExportIndex,
     pub poll: ComponentExportIndex,
+    pub backfill_cursor: ComponentExportIndex,
     pub normalize: ComponentExportIndex,
 }
 
@@ -45,6 +46,7 @@ impl Exports {
             route_key: func("ingest", "route-key")?,
             receive: func("ingest", "receive")?,
             poll: func("ingest", "poll")?,
+            backfill_cursor: func("ingest", "backfill-cursor")?,
             normalize: func("normalize", "normalize")?,
         })
     }

@@ -292,6 +292,17 @@ impl Session {
         Ok(result)
     }
 
+    /// Where a backfill from `since` starts (a cursor for [`Session::poll`]).
+    pub async fn backfill_cursor(
+        &mut self,
+        ctx: &types::CallContext,
+        since: types::Datetime,
+    ) -> Result<String, CallError> {
+        self.store.data_mut().caps.enter_export(&ctx.settings);
+        call!(self, backfill_cursor: (&types::CallContext, types::Datetime) -> Result<String, types::DriverError>, (ctx, since))?
+            .map_err(CallError::Driver)
+    }
+
     /// End the session, returning the writes to commit with its results.
     pub fn finish(mut self) -> Writes {
         self.store.data_mut().take_writes()

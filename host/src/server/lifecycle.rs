@@ -133,32 +133,67 @@ pub async fn poll(
     let polled = tokio::spawn(async move { scheduler.poll_now(&id).await })
         .await
         .map_err(|e| ApiError::internal("the poll task failed", e))?
-        .map_err(|e| {
-            let e = match e {
-                PollNowError::Busy => {
-                    return ApiError::new(StatusCode::CONFLICT, "poll_in_progress", e.to_string());
-                }
-                PollNowError::Poll(e) => e,
-            };
-            let message = e.to_string();
-            match e {
-                PollError::UnknownInstallation => ApiError::not_found(message),
-                PollError::DriverUnavailable(_) => ApiError::new(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "driver_unavailable",
-                    message,
-                ),
-                PollError::NotReady(_) => ApiError::new(StatusCode::CONFLICT, "not_ready", message),
-                PollError::Provider { .. } => {
-                    ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message)
-                }
-                PollError::Driver(_) => {
-                    ApiError::new(StatusCode::BAD_GATEWAY, "driver_error", message)
-                }
-                PollError::Store(e) => e.into(),
+        .map_err(|e| match e {
+            PollNowError::Busy => {
+                ApiError::new(StatusCode::CONFLICT, "poll_in_progress", e.to_string())
             }
+            PollNowError::Poll(e) => poll_error(e),
         })?;
     Ok(Json(json!({ "polled": polled })))
+}
+
+fn poll_error(e: PollError) -> ApiError {
+    let message = e.to_string();
+    match e {
+        PollError::UnknownInstallation => ApiError::not_found(message),
+        PollError::DriverUnavailable(_) => ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "driver_unavailable",
+            message,
+        ),
+        PollError::NotReady(_) => ApiError::new(StatusCode::CONFLICT, "not_ready", message),
+        PollError::Provider { .. } => {
+            ApiError::new(StatusCode::BAD_GATEWAY, "provider_error", message)
+        }
+        PollError::Driver(_) => ApiError::new(StatusCode::BAD_GATEWAY, "driver_error", message),
+        PollError::Store(e) => e.into(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Backfill {
+    since: String,
+}
+
+/// `POST /v1/installations/{id}/backfill {"since": RFC 3339}`: a bounded backfill beside
+/// the live cursor.
+pub async fn backfill(
+    State(state): State<Arc<AppState>>,
+    Path(id): Path<String>,
+    payload: Result<Json<Backfill>, JsonRejection>,
+) -> Result<Json<Value>, ApiError> {
+    let id: InstallationId = parse_id(&id)?;
+    let since = body(payload)?.since;
+    let since = chrono::DateTime::parse_from_rfc3339(&since)
+        .map_err(|e| ApiError::bad_request(format!("since must be an RFC 3339 time: {e}")))?;
+    if since.timestamp() > now(&state) {
+        return Err(ApiError::unprocessable(
+            "invalid_since",
+            "since is in the future",
+        ));
+    }
+    let since = crate::wit::types::Datetime {
+        seconds: since.timestamp(),
+        nanoseconds: since.timestamp_subsec_nanos(),
+    };
+    let (pipeline, auth) = (state.pipeline.clone(), state.auth.clone());
+    // Pages fetched are committed even if the client leaves.
+    let polled = tokio::spawn(async move { pipeline.backfill(&auth, &id, since).await })
+        .await
+        .map_err(|e| ApiError::internal("the backfill task failed", e))?
+        .map_err(poll_error)?;
+    Ok(Json(json!({ "backfilled": polled })))
 }
 
 /// `POST /v1/installations/{id}/pause`.

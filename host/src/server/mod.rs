@@ -69,6 +69,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/installations/{id}/refresh", post(lifecycle::refresh))
         .route("/installations/{id}/revoke", post(lifecycle::revoke))
         .route("/installations/{id}/poll", post(lifecycle::poll))
+        .route("/installations/{id}/backfill", post(lifecycle::backfill))
         .route("/installations/{id}/pause", post(lifecycle::pause))
         .route("/installations/{id}/resume", post(lifecycle::resume))
         .route("/events", get(admin::list_events))

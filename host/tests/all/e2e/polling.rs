@@ -55,6 +55,22 @@ impl Events {
         }
     }
 
+    /// Add `n` events older than every one there is (data a live pass never saw).
+    fn add_late(&self, n: usize) {
+        let mut events = self.events.lock().unwrap();
+        for i in 0..n {
+            let mut event: Value = serde_json::from_slice(&stripe_charge_variant(
+                &format!("evt_late_{i:04}"),
+                &format!("ch_late_{i:04}"),
+                "usd",
+                500 + i as i64,
+            ))
+            .unwrap();
+            event["created"] = json!(1_699_990_000 + i as i64);
+            events.push(event);
+        }
+    }
+
     fn requests(&self) -> usize {
         self.requests.lock().unwrap().len()
     }
@@ -410,4 +426,101 @@ async fn a_poll_killed_before_its_commit_loses_nothing(backend: Backend) {
     stored(&sluice, &id, 30).await;
     fake.add(2);
     stored(&sluice, &id, 32).await;
+}
+
+both_backends!(a_backfill_runs_beside_the_live_cursor => sqlite_a_backfill_runs_beside_the_live_cursor, postgres_a_backfill_runs_beside_the_live_cursor);
+
+/// A backfill from a past time finds what the live cursor never will, stores nothing twice,
+/// and leaves the live cursor where it was.
+async fn a_backfill_runs_beside_the_live_cursor(backend: Backend) {
+    let (fake, base) = fake().await;
+    fake.add(20);
+    let Some(sluice) = Sluice::start_with_env(backend, &ENV).await else {
+        return;
+    };
+    let inst = sluice
+        .create_installation("stripe", json!({"api_base": base}))
+        .await;
+    let id = inst["installation_id"].as_str().unwrap().to_string();
+    sluice
+        .put_secret(&id, "webhook_secret", "whsec_polling_e2e_secret")
+        .await;
+    sluice.put_secret(&id, "api_key", KEY).await;
+    let poll_path = format!("/v1/installations/{id}/poll");
+    let poll = || sluice.admin(Method::POST, &poll_path, None);
+    let resp = poll().await;
+    assert_eq!(resp.json["polled"]["stored"], 20, "{}", resp.text);
+
+    fake.add_late(5);
+    let resp = poll().await;
+    assert_eq!(
+        resp.json["polled"]["stored"], 0,
+        "the live cursor never sees them: {}",
+        resp.text
+    );
+
+    let backfill_path = format!("/v1/installations/{id}/backfill");
+    let backfill = |since: &str| {
+        sluice.admin(
+            Method::POST,
+            &backfill_path,
+            Some(json!({ "since": since })),
+        )
+    };
+    let resp = backfill("2023-11-14T00:00:00Z").await;
+    resp.expect_status(200);
+    let done = &resp.json["backfilled"];
+    assert_eq!(
+        (
+            done["stored"].as_u64(),
+            done["duplicates"].as_u64(),
+            done["has_more"].as_bool()
+        ),
+        (Some(5), Some(20), Some(false)),
+        "{}",
+        resp.text
+    );
+    assert_eq!(
+        fake.requests
+            .lock()
+            .unwrap()
+            .last()
+            .unwrap()
+            .get("created[gte]")
+            .map(String::as_str),
+        Some("1699920000")
+    );
+    // The live cursor did not move: the next poll resumes at its own watermark.
+    poll().await.expect_status(200);
+    let last = fake.requests.lock().unwrap().last().cloned().unwrap();
+    assert_eq!(
+        last.get("created[gte]").map(String::as_str),
+        Some("1700000019"),
+        "{last:?}"
+    );
+    assert_eq!(sluice.provider_event_ids(&id).await.len(), 25);
+
+    backfill("not a time").await.expect_status(400);
+    let resp = backfill("2999-01-01T00:00:00Z").await;
+    assert_eq!(
+        (resp.status.as_u16(), resp.error_code()),
+        (422, Some("invalid_since"))
+    );
+    let webhook_only = sluice.create_installation("faulty", json!({})).await;
+    let resp = sluice
+        .admin(
+            Method::POST,
+            &format!(
+                "/v1/installations/{}/backfill",
+                webhook_only["installation_id"].as_str().unwrap()
+            ),
+            Some(json!({"since": "2024-01-01T00:00:00Z"})),
+        )
+        .await;
+    assert_eq!(
+        (resp.status.as_u16(), resp.error_code()),
+        (409, Some("not_ready")),
+        "{}",
+        resp.text
+    );
 }

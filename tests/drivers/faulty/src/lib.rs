@@ -32,7 +32,7 @@ use exports::sluice::driver::metadata::{self, AuthKind, DriverInfo, IngestionMod
 use exports::sluice::driver::normalize;
 use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
-use sluice::driver::types::{CallContext, DriverError, IncomingRequest};
+use sluice::driver::types::{CallContext, Datetime, DriverError, IncomingRequest};
 
 const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape","aliased-output","resource-flood","jwt"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
@@ -334,6 +334,10 @@ impl ingest::Guest for Faulty {
             reply: None,
             revoked: None,
         })
+    }
+
+    fn backfill_cursor(_: CallContext, _: Datetime) -> Result<String, DriverError> {
+        Err(DriverError::Unsupported("faulty is webhook-only".into()))
     }
 
     fn poll(ctx: CallContext, _: Option<String>) -> Result<PollResult, DriverError> {
