@@ -1,5 +1,5 @@
 //! Admin routes of an installation's life beyond its settings: secret rotation, token
-//! refresh, revocation and polling now.
+//! refresh, revocation, polling now, backfill, and pausing or resuming its schedule.
 
 use std::sync::Arc;
 

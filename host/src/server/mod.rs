@@ -1,4 +1,5 @@
-//! The HTTP server: provider webhooks, the admin API under `/v1`, and probes.
+//! The HTTP server: provider webhooks, the OAuth routes (`oauth`), the admin API under
+//! `/v1` (`admin`, `lifecycle`, `dead_letters`), and probes.
 //! Routes and their answers are documented in `docs/admin-api.md`.
 //!
 //! [`listener::serve`] runs the router with header timeouts, a connection cap and a bounded
