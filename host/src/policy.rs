@@ -284,20 +284,22 @@ impl Policy {
 
     /// An installation's settings as its driver's calls see them: the operator's
     /// `app_settings` for the driver, overridden by the installation's own.
-    pub fn effective_settings(
+    /// Borrowed when the operator set none, the common case (no copy on an installation
+    /// cache miss).
+    pub fn effective_settings<'a>(
         &self,
         driver_id: &str,
-        settings: &serde_json::Value,
-    ) -> serde_json::Value {
+        settings: &'a serde_json::Value,
+    ) -> std::borrow::Cow<'a, serde_json::Value> {
         let defaults = match self.drivers.get(driver_id) {
             Some(g) if !g.entry.app_settings.is_empty() => &g.entry.app_settings,
-            _ => return settings.clone(),
+            _ => return std::borrow::Cow::Borrowed(settings),
         };
         let mut merged = defaults.clone();
         if let serde_json::Value::Object(own) = settings {
             merged.extend(own.iter().map(|(k, v)| (k.clone(), v.clone())));
         }
-        serde_json::Value::Object(merged)
+        std::borrow::Cow::Owned(serde_json::Value::Object(merged))
     }
 
     /// Whether `installation_id` may use the driver.

@@ -102,10 +102,10 @@ impl Scheduler {
         Some(Duration::from_secs(seconds).max(self.options.min_interval))
     }
 
-    /// Schedule (or unschedule) an installation as its settings say. The first poll is
-    /// due within one interval, at a random point, so installations created together do
-    /// not poll together.
-    pub async fn schedule(&self, installation: &Installation) -> Result<(), StoreError> {
+    /// Schedule (or unschedule) an installation as its settings say; whether it is polled.
+    /// The first poll is due within one interval, at a random point, so installations
+    /// created together do not poll together.
+    pub async fn schedule(&self, installation: &Installation) -> Result<bool, StoreError> {
         let store = self.pipeline.store();
         let interval = self
             .pipeline
@@ -117,9 +117,13 @@ impl Scheduler {
                 let first = self.now_ms() + jitter(Self::ms(interval), 0.0, 1.0);
                 store
                     .schedule_poll(&installation.id, Self::ms(interval), first)
-                    .await
+                    .await?;
+                Ok(true)
             }
-            None => store.unschedule_poll(&installation.id).await,
+            None => store
+                .unschedule_poll(&installation.id)
+                .await
+                .map(|()| false),
         }
     }
 
@@ -136,14 +140,7 @@ impl Scheduler {
             {
                 continue;
             }
-            self.schedule(&installation).await?;
-            scheduled += usize::from(
-                self.pipeline
-                    .store()
-                    .poll_status(&installation.id)
-                    .await?
-                    .is_some(),
-            );
+            scheduled += usize::from(self.schedule(&installation).await?);
         }
         Ok(scheduled)
     }

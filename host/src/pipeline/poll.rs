@@ -190,7 +190,7 @@ impl Pipeline {
         let (mut walk, max_pages) = match backfill_since {
             None => (Walk::Live, MAX_PAGES),
             Some(since) => {
-                auth.ensure_fresh(id).await?;
+                // No provider call here: the first page refreshes the token if it must.
                 let cursor = self.backfill_cursor(&driver, id, &ctx, since).await?;
                 (Walk::Backfill(cursor), MAX_BACKFILL_PAGES)
             }

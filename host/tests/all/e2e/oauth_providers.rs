@@ -149,6 +149,18 @@ pub fn shopify_callback(
     format!("{message}&hmac={hmac}")
 }
 
+/// The provider's redirect back after an authorization started at `url`, as Shopify signs
+/// it now, for `code` and `shop`: status and JSON.
+pub async fn shopify_return(
+    sluice: &Sluice,
+    url: &reqwest::Url,
+    code: &str,
+    shop: &str,
+) -> (u16, Value) {
+    let query = shopify_callback(code, shop, &param(url, "state"), unix_now(), APP_SECRET);
+    callback(sluice, &query).await
+}
+
 pub async fn installation(sluice: &Sluice, id: &str) -> Value {
     let resp = sluice
         .admin(Method::GET, &format!("/v1/installations/{id}"), None)
@@ -293,17 +305,7 @@ async fn shopify_flows(backend: Backend) {
         .lock()
         .unwrap()
         .insert("code-c".into(), (200, answer));
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-c",
-            "shop-c.myshopify.com",
-            &param(&url, "state"),
-            now,
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-c", "shop-c.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
     let auth = &installation(&sluice, &online).await["auth"];
     let at = chrono::DateTime::parse_from_rfc3339(auth["token_expires_at"].as_str().unwrap())
@@ -324,17 +326,7 @@ async fn shopify_flows(backend: Backend) {
         .lock()
         .unwrap()
         .insert("code-d".into(), (200, answer));
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-d",
-            "shop-d.myshopify.com",
-            &param(&url, "state"),
-            now,
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-d", "shop-d.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         fake.forms.lock().unwrap()[2]["expiring"],
@@ -403,17 +395,7 @@ async fn shopify_flows(backend: Backend) {
     )
     .await;
     let url = start(&sluice, &e).await;
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-e",
-            "shop-e.myshopify.com",
-            &param(&url, "state"),
-            now,
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-e", "shop-e.myshopify.com").await;
     assert_eq!(
         (status, body["authorized"]["status"].as_str()),
         (200, Some("active")),
@@ -427,17 +409,7 @@ async fn shopify_flows(backend: Backend) {
     )
     .await;
     let url = start(&sluice, &f).await;
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-f",
-            "shop-f.myshopify.com",
-            &param(&url, "state"),
-            now,
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-f", "shop-f.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
     let auth = &installation(&sluice, &f).await["auth"];
     assert_eq!(auth["status"], "needs_reauth", "{auth}");
@@ -470,6 +442,12 @@ async fn shopify_flows(backend: Backend) {
         json!(["webhook_secret"]),
         "tokens forgotten: {inst}"
     );
+}
+
+/// Stripe's redirect back after an authorization started at `url`, with `code`.
+async fn stripe_return(sluice: &Sluice, url: &reqwest::Url, code: &str) -> (u16, Value) {
+    let query = format!("code={code}&scope=read_write&state={}", param(url, "state"));
+    callback(sluice, &query).await
 }
 
 /// A Stripe installation set up for Connect OAuth against the fake.
@@ -535,14 +513,7 @@ async fn stripe_connect_flows(backend: Backend) {
     // The error answer: a clear 502 naming Stripe's error, nothing stored.
     let first = connect(&sluice, &base).await;
     let url = start(&sluice, &first).await;
-    let (status, body) = callback(
-        &sluice,
-        &format!(
-            "code=stale-code&scope=read_write&state={}",
-            param(&url, "state")
-        ),
-    )
-    .await;
+    let (status, body) = stripe_return(&sluice, &url, "stale-code").await;
     assert_eq!(status, 502, "{body}");
     assert_eq!(
         body["error"]["message"],
@@ -589,11 +560,7 @@ async fn stripe_connect_flows(backend: Backend) {
     );
     assert_eq!(param(&url, "scope"), "read_write");
     assert_eq!(param(&url, "response_type"), "code");
-    let (status, body) = callback(
-        &sluice,
-        &format!("code=code&scope=read_write&state={}", param(&url, "state")),
-    )
-    .await;
+    let (status, body) = stripe_return(&sluice, &url, "code").await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(
         body["authorized"]["account_key"],
@@ -631,11 +598,7 @@ async fn stripe_connect_flows(backend: Backend) {
     // One account, one live installation.
     let second = connect(&sluice, &base).await;
     let url = start(&sluice, &second).await;
-    let (status, body) = callback(
-        &sluice,
-        &format!("code=code&scope=read_write&state={}", param(&url, "state")),
-    )
-    .await;
+    let (status, body) = stripe_return(&sluice, &url, "code").await;
     assert_eq!(
         (status, body["error"]["code"].as_str()),
         (409, Some("conflict")),
@@ -671,11 +634,7 @@ async fn stripe_connect_flows(backend: Backend) {
         .await
         .expect_status(204);
     let url = start(&sluice, &second).await;
-    let (status, body) = callback(
-        &sluice,
-        &format!("code=code&scope=read_write&state={}", param(&url, "state")),
-    )
-    .await;
+    let (status, body) = stripe_return(&sluice, &url, "code").await;
     assert_eq!(status, 200, "{body}");
     sluice
         .admin(
@@ -768,17 +727,7 @@ async fn app_credentials_are_shared_by_installations(backend: Backend) {
         .lock()
         .unwrap()
         .insert("code-s".into(), (200, answer));
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-s",
-            "shop-s.myshopify.com",
-            &param(&url, "state"),
-            unix_now(),
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-s", "shop-s.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
     let sent = fake.forms.lock().unwrap()[0].clone();
     assert_eq!(

@@ -16,8 +16,8 @@ use sluice_testkit::paths::driver_wasm;
 use sluice_testkit::{Backend, Sluice, both_backends, fixture_json, unix_now};
 
 use super::oauth_providers::{
-    APP_SECRET, TokenEndpoint, callback, concrete, installation, param, shopify_callback,
-    shopify_installation, shopify_sluice, start, token,
+    TokenEndpoint, concrete, installation, shopify_installation, shopify_return, shopify_sluice,
+    start, token,
 };
 
 both_backends!(concurrent_calls_share_one_refresh => sqlite_concurrent_calls_share_one_refresh, postgres_concurrent_calls_share_one_refresh);
@@ -186,8 +186,7 @@ async fn two_nodes_share_one_refresh() {
         return;
     };
     let id = hotmart_installation(&a, &base, "secret-456").await;
-    let (left, right) = tokio::join!(polls(&a, &id, 25), polls(&b, &id, 25));
-    let ((), ()) = (left, right);
+    tokio::join!(polls(&a, &id, 25), polls(&b, &id, 25));
     assert_eq!(
         hotmart.tokens.load(Ordering::SeqCst),
         1,
@@ -247,17 +246,7 @@ async fn a_rotated_refresh_token_survives_a_kill(backend: Backend) {
         .unwrap()
         .insert("code-k".into(), (200, answer));
     let url = start(&sluice, &id).await;
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-k",
-            "shop-k.myshopify.com",
-            &param(&url, "state"),
-            unix_now(),
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-k", "shop-k.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
     *fake.refresh_answer.lock().unwrap() =
         cases["refresh_token_grant"]["response_offline_expiring_js_test"].clone();
@@ -360,17 +349,7 @@ async fn a_refused_token_is_refreshed_once_and_failures_back_off(backend: Backen
     *fake.refresh_answer.lock().unwrap() =
         cases["refresh_token_grant"]["response_offline_expiring_js_test"].clone();
     let url = start(&sluice, &id).await;
-    let (status, body) = callback(
-        &sluice,
-        &shopify_callback(
-            "code-r",
-            "shop-r.myshopify.com",
-            &param(&url, "state"),
-            unix_now(),
-            APP_SECRET,
-        ),
-    )
-    .await;
+    let (status, body) = shopify_return(&sluice, &url, "code-r", "shop-r.myshopify.com").await;
     assert_eq!(status, 200, "{body}");
 
     // The token is refused: one refresh, one retry, the page is fetched.
