@@ -392,11 +392,11 @@ async fn two_nodes_poll_each_installation_once_at_a_time() {
         "two polls of one installation at once"
     );
 
+    // Events that exist only after A died can only have been fetched by B. (A request
+    // count taken at the kill proves nothing: one of B's may be in flight across it.)
     a.kill();
-    let after_kill = fake.requests();
     fake.add(4);
     stored(&b, &id, 124).await;
-    assert!(fake.requests() > after_kill);
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 1);
 }
 
