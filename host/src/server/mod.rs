@@ -131,32 +131,68 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
+        drain(body, limit).await;
         return too_large();
     }
-    let bytes =
-        match tokio::time::timeout(state.body_timeout, axum::body::to_bytes(body, limit)).await {
-            Ok(Ok(bytes)) => bytes,
-            Ok(Err(e)) => {
-                let over_limit = std::error::Error::source(&e)
-                    .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-                return if over_limit {
-                    too_large()
-                } else {
-                    ApiError::bad_request(format!("could not read the body: {e}")).into_response()
-                };
-            }
-            Err(_) => {
-                return ApiError::new(
-                    StatusCode::REQUEST_TIMEOUT,
-                    "request_timeout",
-                    format!("the body did not arrive within {:?}", state.body_timeout),
-                )
-                .into_response();
-            }
-        };
+    let bytes = match tokio::time::timeout(state.body_timeout, read_body(body, limit)).await {
+        Ok(Ok(Some(bytes))) => bytes,
+        Ok(Ok(None)) => return too_large(),
+        Ok(Err(e)) => {
+            return ApiError::bad_request(format!("could not read the body: {e}")).into_response();
+        }
+        Err(_) => {
+            return ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!("the body did not arrive within {:?}", state.body_timeout),
+            )
+            .into_response();
+        }
+    };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
 }
+
+/// The whole body, or `None` once it is over `limit` (what the client still sends of it
+/// then is drained, see [`drain`]).
+async fn read_body(mut body: Body, limit: usize) -> Result<Option<axum::body::Bytes>, axum::Error> {
+    use http_body_util::BodyExt;
+    let mut buffer = Vec::new();
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame?.into_data() else {
+            continue; // trailers
+        };
+        if buffer.len() + data.len() > limit {
+            drain(body, limit).await;
+            return Ok(None);
+        }
+        buffer.extend_from_slice(&data);
+    }
+    Ok(Some(buffer.into()))
+}
+
+/// Read and discard what a client still sends of a refused body — at most `limit` more
+/// bytes, for at most [`DRAIN_TIME`] — before answering. Closing a connection with
+/// unread bytes makes the kernel reset it, which can destroy the refusal before the
+/// client reads it (the lingering close of RFC 9112 §9.6); a client sending far more
+/// than that is cut off all the same.
+async fn drain(mut body: Body, limit: usize) {
+    use http_body_util::BodyExt;
+    let mut left = limit;
+    let _ = tokio::time::timeout(DRAIN_TIME, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let len = frame.data_ref().map_or(0, |d| d.len());
+            match left.checked_sub(len) {
+                Some(rest) => left = rest,
+                None => return,
+            }
+        }
+    })
+    .await;
+}
+
+/// How long a refused body is drained.
+const DRAIN_TIME: Duration = Duration::from_secs(2);
 
 /// `Authorization: Bearer <admin token>` on every `/v1` route.
 async fn require_admin(
