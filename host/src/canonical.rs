@@ -3,16 +3,18 @@
 //! Field names are the WIT names in `snake_case`; enumerations are `snake_case` with the
 //! provider's value beside them in `<field>_raw`; money is `{amount_minor, currency}`, with
 //! `exact` (the provider's decimal text) when the amount had more places than the
-//! currency's exponent; times are RFC 3339 UTC; a record the driver could map only in part
-//! carries `warnings: [{field, reason}]`. Records a driver gets wrong (a currency that is not ISO 4217
-//! shaped, a time out of range) are refused here rather than published.
+//! currency's exponent; times are RFC 3339 UTC. A record the driver could map only in part
+//! carries `warnings: [{field, reason}]`; one with fields fetched by an extra call while
+//! normalizing carries `enriched_from: [{source, fields}]`. Records a driver gets wrong (a
+//! currency that is not ISO 4217 shaped, a time out of range) are refused here rather than
+//! published.
 
 use serde_json::{Map, Value, json};
 
 use crate::wit::canonical::{
-    Address, CanonicalRecord, Change, ChargebackStatus, FinancialStatus, FulfillmentStatus,
-    InvoiceStatus, LineItem, OrderStatus, PaymentStatus, RecordData, RefundStatus,
-    SubscriptionStatus, Warning,
+    Address, CanonicalRecord, Change, ChargebackStatus, Enrichment, FinancialStatus,
+    FulfillmentStatus, InvoiceStatus, LineItem, OrderStatus, PaymentStatus, RecordData,
+    RefundStatus, SubscriptionStatus, Warning,
 };
 use crate::wit::types::{Datetime, Money};
 
@@ -123,6 +125,7 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
             w.s("external_id", &r.external_id)
                 .os("payment_external_id", &r.payment_external_id);
             w.os("order_external_id", &r.order_external_id)
+                .os("customer_external_id", &r.customer_external_id)
                 .m("amount", &r.amount)?;
             let status = refund_status(r.status);
             w.e("status", status, &Some(r.status_raw.clone()));
@@ -202,7 +205,8 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
             if let Some(reason) = &u.reason {
                 w.s("reason", &bounded(reason, MAX_WARNING_TEXT));
             }
-            w.warnings(&record.warnings);
+            w.warnings(&record.warnings)
+                .enrichments(&record.enriched_from);
             return Ok(Rendered {
                 event_type: format!("unmapped.{provider_type}"),
                 subject: u.external_id.clone(),
@@ -210,7 +214,8 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
             });
         }
     };
-    w.warnings(&record.warnings);
+    w.warnings(&record.warnings)
+        .enrichments(&record.enriched_from);
     Ok(Rendered {
         event_type: format!("{kind}.{}", status.unwrap_or(change)),
         subject: subject.cloned(),
@@ -311,6 +316,26 @@ impl Writer {
             })
             .collect();
         self.v("warnings", Value::Array(list))
+    }
+    /// `enriched_from: [{source, fields}]`, only when a field came from an extra call.
+    fn enrichments(&mut self, enrichments: &[Enrichment]) -> &mut Self {
+        if enrichments.is_empty() {
+            return self;
+        }
+        let list = enrichments
+            .iter()
+            .take(MAX_WARNINGS)
+            .map(|e| {
+                let fields: Vec<String> = e
+                    .fields
+                    .iter()
+                    .take(MAX_WARNINGS)
+                    .map(|f| bounded(f, MAX_WARNING_TEXT))
+                    .collect();
+                json!({ "source": bounded(&e.source, MAX_WARNING_TEXT), "fields": fields })
+            })
+            .collect();
+        self.v("enriched_from", Value::Array(list))
     }
     fn finish(self, kind: &str, change: &str) -> Value {
         let mut out = Map::new();
@@ -502,6 +527,7 @@ mod tests {
                 metadata: vec![("k".into(), "v".into())],
             }),
             warnings: vec![],
+            enriched_from: vec![],
         }
     }
 
@@ -570,6 +596,7 @@ mod tests {
                 reason: None,
             }),
             warnings: vec![],
+            enriched_from: vec![],
         };
         let r = render(&record, "terminal.reader.action_succeeded").unwrap();
         assert_eq!(r.event_type, "unmapped.terminal.reader.action_succeeded");

@@ -164,8 +164,8 @@ records! {
         failure_reason, created_at, metadata,
     }
     sdk::canonical::Refund => host::Refund {
-        external_id, payment_external_id, order_external_id, amount, status, status_raw,
-        reason, created_at, metadata,
+        external_id, payment_external_id, order_external_id, customer_external_id, amount,
+        status, status_raw, reason, created_at, metadata,
     }
     sdk::canonical::Chargeback => host::Chargeback {
         external_id, payment_external_id, amount, status, status_raw, reason, created_at,
@@ -186,8 +186,9 @@ records! {
         amount_remaining, line_items, created_at, due_at, paid_at, metadata,
     }
     sdk::canonical::Unmapped => host::Unmapped { external_id, object_type, reason }
-    sdk::canonical::CanonicalRecord => host::CanonicalRecord { change, data, warnings }
+    sdk::canonical::CanonicalRecord => host::CanonicalRecord { change, data, warnings, enriched_from }
     sdk::canonical::Warning => host::Warning { field, reason }
+    sdk::canonical::Enrichment => host::Enrichment { source, fields }
 }
 
 enums! {

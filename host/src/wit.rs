@@ -17,4 +17,4 @@ pub use exports::sluice::driver::{auth, ingest, metadata};
 pub use sluice::driver::{canonical, clock, http, log, secrets, state, types};
 
 /// The version of the `sluice:driver` package this host implements.
-pub const WIT_VERSION: &str = "0.5.0";
+pub const WIT_VERSION: &str = "0.6.0";

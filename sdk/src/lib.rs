@@ -1,7 +1,7 @@
 //! # sluice-sdk
 //!
 //! The guest-side SDK for writing Sluice drivers: WebAssembly
-//! components that implement the `sluice:driver@0.5.0` WIT world (`wit/` at the workspace
+//! components that implement the `sluice:driver@0.6.0` WIT world (`wit/` at the workspace
 //! root) and are hot-loaded by the Sluice host.
 //!
 //! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements [`driver::Driver`] — its
@@ -45,6 +45,7 @@ extern crate self as sluice_sdk;
 #[cfg(target_arch = "wasm32")]
 pub mod bump;
 pub mod driver;
+pub mod enrich;
 pub mod enums;
 pub mod error;
 pub mod headers;
@@ -96,7 +97,7 @@ static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// The version of the `sluice:driver` WIT package this SDK is generated from; every
 /// driver's metadata reports it.
-pub const WIT_VERSION: &str = "0.5.0";
+pub const WIT_VERSION: &str = "0.6.0";
 
 #[cfg(test)]
 mod tests {

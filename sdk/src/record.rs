@@ -13,14 +13,35 @@
 
 use std::fmt::Display;
 
-use crate::canonical::{CanonicalRecord, Change, RecordData, Unmapped, Warning};
+use crate::canonical::{CanonicalRecord, Change, Enrichment, RecordData, Unmapped, Warning};
 
-/// A record without warnings.
+/// A record without warnings, all from the payload.
 pub fn record(change: Change, data: RecordData) -> CanonicalRecord {
     CanonicalRecord {
         change,
         data,
         warnings: Vec::new(),
+        enriched_from: Vec::new(),
+    }
+}
+
+/// Say that `fields` of `record` came from the extra call `source` (see
+/// [`crate::enrich`]); `["*"]` when the whole record was built from a fetched object.
+/// Fields named again for the same source are merged.
+pub fn enriched(record: &mut CanonicalRecord, source: &str, fields: &[&str]) {
+    let fields = fields.iter().map(|f| f.to_string());
+    match record.enriched_from.iter_mut().find(|e| e.source == source) {
+        Some(e) => {
+            for f in fields {
+                if !e.fields.contains(&f) {
+                    e.fields.push(f);
+                }
+            }
+        }
+        None => record.enriched_from.push(Enrichment {
+            source: source.to_string(),
+            fields: fields.collect(),
+        }),
     }
 }
 

@@ -295,14 +295,43 @@ impl Driver for Shopify {
     }
 
     fn normalize(
-        _: &Context<Settings>,
+        ctx: &Context<Settings>,
         event: &RawEvent,
     ) -> Result<Vec<CanonicalRecord>, DriverError> {
         normalize::normalize_versioned(
             &event.event_type,
             &event.payload,
             event.api_version.as_deref(),
+            &mut AdminFetch(&ctx.settings),
         )
-        .map_err(|e| error::bad_request(e.to_string()))
+    }
+}
+
+/// Enrichment through `http`: `GET {api_base}/admin/api/{api_version}/{path}` with the
+/// installation's access token.
+struct AdminFetch<'a>(&'a Settings);
+
+impl sluice_sdk::enrich::Fetch for AdminFetch<'_> {
+    fn get(
+        &mut self,
+        path: &str,
+    ) -> Result<sluice_sdk::enrich::Fetched, sluice_sdk::enrich::FetchError> {
+        use sluice_sdk::enrich::FetchError;
+        if !secrets::exists(ACCESS_TOKEN) {
+            return Err(FetchError::Unavailable(
+                "the installation has no access_token to fetch its order with".into(),
+            ));
+        }
+        let settings = self.0;
+        let url = format!(
+            "{}/admin/api/{}/{path}",
+            settings.api_base, settings.api_version
+        );
+        let credential = http::Credential::Header(http::HeaderCredential {
+            name: ACCESS_TOKEN_HEADER.into(),
+            secret: ACCESS_TOKEN.into(),
+        });
+        sluice_sdk::enrich::get_json("Shopify", url, Vec::new(), Some(credential))
+            .map_err(FetchError::Failed)
     }
 }

@@ -19,7 +19,10 @@
 //! A line item's `total` is `price × quantity − Σ discount_allocations`.
 //! A refund's amount is the sum of its successful `refund` transactions (the money actually
 //! returned); a refund without transactions (restock only) falls back to the sum of its
-//! `refund_line_items` `subtotal_set` + `total_tax_set` shop amounts.
+//! `refund_line_items` `subtotal_set` + `total_tax_set` shop amounts. A refund whose
+//! amounts carry no currency (older shapes: transactions without `currency`, line items
+//! with bare `subtotal` numbers) is completed from its order (`GET orders/{id}.json`): the
+//! order's currency and customer, both marked as fetched (`enriched_from`).
 //! Ids (integers, possibly beyond 2^53) are read as exact decimal text.
 
 use serde_json::Value;
@@ -27,9 +30,10 @@ use sluice_sdk::canonical::{
     Address, CanonicalRecord, Change, Customer, FinancialStatus, FulfillmentStatus, LineItem,
     Order, OrderStatus, RecordData, Refund, RefundStatus,
 };
+use sluice_sdk::enrich::{Fetch, FetchError, NoFetch};
 use sluice_sdk::json::{at, i64_field, id_field, str_field, string_field};
-use sluice_sdk::record::{Warnings, record, unmapped, unmapped_because};
-use sluice_sdk::{Datetime, Money, enums, money, time};
+use sluice_sdk::record::{Warnings, enriched, record, unmapped, unmapped_because};
+use sluice_sdk::{Datetime, DriverError, Money, enums, money, time};
 
 /// Why a payload could not be normalized.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -73,12 +77,14 @@ fn api_version_warning(version: Option<&str>) -> Option<String> {
 
 /// Normalize one event of `topic` with payload `payload` (JSON text), rendered by Admin
 /// API `api_version` when the delivery said (its `X-Shopify-API-Version`).
+/// `fetch` completes what a payload lacks; its failure is the only error.
 pub fn normalize_versioned(
     topic: &str,
     payload: &[u8],
     api_version: Option<&str>,
-) -> Result<Vec<CanonicalRecord>> {
-    let mut records = normalize(topic, payload)?;
+    fetch: &mut dyn Fetch,
+) -> std::result::Result<Vec<CanonicalRecord>, DriverError> {
+    let mut records = normalize_with(topic, payload, fetch)?;
     if let Some(warning) = api_version_warning(api_version) {
         let mut w = sluice_sdk::record::Warnings::new();
         w.push("api_version", warning);
@@ -87,8 +93,19 @@ pub fn normalize_versioned(
     Ok(records)
 }
 
-/// Normalize one event of `topic` with payload `payload` (JSON text).
+/// Normalize one event of `topic` with payload `payload` (JSON text), without enrichment.
 pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
+    normalize_with(topic, payload, &mut NoFetch).map_err(|e| err(format!("{e:?}")))
+}
+
+/// Normalize one event of `topic` with payload `payload` (JSON text), fetching through
+/// `fetch` (paths relative to `/admin/api/{version}/`) what it lacks. Fails only when a
+/// fetch does; a payload that cannot be mapped is kept `unmapped` with the reason.
+pub fn normalize_with(
+    topic: &str,
+    payload: &[u8],
+    fetch: &mut dyn Fetch,
+) -> std::result::Result<Vec<CanonicalRecord>, DriverError> {
     let topic = topic.to_ascii_lowercase();
     let parsed: Option<Value> = serde_json::from_slice(payload).ok();
     let (resource, action) = topic.split_once('/').unwrap_or((topic.as_str(), ""));
@@ -106,10 +123,11 @@ pub fn normalize(topic: &str, payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
             order_with(unwrap_envelope(v, "order"), &mut w)
                 .map(|o| record(change, RecordData::Order(o))),
         ),
-        ("refunds", "create", Some(v)) => Some(
-            refund_with(unwrap_envelope(v, "refund"), &mut w)
-                .map(|r| record(Change::Created, RecordData::Refund(r))),
-        ),
+        ("refunds", "create", Some(v)) => Some(refund_completed(
+            unwrap_envelope(v, "refund"),
+            &mut w,
+            fetch,
+        )?),
         ("customers", "create" | "update", Some(v)) => Some(
             customer_with(unwrap_envelope(v, "customer"), &mut w)
                 .map(|c| record(change, RecordData::Customer(c))),
@@ -446,15 +464,105 @@ pub fn refund_record(r: &Value) -> Result<Refund> {
     refund_with(r, &mut Warnings::new())
 }
 
-fn refund_with(r: &Value, w: &mut Warnings) -> Result<Refund> {
-    let external_id = id_field(r, "id").ok_or_else(|| err("refund has no id"))?;
-    let transactions: Vec<&Value> = r
-        .get("transactions")
+/// A `refunds/create` refund, completed from its order when its amounts have no currency.
+/// The outer error is a failed fetch (the host retries); the inner, a refund that cannot
+/// be mapped (kept unmapped with the reason).
+fn refund_completed(
+    r: &Value,
+    w: &mut Warnings,
+    fetch: &mut dyn Fetch,
+) -> std::result::Result<Result<CanonicalRecord>, DriverError> {
+    let created = |refund| record(Change::Created, RecordData::Refund(refund));
+    let order_id = id_field(r, "order_id").filter(|id| id.bytes().all(|b| b.is_ascii_digit()));
+    let (true, Some(order_id)) = (lacks_currency(r), order_id) else {
+        return Ok(refund_with(r, w).map(created));
+    };
+    let path = format!("orders/{order_id}.json?fields=id,currency,customer");
+    let fetched = match fetch.get(&path) {
+        Ok(fetched) => fetched,
+        Err(FetchError::Unavailable(why)) => {
+            return Ok(Err(err(format!(
+                "the refund's amounts have no currency, and {why}"
+            ))));
+        }
+        Err(FetchError::Failed(e)) => return Err(e),
+    };
+    let order = unwrap_envelope(&fetched.body, "order");
+    let Some(currency) = str_field(order, "currency") else {
+        return Ok(Err(err(format!(
+            "the refund's amounts have no currency, nor has its order ({})",
+            fetched.source
+        ))));
+    };
+    let mut refund = match refund_with(&with_currency(r, currency), w) {
+        Ok(refund) => refund,
+        Err(e) => return Ok(Err(e)),
+    };
+    let mut fields = vec!["amount.currency"];
+    if let Some(customer) = order.get("customer").and_then(|c| id_field(c, "id")) {
+        refund.customer_external_id = Some(customer);
+        fields.push("customer_external_id");
+    }
+    let mut rec = created(refund);
+    enriched(&mut rec, &fetched.source, &fields);
+    Ok(Ok(rec))
+}
+
+fn refund_transactions(r: &Value) -> impl Iterator<Item = &Value> {
+    r.get("transactions")
         .and_then(Value::as_array)
         .into_iter()
         .flatten()
         .filter(|t| str_field(t, "kind").is_none_or(|k| k.eq_ignore_ascii_case("refund")))
-        .collect();
+}
+
+fn refund_line_items(r: &Value) -> impl Iterator<Item = &Value> {
+    r.get("refund_line_items")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+}
+
+/// Whether the amounts a refund is counted from have no currency of their own.
+fn lacks_currency(r: &Value) -> bool {
+    let mut transactions = refund_transactions(r).peekable();
+    if transactions.peek().is_some() {
+        return transactions.any(|t| str_field(t, "currency").is_none());
+    }
+    refund_line_items(r)
+        .any(|item| item.get("subtotal_set").is_none() && item.get("subtotal").is_some())
+}
+
+/// `r` with `currency` on every transaction without one, and `subtotal_set` /
+/// `total_tax_set` shop amounts built from bare `subtotal` / `total_tax` numbers.
+fn with_currency(r: &Value, currency: &str) -> Value {
+    let mut r = r.clone();
+    if let Some(transactions) = r.get_mut("transactions").and_then(Value::as_array_mut) {
+        for t in transactions.iter_mut().filter_map(Value::as_object_mut) {
+            t.entry("currency")
+                .or_insert_with(|| Value::String(currency.into()));
+        }
+    }
+    if let Some(items) = r.get_mut("refund_line_items").and_then(Value::as_array_mut) {
+        for item in items.iter_mut().filter_map(Value::as_object_mut) {
+            for (bare, set) in [("subtotal", "subtotal_set"), ("total_tax", "total_tax_set")] {
+                let amount = match item.get(bare) {
+                    Some(Value::Number(n)) => n.to_string(),
+                    Some(Value::String(s)) => s.clone(),
+                    _ => continue,
+                };
+                item.entry(set).or_insert_with(|| {
+                    serde_json::json!({"shop_money": {"amount": amount, "currency_code": currency}})
+                });
+            }
+        }
+    }
+    r
+}
+
+fn refund_with(r: &Value, w: &mut Warnings) -> Result<Refund> {
+    let external_id = id_field(r, "id").ok_or_else(|| err("refund has no id"))?;
+    let transactions: Vec<&Value> = refund_transactions(r).collect();
     let statuses: Vec<String> = transactions
         .iter()
         .map(|t| str_field(t, "status").unwrap_or("").to_ascii_lowercase())
@@ -512,12 +620,7 @@ fn refund_with(r: &Value, w: &mut Warnings) -> Result<Refund> {
             add(amount(a, currency, "transactions.amount")?)?;
         }
     } else {
-        for item in r
-            .get("refund_line_items")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for item in refund_line_items(r) {
             for key in ["subtotal_set", "total_tax_set"] {
                 if let Some(m) = set_money(item, key)? {
                     add(m)?;
@@ -545,6 +648,7 @@ fn refund_with(r: &Value, w: &mut Warnings) -> Result<Refund> {
         external_id,
         payment_external_id: transactions.first().and_then(|t| id_field(t, "parent_id")),
         order_external_id: id_field(r, "order_id"),
+        customer_external_id: None,
         amount,
         status,
         status_raw,
@@ -610,7 +714,13 @@ mod tests {
         for unknown in ["2026-10", "2019-01", "unstable", "2025-02", "2025-1", ""] {
             assert!(api_version_warning(Some(unknown)).is_some(), "{unknown:?}");
         }
-        let r = normalize_versioned("customers/create", br#"{"id": 1}"#, Some("2027-01")).unwrap();
+        let r = normalize_versioned(
+            "customers/create",
+            br#"{"id": 1}"#,
+            Some("2027-01"),
+            &mut NoFetch,
+        )
+        .unwrap();
         assert_eq!(r[0].warnings.len(), 1);
         assert_eq!(r[0].warnings[0].field, "api_version");
     }

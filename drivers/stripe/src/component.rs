@@ -13,7 +13,7 @@ use sluice_sdk::{DriverError, error, headers};
 use crate::connect::{self, PLATFORM_SECRET_KEY, REFRESH_TOKEN};
 use crate::poll::{self, Cursor};
 use crate::settings::{self, Settings};
-use crate::{API_KEY, DRIVER_ID, WEBHOOK_SECRET, events, normalize, signature};
+use crate::{API_KEY, DRIVER_ID, WEBHOOK_SECRET, enrich, events, normalize, signature};
 
 /// Where the platform key and refresh token may go: Connect's OAuth host only.
 const CONNECT_ORIGINS: [&str; 2] = [settings::DEFAULT_CONNECT_BASE, "{connect_base}"];
@@ -136,8 +136,8 @@ impl Driver for Stripe {
             .map_err(|e| error::bad_request(format!("body is not JSON: {e}")))?;
         let raw =
             events::raw_event_from(&event, request.body.clone()).map_err(error::bad_request)?;
-        let records =
-            normalize::normalize_event(&event).map_err(|e| error::bad_request(e.to_string()));
+        let mut fetch = ApiFetch::new(&ctx.settings, raw.account_key.as_deref());
+        let records = normalize::normalize_event_with(&event, &mut fetch).map_err(normalize_error);
         // The connected account disconnected the platform: its OAuth grant is gone.
         let revoked = (raw.event_type == events::DEAUTHORIZED).then(|| {
             "Stripe: the account deauthorized the application (account.application.deauthorized)"
@@ -269,9 +269,60 @@ impl Driver for Stripe {
     }
 
     fn normalize(
-        _: &Context<Settings>,
+        ctx: &Context<Settings>,
         event: &RawEvent,
     ) -> Result<Vec<CanonicalRecord>, DriverError> {
-        normalize::normalize_payload(&event.payload).map_err(|e| error::bad_request(e.to_string()))
+        let mut fetch = ApiFetch::new(&ctx.settings, event.account_key.as_deref());
+        normalize::normalize_payload_with(&event.payload, &mut fetch).map_err(normalize_error)
+    }
+}
+
+/// A failed enrichment keeps its own error (a retryable upstream error makes the host
+/// retry); the payload's own faults are `bad-request`.
+fn normalize_error(e: normalize::NormalizeError) -> DriverError {
+    match e {
+        normalize::NormalizeError::Fetch(e) => e,
+        other => error::bad_request(other.to_string()),
+    }
+}
+
+/// Enrichment through `http`: `GET {api_base}{path}` with the installation's `api_key` as
+/// the event's account, in the newest API version the driver knows.
+struct ApiFetch<'a> {
+    settings: &'a Settings,
+    account: Option<String>,
+}
+
+impl<'a> ApiFetch<'a> {
+    fn new(settings: &'a Settings, event_account: Option<&str>) -> Self {
+        let account = event_account
+            .map(str::to_owned)
+            .or_else(|| settings.account.clone());
+        Self { settings, account }
+    }
+}
+
+impl enrich::Fetch for ApiFetch<'_> {
+    fn get(&mut self, path: &str) -> Result<enrich::Fetched, enrich::FetchError> {
+        if !secrets::exists(API_KEY) {
+            return Err(enrich::FetchError::Unavailable(
+                "the installation has no api_key to fetch it with".into(),
+            ));
+        }
+        let mut headers = vec![(
+            "Stripe-Version".to_string(),
+            normalize::NEWEST_API_VERSION.to_string(),
+        )];
+        if let Some(account) = &self.account {
+            headers.push(("Stripe-Account".to_string(), account.clone()));
+        }
+        let url = format!("{}{path}", self.settings.api_base);
+        sluice_sdk::enrich::get_json(
+            "Stripe",
+            url,
+            headers,
+            Some(http::Credential::Bearer(API_KEY.into())),
+        )
+        .map_err(enrich::FetchError::Failed)
     }
 }

@@ -27,21 +27,29 @@ pub fn raw_event_from(event: &Value, payload: Vec<u8>) -> Result<RawEvent, Strin
     }
     let id = string_field(event, "id").ok_or("event has no string id")?;
     let event_type = string_field(event, "type").unwrap_or_else(|| UNTYPED.to_string());
+    // Thin events (`v2.core.event`) name the account in `context` and give `created` in
+    // RFC 3339.
+    let occurred_at = i64_field(event, "created")
+        .map(datetime_from_unix)
+        .or_else(|| {
+            str_field(event, "created").and_then(|t| sluice_sdk::time::parse_rfc3339(t).ok())
+        });
     Ok(RawEvent {
         provider_event_id: id,
         event_type,
-        account_key: string_field(event, "account"),
-        occurred_at: i64_field(event, "created").map(datetime_from_unix),
+        account_key: string_field(event, "account").or_else(|| string_field(event, "context")),
+        occurred_at,
         payload,
         api_version: None,
     })
 }
 
-/// The Connect account (`"account": "acct_…"`) of a webhook body; `None` when the body is
-/// not JSON or names no account. Never fails.
+/// The Connect account of a webhook body (`"account": "acct_…"`, or a thin event's
+/// `"context"`); `None` when the body is not JSON or names no account. Never fails.
 pub fn route_key(body: &[u8]) -> Option<String> {
     let event: Value = serde_json::from_slice(body).ok()?;
     str_field(&event, "account")
+        .or_else(|| str_field(&event, "context"))
         .filter(|a| !a.is_empty())
         .map(str::to_owned)
 }
@@ -64,6 +72,11 @@ mod tests {
         assert!(raw_event(br#"{"id":1,"type":"x"}"#).is_err());
         let untyped = raw_event(br#"{"id":"evt_1","object":"event"}"#).unwrap();
         assert_eq!(untyped.event_type, UNTYPED);
+        // The thin event of Stripe's 2024-09-30.acacia changelog, with a context.
+        let thin = raw_event(br#"{"id":"evt_test_65R9Ijk8dKEYZcXeRWn16R9A7j1FSQ3w3TGDPLLGSM4CW0","object":"v2.core.event","type":"v1.billing.meter.error_report_triggered","livemode":false,"created":"2024-09-17T06:20:52.246Z","context":"acct_1","related_object":{"id":"mtr_test_61R9IeP0SgKbYROOx41PEAQhH0qO23oW","type":"billing.meter","url":"/v1/billing/meters/mtr_test_61R9IeP0SgKbYROOx41PEAQhH0qO23oW"}}"#).unwrap();
+        assert_eq!(thin.account_key.as_deref(), Some("acct_1"));
+        let at = thin.occurred_at.unwrap();
+        assert_eq!((at.seconds, at.nanoseconds), (1_726_554_052, 246_000_000));
     }
 
     #[test]
@@ -73,6 +86,10 @@ mod tests {
             Some("acct_1")
         );
         assert_eq!(route_key(br#"{"id":"evt"}"#), None);
+        assert_eq!(
+            route_key(br#"{"object":"v2.core.event","context":"acct_2"}"#).as_deref(),
+            Some("acct_2")
+        );
         assert_eq!(route_key(b"garbage"), None);
         assert_eq!(route_key(br#"{"account":5}"#), None);
     }

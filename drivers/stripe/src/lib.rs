@@ -9,6 +9,7 @@
 //! - [`signature`]: header parsing, tolerance policy and verification with an injected HMAC
 //!   verifier;
 //! - [`normalize`]: event JSON → canonical records, with Stripe's currency exponents;
+//! - [`enrich`]: what an event lacks, fetched while normalizing (thin events, refunds);
 //! - [`events`]: event envelopes → raw events, Connect route keys;
 //! - [`poll`]: `/v1/events` URLs, cursors and page parsing;
 //! - [`connect`]: Stripe Connect OAuth (authorize URL, token and deauthorize forms);
@@ -19,6 +20,7 @@
 //! `cargo build -p sluice-driver-stripe --target wasm32-wasip2 --profile driver` (or `cargo xtask build-drivers`).
 
 pub mod connect;
+pub mod enrich;
 pub mod events;
 pub mod normalize;
 pub mod poll;

@@ -32,12 +32,14 @@ use sluice_sdk::json::{
     string_pairs,
 };
 use sluice_sdk::money::{self, MoneyError};
-use sluice_sdk::record::{Warnings, record, unmapped, unmapped_because};
+use sluice_sdk::record::{Warnings, enriched, record, unmapped, unmapped_because};
 use sluice_sdk::time::datetime_from_unix;
-use sluice_sdk::{Datetime, Money};
+use sluice_sdk::{Datetime, DriverError, Money};
+
+use crate::enrich::{Fetch, FetchError, NoFetch, safe_id, safe_path};
 
 /// Why an event could not be normalized.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum NormalizeError {
     /// The payload is not JSON, or not a Stripe event.
     InvalidEvent(String),
@@ -48,6 +50,9 @@ pub enum NormalizeError {
         /// What is wrong with it.
         reason: String,
     },
+    /// What the event lacks could not be fetched (the provider down, an unknown object):
+    /// the host retries the normalization later.
+    Fetch(DriverError),
 }
 
 impl fmt::Display for NormalizeError {
@@ -55,6 +60,7 @@ impl fmt::Display for NormalizeError {
         match self {
             Self::InvalidEvent(why) => write!(f, "invalid Stripe event: {why}"),
             Self::InvalidField { field, reason } => write!(f, "invalid field {field}: {reason}"),
+            Self::Fetch(e) => write!(f, "enrichment failed: {e:?}"),
         }
     }
 }
@@ -117,34 +123,36 @@ pub fn stripe_money(amount: i64, currency: &str) -> std::result::Result<Money, M
     money::money_from_provider_minor(amount, stripe_exponent(&code), &code)
 }
 
-/// Normalize one Stripe event given as raw JSON bytes.
-pub fn normalize_payload(payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
+/// Normalize one Stripe event given as raw JSON bytes, fetching what it lacks.
+pub fn normalize_payload_with(
+    payload: &[u8],
+    fetch: &mut dyn Fetch,
+) -> Result<Vec<CanonicalRecord>> {
     let event: Value = serde_json::from_slice(payload)
         .map_err(|e| NormalizeError::InvalidEvent(format!("not JSON: {e}")))?;
-    normalize_event(&event)
+    normalize_event_with(&event, fetch)
 }
 
-/// Normalize one Stripe event (`{"type": …, "data": {"object": …}}`). An event without a
-/// type or an object to map is kept as `unmapped` (it was signed by Stripe; dropping it
-/// would lose it).
+/// [`normalize_payload_with`] without enrichment.
+pub fn normalize_payload(payload: &[u8]) -> Result<Vec<CanonicalRecord>> {
+    normalize_payload_with(payload, &mut NoFetch)
+}
+
+/// [`normalize_event_with`] without enrichment.
 pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
+    normalize_event_with(event, &mut NoFetch)
+}
+
+/// Normalize one Stripe event (`{"type": …, "data": {"object": …}}`), fetching through
+/// `fetch` what it lacks. An event without a type or an object to map is kept as
+/// `unmapped` (it was signed by Stripe; dropping it would lose it).
+pub fn normalize_event_with(event: &Value, fetch: &mut dyn Fetch) -> Result<Vec<CanonicalRecord>> {
     if !event.is_object() {
         return Err(NormalizeError::InvalidEvent("not a JSON object".into()));
     }
     let object = at(event, &["data", "object"]).filter(|o| o.is_object());
     let (Some(event_type), Some(object)) = (str_field(event, "type"), object) else {
-        // A thin event (event destinations) names its object without carrying it.
-        let related = event.get("related_object").filter(|o| o.is_object());
-        return Ok(vec![match related {
-            Some(o) => unmapped(
-                id_field(o, "id"),
-                string_field(o, "type").unwrap_or_else(|| "thin_event".into()),
-            ),
-            None => unmapped(
-                id_field(event, "id"),
-                string_field(event, "object").unwrap_or_else(|| "event".into()),
-            ),
-        }]);
+        return thin_event(event, fetch);
     };
     let object_type = str_field(object, "object").unwrap_or_default();
     let change = change_of(event_type);
@@ -152,7 +160,18 @@ pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
     if let Some(warning) = api_version_warning(event) {
         w.push("api_version", warning);
     }
-    let mapped = map_object(event_type, object_type, object, change, &mut w);
+    let mapped = map_object(event_type, object_type, object, change, &mut w, fetch);
+    finish(mapped, object, object_type, w)
+}
+
+/// The records of a mapped object, or `unmapped` with the reason when the object lacks
+/// what its record needs; the warnings on each.
+fn finish(
+    mapped: Result<Vec<CanonicalRecord>>,
+    object: &Value,
+    object_type: &str,
+    w: Warnings,
+) -> Result<Vec<CanonicalRecord>> {
     let mut records = match mapped {
         Ok(records) => records,
         // A mapped kind whose object lacks what the record needs: kept, with the reason.
@@ -167,6 +186,60 @@ pub fn normalize_event(event: &Value) -> Result<Vec<CanonicalRecord>> {
     Ok(records)
 }
 
+/// A thin event (event destinations: `v2.core.event`) names its object without carrying
+/// it. When it is a kind the driver maps (`v1.charge.succeeded`, or a v1 type without the
+/// prefix), the object is fetched from `related_object.url` and mapped as the event's
+/// snapshot would be, every field marked as fetched; other kinds stay `unmapped` without a
+/// call. An installation that cannot fetch fails the event (`invalid-settings`), so it is
+/// kept and can be replayed once the operator adds an `api_key`.
+fn thin_event(event: &Value, fetch: &mut dyn Fetch) -> Result<Vec<CanonicalRecord>> {
+    let Some(related) = event.get("related_object").filter(|o| o.is_object()) else {
+        return Ok(vec![unmapped(
+            id_field(event, "id"),
+            string_field(event, "object").unwrap_or_else(|| "event".into()),
+        )]);
+    };
+    let related_type = str_field(related, "type").unwrap_or("thin_event");
+    let keep = || Ok(vec![unmapped(id_field(related, "id"), related_type)]);
+    let event_type = str_field(event, "type").unwrap_or_default();
+    let v1_type = event_type.strip_prefix("v1.").unwrap_or(event_type);
+    if kind_of(v1_type) == Kind::Unmapped {
+        return keep();
+    }
+    let Some(path) = str_field(related, "url").filter(|p| safe_path(p)) else {
+        return Ok(vec![unmapped_because(
+            id_field(related, "id"),
+            related_type,
+            "thin event without a Stripe API path to its object (related_object.url)",
+        )]);
+    };
+    let fetched = match fetch.get(path) {
+        Ok(fetched) => fetched,
+        Err(FetchError::Unavailable(why)) => {
+            return Err(NormalizeError::Fetch(DriverError::InvalidSettings(
+                format!("thin event {event_type}: its object must be fetched, and {why}"),
+            )));
+        }
+        Err(FetchError::Failed(e)) => return Err(NormalizeError::Fetch(e)),
+    };
+    let object = &fetched.body;
+    let object_type = str_field(object, "object").unwrap_or_default();
+    let mut w = Warnings::new();
+    let mapped = map_object(
+        v1_type,
+        object_type,
+        object,
+        change_of(v1_type),
+        &mut w,
+        fetch,
+    );
+    let mut records = finish(mapped, object, object_type, w)?;
+    for r in &mut records {
+        enriched(r, &fetched.source, &["*"]);
+    }
+    Ok(records)
+}
+
 /// The records of one event's object.
 fn map_object(
     event_type: &str,
@@ -174,24 +247,13 @@ fn map_object(
     object: &Value,
     change: Change,
     w: &mut Warnings,
+    fetch: &mut dyn Fetch,
 ) -> Result<Vec<CanonicalRecord>> {
     let one = |data| Ok(vec![record(change, data)]);
     match (kind_of(event_type), object_type) {
         (Kind::Charge, "charge") => one(RecordData::Payment(charge(object, w)?)),
-        (Kind::ChargeRefunded, "charge") => {
-            let payment = charge(object, w)?;
-            let mut records = vec![record(change, RecordData::Payment(payment.clone()))];
-            let refunds = at(object, &["refunds", "data"]).and_then(Value::as_array);
-            for r in refunds.into_iter().flatten() {
-                let mut refund = refund(r, w)?;
-                refund
-                    .payment_external_id
-                    .get_or_insert_with(|| payment.external_id.clone());
-                records.push(record(change, RecordData::Refund(refund)));
-            }
-            Ok(records)
-        }
-        (Kind::Refund, "refund") => one(RecordData::Refund(refund(object, w)?)),
+        (Kind::ChargeRefunded, "charge") => charge_refunded(object, change, w, fetch),
+        (Kind::Refund, "refund") => refund_completed(object, change, w, fetch),
         (Kind::PaymentIntent, "payment_intent") => {
             one(RecordData::Payment(payment_intent(object, event_type, w)?))
         }
@@ -401,6 +463,96 @@ pub fn charge(obj: &Value, w: &mut Warnings) -> Result<Payment> {
     })
 }
 
+/// `charge.refunded`: the charge's payment and a refund record per refund. From API version
+/// 2022-11-15 a charge no longer embeds its `refunds`; then they are fetched with the
+/// charge (`GET /v1/charges/{id}?expand[]=refunds`), or, when the installation cannot
+/// fetch, the payment carries a warning that its refunds are not in the payload.
+fn charge_refunded(
+    object: &Value,
+    change: Change,
+    w: &mut Warnings,
+    fetch: &mut dyn Fetch,
+) -> Result<Vec<CanonicalRecord>> {
+    let payment = charge(object, w)?;
+    let mut records = vec![record(change, RecordData::Payment(payment.clone()))];
+    let embedded = at(object, &["refunds", "data"]).and_then(Value::as_array);
+    let fetched = match embedded {
+        Some(_) => None,
+        None if !safe_id(&payment.external_id) => None,
+        None => {
+            let path = format!("/v1/charges/{}?expand[]=refunds", payment.external_id);
+            match fetch.get(&path) {
+                Ok(fetched) => Some(fetched),
+                Err(FetchError::Unavailable(why)) => {
+                    w.push("refunds", format!("not in the payload, and {why}"));
+                    None
+                }
+                Err(FetchError::Failed(e)) => return Err(NormalizeError::Fetch(e)),
+            }
+        }
+    };
+    let list = match &fetched {
+        Some(f) => at(&f.body, &["refunds", "data"]).and_then(Value::as_array),
+        None => embedded,
+    };
+    for r in list.into_iter().flatten() {
+        let mut refund = refund(r, w)?;
+        refund
+            .payment_external_id
+            .get_or_insert_with(|| payment.external_id.clone());
+        refund.customer_external_id = payment.customer_external_id.clone();
+        let mut rec = record(change, RecordData::Refund(refund));
+        if let Some(f) = &fetched {
+            enriched(&mut rec, &f.source, &["*"]);
+        }
+        records.push(rec);
+    }
+    Ok(records)
+}
+
+/// A `refund.*` / `charge.refund.updated` refund. One without its `currency` (which
+/// Stripe's refund object normally carries) is completed from its charge
+/// (`GET /v1/charges/{id}`): the currency, and the charge's customer, rather than kept
+/// unmapped.
+fn refund_completed(
+    object: &Value,
+    change: Change,
+    w: &mut Warnings,
+    fetch: &mut dyn Fetch,
+) -> Result<Vec<CanonicalRecord>> {
+    let charge_id = expandable_id(object, "charge").filter(|id| safe_id(id));
+    let (Some(charge_id), None) = (charge_id, str_field(object, "currency")) else {
+        return Ok(vec![record(change, RecordData::Refund(refund(object, w)?))]);
+    };
+    let fetched = match fetch.get(&format!("/v1/charges/{charge_id}")) {
+        Ok(fetched) => fetched,
+        // Without the currency there is no amount: kept unmapped with the reason.
+        Err(FetchError::Unavailable(why)) => {
+            return Err(NormalizeError::InvalidField {
+                field: "currency",
+                reason: format!("missing, and {why}"),
+            });
+        }
+        Err(FetchError::Failed(e)) => return Err(NormalizeError::Fetch(e)),
+    };
+    let charge = &fetched.body;
+    let currency = str_field(charge, "currency").ok_or_else(|| NormalizeError::InvalidField {
+        field: "currency",
+        reason: format!("missing from the refund and from {}", fetched.source),
+    })?;
+    let mut completed = object.clone();
+    completed["currency"] = Value::String(currency.to_string());
+    let mut fields = vec!["amount.currency"];
+    let mut refund = refund(&completed, w)?;
+    if let Some(customer) = expandable_id(charge, "customer") {
+        refund.customer_external_id = Some(customer);
+        fields.push("customer_external_id");
+    }
+    let mut rec = record(change, RecordData::Refund(refund));
+    enriched(&mut rec, &fetched.source, &fields);
+    Ok(vec![rec])
+}
+
 /// A `refund` object → refund.
 pub fn refund(obj: &Value, _w: &mut Warnings) -> Result<Refund> {
     let status_raw = str_field(obj, "status").unwrap_or_default();
@@ -416,6 +568,7 @@ pub fn refund(obj: &Value, _w: &mut Warnings) -> Result<Refund> {
         payment_external_id: expandable_id(obj, "charge")
             .or_else(|| expandable_id(obj, "payment_intent")),
         order_external_id: None,
+        customer_external_id: None,
         amount: req_money(obj, "amount")?,
         status,
         status_raw: status_raw.to_string(),

@@ -54,6 +54,7 @@ pub fn normalize(payload: &[u8]) -> Result<Vec<CanonicalRecord>, String> {
                     status_raw: event_type.into(),
                     created_at,
                     order_external_id: None,
+                    customer_external_id: None,
                     reason: None,
                     metadata: Vec::new(),
                 })

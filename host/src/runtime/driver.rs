@@ -462,6 +462,6 @@ mod tests {
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
         assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
-        assert_eq!(major_minor(WIT_VERSION), Some("0.5"));
+        assert_eq!(major_minor(WIT_VERSION), Some("0.6"));
     }
 }

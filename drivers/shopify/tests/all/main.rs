@@ -3,5 +3,6 @@
 
 #[allow(dead_code)] // each module uses part of it
 mod common;
+mod enrichment;
 mod hmac_cases;
 mod normalize_fixtures;

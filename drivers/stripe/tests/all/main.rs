@@ -4,5 +4,6 @@
 #[allow(dead_code)] // each module uses part of it
 mod common;
 mod connect_cases;
+mod enrichment;
 mod normalize_fixtures;
 mod webhook_cases;

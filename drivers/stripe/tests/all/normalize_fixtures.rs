@@ -404,6 +404,7 @@ fn event_fixture_is_unmapped() {
                 field: "api_version".into(),
                 reason: "the event has no api_version (rendered before 2017); mapped as 2025-08-27.basil".into(),
             }],
+            enriched_from: vec![],
         }]
     );
 }

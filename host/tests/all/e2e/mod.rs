@@ -6,6 +6,7 @@ mod corpus;
 mod dead_letters;
 mod driver_loading;
 mod durability;
+mod enrichment;
 mod example_driver;
 mod faulty_isolation;
 mod hostile_drivers;

@@ -21,8 +21,16 @@ both_backends!(scheduled_polls_store_each_event_once => sqlite_scheduled_polls_s
 
 const KEY: &str = "sk_test_polling_e2e_key";
 
-/// A scripted answer: status and `Retry-After`.
-type Scripted = (u16, Option<&'static str>);
+/// An answer to give instead of the next page.
+#[derive(Clone, Copy)]
+enum Scripted {
+    /// An error status, with a `Retry-After` when given.
+    Error(u16, Option<&'static str>),
+    /// `200` with a body that is not a page.
+    Malformed,
+    /// `200`, no events, `has_more: true`.
+    EmptyWithMore,
+}
 
 #[derive(Clone, Default)]
 struct Events {
@@ -111,7 +119,16 @@ fn answer(fake: &Events, headers: &HeaderMap, query: &HashMap<String, String>) -
             "Invalid API Key provided",
         );
     }
-    if let Some((status, retry_after)) = fake.script.lock().unwrap().pop_front() {
+    let scripted = fake.script.lock().unwrap().pop_front();
+    if let Some(Scripted::Malformed) = scripted {
+        return "<html>502 Bad Gateway</html>".into_response();
+    }
+    if let Some(Scripted::EmptyWithMore) = scripted {
+        return json!({"object": "list", "url": "/v1/events", "has_more": true, "data": []})
+            .to_string()
+            .into_response();
+    }
+    if let Some(Scripted::Error(status, retry_after)) = scripted {
         let mut response = stripe_error(
             StatusCode::from_u16(status).unwrap(),
             "api_error",
@@ -260,7 +277,10 @@ async fn scheduled_polls_store_each_event_once(backend: Backend) {
     );
 
     // A rate limit defers the installation by its Retry-After.
-    fake.script.lock().unwrap().push_back((429, Some("3")));
+    fake.script
+        .lock()
+        .unwrap()
+        .push_back(Scripted::Error(429, Some("3")));
     eventually(Duration::from_secs(10), "the 429 answered", || async {
         if fake.script.lock().unwrap().is_empty() {
             Ok(())
@@ -295,7 +315,7 @@ async fn scheduled_polls_store_each_event_once(backend: Backend) {
     fake.script
         .lock()
         .unwrap()
-        .extend([(503, None), (503, None)]);
+        .extend([Scripted::Error(503, None), Scripted::Error(503, None)]);
     eventually(Duration::from_secs(15), "two failures recorded", || async {
         let s = polling(&sluice, &id).await;
         if s["consecutive_failures"] == 2 {
@@ -317,11 +337,35 @@ async fn scheduled_polls_store_each_event_once(backend: Backend) {
     })
     .await;
 
+    // A malformed page is a failure like a 5xx (nothing stored from it); an empty page
+    // that says `has_more` ends the pass. Neither loses an event.
+    fake.script.lock().unwrap().push_back(Scripted::Malformed);
+    eventually(
+        Duration::from_secs(15),
+        "the malformed page recorded",
+        || async {
+            let s = polling(&sluice, &id).await;
+            match s["last_error"].as_str() {
+                Some(e) if e.contains("not a JSON object") => Ok(()),
+                _ => Err(s.to_string()),
+            }
+        },
+    )
+    .await;
+    fake.script
+        .lock()
+        .unwrap()
+        .push_back(Scripted::EmptyWithMore);
+    fake.add(2);
+    stored(&sluice, &id, 257).await;
+    let s = polling(&sluice, &id).await;
+    assert_eq!(s["consecutive_failures"], 0, "{s}");
+
     // The cursor survives a restart: the first poll after it resumes at the watermark.
     sluice.restart().await;
     let since_restart = fake.requests();
     fake.add(3);
-    stored(&sluice, &id, 258).await;
+    stored(&sluice, &id, 260).await;
     let first = fake.requests.lock().unwrap()[since_restart].clone();
     assert!(first.contains_key("created[gte]"), "{first:?}");
 

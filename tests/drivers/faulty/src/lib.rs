@@ -161,7 +161,7 @@ impl metadata::Guest for Faulty {
                 sent_to: vec!["https://api.example.com".into()],
                 header: Some("X-Faulty-Token".into()),
             }],
-            wit_version: "0.5.0".into(),
+            wit_version: "0.6.0".into(),
             webhook_signing: vec![],
         }
     }
@@ -512,6 +512,7 @@ impl normalize::Guest for Faulty {
                 reason: None,
             }),
             warnings: vec![],
+            enriched_from: vec![],
         }])
     }
 }
