@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_store::{
-    AuthRecord, AuthStatus, Cursor, Installation, InstallationId, NewInstallation, PollStatus,
+    AuthRecord, AuthStatus, Installation, InstallationId, NewInstallation, PollStatus,
 };
 
 use super::{ApiError, AppState};
@@ -361,55 +361,4 @@ pub async fn put_secret(
     // The value is never logged: only which secret changed.
     tracing::info!(installation = %id, secret = %name, "secret set");
     Ok(StatusCode::NO_CONTENT)
-}
-
-#[derive(Deserialize)]
-pub struct EventsQuery {
-    installation_id: Option<String>,
-    after: Option<String>,
-    limit: Option<String>,
-}
-
-pub async fn list_events(
-    State(state): State<Arc<AppState>>,
-    Query(query): Query<EventsQuery>,
-) -> Result<Response, ApiError> {
-    let installation = match &query.installation_id {
-        Some(id) => Some(
-            InstallationId::parse(id).map_err(|_| ApiError::bad_request("bad installation_id"))?,
-        ),
-        None => None,
-    };
-    let after = match query.after.as_deref() {
-        None | Some("") => Cursor::START,
-        Some(a) => Cursor::parse(a).ok_or_else(|| {
-            ApiError::bad_request("after must be a cursor returned as next_cursor")
-        })?,
-    };
-    let limit: i64 = match query.limit.as_deref() {
-        None => 100,
-        Some(l) => l
-            .parse()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
-    };
-    let events = state
-        .pipeline
-        .store()
-        .list_events(installation.as_ref(), after, limit)
-        .await?;
-    let next = events.last().map_or(after, |e| e.cursor);
-    // Records are stored as JSON text: the envelope is spliced around them, not re-parsed.
-    let mut out =
-        String::with_capacity(events.iter().map(|e| e.data.len() + 600).sum::<usize>() + 64);
-    out.push_str("{\"events\":[");
-    for (i, e) in events.iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        out.push_str(&crate::output::cloud_event(e));
-    }
-    out.push_str(&format!("],\"next_cursor\":\"{next}\"}}"));
-    Ok(([("content-type", "application/json")], out).into_response())
 }

@@ -1,5 +1,5 @@
 //! The HTTP server: provider webhooks, the OAuth routes (`oauth`), the admin API under
-//! `/v1` (`admin`, `lifecycle`, `dead_letters`), and probes.
+//! `/v1` (`admin`, `lifecycle`, `dead_letters`, `events`), and probes.
 //! Routes and their answers are documented in `docs/admin-api.md`.
 //!
 //! [`listener::serve`] runs the router with header timeouts, a connection cap and a bounded
@@ -9,6 +9,7 @@
 mod admin;
 mod dead_letters;
 mod error;
+mod events;
 mod lifecycle;
 pub mod listener;
 mod oauth;
@@ -73,7 +74,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/installations/{id}/backfill", post(lifecycle::backfill))
         .route("/installations/{id}/pause", post(lifecycle::pause))
         .route("/installations/{id}/resume", post(lifecycle::resume))
-        .route("/events", get(admin::list_events))
+        .route("/events", get(events::list_events))
         .route("/dead-letters", get(dead_letters::list))
         .route("/raw-events/{id}/replay", post(dead_letters::replay))
         .route(

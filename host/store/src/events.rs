@@ -234,6 +234,17 @@ pub(crate) fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
     })
 }
 
+/// Which normalized events a reader wants; each field given narrows the list.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct EventFilter<'a> {
+    /// One installation's events.
+    pub installation: Option<&'a InstallationId>,
+    /// The driver whose installations produced them.
+    pub driver: Option<&'a str>,
+    /// The CloudEvent type exactly (`payment.succeeded`).
+    pub event_type: Option<&'a str>,
+}
+
 impl Store {
     /// Normalized events after `after`, in log order (see the module documentation), at
     /// most `limit` of them (clamped to `0..=MAX_EVENTS_PAGE`), optionally for one
@@ -245,15 +256,31 @@ impl Store {
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
+        let filter = EventFilter {
+            installation,
+            ..EventFilter::default()
+        };
+        self.list_events_matching(&filter, after, limit).await
+    }
+
+    /// [`Store::list_events`] of the events `filter` matches. Pages of a filtered list keep
+    /// the log's order and its guarantee: no event before the cursor appears later.
+    pub async fn list_events_matching(
+        &self,
+        filter: &EventFilter<'_>,
+        after: Cursor,
+        limit: i64,
+    ) -> Result<Vec<StoredEvent>, StoreError> {
         let limit = limit.clamp(0, MAX_EVENTS_PAGE);
         if self.backend == Backend::Sqlite {
-            return self.events_page(installation, after, limit, i64::MAX).await;
+            return self.events_page(filter, after, limit, i64::MAX).await;
         }
+        let installation = filter.installation;
         // The horizon is read once and both the page and the held-back check use it: read
         // separately, the horizon could pass a held-back event between the two, and the
         // event would be in neither.
         let below = self.readable_below().await?;
-        let page = self.events_page(installation, after, limit, below).await?;
+        let page = self.events_page(filter, after, limit, below).await?;
         if page.len() as i64 == limit {
             return Ok(page);
         }
@@ -267,9 +294,7 @@ impl Store {
         loop {
             let now_below = self.readable_below().await?;
             if now_below > held_back {
-                return self
-                    .events_page(installation, after, limit, now_below)
-                    .await;
+                return self.events_page(filter, after, limit, now_below).await;
             }
             if tokio::time::Instant::now() + pause > deadline {
                 return Ok(page);
@@ -283,7 +308,7 @@ impl Store {
     /// it have all ended; ignored on SQLite).
     async fn events_page(
         &self,
-        installation: Option<&InstallationId>,
+        filter: &EventFilter<'_>,
         after: Cursor,
         limit: i64,
         below: i64,
@@ -292,12 +317,22 @@ impl Store {
             e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
             r.event_type";
         // Parameters: $1 the cursor's seq, $2 the limit, $3 its tx and $4 the horizon
-        // (PostgreSQL), and the installation last.
-        let only = match (installation.is_some(), self.backend) {
-            (false, _) => "",
-            (true, Backend::Sqlite) => "AND e.installation_id = $3",
-            (true, Backend::Postgres) => "AND e.installation_id = $5",
+        // (PostgreSQL), then the filter's, in the order below.
+        let mut next = match self.backend {
+            Backend::Sqlite => 3,
+            Backend::Postgres => 5,
         };
+        let mut only = String::new();
+        for (column, given) in [
+            ("e.installation_id", filter.installation.is_some()),
+            ("r.driver_id", filter.driver.is_some()),
+            ("e.type", filter.event_type.is_some()),
+        ] {
+            if given {
+                only.push_str(&format!(" AND {column} = ${next}"));
+                next += 1;
+            }
+        }
         let sql = match self.backend {
             Backend::Sqlite => format!(
                 "SELECT {COLUMNS}, 0 FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
@@ -313,8 +348,14 @@ impl Store {
         if self.backend == Backend::Postgres {
             query = query.bind(after.tx).bind(below);
         }
-        if let Some(id) = installation {
+        if let Some(id) = filter.installation {
             query = query.bind(id.as_str().to_owned());
+        }
+        if let Some(driver) = filter.driver {
+            query = query.bind(driver.to_owned());
+        }
+        if let Some(event_type) = filter.event_type {
+            query = query.bind(event_type.to_owned());
         }
         let rows = query.fetch_all(&self.pool).await?;
         rows.iter().map(stored_event_from_row).collect()

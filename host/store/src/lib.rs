@@ -52,7 +52,9 @@ pub use commit::{
 };
 pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use error::StoreError;
-pub use events::{Cursor, DeadLetter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent};
+pub use events::{
+    Cursor, DeadLetter, EventFilter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent,
+};
 pub use id::{DriverId, EventId, InstallationId};
 pub use schedule::{PollEnd, PollStatus};
 pub use store::{

@@ -131,6 +131,9 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            if resolved && !events.is_empty() {
+                store.committed.send_modify(|n| *n = n.wrapping_add(1));
+            }
             Ok(resolved)
         })
         .await

@@ -2,7 +2,7 @@
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
-use std::sync::Once;
+use std::sync::{Arc, Once};
 use std::time::Duration;
 
 use futures_like::BoxFuture;
@@ -54,6 +54,9 @@ pub struct Store {
     pub(crate) cipher: SecretCipher,
     pub(crate) backend: Backend,
     pub(crate) writer: Writer,
+    /// Bumped whenever this process commits normalized events (see
+    /// [`Store::committed_events`]).
+    pub(crate) committed: Arc<tokio::sync::watch::Sender<u64>>,
 }
 
 /// How long the store waits before giving up, and how many connections it keeps.
@@ -447,13 +450,23 @@ impl Store {
                 Sink::Postgres(options, Box::new(url.parse::<PgConnectOptions>()?))
             }
         };
-        let writer = Writer::spawn(sink, cipher.clone())?;
+        let committed = Arc::new(tokio::sync::watch::Sender::new(0));
+        let writer = Writer::spawn(sink, cipher.clone(), committed.clone())?;
         Ok(Store {
             pool,
             cipher,
             backend,
             writer,
+            committed,
         })
+    }
+
+    /// A receiver that changes whenever this process commits normalized events, for
+    /// readers that wait for new ones (`GET /v1/events?wait=`). Other processes' commits
+    /// (PostgreSQL with several nodes) do not show here: such readers also look again
+    /// now and then.
+    pub fn committed_events(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.committed.subscribe()
     }
 
     /// Which backend this store uses.

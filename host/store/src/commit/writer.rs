@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::{AnyPool, Row};
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, mpsc, oneshot, watch};
 
 use super::batch::Batch;
 use super::{CommitOutcome, Delivery, MAX_BATCH};
@@ -59,7 +59,14 @@ impl Writer {
     /// handlers: it is on every delivery's critical path. SQLite has one writer (one write
     /// transaction at a time is all SQLite allows); PostgreSQL has [`PG_WRITERS`], whose
     /// transactions overlap.
-    pub(crate) fn spawn(sink: Sink, cipher: SecretCipher) -> std::io::Result<Writer> {
+    ///
+    /// `committed` is bumped after each batch that stored normalized events, so readers
+    /// waiting for new events (long-polls) wake.
+    pub(crate) fn spawn(
+        sink: Sink,
+        cipher: SecretCipher,
+        committed: Arc<watch::Sender<u64>>,
+    ) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel(QUEUE);
         let alive = jobs.downgrade();
         let queue = Arc::new(Mutex::new(queue));
@@ -89,7 +96,10 @@ impl Writer {
                     };
                     let target = Arc::new(target);
                     let loops: Vec<_> = (0..writers)
-                        .map(|_| tokio::spawn(run(queue.clone(), target.clone(), cipher.clone())))
+                        .map(|_| {
+                            let (queue, target) = (queue.clone(), target.clone());
+                            tokio::spawn(run(queue, target, cipher.clone(), committed.clone()))
+                        })
                         .collect();
                     for writer in loops {
                         let _ = writer.await;
@@ -115,7 +125,12 @@ enum Target {
 }
 
 /// One writer's loop: take what is waiting, commit, answer.
-async fn run(queue: Arc<Mutex<mpsc::Receiver<Job>>>, target: Arc<Target>, cipher: SecretCipher) {
+async fn run(
+    queue: Arc<Mutex<mpsc::Receiver<Job>>>,
+    target: Arc<Target>,
+    cipher: SecretCipher,
+    committed: Arc<watch::Sender<u64>>,
+) {
     let mut jobs = Vec::with_capacity(MAX_BATCH);
     loop {
         // One writer at a time takes what is waiting; the others commit meanwhile.
@@ -123,7 +138,9 @@ async fn run(queue: Arc<Mutex<mpsc::Receiver<Job>>>, target: Arc<Target>, cipher
         if taken == 0 {
             return;
         }
-        commit_and_answer(&target, &cipher, std::mem::take(&mut jobs)).await;
+        if commit_and_answer(&target, &cipher, std::mem::take(&mut jobs)).await {
+            committed.send_modify(|n| *n = n.wrapping_add(1));
+        }
     }
 }
 
@@ -139,7 +156,11 @@ async fn commit(
     }
 }
 
-async fn commit_and_answer(target: &Target, cipher: &SecretCipher, jobs: Vec<Job>) {
+/// Whether normalized events were stored.
+async fn commit_and_answer(target: &Target, cipher: &SecretCipher, jobs: Vec<Job>) -> bool {
+    let stored_events =
+        |o: &Result<CommitOutcome, StoreError>| o.as_ref().is_ok_and(|o| o.events > 0);
+    let mut any = false;
     let deliveries: Vec<&Delivery> = jobs.iter().map(|j| &j.delivery).collect();
     let started = std::time::Instant::now();
     let result = commit(target, cipher, &deliveries).await;
@@ -152,6 +173,7 @@ async fn commit_and_answer(target: &Target, cipher: &SecretCipher, jobs: Vec<Job
     match result {
         Ok(outcomes) => {
             for (job, outcome) in jobs.into_iter().zip(outcomes) {
+                any |= stored_events(&outcome);
                 let _ = job.reply.send(outcome);
             }
         }
@@ -179,10 +201,12 @@ async fn commit_and_answer(target: &Target, cipher: &SecretCipher, jobs: Vec<Job
                             Err(StoreError::Unavailable("the commit gave no answer".into()))
                         })
                     });
+                any |= stored_events(&outcome);
                 let _ = job.reply.send(outcome);
             }
         }
     }
+    any
 }
 
 /// Checkpoint the SQLite WAL in the background (automatic checkpoints are off, see

@@ -15,6 +15,7 @@ mod hotmart_fixtures;
 mod hotmart_webhooks;
 mod hygiene;
 mod jwt_jwks;
+mod long_poll;
 mod oauth;
 mod oauth_providers;
 mod outbound_http;
