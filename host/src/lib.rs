@@ -14,6 +14,7 @@ pub mod canonical;
 pub mod capabilities;
 pub mod cli;
 pub mod config;
+pub mod delivery;
 pub mod installations;
 #[cfg(feature = "native-stripe")]
 pub mod native;
