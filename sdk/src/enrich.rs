@@ -108,11 +108,22 @@ pub fn get_json(
     }
 }
 
-/// `METHOD url` without the URL's query and fragment (which can carry ids or tokens a
-/// record should not repeat).
+/// `METHOD url` without the URL's query, fragment and `user:password@` (which can carry
+/// ids or credentials a record should not repeat).
 pub fn source_of(method: &str, url: &str) -> String {
     let end = url.find(['?', '#']).unwrap_or(url.len());
-    format!("{method} {}", &url[..end])
+    let url = &url[..end];
+    let (scheme, rest) = url.split_once("://").unwrap_or(("", url));
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let rest = match rest[..authority_end].rfind('@') {
+        Some(at) => &rest[at + 1..],
+        None => rest,
+    };
+    if scheme.is_empty() {
+        format!("{method} {rest}")
+    } else {
+        format!("{method} {scheme}://{rest}")
+    }
 }
 
 #[cfg(test)]
@@ -133,5 +144,13 @@ mod tests {
             "GET https://x.myshopify.com/a.json"
         );
         assert_eq!(source_of("GET", "https://a/b"), "GET https://a/b");
+        assert_eq!(
+            source_of("GET", "https://user:pa@ss@api.example/v1/x?k=1"),
+            "GET https://api.example/v1/x"
+        );
+        assert_eq!(
+            source_of("GET", "http://127.0.0.1:9/a@b"),
+            "GET http://127.0.0.1:9/a@b"
+        );
     }
 }

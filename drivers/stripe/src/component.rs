@@ -84,7 +84,7 @@ impl Driver for Stripe {
             .secret(
                 SecretSpec::optional(
                     API_KEY,
-                    "A secret or restricted API key with read access to events, for polling (captured by Connect OAuth)",
+                    "A secret or restricted API key with read access to events (polling) and charges (enrichment); captured by Connect OAuth",
                 )
                 .sent_to(settings::DEFAULT_API_BASE)
                 .sent_to("{api_base}"),
@@ -314,6 +314,11 @@ impl enrich::Fetch for ApiFetch<'_> {
             normalize::NEWEST_API_VERSION.to_string(),
         )];
         if let Some(account) = &self.account {
+            if !enrich::safe_id(account) || !account.starts_with("acct_") {
+                return Err(enrich::FetchError::Failed(error::bad_request(
+                    "the event names an account that is not an acct_ id",
+                )));
+            }
             headers.push(("Stripe-Account".to_string(), account.clone()));
         }
         let url = format!("{}{path}", self.settings.api_base);

@@ -478,7 +478,13 @@ fn charge_refunded(
     let embedded = at(object, &["refunds", "data"]).and_then(Value::as_array);
     let fetched = match embedded {
         Some(_) => None,
-        None if !safe_id(&payment.external_id) => None,
+        None if !safe_id(&payment.external_id) => {
+            w.push(
+                "refunds",
+                "not in the payload, and the charge id cannot be fetched",
+            );
+            None
+        }
         None => {
             let path = format!("/v1/charges/{}?expand[]=refunds", payment.external_id);
             match fetch.get(&path) {
@@ -491,10 +497,19 @@ fn charge_refunded(
             }
         }
     };
-    let list = match &fetched {
-        Some(f) => at(&f.body, &["refunds", "data"]).and_then(Value::as_array),
-        None => embedded,
+    let refunds = match &fetched {
+        Some(f) => f.body.get("refunds"),
+        None => object.get("refunds"),
     };
+    if refunds.and_then(|r| bool_field(r, "has_more")) == Some(true) {
+        w.push(
+            "refunds",
+            "only the first page of the charge's refunds is mapped",
+        );
+    }
+    let list = refunds
+        .and_then(|r| r.get("data"))
+        .and_then(Value::as_array);
     for r in list.into_iter().flatten() {
         let mut refund = refund(r, w)?;
         refund

@@ -276,7 +276,16 @@ impl Pipeline {
             let result = session.poll(&ctx, cursor.as_deref()).await?;
             let mut events = Vec::with_capacity(result.events.len());
             for raw in result.events {
-                let records = session.normalize(&ctx, &raw).await?;
+                // A normalization that cannot finish (its enrichment calls spend the
+                // session's deadline or request budget) fails that event alone: it is
+                // stored failed and retried in a session of its own, and the cursor still
+                // moves past the page, which a page-wide failure would pin forever.
+                let records = match session.normalize(&ctx, &raw).await {
+                    Ok(records) => records,
+                    Err(e) => Err(DriverError::Internal(format!(
+                        "normalize did not finish: {e}"
+                    ))),
+                };
                 events.push(ReceivedEvent { raw, records });
             }
             let outcome = WebhookOutcome {

@@ -132,7 +132,15 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|len| len > limit as u64) {
-        drain(body, limit).await;
+        // A client that waits for `100 Continue` has sent nothing yet: reading would
+        // invite the upload; answering at once is what it waits for.
+        let expects_continue = parts
+            .headers
+            .get(axum::http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if !expects_continue {
+            drain(body, limit).await;
+        }
         return too_large();
     }
     let bytes = match tokio::time::timeout(state.body_timeout, read_body(body, limit)).await {

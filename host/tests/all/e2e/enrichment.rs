@@ -16,6 +16,7 @@ use sluice_testkit::paths::driver_wasm;
 use sluice_testkit::{Backend, Sluice, both_backends, fixture_json, shopify_hmac};
 
 both_backends!(missing_fields_are_fetched_once => sqlite_missing_fields_are_fetched_once, postgres_missing_fields_are_fetched_once);
+both_backends!(a_page_that_outruns_its_deadline_loses_nothing => sqlite_a_page_that_outruns_its_deadline_loses_nothing, postgres_a_page_that_outruns_its_deadline_loses_nothing);
 
 const API_KEY: &str = "sk_test_enrichment_e2e";
 const ACCESS_TOKEN: &str = "shpat_enrichment_e2e";
@@ -29,6 +30,10 @@ struct Provider {
     calls: Arc<Mutex<Vec<String>>>,
     /// Statuses to answer before serving again.
     down: Arc<Mutex<VecDeque<u16>>>,
+    /// How long each charge takes to answer.
+    slow: Arc<Mutex<Duration>>,
+    /// The `GET /v1/events` page (newest first).
+    events: Arc<Mutex<Vec<Value>>>,
 }
 
 impl Provider {
@@ -61,6 +66,8 @@ async fn charge(State(p): State<Provider>, headers: HeaderMap, Path(id): Path<St
     if let Some(answer) = p.scripted() {
         return answer;
     }
+    let slow = *p.slow.lock().unwrap();
+    tokio::time::sleep(slow).await;
     let charge = fixture_json("stripe/stripe_openapi_fixture_charge.json");
     if id != CHARGE {
         return (StatusCode::NOT_FOUND, "{}").into_response();
@@ -90,9 +97,21 @@ async fn order(
     axum::Json(fixture_json("shopify/shopify_order_rest_2025-10.json")).into_response()
 }
 
+async fn events_page(State(p): State<Provider>, headers: HeaderMap) -> Response {
+    if headers.get("authorization").and_then(|v| v.to_str().ok())
+        != Some(&format!("Bearer {API_KEY}"))
+    {
+        return (StatusCode::UNAUTHORIZED, "{}").into_response();
+    }
+    let data = p.events.lock().unwrap().clone();
+    axum::Json(json!({"object": "list", "url": "/v1/events", "has_more": false, "data": data}))
+        .into_response()
+}
+
 async fn provider() -> (Provider, String) {
     let p = Provider::default();
     let app = axum::Router::new()
+        .route("/v1/events", get(events_page))
         .route("/v1/charges/{id}", get(charge))
         .route("/admin/api/2026-07/orders/{file}", get(order))
         .with_state(p.clone());
@@ -243,4 +262,66 @@ async fn missing_fields_are_fetched_once(backend: Backend) {
     tokio::time::sleep(Duration::from_secs(1)).await;
     assert_eq!(sluice.events(&stripe).await.len(), 2);
     assert_eq!(fake.calls_to(&format!("/v1/charges/{CHARGE}")) - before, 3);
+}
+
+/// A poll page of three `charge.refunded` events rendered without their refunds (API
+/// versions from 2022-11-15), each fetched in 400 ms, under a 1 s session: the third
+/// normalization runs out of time. That event alone is stored failed and retried in a
+/// session of its own; the page is committed and the cursor moves.
+async fn a_page_that_outruns_its_deadline_loses_nothing(backend: Backend) {
+    let (fake, base) = provider().await;
+    *fake.slow.lock().unwrap() = Duration::from_millis(400);
+    {
+        let mut events = fake.events.lock().unwrap();
+        for i in 0..3 {
+            let mut e = fixture_json("corpus/stripe/charge.refunded_2020-08-27_sample.json");
+            e["id"] = json!(format!("evt_slow_{i}"));
+            e["created"] = json!(1_700_000_000 + i);
+            e["api_version"] = json!("2024-06-20");
+            e["data"]["object"]["id"] = json!(CHARGE);
+            e["data"]["object"]
+                .as_object_mut()
+                .unwrap()
+                .remove("refunds");
+            events.insert(0, e);
+        }
+    }
+    let env = [
+        ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
+        ("SLUICE_WEBHOOK_TIMEOUT_MS", "1000"),
+        ("SLUICE_RETRY_BASE_MS", "200"),
+    ];
+    let Some(sluice) = Sluice::start_with_env(backend, &env).await else {
+        return;
+    };
+    let inst = sluice
+        .create_installation("stripe", json!({"api_base": base}))
+        .await;
+    let id = inst["installation_id"].as_str().unwrap().to_string();
+    sluice
+        .put_secret(&id, "webhook_secret", WEBHOOK_SECRET)
+        .await;
+    sluice.put_secret(&id, "api_key", API_KEY).await;
+    let resp = sluice
+        .admin(
+            reqwest::Method::POST,
+            &format!("/v1/installations/{id}/poll"),
+            None,
+        )
+        .await;
+    resp.expect_status(200);
+    let events = wait_for_events(&sluice, &id, 3, Duration::from_secs(20)).await;
+    let mut ids: Vec<&str> = events
+        .iter()
+        .map(|e| e["sluiceprovidereventid"].as_str().unwrap())
+        .collect();
+    ids.sort();
+    assert_eq!(
+        ids,
+        ["evt_slow_0", "evt_slow_1", "evt_slow_2"],
+        "{events:?}"
+    );
+    assert!(events.iter().all(|e| e["data"]["kind"] == "payment"));
+    // Three fetches in the poll's session (the third cut off), one more for the retry.
+    assert_eq!(fake.calls_to(&format!("/v1/charges/{CHARGE}")), 4);
 }
