@@ -62,6 +62,144 @@ pub struct Config {
     pub scheduler: SchedulerConfig,
     /// Retries of failed normalizations.
     pub retries: RetriesConfig,
+    /// Outbound webhooks and the NATS JetStream sink.
+    pub delivery: DeliveryConfig,
+}
+
+/// Delivery to the Processing Engine (`[delivery]`, and `[delivery.nats]` for the stream).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DeliveryConfig {
+    /// The wait after each failed attempt of an outbound webhook: an event is tried once
+    /// more than there are waits, then its delivery is dead. Each wait gets ±10 % jitter.
+    /// Default `5s,5m,30m,2h,5h,10h,10h` (8 attempts over about 28 hours).
+    pub retry_schedule: String,
+    /// The longest one attempt may take. Default 15000.
+    pub timeout_ms: u64,
+    /// How long a node's claim on an endpoint (or the NATS sink) lasts; a dead node's are
+    /// taken over once it has passed. Default 30.
+    pub lease_secs: u64,
+    /// How often a node looks for endpoints to claim, and the longest a worker sleeps
+    /// before looking at its outbox again. Default 1000.
+    pub tick_ms: u64,
+    /// Installations of one endpoint delivered to at once (each in order). Default 8.
+    pub max_in_flight: usize,
+    /// Failed attempts in a row that open an endpoint's circuit. Default 5.
+    pub circuit_failure_threshold: i64,
+    /// How long an open circuit first waits before one probe; doubled after each failed
+    /// probe. Default 30000.
+    pub circuit_open_ms: u64,
+    /// The longest an open circuit waits. Default 600000.
+    pub circuit_open_max_ms: u64,
+    /// Days delivered deliveries and attempts are kept. Default 7.
+    pub retention_days: u64,
+    /// The NATS JetStream sink; off unless `url` is set.
+    pub nats: NatsConfig,
+}
+
+/// The NATS JetStream sink (`[delivery.nats]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct NatsConfig {
+    /// `nats://host:port`; unset: no sink.
+    pub url: Option<String>,
+    /// The stream, created if missing. Default `SLUICE_EVENTS`.
+    pub stream: String,
+    /// Subjects are `{subject_prefix}.{driver}.{installation}`. Default `sluice.events`.
+    pub subject_prefix: String,
+    /// Retention of a stream this host creates, days. Default 7.
+    pub max_age_days: u64,
+    /// How long a stream this host creates remembers message ids (duplicates dropped),
+    /// seconds. Default 120.
+    pub duplicate_window_secs: u64,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        let d = crate::delivery::nats::NatsOptions::new(String::new());
+        Self {
+            url: None,
+            stream: d.stream,
+            subject_prefix: d.subject_prefix,
+            max_age_days: d.max_age.as_secs() / 86_400,
+            duplicate_window_secs: d.duplicate_window.as_secs(),
+        }
+    }
+}
+
+impl Default for DeliveryConfig {
+    fn default() -> Self {
+        let d = crate::delivery::DeliveryOptions::default();
+        Self {
+            retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            timeout_ms: d.timeout.as_millis() as u64,
+            lease_secs: d.lease.as_secs(),
+            tick_ms: d.tick.as_millis() as u64,
+            max_in_flight: d.max_in_flight,
+            circuit_failure_threshold: d.circuit_threshold,
+            circuit_open_ms: d.circuit_open.as_millis() as u64,
+            circuit_open_max_ms: d.circuit_open_max.as_millis() as u64,
+            retention_days: d.retention.as_secs() / 86_400,
+            nats: NatsConfig::default(),
+        }
+    }
+}
+
+impl DeliveryConfig {
+    pub fn options(&self) -> anyhow::Result<crate::delivery::DeliveryOptions> {
+        let retry_schedule = crate::delivery::parse_schedule(&self.retry_schedule)
+            .map_err(|e| anyhow::anyhow!("[delivery] retry_schedule: {e}"))?;
+        if self.timeout_ms == 0 || self.tick_ms == 0 || self.lease_secs == 0 {
+            bail!("[delivery] timeout_ms, tick_ms and lease_secs must be positive");
+        }
+        if self.circuit_failure_threshold < 1 || self.max_in_flight == 0 {
+            bail!("[delivery] circuit_failure_threshold and max_in_flight must be at least 1");
+        }
+        let nats = match &self.nats.url {
+            None => None,
+            Some(url) => {
+                let n = &self.nats;
+                let token_ok = |t: &str| {
+                    !t.is_empty()
+                        && t.split('.').all(|part| {
+                            !part.is_empty()
+                                && part
+                                    .bytes()
+                                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+                        })
+                };
+                if !token_ok(&n.subject_prefix) {
+                    bail!(
+                        "[delivery.nats] subject_prefix must be dot-separated tokens of letters, digits, `_` and `-`"
+                    );
+                }
+                if !token_ok(&n.stream) || n.stream.contains('.') {
+                    bail!("[delivery.nats] stream must be letters, digits, `_` and `-`");
+                }
+                Some(crate::delivery::nats::NatsOptions {
+                    url: url.clone(),
+                    stream: n.stream.clone(),
+                    subject_prefix: n.subject_prefix.clone(),
+                    max_age: Duration::from_secs(n.max_age_days.max(1) * 86_400),
+                    duplicate_window: Duration::from_secs(n.duplicate_window_secs.max(1)),
+                })
+            }
+        };
+        Ok(crate::delivery::DeliveryOptions {
+            retry_schedule,
+            timeout: Duration::from_millis(self.timeout_ms),
+            lease: Duration::from_secs(self.lease_secs),
+            tick: Duration::from_millis(self.tick_ms),
+            max_in_flight: self.max_in_flight,
+            circuit_threshold: self.circuit_failure_threshold,
+            circuit_open: Duration::from_millis(self.circuit_open_ms),
+            circuit_open_max: Duration::from_millis(
+                self.circuit_open_max_ms.max(self.circuit_open_ms),
+            ),
+            retention: Duration::from_secs(self.retention_days.max(1) * 86_400),
+            nats,
+        })
+    }
 }
 
 /// Retries of failed normalizations (`[retries]`).
@@ -311,6 +449,7 @@ impl Default for Config {
             auth: AuthConfig::default(),
             scheduler: SchedulerConfig::default(),
             retries: RetriesConfig::default(),
+            delivery: DeliveryConfig::default(),
         }
     }
 }
@@ -495,6 +634,40 @@ impl Config {
         if let Some(v) = var("SLUICE_MAX_CONNECTIONS") {
             self.server.max_connections = parsed("SLUICE_MAX_CONNECTIONS", v)?;
         }
+        let delivery = &mut self.delivery;
+        if let Some(v) = var("SLUICE_DELIVERY_RETRY_SCHEDULE") {
+            delivery.retry_schedule = v;
+        }
+        let delivery_numbers: [(&str, &mut u64); 5] = [
+            ("SLUICE_DELIVERY_TIMEOUT_MS", &mut delivery.timeout_ms),
+            ("SLUICE_DELIVERY_LEASE_SECS", &mut delivery.lease_secs),
+            ("SLUICE_DELIVERY_TICK_MS", &mut delivery.tick_ms),
+            (
+                "SLUICE_DELIVERY_CIRCUIT_OPEN_MS",
+                &mut delivery.circuit_open_ms,
+            ),
+            (
+                "SLUICE_DELIVERY_CIRCUIT_OPEN_MAX_MS",
+                &mut delivery.circuit_open_max_ms,
+            ),
+        ];
+        for (key, field) in delivery_numbers {
+            if let Some(v) = var(key) {
+                *field = parsed(key, v)?;
+            }
+        }
+        if let Some(v) = var("SLUICE_DELIVERY_CIRCUIT_THRESHOLD") {
+            delivery.circuit_failure_threshold = parsed("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", v)?;
+        }
+        if let Some(v) = var("SLUICE_NATS_URL") {
+            delivery.nats.url = Some(v).filter(|v| !v.trim().is_empty());
+        }
+        if let Some(v) = var("SLUICE_NATS_STREAM") {
+            delivery.nats.stream = v;
+        }
+        if let Some(v) = var("SLUICE_NATS_SUBJECT_PREFIX") {
+            delivery.nats.subject_prefix = v;
+        }
         Ok(())
     }
 
@@ -547,6 +720,7 @@ impl Config {
     /// development grants.
     pub fn validate(&self) -> anyhow::Result<Vec<OriginPattern>> {
         self.policy()?;
+        self.delivery.options()?;
         if self.max_body_bytes == 0 {
             bail!("max_body_bytes must be positive");
         }

@@ -69,7 +69,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 
     let runtime = Runtime::new(
         CapabilityConfig {
-            grants,
+            grants: grants.clone(),
             clock: Clock::System,
             limits: config.sandbox.clone(),
             policy: config.policy()?,
@@ -126,6 +126,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { auth.run_maintenance(until()).await })
     };
     let polling = tokio::spawn(scheduler.clone().run(until_stopped()));
+    let delivery = Arc::new(
+        crate::delivery::Deliverer::new(store.clone(), config.delivery.options()?, grants.clone())
+            .context("setting up delivery")?,
+    );
+    let delivering = tokio::spawn(delivery.clone().run(until_stopped()));
     let retries = {
         let (pipeline, until, options) = (
             pipeline.clone(),
@@ -137,6 +142,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let state = Arc::new(AppState {
         auth,
         scheduler,
+        delivery,
         retries: config.retries.options(),
         pipeline,
         public_url: config.public_url(),
@@ -159,6 +165,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = maintenance.await;
     let _ = polling.await;
     let _ = retries.await;
+    let _ = delivering.await;
     // In-flight deliveries have been answered; let queued commits finish before exiting.
     store.close().await;
     tracing::info!("stopped");

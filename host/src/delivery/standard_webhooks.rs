@@ -59,6 +59,16 @@ impl SigningKey {
         format!("{SECRET_PREFIX}{}", STANDARD.encode(&self.0))
     }
 
+    /// A key from its bytes (as kept sealed in the store).
+    pub fn from_bytes(key: Vec<u8>) -> Self {
+        Self(key)
+    }
+
+    /// The key's bytes, for sealing in the store; never logged.
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+
     /// `v1,<base64>`: this key's signature of one delivery.
     pub fn sign(&self, msg_id: &str, timestamp: i64, body: &[u8]) -> String {
         let mut content = Vec::with_capacity(msg_id.len() + body.len() + 24);

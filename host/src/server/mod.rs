@@ -1,5 +1,5 @@
 //! The HTTP server: provider webhooks, the OAuth routes (`oauth`), the admin API under
-//! `/v1` (`admin`, `lifecycle`, `dead_letters`, `events`), and probes.
+//! `/v1` (`admin`, `lifecycle`, `dead_letters`, `events`, `endpoints`), and probes.
 //! Routes and their answers are documented in `docs/admin-api.md`.
 //!
 //! [`listener::serve`] runs the router with header timeouts, a connection cap and a bounded
@@ -8,6 +8,7 @@
 
 mod admin;
 mod dead_letters;
+mod endpoints;
 mod error;
 mod events;
 mod lifecycle;
@@ -39,6 +40,8 @@ pub struct AppState {
     pub auth: Arc<Auth>,
     /// Scheduled polling.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
+    /// Outbound webhooks and the NATS sink.
+    pub delivery: Arc<crate::delivery::Deliverer>,
     /// How failed normalizations are retried (and replays recorded).
     pub retries: crate::pipeline::RetryOptions,
     /// Base URL for `webhook_url`, without a trailing slash.
@@ -75,6 +78,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/installations/{id}/pause", post(lifecycle::pause))
         .route("/installations/{id}/resume", post(lifecycle::resume))
         .route("/events", get(events::list_events))
+        .route("/endpoints", post(endpoints::create).get(endpoints::list))
+        .route(
+            "/endpoints/{id}",
+            get(endpoints::get)
+                .patch(endpoints::update)
+                .delete(endpoints::delete),
+        )
+        .route("/endpoints/{id}/attempts", get(endpoints::attempts))
+        .route("/endpoints/{id}/deliveries", get(endpoints::deliveries))
+        .route("/endpoints/{id}/replay", post(endpoints::replay))
+        .route(
+            "/endpoints/{id}/deliveries/{event_id}/replay",
+            post(endpoints::replay_one),
+        )
+        .route("/sinks", get(endpoints::sinks))
         .route("/dead-letters", get(dead_letters::list))
         .route("/raw-events/{id}/replay", post(dead_letters::replay))
         .route(

@@ -48,16 +48,20 @@ impl SecretCipher {
         name: &str,
         plaintext: &[u8],
     ) -> Result<Vec<u8>, StoreError> {
+        self.seal(&aad(installation_id.as_str(), name), plaintext)
+    }
+
+    /// Encrypts `plaintext` bound to `aad` (which names its slot).
+    pub(crate) fn seal(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>, StoreError> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::rngs::OsRng.fill_bytes(&mut nonce);
-        let aad = aad(installation_id, name);
         let ciphertext = self
             .aead
             .encrypt(
                 XNonce::from_slice(&nonce),
                 Payload {
                     msg: plaintext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .map_err(|_| StoreError::Crypto)?;
@@ -76,17 +80,21 @@ impl SecretCipher {
         name: &str,
         stored: &[u8],
     ) -> Result<SecretBytes, StoreError> {
+        self.open(&aad(installation_id.as_str(), name), stored)
+    }
+
+    /// Decrypts what [`SecretCipher::seal`] sealed with the same `aad`.
+    pub(crate) fn open(&self, aad: &[u8], stored: &[u8]) -> Result<SecretBytes, StoreError> {
         if stored.len() < NONCE_LEN {
             return Err(StoreError::Crypto);
         }
         let (nonce, ciphertext) = stored.split_at(NONCE_LEN);
-        let aad = aad(installation_id, name);
         self.aead
             .decrypt(
                 XNonce::from_slice(nonce),
                 Payload {
                     msg: ciphertext,
-                    aad: &aad,
+                    aad,
                 },
             )
             .map(SecretBytes::new)
@@ -100,9 +108,11 @@ impl fmt::Debug for SecretCipher {
     }
 }
 
-fn aad(installation_id: &InstallationId, name: &str) -> Vec<u8> {
-    let mut aad = Vec::with_capacity(installation_id.as_str().len() + 1 + name.len());
-    aad.extend_from_slice(installation_id.as_str().as_bytes());
+/// The slot a sealed value is bound to: its owner (an installation id, or `endpoint:` and
+/// an endpoint id — no installation id has a colon), a NUL, its name.
+pub(crate) fn aad(owner: &str, name: &str) -> Vec<u8> {
+    let mut aad = Vec::with_capacity(owner.len() + 1 + name.len());
+    aad.extend_from_slice(owner.as_bytes());
     aad.push(0);
     aad.extend_from_slice(name.as_bytes());
     aad

@@ -43,14 +43,18 @@ const READABLE_BELOW: &str = "pg_snapshot_xmin(pg_current_snapshot())::text::big
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Cursor {
     /// The writing transaction of the last event seen (PostgreSQL; always 0 on SQLite).
-    tx: i64,
+    pub(crate) tx: i64,
     /// The sequence number of the last event seen.
-    seq: i64,
+    pub(crate) seq: i64,
 }
 
 impl Cursor {
     /// The start of the log.
     pub const START: Cursor = Cursor { tx: 0, seq: 0 };
+
+    pub(crate) fn at(tx: i64, seq: i64) -> Cursor {
+        Cursor { tx, seq }
+    }
 
     /// Parse a cursor's text (as [`Cursor::to_string`] writes it): `SEQ` or `TX.SEQ`.
     pub fn parse(text: &str) -> Option<Cursor> {
@@ -196,7 +200,7 @@ pub struct DeadLetter {
     pub next_attempt_at: Option<i64>,
 }
 
-fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
+pub(crate) fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         cursor: Cursor {
             tx: row.try_get(12)?,
@@ -386,7 +390,7 @@ impl Store {
     }
 
     /// PostgreSQL: the transaction id below which the log is final now.
-    async fn readable_below(&self) -> Result<i64, StoreError> {
+    pub(crate) async fn readable_below(&self) -> Result<i64, StoreError> {
         let sql = format!("SELECT {READABLE_BELOW}");
         Ok(sqlx::query(&sql).fetch_one(&self.pool).await?.try_get(0)?)
     }

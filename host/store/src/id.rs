@@ -129,6 +129,12 @@ generated_id!(
     "evt"
 );
 
+generated_id!(
+    /// An outbound webhook endpoint's id (`ep_…`).
+    EndpointId,
+    "ep"
+);
+
 /// The id of an installation.
 ///
 /// Operators may choose their own (1 to 64 characters of `[A-Za-z0-9_-]`, e.g. `inst_demo`);

@@ -19,6 +19,10 @@
 //!   `commit`). A webhook is acknowledged only after this returns `Ok`, and cancelling the
 //!   caller cannot leave a transaction open. Events are stored as their record and
 //!   attributes; the host renders the CloudEvent envelope when they are read.
+//! - **Delivery** (`delivery`): outbound webhook endpoints (signing keys sealed like
+//!   secrets), each consumer's committed position in the event log and its lease, and
+//!   each endpoint's outbox with its attempts. The log itself is the outbox the ingestion
+//!   commit fills; nothing more is written on that path for delivery.
 //! - **Typed ids** ([`id`]): one generated-id scheme for every kind.
 //! - **The event log** read by the Processing Engine through a [`Cursor`]
 //!   ([`Store::list_events`]): a reader that resumes after the last position it saw never
@@ -38,6 +42,7 @@
 mod auth;
 mod commit;
 mod crypto;
+mod delivery;
 mod error;
 mod events;
 pub mod id;
@@ -51,11 +56,15 @@ pub use commit::{
     Writes, WritesApply,
 };
 pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
+pub use delivery::{
+    Attempt, AttemptOutcome, Backlog, DeliveryStatus, DueDelivery, Endpoint, EndpointDelivery,
+    EndpointFilter, EndpointUpdate, NewEndpoint, SigningKeys, SinkState,
+};
 pub use error::StoreError;
 pub use events::{
     Cursor, DeadLetter, EventFilter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent,
 };
-pub use id::{DriverId, EventId, InstallationId};
+pub use id::{DriverId, EndpointId, EventId, InstallationId};
 pub use schedule::{PollEnd, PollStatus};
 pub use store::{
     Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,

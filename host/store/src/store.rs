@@ -207,6 +207,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "retries",
         include_str!("../migrations/sqlite/0008_retries.sql"),
     ),
+    (
+        9,
+        "delivery",
+        include_str!("../migrations/sqlite/0009_delivery.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -253,6 +258,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         9,
         "retries",
         include_str!("../migrations/postgres/0009_retries.sql"),
+    ),
+    (
+        10,
+        "delivery",
+        include_str!("../migrations/postgres/0010_delivery.sql"),
     ),
 ];
 

@@ -12,12 +12,16 @@
 //!   PostgreSQL, with HTTP helpers;
 //! - [`fake`]: loopback HTTP servers standing in for providers;
 //! - [`oauth`]: a real OAuth 2.0 server (`oauth2-mock-server`) on loopback;
+//! - [`receiver`]: a webhook receiver verifying with the official `standardwebhooks`;
+//! - [`nats`]: a NATS JetStream server of a test's own, to stop and restart;
 //! - [`paths`]: the built `sluice` binary, drivers and the shared compile cache.
 
 pub mod fake;
 pub mod fixtures;
+pub mod nats;
 pub mod oauth;
 pub mod paths;
+pub mod receiver;
 pub mod require;
 pub mod server;
 pub mod sign;

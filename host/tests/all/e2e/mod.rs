@@ -4,6 +4,7 @@ mod app_routing;
 mod cli;
 mod corpus;
 mod dead_letters;
+mod delivery;
 mod driver_loading;
 mod durability;
 mod enrichment;

@@ -1,0 +1,228 @@
+//! The NATS JetStream sink: every normalized event, in log order, published to
+//! `{subject_prefix}.{driver}.{installation}` on the stream (created if missing) with
+//! `Nats-Msg-Id` = the event id.
+//!
+//! The sink's position in the log moves only past events JetStream acknowledged, so after
+//! a NATS outage, a crash or a lost lease, publishing resumes from the last acknowledged
+//! event. What was published but not yet recorded is published again with the same id,
+//! and the stream's duplicate window drops it: exactly once in the stream, as long as the
+//! host is back within the window (2 minutes by default).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, stream};
+use sluice_store::{Cursor, StoreError, StoredEvent};
+use tokio::sync::watch;
+
+use super::{Deliverer, ms, now_ms, wait_for_work};
+
+/// The sink's id among the consumers in the store.
+pub const SINK_ID: &str = "nats";
+
+/// Events published per step (acknowledged together).
+const BATCH: i64 = 256;
+
+/// Where and how events are published (`[delivery.nats]`).
+#[derive(Debug, Clone)]
+pub struct NatsOptions {
+    /// `nats://host:port`.
+    pub url: String,
+    /// The stream, created if missing.
+    pub stream: String,
+    /// Subjects are `{subject_prefix}.{driver}.{installation}`.
+    pub subject_prefix: String,
+    /// How long the stream keeps messages (when this host creates it).
+    pub max_age: Duration,
+    /// How long the stream remembers message ids to drop duplicates (when this host
+    /// creates it).
+    pub duplicate_window: Duration,
+}
+
+impl NatsOptions {
+    /// Defaults for `url`: stream `SLUICE_EVENTS`, subjects `sluice.events.…`, 7 days of
+    /// retention, a 2-minute duplicate window.
+    pub fn new(url: String) -> Self {
+        Self {
+            url,
+            stream: "SLUICE_EVENTS".into(),
+            subject_prefix: "sluice.events".into(),
+            max_age: Duration::from_secs(7 * 24 * 3600),
+            duplicate_window: Duration::from_secs(120),
+        }
+    }
+
+    /// The subject of `event`.
+    pub fn subject(&self, event: &StoredEvent) -> String {
+        format!(
+            "{}.{}.{}",
+            self.subject_prefix, event.driver_id, event.installation_id
+        )
+    }
+}
+
+/// Why a step failed.
+#[derive(Debug, thiserror::Error)]
+enum SinkError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("NATS: {0}")]
+    Nats(String),
+}
+
+/// Publishes the log to JetStream while this node holds the sink's lease.
+pub struct NatsSink {
+    deliverer: Arc<Deliverer>,
+    options: NatsOptions,
+}
+
+impl NatsSink {
+    pub fn new(deliverer: Arc<Deliverer>, options: NatsOptions) -> Self {
+        Self { deliverer, options }
+    }
+
+    pub async fn run(self, mut stopped: watch::Receiver<bool>) {
+        let store = &self.deliverer.store;
+        let node = &self.deliverer.node;
+        let mut commits = store.committed_events();
+        let mut nudges = self.deliverer.nudge.subscribe();
+        let mut context: Option<jetstream::Context> = None;
+        let mut failures: i64 = 0;
+        let mut holding = false;
+        loop {
+            commits.borrow_and_update();
+            nudges.borrow_and_update();
+            let result = self.step(&mut context, &mut holding).await;
+            let next = match result {
+                Ok(true) => {
+                    if failures > 0 {
+                        failures = 0;
+                        let _ = store.set_sink_health(SINK_ID, 0, None, None).await;
+                        tracing::info!("publishing to NATS again");
+                    }
+                    now_ms()
+                }
+                Ok(false) => now_ms() + ms(self.deliverer.options.tick),
+                Err(e) => {
+                    failures += 1;
+                    let message = e.to_string();
+                    tracing::warn!(error = %message, failures, "publishing to NATS failed");
+                    if let SinkError::Nats(_) = e {
+                        let _ = store
+                            .set_sink_health(SINK_ID, failures, Some(&message), None)
+                            .await;
+                    }
+                    // 0.5 s doubling to 30 s: NATS may be restarting.
+                    let backoff = 500_i64
+                        .saturating_mul(1 << failures.clamp(0, 6))
+                        .min(30_000);
+                    now_ms() + backoff
+                }
+            };
+            if wait_for_work(next, &mut commits, &mut nudges, &mut stopped).await {
+                break;
+            }
+        }
+        if holding {
+            let _ = store.release_sink(SINK_ID, node).await;
+        }
+    }
+
+    /// One batch: `true` when it published something (more may be waiting).
+    async fn step(
+        &self,
+        context: &mut Option<jetstream::Context>,
+        holding: &mut bool,
+    ) -> Result<bool, SinkError> {
+        let d = &self.deliverer;
+        let store = &d.store;
+        let now = now_ms();
+        store.ensure_sink(SINK_ID).await?;
+        *holding = store
+            .claim_sink(SINK_ID, &d.node, now, now + ms(d.options.lease))
+            .await?;
+        if !*holding {
+            return Ok(false);
+        }
+        let Some(state) = store.sink_state(SINK_ID).await? else {
+            return Ok(false);
+        };
+        let page = store.log_page(state.cursor, BATCH).await?;
+        if page.is_empty() {
+            return Ok(false);
+        }
+        let js = match context {
+            Some(js) => js.clone(),
+            None => {
+                let js = self.connect().await?;
+                *context = Some(js.clone());
+                js
+            }
+        };
+        // Published in order without waiting between them; acknowledged in order. The
+        // position moves past the longest acknowledged run from the start.
+        let mut acks = Vec::with_capacity(page.len());
+        let mut failure = None;
+        for event in &page {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert("Nats-Msg-Id", event.id.as_str());
+            headers.insert("Content-Type", "application/cloudevents+json");
+            let body = crate::output::cloud_event(event);
+            match js
+                .publish_with_headers(self.options.subject(event), headers, body.into())
+                .await
+            {
+                Ok(ack) => acks.push((event.cursor, ack)),
+                Err(e) => {
+                    failure = Some(e.to_string());
+                    break;
+                }
+            }
+        }
+        let mut acknowledged: Option<Cursor> = None;
+        for (cursor, ack) in acks {
+            match ack.await {
+                Ok(_) => acknowledged = Some(cursor),
+                Err(e) => {
+                    failure.get_or_insert(e.to_string());
+                    break;
+                }
+            }
+        }
+        if let Some(cursor) = acknowledged
+            && !store.advance_sink(SINK_ID, &d.node, cursor).await?
+        {
+            *holding = false;
+            return Ok(false);
+        }
+        match failure {
+            Some(e) => Err(SinkError::Nats(e)),
+            None => Ok(true),
+        }
+    }
+
+    /// Connect and make sure the stream exists.
+    async fn connect(&self) -> Result<jetstream::Context, SinkError> {
+        let o = &self.options;
+        let client = async_nats::ConnectOptions::new()
+            .name(concat!("sluice/", env!("CARGO_PKG_VERSION")))
+            .connection_timeout(Duration::from_secs(5))
+            .connect(o.url.as_str())
+            .await
+            .map_err(|e| SinkError::Nats(format!("connecting to {}: {e}", o.url)))?;
+        let js = jetstream::new(client);
+        let config = stream::Config {
+            name: o.stream.clone(),
+            subjects: vec![format!("{}.>", o.subject_prefix)],
+            max_age: o.max_age,
+            duplicate_window: o.duplicate_window,
+            storage: stream::StorageType::File,
+            ..Default::default()
+        };
+        js.get_or_create_stream(config)
+            .await
+            .map_err(|e| SinkError::Nats(format!("creating stream {}: {e}", o.stream)))?;
+        tracing::info!(url = %o.url, stream = %o.stream, "publishing events to NATS JetStream");
+        Ok(js)
+    }
+}
