@@ -275,6 +275,10 @@ fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
             eprintln!("xtask: SLUICE_TEST_POSTGRES_URL is unset: PostgreSQL tests will be skipped")
         }
     }
+    match std::env::var("SLUICE_TEST_NATS_URL") {
+        Ok(url) if !url.is_empty() => eprintln!("xtask: NATS tests use {url}"),
+        _ => eprintln!("xtask: SLUICE_TEST_NATS_URL is unset: NATS tests will be skipped"),
+    }
     let result = status(&mut cmd);
     report_skips(&skips);
     result?;

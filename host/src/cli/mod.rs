@@ -3,6 +3,7 @@
 
 mod client;
 mod driver;
+mod endpoints;
 mod serve;
 mod webhook;
 
@@ -35,6 +36,14 @@ enum Command {
     /// Read normalized events; list and replay dead letters.
     #[command(subcommand)]
     Events(client::EventsCommand),
+    /// Outbound webhook endpoints: create, inspect, rotate secrets, replay.
+    #[command(subcommand)]
+    Endpoints(endpoints::EndpointsCommand),
+    /// The NATS JetStream sink's backlog and failures.
+    Sinks {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
     /// Sign a payload the way the provider would and send it.
     #[command(subcommand)]
     Webhook(webhook::WebhookCommand),
@@ -84,6 +93,8 @@ pub fn main() -> ExitCode {
             Command::Installations(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Secrets(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Events(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Endpoints(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
+            Command::Sinks { server } => endpoints::sinks(server).await.map(|()| ExitCode::SUCCESS),
             Command::Webhook(cmd) => cmd.run().await,
             Command::Driver(cmd) => cmd.run().await,
         }

@@ -500,6 +500,59 @@ async fn endpoints_are_validated_and_obey_the_outbound_policy() {
         .expect_status(404);
 }
 
+/// `sluice endpoints …`: create (the secret printed once), list, rotate, replay checks,
+/// delete.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_manages_endpoints() {
+    let Some(sluice) = Sluice::start(Backend::Sqlite).await else {
+        return;
+    };
+    let json_of = |out: std::process::Output| -> Value {
+        serde_json::from_slice(&out.stdout).expect("the CLI prints JSON")
+    };
+    let created = json_of(sluice.cli(
+        &[
+            "endpoints",
+            "create",
+            "https://engine.example.com/hook",
+            "--driver",
+            "stripe",
+            "--type",
+            "payment.succeeded",
+            "--type",
+            "payment.refunded",
+            "--rate-limit",
+            "20",
+        ],
+        None,
+    ));
+    let secret = created["secret"].as_str().unwrap().to_string();
+    sluice.remember_secret(&secret);
+    assert!(secret.starts_with("whsec_"));
+    assert_eq!(
+        created["event_types"],
+        json!(["payment.succeeded", "payment.refunded"])
+    );
+    assert_eq!(created["rate_limit_per_sec"], 20);
+    let id = created["id"].as_str().unwrap().to_string();
+    let listed = json_of(sluice.cli(&["endpoints", "list"], None));
+    assert_eq!(listed["endpoints"][0]["id"], id.as_str());
+    assert!(listed["endpoints"][0].get("secret").is_none());
+    let rotated = json_of(sluice.cli(&["endpoints", "rotate-secret", &id, "--grace", "60"], None));
+    let new = rotated["secret"].as_str().unwrap().to_string();
+    sluice.remember_secret(&new);
+    assert_ne!(new, secret);
+    let disabled = json_of(sluice.cli(&["endpoints", "disable", &id], None));
+    assert_eq!(disabled["disabled"], true);
+    let attempts = json_of(sluice.cli(&["endpoints", "attempts", &id], None));
+    assert_eq!(attempts["attempts"], json!([]));
+    let sinks = json_of(sluice.cli(&["sinks"], None));
+    assert_eq!(sinks["sinks"], json!([]), "no NATS configured");
+    sluice.cli(&["endpoints", "delete", &id], None);
+    let listed = json_of(sluice.cli(&["endpoints", "list"], None));
+    assert_eq!(listed["endpoints"], json!([]));
+}
+
 /// Every message of the stream: (subject, `Nats-Msg-Id`, CloudEvent id).
 async fn stream_messages(url: &str, stream: &str) -> Vec<(String, String, String)> {
     let client = async_nats::connect(url).await.expect("connecting to NATS");
