@@ -152,6 +152,13 @@ impl DeliveryConfig {
         if self.timeout_ms == 0 || self.tick_ms == 0 || self.lease_secs == 0 {
             bail!("[delivery] timeout_ms, tick_ms and lease_secs must be positive");
         }
+        if self.lease_secs.saturating_mul(1000) <= self.timeout_ms.saturating_add(1000) {
+            bail!(
+                "[delivery] lease_secs ({} s) must exceed timeout_ms ({} ms) by more than a second: a node's sends must end inside its lease, or another node may send them again",
+                self.lease_secs,
+                self.timeout_ms
+            );
+        }
         if self.circuit_failure_threshold < 1 || self.max_in_flight == 0 {
             bail!("[delivery] circuit_failure_threshold and max_in_flight must be at least 1");
         }

@@ -10,7 +10,8 @@
 // Control (loopback):
 //   POST /secrets   {"secrets": ["whsec_…", …]}      what each request must verify with
 //   POST /fail      {"count": n, "status": 503}      answer the next n requests so
-//   GET  /received  {"deliveries": [{"id", "installation", "attempt_at"}…],
+//   GET  /received  {"deliveries": [{"id", "installation", "type", "content_type",
+//                    "signatures", "at_ms"}…],
 //                    "rejected": n, "failed": n, "last_rejection": text}
 import http from 'node:http';
 import { Webhook } from 'standardwebhooks';
@@ -71,6 +72,7 @@ const receiver = http.createServer(async (req, res) => {
     type: event.type,
     content_type: req.headers['content-type'],
     signatures: req.headers['webhook-signature'].split(' ').length,
+    at_ms: Date.now(),
   });
   json(res, 200, { ok: true });
 });

@@ -86,24 +86,26 @@ impl Clients {
     }
 }
 
-/// Paces sends to at most `per_sec` a second.
+/// Paces an endpoint's sends to at most its rate limit, across rounds.
 struct Pacer {
-    every: Option<Duration>,
     next: Mutex<Instant>,
 }
 
 impl Pacer {
-    fn new(per_sec: Option<i64>) -> Self {
+    fn new() -> Self {
         Self {
-            every: per_sec
-                .filter(|n| *n > 0)
-                .map(|n| Duration::from_secs_f64(1.0 / n as f64)),
             next: Mutex::new(Instant::now()),
         }
     }
 
-    async fn wait(&self) {
-        let Some(every) = self.every else { return };
+    /// Waits for the next slot at `per_sec` (no wait without a limit).
+    async fn wait(&self, per_sec: Option<i64>) {
+        let Some(every) = per_sec
+            .filter(|n| *n > 0)
+            .map(|n| Duration::from_secs_f64(1.0 / n as f64))
+        else {
+            return;
+        };
         let at = {
             let mut next = self.next.lock().await;
             let at = (*next).max(Instant::now());
@@ -125,11 +127,16 @@ struct Sent {
 pub struct Worker {
     deliverer: Arc<Deliverer>,
     id: EndpointId,
+    pacer: Pacer,
 }
 
 impl Worker {
     pub fn new(deliverer: Arc<Deliverer>, id: EndpointId) -> Self {
-        Self { deliverer, id }
+        Self {
+            deliverer,
+            id,
+            pacer: Pacer::new(),
+        }
     }
 
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
@@ -184,7 +191,14 @@ impl Worker {
         if let Some(last) = page.last() {
             let matching: Vec<_> = page.iter().filter(|e| endpoint.filter.matches(e)).collect();
             if !store
-                .enqueue_deliveries(&self.id, &d.node, &matching, last.cursor, now)
+                .enqueue_deliveries(
+                    &self.id,
+                    &d.node,
+                    &matching,
+                    last.cursor,
+                    now,
+                    now_ms() + ms(d.options.lease),
+                )
                 .await?
             {
                 return Ok(None);
@@ -195,12 +209,27 @@ impl Worker {
         if let Some(until) = state.circuit_open_until.filter(|u| *u > now) {
             return Ok(Some(until));
         }
+        // A round's sends end inside the lease: at most half of it waiting for the rate
+        // limit (and config checks that one attempt's timeout fits).
+        let paced = endpoint
+            .rate_limit_per_sec
+            .map_or(i64::MAX, |rate| (rate * ms(d.options.lease) / 2000).max(1));
         let limit = if circuit_open {
             1
         } else {
-            d.options.max_in_flight as i64
+            (d.options.max_in_flight as i64).min(paced)
         };
         let due = store.due_deliveries(&self.id, now, limit).await?;
+        // Renewed right before sending, unless taking events in just did.
+        if !due.is_empty() && page.is_empty() {
+            let now = now_ms();
+            if !store
+                .claim_sink(self.id.as_str(), &d.node, now, now + ms(d.options.lease))
+                .await?
+            {
+                return Ok(None);
+            }
+        }
         let sent_any = !due.is_empty();
         if sent_any {
             let url = d
@@ -212,10 +241,10 @@ impl Worker {
             if let Some(previous) = &keys.previous {
                 signing.push(SigningKey::from_bytes(previous.expose().to_vec()));
             }
-            let pacer = Pacer::new(endpoint.rate_limit_per_sec);
-            let (pacer, url, signing) = (&pacer, &url, &signing);
+            let rate = endpoint.rate_limit_per_sec;
+            let (pacer, url, signing) = (&self.pacer, &url, &signing);
             let sends = due.iter().map(|delivery| async move {
-                pacer.wait().await;
+                pacer.wait(rate).await;
                 let started = now_ms();
                 let clock = Instant::now();
                 let sent = match url {

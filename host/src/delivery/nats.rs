@@ -196,7 +196,11 @@ impl NatsSink {
             return Ok(false);
         }
         match failure {
-            Some(e) => Err(SinkError::Nats(e)),
+            Some(e) => {
+                // Connect afresh next time, and make sure the stream still exists.
+                *context = None;
+                Err(SinkError::Nats(e))
+            }
             None => Ok(true),
         }
     }
@@ -204,12 +208,13 @@ impl NatsSink {
     /// Connect and make sure the stream exists.
     async fn connect(&self) -> Result<jetstream::Context, SinkError> {
         let o = &self.options;
+        let shown = redacted(&o.url);
         let client = async_nats::ConnectOptions::new()
             .name(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .connection_timeout(Duration::from_secs(5))
             .connect(o.url.as_str())
             .await
-            .map_err(|e| SinkError::Nats(format!("connecting to {}: {e}", o.url)))?;
+            .map_err(|e| SinkError::Nats(format!("connecting to {shown}: {e}")))?;
         let js = jetstream::new(client);
         let config = stream::Config {
             name: o.stream.clone(),
@@ -222,7 +227,39 @@ impl NatsSink {
         js.get_or_create_stream(config)
             .await
             .map_err(|e| SinkError::Nats(format!("creating stream {}: {e}", o.stream)))?;
-        tracing::info!(url = %o.url, stream = %o.stream, "publishing events to NATS JetStream");
+        tracing::info!(url = %shown, stream = %o.stream, "publishing events to NATS JetStream");
         Ok(js)
+    }
+}
+
+/// The URL without credentials (user, password or token), for logs and the API.
+fn redacted(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            format!("{u} (credentials redacted)")
+        }
+        Ok(u) => u.to_string(),
+        Err(_) => "the configured NATS URL".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn credentials_never_show() {
+        assert_eq!(
+            super::redacted("nats://alice:s3cret@127.0.0.1:4222"),
+            "nats://127.0.0.1:4222 (credentials redacted)"
+        );
+        assert_eq!(
+            super::redacted("nats://tok3n@nats.example.com"),
+            "nats://nats.example.com (credentials redacted)"
+        );
+        assert_eq!(
+            super::redacted("nats://127.0.0.1:4222"),
+            "nats://127.0.0.1:4222"
+        );
     }
 }

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_store::{
     Backlog, DeliveryStatus, DriverId, Endpoint, EndpointFilter, EndpointId, EndpointUpdate,
-    InstallationId, NewEndpoint,
+    InstallationId, NewEndpoint, ReplayOne,
 };
 
 use super::admin::body;
@@ -246,6 +246,18 @@ pub async fn update(
     if let Some(rate) = b.rate_limit_per_sec {
         check_rate(rate)?;
     }
+    let grace = match &b.rotate_secret {
+        None => None,
+        Some(rotate) => {
+            let grace = rotate.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
+            if !(0..=MAX_GRACE_SECS).contains(&grace) {
+                return Err(ApiError::bad_request(
+                    "grace_seconds must be between 0 and 604800 (7 days)",
+                ));
+            }
+            Some(grace)
+        }
+    };
     let update = EndpointUpdate {
         url: b.url.clone(),
         description: b.description.clone(),
@@ -256,13 +268,7 @@ pub async fn update(
     let store = state.pipeline.store();
     let mut endpoint = store.update_endpoint(&current.id, &update).await?;
     let mut secret = None;
-    if let Some(rotate) = &b.rotate_secret {
-        let grace = rotate.grace_seconds.unwrap_or(DEFAULT_GRACE_SECS);
-        if !(0..=MAX_GRACE_SECS).contains(&grace) {
-            return Err(ApiError::bad_request(
-                "grace_seconds must be between 0 and 604800 (7 days)",
-            ));
-        }
+    if let Some(grace) = grace {
         let key = SigningKey::generate();
         let now = now_ms();
         endpoint = store
@@ -412,15 +418,25 @@ pub async fn replay_one(
     let e = live(&state, &id).await?;
     let event = sluice_store::EventId::parse(&event_id)
         .map_err(|_| ApiError::not_found("no such event"))?;
-    if !state
+    match state
         .pipeline
         .store()
         .replay_delivery(&e, event.as_str(), now_ms())
         .await?
     {
-        return Err(ApiError::not_found(
-            "no such event, or this endpoint does not receive it",
-        ));
+        ReplayOne::Replayed => {}
+        ReplayOne::NoSuchEvent => {
+            return Err(ApiError::not_found(
+                "no such event, or this endpoint does not receive it",
+            ));
+        }
+        ReplayOne::NotYetTaken => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "not_yet_delivered",
+                "the endpoint has not reached this event yet; it will be delivered in order",
+            ));
+        }
     }
     state.delivery.nudge();
     Ok(Json(json!({ "replayed": 1 })))

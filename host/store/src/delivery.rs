@@ -227,6 +227,17 @@ pub enum AttemptOutcome {
     Dead,
 }
 
+/// What [`Store::replay_delivery`] did.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReplayOne {
+    /// Pending again, due now.
+    Replayed,
+    /// No such event, or the endpoint does not receive it.
+    NoSuchEvent,
+    /// Committed after what the endpoint has taken in so far: it will be sent in order.
+    NotYetTaken,
+}
+
 /// What is waiting for a consumer.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Backlog {
@@ -642,14 +653,21 @@ impl Store {
         Ok(())
     }
 
-    /// Events after `after` in log order, at most `limit` (the NATS sink's and the
-    /// endpoints' read of the log).
+    /// Events after `after` in log order, at most `limit`: the consumers' read of the log.
+    /// Unlike [`Store::list_events`] it never waits for held-back events (PostgreSQL): a
+    /// consumer looks again soon anyway, and a step must stay well inside its lease.
     pub async fn log_page(
         &self,
         after: Cursor,
         limit: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        self.list_events(None, after, limit).await
+        let below = match self.backend {
+            Backend::Sqlite => i64::MAX,
+            Backend::Postgres => self.readable_below().await?,
+        };
+        let limit = limit.clamp(0, crate::MAX_EVENTS_PAGE);
+        self.events_page(&crate::EventFilter::default(), after, limit, below)
+            .await
     }
 
     /// What waits for the consumer past its position in the log (the NATS sink).
@@ -721,6 +739,7 @@ impl Store {
         events: &[&StoredEvent],
         scanned: Cursor,
         now: i64,
+        lease_until: i64,
     ) -> Result<bool, StoreError> {
         let rows: Vec<(String, Cursor, String)> = events
             .iter()
@@ -729,14 +748,16 @@ impl Store {
         let (store, endpoint, owner) = (self.clone(), endpoint.clone(), owner.to_owned());
         self.detached(async move {
             let mut tx = store.begin_write().await?;
+            // The lease is extended with it: the sends that follow fit in it.
             let moved = sqlx::query(
-                "UPDATE delivery_sinks SET cursor_tx = $3, cursor_seq = $4 \
+                "UPDATE delivery_sinks SET cursor_tx = $3, cursor_seq = $4, lease_until = $5 \
                  WHERE id = $1 AND lease_owner = $2",
             )
             .bind(endpoint.as_str())
             .bind(&owner)
             .bind(scanned.tx)
             .bind(scanned.seq)
+            .bind(lease_until)
             .execute(&mut *tx)
             .await?
             .rows_affected();
@@ -773,12 +794,6 @@ impl Store {
         now: i64,
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
-        let earlier = match self.backend {
-            Backend::Sqlite => {
-                "(o.event_tx < d.event_tx OR (o.event_tx = d.event_tx AND o.event_seq < d.event_seq))"
-            }
-            Backend::Postgres => "(o.event_tx, o.event_seq) < (d.event_tx, d.event_seq)",
-        };
         let sql = format!(
             "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
                e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
@@ -786,10 +801,9 @@ impl Store {
              FROM deliveries d JOIN events e ON e.id = d.event_id \
              JOIN raw_events r ON r.id = e.raw_event_id \
              WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
-               AND NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.endpoint_id = d.endpoint_id \
-                 AND o.installation_id = d.installation_id AND o.status = 'pending' \
-                 AND {earlier}) \
-             ORDER BY d.event_tx, d.event_seq LIMIT $3"
+               AND {head} \
+             ORDER BY d.event_tx, d.event_seq LIMIT $3",
+            head = self.head_of_queue()
         );
         let rows = sqlx::query(&sql)
             .bind(endpoint.as_str())
@@ -807,18 +821,36 @@ impl Store {
             .collect()
     }
 
-    /// When the endpoint's next pending delivery heading its queue is due, if any.
+    /// When the next pending delivery heading its installation's queue is due, if any
+    /// (one behind a head waits for the head, however early it could go).
     pub async fn next_delivery_due(
         &self,
         endpoint: &EndpointId,
     ) -> Result<Option<i64>, StoreError> {
-        let row = sqlx::query(
-            "SELECT MIN(next_attempt_at) FROM deliveries WHERE endpoint_id = $1 AND status = 'pending'",
-        )
-        .bind(endpoint.as_str())
-        .fetch_one(&self.pool)
-        .await?;
+        let sql = format!(
+            "SELECT MIN(d.next_attempt_at) FROM deliveries d \
+             WHERE d.endpoint_id = $1 AND d.status = 'pending' AND {HEAD}",
+            HEAD = self.head_of_queue()
+        );
+        let row = sqlx::query(&sql)
+            .bind(endpoint.as_str())
+            .fetch_one(&self.pool)
+            .await?;
         Ok(row.try_get(0)?)
+    }
+
+    /// SQL: delivery `d` is the oldest pending one of its installation at its endpoint.
+    fn head_of_queue(&self) -> String {
+        let earlier = match self.backend {
+            Backend::Sqlite => {
+                "(o.event_tx < d.event_tx OR (o.event_tx = d.event_tx AND o.event_seq < d.event_seq))"
+            }
+            Backend::Postgres => "(o.event_tx, o.event_seq) < (d.event_tx, d.event_seq)",
+        };
+        format!(
+            "NOT EXISTS (SELECT 1 FROM deliveries o WHERE o.endpoint_id = d.endpoint_id \
+               AND o.installation_id = d.installation_id AND o.status = 'pending' AND {earlier})"
+        )
     }
 
     /// Records an attempt and what it leaves the delivery as, in one transaction.
@@ -937,13 +969,12 @@ impl Store {
 
     /// Sends one event again from a fresh start of its retry schedule, whatever it stands
     /// at (and takes it into the outbox if the endpoint receives it and it is not there).
-    /// `false` if there is no such event or the endpoint does not receive it.
     pub async fn replay_delivery(
         &self,
         endpoint: &Endpoint,
         event_id: &str,
         now: i64,
-    ) -> Result<bool, StoreError> {
+    ) -> Result<ReplayOne, StoreError> {
         let sql = match self.backend {
             Backend::Sqlite => {
                 "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
@@ -963,14 +994,22 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         let Some(event) = row.as_ref().map(stored_event_from_row).transpose()? else {
-            return Ok(false);
+            return Ok(ReplayOne::NoSuchEvent);
         };
         if !endpoint.filter.matches(&event) {
-            return Ok(false);
+            return Ok(ReplayOne::NoSuchEvent);
+        }
+        let Some(state) = self.sink_state(endpoint.id.as_str()).await? else {
+            return Err(StoreError::NotFound);
+        };
+        // Ahead of the position it would jump its installation's queue; it is on its way,
+        // in order, anyway.
+        if event.cursor > state.cursor {
+            return Ok(ReplayOne::NotYetTaken);
         }
         self.reset_deliveries(&endpoint.id, vec![event], now)
             .await?;
-        Ok(true)
+        Ok(ReplayOne::Replayed)
     }
 
     /// Sends again every event the endpoint receives that was received at or after

@@ -310,7 +310,7 @@ impl Store {
 
     /// One page of the log below the horizon `below` (PostgreSQL: transactions older than
     /// it have all ended; ignored on SQLite).
-    async fn events_page(
+    pub(crate) async fn events_page(
         &self,
         filter: &EventFilter<'_>,
         after: Cursor,

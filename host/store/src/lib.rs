@@ -58,7 +58,7 @@ pub use commit::{
 pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use delivery::{
     Attempt, AttemptOutcome, Backlog, DeliveryStatus, DueDelivery, Endpoint, EndpointDelivery,
-    EndpointFilter, EndpointUpdate, NewEndpoint, SigningKeys, SinkState,
+    EndpointFilter, EndpointUpdate, NewEndpoint, ReplayOne, SigningKeys, SinkState,
 };
 pub use error::StoreError;
 pub use events::{

@@ -4,5 +4,6 @@
 #[macro_use]
 mod common;
 mod auth;
+mod delivery;
 mod master_key;
 mod store;

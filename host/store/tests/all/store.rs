@@ -30,11 +30,11 @@ both_backends!(
     redelivery_does_not_reapply_writes,
 );
 
-fn iid(s: &str) -> InstallationId {
+pub(crate) fn iid(s: &str) -> InstallationId {
     InstallationId::parse(s).unwrap()
 }
 
-async fn install(
+pub(crate) async fn install(
     store: &Store,
     id: &str,
     driver: &str,
@@ -69,11 +69,11 @@ fn eid(label: &str) -> EventId {
 }
 
 /// The label a test event's record carries.
-fn label(e: &sluice_store::StoredEvent) -> String {
+pub(crate) fn label(e: &sluice_store::StoredEvent) -> String {
     body_json(&e.data)["label"].as_str().unwrap().to_owned()
 }
 
-fn normalized(provider_event_id: &str, event_ids: &[&str]) -> IngestedEvent {
+pub(crate) fn normalized(provider_event_id: &str, event_ids: &[&str]) -> IngestedEvent {
     IngestedEvent {
         provider_event_id: provider_event_id.into(),
         event_type: "charge.succeeded".into(),
@@ -109,7 +109,7 @@ fn failed(provider_event_id: &str, reason: &str) -> IngestedEvent {
     }
 }
 
-fn delivery(
+pub(crate) fn delivery(
     id: &InstallationId,
     events: Vec<IngestedEvent>,
     state_writes: Vec<StateWrite>,

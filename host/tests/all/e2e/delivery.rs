@@ -83,6 +83,21 @@ async fn until_received(
     }
 }
 
+/// Waits (up to 30 s) until `check` holds on `GET path` (the host records an attempt only
+/// after the receiver has answered it).
+async fn until_admin(sluice: &Sluice, path: &str, check: impl Fn(&Value) -> bool) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let resp = sluice.admin(Method::GET, path, None).await;
+        resp.expect_status(200);
+        if check(&resp.json) {
+            return resp.json;
+        }
+        assert!(Instant::now() < deadline, "GET {path}: {}", resp.text);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 fn delivered(received: &Value) -> usize {
     received["deliveries"].as_array().map_or(0, Vec::len)
 }
@@ -158,15 +173,22 @@ async fn an_endpoint_that_fails_then_recovers_gets_every_event_in_order(backend:
     );
 
     // The three refusals are on record, with the endpoint's answer.
-    let attempts = sluice
-        .admin(
-            Method::GET,
-            &format!("/v1/endpoints/{endpoint}/attempts?limit=1000"),
-            None,
-        )
-        .await;
-    attempts.expect_status(200);
-    let attempts = attempts.json["attempts"].as_array().unwrap().clone();
+    let ok = |a: &Value| a["status"] == 200;
+    let attempts = until_admin(
+        &sluice,
+        &format!("/v1/endpoints/{endpoint}/attempts?limit=1000"),
+        |a| {
+            a["attempts"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|a| ok(a))
+                .count()
+                == 20
+        },
+    )
+    .await;
+    let attempts = attempts["attempts"].as_array().unwrap().clone();
     let refused: Vec<&Value> = attempts.iter().filter(|a| a["status"] == 503).collect();
     assert_eq!(refused.len(), 3, "{attempts:?}");
     assert!(
@@ -177,12 +199,12 @@ async fn an_endpoint_that_fails_then_recovers_gets_every_event_in_order(backend:
     );
     assert_eq!(attempts.iter().filter(|a| a["status"] == 200).count(), 20);
 
-    let shown = sluice
-        .admin(Method::GET, &format!("/v1/endpoints/{endpoint}"), None)
-        .await;
-    let status = &shown.json["delivery"];
-    assert_eq!(status["backlog"], 0, "{}", shown.text);
-    assert_eq!(status["dead"], 0);
+    let shown = until_admin(&sluice, &format!("/v1/endpoints/{endpoint}"), |e| {
+        e["delivery"]["backlog"] == 0
+    })
+    .await;
+    let status = &shown["delivery"];
+    assert_eq!(status["dead"], 0, "{shown}");
     assert_eq!(status["consecutive_failures"], 0);
     assert_eq!(status["circuit"], "closed");
 }
@@ -277,13 +299,9 @@ async fn a_dead_delivery_is_replayed_after_the_circuit_closes() {
     replay.expect_status(200);
     let received = until_received(&receiver, "the replay", |r| delivered(r) == 1).await;
     assert_eq!(received["deliveries"][0]["id"], event.as_str());
-    let shown = sluice.admin(Method::GET, &path, None).await;
-    assert_eq!(
-        shown.json["delivery"]["circuit"], "closed",
-        "{}",
-        shown.text
-    );
-    assert_eq!(shown.json["delivery"]["dead"], 0);
+    let shown = until_admin(&sluice, &path, |e| e["delivery"]["dead"] == 0).await;
+    assert_eq!(shown["delivery"]["circuit"], "closed", "{shown}");
+    assert_eq!(shown["delivery"]["consecutive_failures"], 0);
 
     // Replay by time: the same event again, with the same webhook-id.
     let since = minutes_ago(1);
@@ -399,6 +417,39 @@ async fn a_rotated_secret_signs_beside_the_new_one_during_its_grace() {
         .await
         .expect_status(200);
     until_received(&receiver, "the waiting event", |r| delivered(r) == 3).await;
+}
+
+/// An endpoint's rate limit holds across rounds: six events of one installation at 5 a
+/// second arrive over at least a second (five gaps of 200 ms), in order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoints_rate_limit_paces_its_deliveries() {
+    let Some(receiver) = WebhookReceiver::start() else {
+        return;
+    };
+    let Some(sluice) = Sluice::start_with_env(Backend::Sqlite, &FAST).await else {
+        return;
+    };
+    let (inst, inst_secret) = sluice.stripe_installation().await;
+    let (_, secret) = create_endpoint(
+        &sluice,
+        json!({"url": receiver.url, "rate_limit_per_sec": 5}),
+    )
+    .await;
+    receiver.set_secrets(&[&secret]).await;
+    post_charges(&sluice, &inst, &inst_secret, 6).await;
+    let received = until_received(&receiver, "six events", |r| delivered(r) == 6).await;
+    let at: Vec<i64> = received["deliveries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["at_ms"].as_i64().unwrap())
+        .collect();
+    let spread = at[5] - at[0];
+    assert!(
+        spread >= 950,
+        "six deliveries within {spread} ms at 5/s: {at:?}"
+    );
+    assert_eq!(receiver.ids().await, event_ids(&sluice, &inst).await);
 }
 
 /// Endpoint URLs obey the outbound policy (no private destination without a grant), and
@@ -668,9 +719,10 @@ async fn nats_restarts_and_a_killed_host_lose_nothing() {
             "200ms,200ms,200ms,200ms,200ms,200ms",
         ),
         ("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", "100"),
-        // A restarted host takes its own endpoint back at once (its old lease was its own
-        // node's, but the new process is another node): short leases.
-        ("SLUICE_DELIVERY_LEASE_SECS", "2"),
+        // The restarted process is another node: it takes the endpoint and the sink over
+        // once the dead one's leases expire, so short leases (and attempts that fit in one).
+        ("SLUICE_DELIVERY_LEASE_SECS", "3"),
+        ("SLUICE_DELIVERY_TIMEOUT_MS", "1500"),
     ];
     let Some(mut sluice) = Sluice::start_with_env(Backend::Sqlite, &env).await else {
         return;
@@ -759,7 +811,8 @@ async fn two_nodes_deliver_each_event_once() {
         return;
     };
     let mut env = FAST.to_vec();
-    env.push(("SLUICE_DELIVERY_LEASE_SECS", "2"));
+    env.push(("SLUICE_DELIVERY_LEASE_SECS", "3"));
+    env.push(("SLUICE_DELIVERY_TIMEOUT_MS", "1500"));
     let Some(mut a) = Sluice::start_with_env(Backend::Postgres, &env).await else {
         return;
     };
