@@ -251,13 +251,17 @@ async fn start_sluice(
     )
     .await
     .ok(); // already there when the database was prepared beforehand
-    admin(
+    if let Err(e) = admin(
         addr,
         reqwest::Method::PUT,
         &format!("/v1/installations/{INSTALLATION}/secrets/webhook_secret"),
         json!({"value": SECRET}),
     )
-    .await?;
+    .await
+    {
+        // The log goes with the server's directory: say what it said first.
+        return Err(e.context(format!("server log: {:?}", server.log_errors())));
+    }
     Ok(server)
 }
 
