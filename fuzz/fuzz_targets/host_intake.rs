@@ -99,9 +99,15 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
         auth.clone(),
         Default::default(),
     ));
+    // Nothing is delivered (no endpoint, no NATS); the routes need it all the same.
+    let delivery = Arc::new(
+        sluice::delivery::Deliverer::new(pipeline.store().clone(), Default::default(), Vec::new())
+            .expect("delivery"),
+    );
     let app = router(Arc::new(AppState {
         auth,
         scheduler,
+        delivery,
         retries: Default::default(),
         pipeline,
         public_url: "http://127.0.0.1:8080".into(),
