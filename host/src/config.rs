@@ -64,6 +64,19 @@ pub struct Config {
     pub retries: RetriesConfig,
     /// Outbound webhooks and the NATS JetStream sink.
     pub delivery: DeliveryConfig,
+    /// `text` (default, for people) or `json` (one object a line, for log pipelines).
+    pub log_format: LogFormat,
+}
+
+/// How `sluice serve` writes its log (`log_format`, `SLUICE_LOG_FORMAT`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    #[default]
+    Text,
+    /// One JSON object a line.
+    Json,
 }
 
 /// Delivery to the Processing Engine (`[delivery]`, and `[delivery.nats]` for the stream).
@@ -457,6 +470,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             retries: RetriesConfig::default(),
             delivery: DeliveryConfig::default(),
+            log_format: LogFormat::default(),
         }
     }
 }
@@ -640,6 +654,13 @@ impl Config {
         }
         if let Some(v) = var("SLUICE_MAX_CONNECTIONS") {
             self.server.max_connections = parsed("SLUICE_MAX_CONNECTIONS", v)?;
+        }
+        if let Some(v) = var("SLUICE_LOG_FORMAT") {
+            self.log_format = match v.trim() {
+                "text" | "" => LogFormat::Text,
+                "json" => LogFormat::Json,
+                other => bail!("SLUICE_LOG_FORMAT={other:?}: use text or json"),
+            };
         }
         let delivery = &mut self.delivery;
         if let Some(v) = var("SLUICE_DELIVERY_RETRY_SCHEDULE") {

@@ -35,8 +35,10 @@ pub struct ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
-    init_tracing();
+    // A configuration error is printed by `main` (stderr); everything after it is logged
+    // in the configured format.
     let mut config = Config::load(args.config.as_deref())?;
+    init_tracing(config.log_format);
     if let Some(v) = args.listen {
         config.listen = v;
     }
@@ -172,10 +174,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn init_tracing() {
+fn init_tracing(format: crate::config::LogFormat) {
     let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
     // `try_init` because tests may start several servers in one process.
-    let _ = tracing_subscriber::fmt().with_env_filter(filter).try_init();
+    let _ = match format {
+        crate::config::LogFormat::Text => builder.try_init(),
+        // One JSON object a line: `timestamp`, `level`, `target`, `fields` (with `message`).
+        crate::config::LogFormat::Json => builder.json().flatten_event(false).try_init(),
+    };
 }
 
 /// The configured token, or the one kept in the data directory, or a new one (printed once).

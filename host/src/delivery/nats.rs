@@ -89,10 +89,11 @@ impl NatsSink {
         let mut context: Option<jetstream::Context> = None;
         let mut failures: i64 = 0;
         let mut holding = false;
+        let mut registered = false;
         loop {
             commits.borrow_and_update();
             nudges.borrow_and_update();
-            let result = self.step(&mut context, &mut holding).await;
+            let result = self.step(&mut context, &mut holding, &mut registered).await;
             let next = match result {
                 Ok(true) => {
                     if failures > 0 {
@@ -133,11 +134,15 @@ impl NatsSink {
         &self,
         context: &mut Option<jetstream::Context>,
         holding: &mut bool,
+        registered: &mut bool,
     ) -> Result<bool, SinkError> {
         let d = &self.deliverer;
         let store = &d.store;
         let now = now_ms();
-        store.ensure_sink(SINK_ID).await?;
+        if !*registered {
+            store.ensure_sink(SINK_ID).await?;
+            *registered = true;
+        }
         *holding = store
             .claim_sink(SINK_ID, &d.node, now, now + ms(d.options.lease))
             .await?;

@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tracing::Instrument;
 use wasmtime::component::{Instance, TypedFunc};
 use wasmtime::{Store, UpdateDeadline};
 
@@ -115,6 +116,9 @@ pub struct Session {
     deadline: tokio::time::Instant,
     output_left: usize,
     max_output: usize,
+    /// Names the installation, driver and version on every line logged during its calls
+    /// (by the host's capabilities, the driver's own `log`, a trap).
+    span: tracing::Span,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
@@ -137,6 +141,15 @@ impl Runtime {
                     .map_err(|_| CallError::Overloaded)
             }
         };
+        let span = tracing::info_span!(
+            "driver_call",
+            driver = %scope.driver.id,
+            version = %scope.driver.version,
+            installation = tracing::field::Empty,
+        );
+        if let Some(installation) = &scope.installation {
+            span.record("installation", installation.id.as_str());
+        }
         let driver_permit = slot(&driver.slots).await?;
         let permit = slot(self.permits()).await?;
         let limits = scope.driver.limits;
@@ -151,11 +164,15 @@ impl Runtime {
         let deadline = tokio::time::Instant::from_std(started + budget);
         let instance = tokio::time::timeout_at(
             deadline,
-            driver.pre.instance_pre().instantiate_async(&mut store),
+            driver
+                .pre
+                .instance_pre()
+                .instantiate_async(&mut store)
+                .instrument(span.clone()),
         )
         .await
         .map_err(|_| CallError::Timeout)?
-        .map_err(|e| classify(e, limits.max_output_bytes))?;
+        .map_err(|e| span.in_scope(|| classify(e, limits.max_output_bytes)))?;
         Ok(Session {
             store,
             instance,
@@ -163,6 +180,7 @@ impl Runtime {
             deadline,
             output_left: limits.max_output_bytes,
             max_output: limits.max_output_bytes,
+            span,
             _permits: (driver_permit, permit),
         })
     }
@@ -183,12 +201,15 @@ macro_rules! call {
         let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
         session.store.set_hostcall_fuel(lift_budget(session.output_left));
         let max_output = session.max_output;
-        let call = typed.call_async(&mut session.store, ($($arg,)*));
+        let span = session.span.clone();
+        let call = typed
+            .call_async(&mut session.store, ($($arg,)*))
+            .instrument(span.clone());
         tokio::time::timeout_at(session.deadline, call)
             .await
             .map_err(|_| CallError::Timeout)?
             .map(|(out,)| out)
-            .map_err(|e| classify(e, max_output))
+            .map_err(|e| span.in_scope(|| classify(e, max_output)))
     }};
 }
 

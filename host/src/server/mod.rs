@@ -119,15 +119,33 @@ pub fn router(state: Arc<AppState>) -> Router {
 /// How long `/readyz` waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
+/// Ready when the database answers and at least one driver is loaded: a host without
+/// drivers cannot take a single webhook.
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let ping = tokio::time::timeout(READY_TIMEOUT, state.pipeline.store().ping()).await;
     match ping {
-        Ok(Ok(())) => "ready".into_response(),
-        Ok(Err(e)) => ApiError::unavailable("the database is unavailable", e).into_response(),
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => {
+            return ApiError::unavailable("the database is unavailable", e).into_response();
+        }
         Err(_) => {
-            ApiError::unavailable("the database is unavailable", "ping timed out").into_response()
+            return ApiError::unavailable("the database is unavailable", "ping timed out")
+                .into_response();
         }
     }
+    let drivers: Vec<serde_json::Value> = state
+        .pipeline
+        .drivers()
+        .list()
+        .iter()
+        .map(|d| serde_json::json!({"id": d.info.id, "version": d.info.version}))
+        .collect();
+    if drivers.is_empty() {
+        return ApiError::unavailable("no driver is loaded", "the drivers directory is empty")
+            .into_response();
+    }
+    axum::Json(serde_json::json!({"status": "ready", "database": "ok", "drivers": drivers}))
+        .into_response()
 }
 
 /// Read the whole body before the handler runs: refused with `413` over the size limit

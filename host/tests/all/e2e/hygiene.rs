@@ -159,3 +159,104 @@ async fn the_policy_decides_which_installations_may_use_a_driver() {
         .await
         .expect_status(200);
 }
+
+/// `SLUICE_LOG_FORMAT=json`: every line the server writes is one JSON object with a level
+/// and fields, and the line about an accepted webhook names its installation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_parse_line_by_line() {
+    let Some(mut sluice) =
+        Sluice::start_with_env(Backend::Sqlite, &[("SLUICE_LOG_FORMAT", "json")]).await
+    else {
+        return;
+    };
+    let (inst, secret) = sluice.stripe_installation().await;
+    sluice
+        .post_stripe(&inst, &secret, &sluice_testkit::stripe_charge_payload())
+        .await
+        .expect_status(200);
+    // A driver that traps: the host's line about it names the call.
+    let trap = sluice
+        .create_installation("faulty", json!({"mode": "trap"}))
+        .await;
+    let trap = trap["installation_id"].as_str().unwrap().to_string();
+    sluice
+        .post_webhook(&trap, &[], br#"{"id":"evt_trap"}"#.to_vec())
+        .await
+        .expect_status(500);
+    let faulty = sluice.driver_info("faulty").await;
+    sluice.terminate(Duration::from_secs(15)).await;
+    let log = sluice.log();
+    let mut delivered = None;
+    let mut trapped = None;
+    let mut lines = 0;
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("a log line that is not JSON ({e}): {line}"));
+        assert!(value["level"].is_string(), "{line}");
+        assert!(value["fields"].is_object(), "{line}");
+        assert!(value["timestamp"].is_string(), "{line}");
+        if value["fields"]["message"] == "webhook delivered" {
+            delivered = Some(value);
+        } else if value["fields"]["message"] == "driver trapped" {
+            trapped = Some(value);
+        }
+        lines += 1;
+    }
+    assert!(lines > 5, "{log}");
+    let delivered = delivered.expect("a line about the accepted webhook");
+    assert_eq!(delivered["level"], "INFO");
+    assert!(
+        delivered["fields"]["installation"]
+            .as_str()
+            .is_some_and(|i| i.contains(&inst)),
+        "{delivered}"
+    );
+
+    let trapped = trapped.expect("a line about the trap");
+    let span = &trapped["span"];
+    assert_eq!(span["name"], "driver_call", "{trapped}");
+    assert_eq!(span["driver"], "faulty");
+    assert_eq!(span["version"], faulty["version"]);
+    assert_eq!(span["installation"], trap.as_str());
+
+    // An unknown format is refused at start, with the variable named.
+    let out = sluice_cli(sluice.dir())
+        .arg("serve")
+        .env("SLUICE_LOG_FORMAT", "xml")
+        .env("SLUICE_DATA_DIR", sluice.data_dir())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("SLUICE_LOG_FORMAT"));
+}
+
+/// `GET /readyz` names the loaded drivers; a host with none is not ready.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_reflects_the_database_and_the_drivers() {
+    let Some(mut sluice) = Sluice::start(Backend::Sqlite).await else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let ready = client.get(sluice.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+    let body: serde_json::Value = ready.json().await.unwrap();
+    assert_eq!(body["status"], "ready");
+    assert_eq!(body["database"], "ok");
+    let mut ids: Vec<&str> = body["drivers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["id"].as_str().unwrap())
+        .collect();
+    ids.sort_unstable();
+    assert_eq!(ids, ["faulty", "stripe"]);
+
+    for entry in std::fs::read_dir(sluice.drivers_dir()).unwrap() {
+        std::fs::remove_file(entry.unwrap().path()).unwrap();
+    }
+    sluice.restart().await;
+    let ready = client.get(sluice.url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    assert!(ready.headers().contains_key("retry-after"));
+    assert!(ready.text().await.unwrap().contains("no driver is loaded"));
+}
