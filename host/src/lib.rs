@@ -16,6 +16,7 @@ pub mod cli;
 pub mod config;
 pub mod delivery;
 pub mod installations;
+pub mod metrics;
 #[cfg(feature = "native-stripe")]
 pub mod native;
 pub mod net;

@@ -39,6 +39,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // in the configured format.
     let mut config = Config::load(args.config.as_deref())?;
     init_tracing(config.log_format);
+    crate::metrics::install();
     if let Some(v) = args.listen {
         config.listen = v;
     }

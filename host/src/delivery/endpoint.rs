@@ -292,6 +292,14 @@ impl Worker {
                     error: sent.error,
                     response: sent.answer,
                 };
+                crate::metrics::record_attempt(
+                    self.id.as_str(),
+                    match outcome {
+                        AttemptOutcome::Delivered => "delivered",
+                        AttemptOutcome::RetryAt(_) => "retry",
+                        AttemptOutcome::Dead => "dead",
+                    },
+                );
                 store.record_attempt(&self.id, &attempt, outcome).await?;
             }
             let open_until = (failures >= d.options.circuit_threshold).then(|| {

@@ -187,7 +187,10 @@ impl NatsSink {
         let mut acknowledged: Option<Cursor> = None;
         for (cursor, ack) in acks {
             match ack.await {
-                Ok(_) => acknowledged = Some(cursor),
+                Ok(_) => {
+                    acknowledged = Some(cursor);
+                    crate::metrics::record_published(1);
+                }
                 Err(e) => {
                     failure.get_or_insert(e.to_string());
                     break;

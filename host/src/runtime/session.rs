@@ -119,6 +119,8 @@ pub struct Session {
     /// Names the installation, driver and version on every line logged during its calls
     /// (by the host's capabilities, the driver's own `log`, a trap).
     span: tracing::Span,
+    /// The driver and version, for the call metrics.
+    labels: Arc<(String, String)>,
     _permits: (OwnedSemaphorePermit, OwnedSemaphorePermit),
 }
 
@@ -181,6 +183,7 @@ impl Runtime {
             output_left: limits.max_output_bytes,
             max_output: limits.max_output_bytes,
             span,
+            labels: Arc::new((scope.driver.id.clone(), scope.driver.version.clone())),
             _permits: (driver_permit, permit),
         })
     }
@@ -205,11 +208,30 @@ macro_rules! call {
         let call = typed
             .call_async(&mut session.store, ($($arg,)*))
             .instrument(span.clone());
-        tokio::time::timeout_at(session.deadline, call)
+        let started = Instant::now();
+        let result = tokio::time::timeout_at(session.deadline, call)
             .await
-            .map_err(|_| CallError::Timeout)?
-            .map(|(out,)| out)
-            .map_err(|e| span.in_scope(|| classify(e, max_output)))
+            .map_err(|_| CallError::Timeout)
+            .and_then(|r| {
+                r.map(|(out,)| out)
+                    .map_err(|e| span.in_scope(|| classify(e, max_output)))
+            });
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(CallError::Timeout) => "timeout",
+            Err(CallError::Trap(_)) => "trap",
+            Err(CallError::OutputTooLarge(_)) => "output_too_large",
+            Err(CallError::Overloaded) => "overloaded",
+            Err(CallError::Driver(_)) => "driver_error",
+        };
+        crate::metrics::record_call(
+            &session.labels.0,
+            &session.labels.1,
+            stringify!($export),
+            outcome,
+            started.elapsed(),
+        );
+        result
     }};
 }
 

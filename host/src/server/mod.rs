@@ -111,6 +111,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/v1", admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics))
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
         .with_state(state)
@@ -118,6 +119,18 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// How long `/readyz` waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// `GET /metrics`: the Prometheus text exposition (`crate::metrics`).
+async fn metrics() -> Response {
+    match crate::metrics::render() {
+        Some(text) => (
+            [("content-type", "text/plain; version=0.0.4; charset=utf-8")],
+            text,
+        )
+            .into_response(),
+        None => ApiError::not_found("metrics are not recorded in this process").into_response(),
+    }
+}
 
 /// Ready when the database answers and at least one driver is loaded: a host without
 /// drivers cannot take a single webhook.

@@ -46,7 +46,15 @@ async fn deliver(
         .pipeline
         .receive(target, incoming)
         .await
-        .map_err(|e| refusal(e, &url, app_level))?;
+        .map_err(|e| {
+            crate::metrics::record_webhook(reason_label(&e), 0, 0);
+            refusal(e, &url, app_level)
+        })?;
+    crate::metrics::record_webhook(
+        "accepted",
+        accepted.accepted as u64,
+        accepted.duplicates as u64,
+    );
     tracing::info!(installation = ?accepted.installation.as_ref().map(|i| i.as_str()), accepted = accepted.accepted, duplicates = accepted.duplicates, "webhook delivered");
     Ok(match &accepted.reply {
         Some(reply) => {
@@ -67,6 +75,22 @@ async fn deliver(
 /// reason — the driver's own words, a trap's backtrace, which account was unknown — goes to
 /// the log. An unknown installation or account is answered exactly like a bad signature,
 /// so the answers do not tell a prober which ids exist.
+/// The metrics label of a refusal.
+fn reason_label(e: &DeliveryError) -> &'static str {
+    match e {
+        DeliveryError::UnknownInstallation => "unknown_installation",
+        DeliveryError::DriverUnavailable(_) => "driver_unavailable",
+        DeliveryError::Unroutable(_) => "unroutable",
+        DeliveryError::Unauthorized(_) => "unauthorized",
+        DeliveryError::BadRequest(_) => "bad_request",
+        DeliveryError::Overloaded => "overloaded",
+        DeliveryError::NotReady(_) => "not_ready",
+        DeliveryError::DriverFailed(_) => "driver_failed",
+        DeliveryError::StoreUnavailable(_) => "store_unavailable",
+        DeliveryError::Storage(_) => "storage_error",
+    }
+}
+
 fn refusal(e: DeliveryError, url: &str, app_level: bool) -> ApiError {
     const NOT_STORED: &str = "nothing was stored";
     // A trap's backtrace is worth keeping; a driver's megabyte of error text is not.

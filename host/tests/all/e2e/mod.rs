@@ -17,6 +17,7 @@ mod hotmart_webhooks;
 mod hygiene;
 mod jwt_jwks;
 mod long_poll;
+mod metrics;
 mod oauth;
 mod oauth_providers;
 mod outbound_http;
