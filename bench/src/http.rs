@@ -227,9 +227,11 @@ async fn start_sluice(
         .env("SLUICE_ADMIN_TOKEN", TOKEN)
         .env("SLUICE_MASTER_KEY", MASTER_KEY)
         .env("SLUICE_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(dir.0.join("sluice.log"))?);
+        .stdin(Stdio::null());
+    // The log is written to stdout: both streams go to the file `log_errors` reads (until
+    // 12-02 stdout went nowhere, so the errors of failed rows were never seen).
+    let log = std::fs::File::create(dir.0.join("sluice.log"))?;
+    command.stdout(log.try_clone()?).stderr(log);
     if let Some(url) = database {
         command.env("SLUICE_DATABASE_URL", url);
     }

@@ -657,7 +657,8 @@ impl Config {
         }
         if let Some(v) = var("SLUICE_LOG_FORMAT") {
             self.log_format = match v.trim() {
-                "text" | "" => LogFormat::Text,
+                "" => self.log_format,
+                "text" => LogFormat::Text,
                 "json" => LogFormat::Json,
                 other => bail!("SLUICE_LOG_FORMAT={other:?}: use text or json"),
             };

@@ -47,7 +47,7 @@ pub fn render() -> Option<String> {
 fn describe() {
     metrics::describe_counter!(
         "sluice_driver_calls_total",
-        "Driver export calls by driver, version, export and outcome: ok (the call returned, with a value or the driver's own error), trap, timeout, output_too_large"
+        "Driver export calls (after instantiation) by driver, version, export and outcome: ok (the call returned, with a value or the driver's own error), trap, timeout, output_too_large"
     );
     metrics::describe_histogram!(
         "sluice_driver_call_duration_seconds",

@@ -1,7 +1,7 @@
 //! The output format: normalized events as CloudEvents 1.0 JSON.
 //!
-//! Every path to consumers renders events here (today the cursor API), from what the store
-//! keeps: the event's own attributes and record, and the
+//! Every path to consumers renders events here (the cursor API, outbound webhooks, the
+//! NATS sink), from what the store keeps: the event's own attributes and record, and the
 //! provenance of the raw event it came from. Sluice's extension attributes:
 //!
 //! | attribute | value |

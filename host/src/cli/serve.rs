@@ -39,7 +39,17 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // in the configured format.
     let mut config = Config::load(args.config.as_deref())?;
     init_tracing(config.log_format);
-    crate::metrics::install();
+    if let Some(handle) = crate::metrics::install() {
+        // Histograms keep their samples until upkeep folds them in; without a scraper
+        // that would grow without bound.
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     if let Some(v) = args.listen {
         config.listen = v;
     }
@@ -202,7 +212,12 @@ fn admin_token(config: &Config) -> anyhow::Result<String> {
     let token = format!("sk_admin_{}", hex::encode(rand::random::<[u8; 24]>()));
     write_private(&path, token.as_bytes())
         .with_context(|| format!("writing {}", path.display()))?;
-    // Printed once, on the terminal only, so the operator can copy it.
+    // Printed once, on the terminal only, so the operator can copy it; never into a log
+    // stream (a service's stdout is its log).
+    if !std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        tracing::info!(path = %path.display(), "generated an admin token; it is in this file");
+        return Ok(token);
+    }
     println!(
         "Generated admin token (kept in {}): {token}",
         path.display()

@@ -209,11 +209,12 @@ impl Worker {
         if let Some(until) = state.circuit_open_until.filter(|u| *u > now) {
             return Ok(Some(until));
         }
-        // A round's sends end inside the lease: at most half of it waiting for the rate
-        // limit (and config checks that one attempt's timeout fits).
+        // A round's sends end inside the lease: its pacing fits in what the lease leaves
+        // after one attempt's timeout and a second (config checks that this is positive).
+        let pacing_ms = (ms(d.options.lease) - ms(d.options.timeout) - 1_000).max(0);
         let paced = endpoint
             .rate_limit_per_sec
-            .map_or(i64::MAX, |rate| (rate * ms(d.options.lease) / 2000).max(1));
+            .map_or(i64::MAX, |rate| (rate * pacing_ms / 1000).max(1));
         let limit = if circuit_open {
             1
         } else {

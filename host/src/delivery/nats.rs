@@ -240,17 +240,27 @@ impl NatsSink {
     }
 }
 
-/// The URL without credentials (user, password or token), for logs and the API.
-fn redacted(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            format!("{u} (credentials redacted)")
+/// The URL (or comma-separated URLs; the scheme may be left out, as the client allows)
+/// without credentials (user, password or token), for logs and the API.
+fn redacted(urls: &str) -> String {
+    let one = |text: &str| {
+        let text = text.trim();
+        let full = if text.contains("://") {
+            text.to_string()
+        } else {
+            format!("nats://{text}")
+        };
+        match url::Url::parse(&full) {
+            Ok(mut u) if !u.username().is_empty() || u.password().is_some() => {
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                format!("{u} (credentials redacted)")
+            }
+            Ok(u) => u.to_string(),
+            Err(_) => "the configured NATS URL".into(),
         }
-        Ok(u) => u.to_string(),
-        Err(_) => "the configured NATS URL".into(),
-    }
+    };
+    urls.split(',').map(one).collect::<Vec<_>>().join(", ")
 }
 
 #[cfg(test)]
@@ -269,5 +279,11 @@ mod tests {
             super::redacted("nats://127.0.0.1:4222"),
             "nats://127.0.0.1:4222"
         );
+        assert_eq!(
+            super::redacted("alice:s3cret@nats.example.com:4222"),
+            "nats://nats.example.com:4222 (credentials redacted)"
+        );
+        let both = super::redacted("nats://a:pw1@n1:4222,nats://b:pw2@n2:4222");
+        assert!(!both.contains("pw1") && !both.contains("pw2"), "{both}");
     }
 }

@@ -111,7 +111,12 @@ pub fn router(state: Arc<AppState>) -> Router {
         .nest("/v1", admin)
         .route("/healthz", get(|| async { "ok" }))
         .route("/readyz", get(readyz))
-        .route("/metrics", get(metrics))
+        // Behind the admin token: its counters would tell a stranger what the webhook
+        // answers never do (which installation ids exist, which drivers run).
+        .route(
+            "/metrics",
+            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
+        )
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
         .with_state(state)

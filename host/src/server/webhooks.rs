@@ -55,7 +55,12 @@ async fn deliver(
         accepted.accepted as u64,
         accepted.duplicates as u64,
     );
-    tracing::info!(installation = ?accepted.installation.as_ref().map(|i| i.as_str()), accepted = accepted.accepted, duplicates = accepted.duplicates, "webhook delivered");
+    tracing::info!(
+        installation = accepted.installation.as_ref().map_or("", |i| i.as_str()),
+        accepted = accepted.accepted,
+        duplicates = accepted.duplicates,
+        "webhook delivered"
+    );
     Ok(match &accepted.reply {
         Some(reply) => {
             let status = StatusCode::from_u16(reply.status).unwrap_or(StatusCode::OK);
@@ -78,7 +83,9 @@ async fn deliver(
 /// The metrics label of a refusal.
 fn reason_label(e: &DeliveryError) -> &'static str {
     match e {
-        DeliveryError::UnknownInstallation => "unknown_installation",
+        // Answered like a bad signature, so counted as one: a stranger who can read the
+        // metrics must not learn which installation ids exist either.
+        DeliveryError::UnknownInstallation => "unauthorized",
         DeliveryError::DriverUnavailable(_) => "driver_unavailable",
         DeliveryError::Unroutable(_) => "unroutable",
         DeliveryError::Unauthorized(_) => "unauthorized",

@@ -18,7 +18,12 @@ async fn metrics_move_when_calls_happen() {
     };
     let client = reqwest::Client::new();
     let scrape = || async {
-        let resp = client.get(sluice.url("/metrics")).send().await.unwrap();
+        let resp = client
+            .get(sluice.url("/metrics"))
+            .bearer_auth(&sluice.admin_token)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(resp.status(), 200);
         assert!(
             resp.headers()["content-type"]
@@ -28,6 +33,9 @@ async fn metrics_move_when_calls_happen() {
         );
         resp.text().await.unwrap()
     };
+    // Behind the admin token.
+    let anonymous = client.get(sluice.url("/metrics")).send().await.unwrap();
+    assert_eq!(anonymous.status(), 401);
     let (inst, secret) = sluice.stripe_installation().await;
     sluice
         .post_stripe(&inst, &secret, &stripe_charge_payload())
@@ -39,6 +47,11 @@ async fn metrics_move_when_calls_happen() {
         .expect_status(200);
     sluice
         .post_stripe(&inst, "whsec_not_the_secret", &stripe_charge_payload())
+        .await
+        .expect_status(401);
+    // An unknown installation is answered like a bad signature, and counted as one.
+    sluice
+        .post_webhook("inst_nobody_here", &[], b"{}".to_vec())
         .await
         .expect_status(401);
     let text = scrape().await;
@@ -53,8 +66,9 @@ async fn metrics_move_when_calls_happen() {
             "sluice_webhooks_total",
             &[r#"outcome="unauthorized""#]
         ),
-        Some(1.0)
+        Some(2.0)
     );
+    assert!(!text.contains("unknown_installation"), "{text}");
     assert_eq!(
         sample(
             &text,
