@@ -19,7 +19,7 @@
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
-use crate::events::stored_event_from_row;
+use crate::events::{EVENT_COLUMNS, stored_event_from_row};
 use crate::id::EndpointId;
 use crate::store::{Backend, now_rfc3339};
 use crate::{Cursor, InstallationId, SecretBytes, Store, StoreError, StoredEvent};
@@ -795,9 +795,7 @@ impl Store {
         limit: i64,
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let sql = format!(
-            "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
-               e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
-               r.event_type, d.event_tx, d.attempts \
+            "SELECT {EVENT_COLUMNS}, d.event_tx, d.attempts \
              FROM deliveries d JOIN events e ON e.id = d.event_id \
              JOIN raw_events r ON r.id = e.raw_event_id \
              WHERE d.endpoint_id = $1 AND d.status = 'pending' AND d.next_attempt_at <= $2 \
@@ -975,21 +973,15 @@ impl Store {
         event_id: &str,
         now: i64,
     ) -> Result<ReplayOne, StoreError> {
-        let sql = match self.backend {
-            Backend::Sqlite => {
-                "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
-                   e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
-                   r.event_type, 0 FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
-                 WHERE e.id = $1"
-            }
-            Backend::Postgres => {
-                "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
-                   e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
-                   r.event_type, e.tx FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
-                 WHERE e.id = $1"
-            }
+        let tx = match self.backend {
+            Backend::Sqlite => "0",
+            Backend::Postgres => "e.tx",
         };
-        let row = sqlx::query(sql)
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, {tx} FROM events e \
+             JOIN raw_events r ON r.id = e.raw_event_id WHERE e.id = $1"
+        );
+        let row = sqlx::query(&sql)
             .bind(event_id)
             .fetch_optional(&self.pool)
             .await?;
@@ -1036,9 +1028,7 @@ impl Store {
                 Backend::Postgres => "(e.tx, e.seq) > ($6, $5)",
             };
             let sql = format!(
-                "SELECT e.seq, e.id, e.installation_id, e.type, e.subject, e.time, e.data, \
-                   e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
-                   r.event_type, {columns_tx} FROM events e \
+                "SELECT {EVENT_COLUMNS}, {columns_tx} FROM events e \
                  JOIN raw_events r ON r.id = e.raw_event_id \
                  WHERE r.received_at >= $1 AND {position} AND {after_clause} \
                  ORDER BY {order} LIMIT $4"

@@ -200,6 +200,12 @@ pub struct DeadLetter {
     pub next_attempt_at: Option<i64>,
 }
 
+/// The columns [`stored_event_from_row`] reads, from `events e JOIN raw_events r`, in its
+/// order; the cursor's `tx` (or `0` on SQLite) follows them as column 12.
+pub(crate) const EVENT_COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, \
+    e.time, e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
+    r.event_type";
+
 pub(crate) fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreError> {
     Ok(StoredEvent {
         cursor: Cursor {
@@ -317,9 +323,6 @@ impl Store {
         limit: i64,
         below: i64,
     ) -> Result<Vec<StoredEvent>, StoreError> {
-        const COLUMNS: &str = "e.seq, e.id, e.installation_id, e.type, e.subject, e.time, \
-            e.data, e.raw_event_id, r.driver_id, r.driver_version, r.provider_event_id, \
-            r.event_type";
         // Parameters: $1 the cursor's seq, $2 the limit, $3 its tx and $4 the horizon
         // (PostgreSQL), then the filter's, in the order below.
         let mut next = match self.backend {
@@ -339,11 +342,11 @@ impl Store {
         }
         let sql = match self.backend {
             Backend::Sqlite => format!(
-                "SELECT {COLUMNS}, 0 FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                "SELECT {EVENT_COLUMNS}, 0 FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
                  WHERE e.seq > $1 {only} ORDER BY e.seq LIMIT $2"
             ),
             Backend::Postgres => format!(
-                "SELECT {COLUMNS}, e.tx FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
+                "SELECT {EVENT_COLUMNS}, e.tx FROM events e JOIN raw_events r ON r.id = e.raw_event_id \
                  WHERE (e.tx, e.seq) > ($3, $1) AND e.tx < $4 {only} \
                  ORDER BY e.tx, e.seq LIMIT $2"
             ),

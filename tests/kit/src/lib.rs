@@ -21,6 +21,7 @@ pub mod fixtures;
 pub mod nats;
 pub mod oauth;
 pub mod paths;
+pub mod peer;
 pub mod receiver;
 pub mod require;
 pub mod server;

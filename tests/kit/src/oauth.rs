@@ -2,8 +2,7 @@
 //! npm package `oauth2-mock-server` with required PKCE, rotating and revocable refresh
 //! tokens, and a control endpoint for what the tests count.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use serde_json::Value;
 
@@ -20,24 +19,7 @@ impl OAuthServer {
     /// Start it with extra arguments (`--expires-in`, `--grant-scope`). `None` when Node or
     /// the peers are missing outside CI (see [`crate::require`]).
     pub fn start(args: &[&str]) -> Option<Self> {
-        crate::require::node()?;
-        let peers = crate::paths::workspace_root().join("tests/peers");
-        let mut child = Command::new("node")
-            .arg(peers.join("oauth-server.mjs"))
-            .args(args)
-            .current_dir(&peers)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting tests/peers/oauth-server.mjs");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the OAuth server's address");
-        let addresses: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the OAuth server printed {line:?}: {e}"));
+        let (child, addresses) = crate::peer::start("oauth-server.mjs", args)?;
         Some(Self {
             child,
             issuer: addresses["issuer"].as_str().expect("issuer").to_string(),

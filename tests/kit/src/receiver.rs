@@ -2,8 +2,7 @@
 //! which verifies every request with the official Standard Webhooks library (npm
 //! `standardwebhooks`) and records what it accepted.
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 
 use serde_json::{Value, json};
 
@@ -20,23 +19,7 @@ impl WebhookReceiver {
     /// Start it. `None` when Node or the peers are missing outside CI (see
     /// [`crate::require`]).
     pub fn start() -> Option<Self> {
-        crate::require::node()?;
-        let peers = crate::paths::workspace_root().join("tests/peers");
-        let mut child = Command::new("node")
-            .arg(peers.join("webhook-receiver.mjs"))
-            .current_dir(&peers)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("starting tests/peers/webhook-receiver.mjs");
-        let mut line = String::new();
-        let stdout = child.stdout.take().expect("piped stdout");
-        BufReader::new(stdout)
-            .read_line(&mut line)
-            .expect("reading the receiver's address");
-        let addresses: Value = serde_json::from_str(&line)
-            .unwrap_or_else(|e| panic!("the receiver printed {line:?}: {e}"));
+        let (child, addresses) = crate::peer::start("webhook-receiver.mjs", &[])?;
         Some(Self {
             child,
             url: addresses["url"].as_str().expect("url").to_string(),
