@@ -144,7 +144,7 @@ impl Default for DeliveryConfig {
     fn default() -> Self {
         let d = crate::delivery::DeliveryOptions::default();
         Self {
-            retry_schedule: "5s,5m,30m,2h,5h,10h,10h".into(),
+            retry_schedule: crate::delivery::DEFAULT_RETRY_SCHEDULE.into(),
             timeout_ms: d.timeout.as_millis() as u64,
             lease_secs: d.lease.as_secs(),
             tick_ms: d.tick.as_millis() as u64,

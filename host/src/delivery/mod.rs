@@ -26,6 +26,9 @@ use tokio::task::JoinHandle;
 
 use crate::net::OriginPattern;
 
+/// The waits after failed attempts unless configured: 8 attempts over about 28 hours.
+pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
+
 /// How deliveries are made; defaults in `config` (`[delivery]`).
 #[derive(Debug, Clone)]
 pub struct DeliveryOptions {
@@ -55,7 +58,7 @@ pub struct DeliveryOptions {
 impl Default for DeliveryOptions {
     fn default() -> Self {
         Self {
-            retry_schedule: parse_schedule("5s,5m,30m,2h,5h,10h,10h").unwrap_or_default(),
+            retry_schedule: parse_schedule(DEFAULT_RETRY_SCHEDULE).unwrap_or_default(),
             timeout: Duration::from_secs(15),
             lease: Duration::from_secs(30),
             tick: Duration::from_secs(1),
