@@ -70,26 +70,30 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
         .await
         .expect("store");
     let runtime = Runtime::new(CapabilityConfig::new(Vec::new()), None).expect("runtime");
-    let drivers = DriverRegistry::default();
-    let failures = drivers
-        .load_dir(&runtime, std::path::Path::new(&drivers_dir))
-        .await
-        .expect("drivers directory");
-    assert!(failures.is_empty(), "drivers refused: {failures:?}");
-    assert_eq!(
-        drivers.list().len(),
-        3,
-        "the three bundled drivers in {drivers_dir}"
-    );
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(runtime),
-        Arc::new(drivers),
+        Arc::new(DriverRegistry::default()),
         store,
         PipelineOptions {
             commit_timeout: Duration::from_secs(5),
             installation_ttl: Duration::from_secs(60),
         },
     ));
+    let catalog = Arc::new(sluice::drivers::DriverCatalog::new(
+        pipeline.clone(),
+        sluice::drivers::CatalogOptions {
+            dir: drivers_dir.clone().into(),
+            watch_interval: None,
+            sync_interval: Duration::from_secs(60),
+        },
+    ));
+    let failures = catalog.start().await.expect("drivers directory");
+    assert!(failures.is_empty(), "drivers refused: {failures:?}");
+    assert_eq!(
+        pipeline.drivers().list().len(),
+        3,
+        "the three bundled drivers in {drivers_dir}"
+    );
     let auth = Arc::new(sluice::auth::Auth::new(
         pipeline.clone(),
         sluice::auth::AuthOptions::new("http://127.0.0.1:8080"),
@@ -105,6 +109,8 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
             .expect("delivery"),
     );
     let app = router(Arc::new(AppState {
+        catalog,
+        max_driver_bytes: MAX_BODY,
         auth,
         scheduler,
         delivery,

@@ -64,6 +64,8 @@ pub struct Config {
     pub retries: RetriesConfig,
     /// Outbound webhooks and the NATS JetStream sink.
     pub delivery: DeliveryConfig,
+    /// Kept driver versions and hot-loading (`[catalog]`).
+    pub catalog: CatalogConfig,
     /// `text` (default, for people) or `json` (one object a line, for log pipelines).
     pub log_format: LogFormat,
 }
@@ -219,6 +221,42 @@ impl DeliveryConfig {
             retention: Duration::from_secs(self.retention_days.max(1) * 86_400),
             nats,
         })
+    }
+}
+
+/// Kept driver versions and hot-loading (`[catalog]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// How often the drivers directory is scanned for new or changed files, ms; `0` reads
+    /// it only at start. Default 2000.
+    pub watch_interval_ms: u64,
+    /// How often a node compares its drivers with the database, ms (PostgreSQL nodes also
+    /// hear of changes at once through `LISTEN/NOTIFY`; this bounds a missed one).
+    /// Default 5000.
+    pub sync_interval_ms: u64,
+    /// Largest component `POST /v1/drivers` takes, bytes. Default 64 MiB.
+    pub max_driver_bytes: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            watch_interval_ms: 2000,
+            sync_interval_ms: 5000,
+            max_driver_bytes: 64 << 20,
+        }
+    }
+}
+
+impl CatalogConfig {
+    pub fn options(&self, dir: &std::path::Path) -> crate::drivers::CatalogOptions {
+        crate::drivers::CatalogOptions {
+            dir: dir.to_path_buf(),
+            watch_interval: (self.watch_interval_ms > 0)
+                .then(|| Duration::from_millis(self.watch_interval_ms)),
+            sync_interval: Duration::from_millis(self.sync_interval_ms),
+        }
     }
 }
 
@@ -470,6 +508,7 @@ impl Default for Config {
             scheduler: SchedulerConfig::default(),
             retries: RetriesConfig::default(),
             delivery: DeliveryConfig::default(),
+            catalog: CatalogConfig::default(),
             log_format: LogFormat::default(),
         }
     }
@@ -629,6 +668,15 @@ impl Config {
                 *field = parsed(key, v)?;
             }
         }
+        if let Some(v) = var("SLUICE_DRIVERS_WATCH_MS") {
+            self.catalog.watch_interval_ms = parsed("SLUICE_DRIVERS_WATCH_MS", v)?;
+        }
+        if let Some(v) = var("SLUICE_DRIVERS_SYNC_MS") {
+            self.catalog.sync_interval_ms = parsed("SLUICE_DRIVERS_SYNC_MS", v)?;
+        }
+        if let Some(v) = var("SLUICE_MAX_DRIVER_BYTES") {
+            self.catalog.max_driver_bytes = parsed("SLUICE_MAX_DRIVER_BYTES", v)?;
+        }
         if let Some(v) = var("SLUICE_RETRY_MAX_ATTEMPTS") {
             self.retries.max_attempts = parsed("SLUICE_RETRY_MAX_ATTEMPTS", v)?;
         }
@@ -772,6 +820,9 @@ impl Config {
             bail!(
                 "sandbox.webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
             );
+        }
+        if self.catalog.sync_interval_ms == 0 || self.catalog.max_driver_bytes == 0 {
+            bail!("catalog.sync_interval_ms and catalog.max_driver_bytes must be positive");
         }
         if self.retries.max_attempts < 1 || self.retries.base_ms == 0 {
             bail!("retries.max_attempts and retries.base_ms must be positive");

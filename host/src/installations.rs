@@ -26,6 +26,8 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 pub struct CachedInstallation {
     pub id: InstallationId,
     pub driver_id: String,
+    /// The driver version it is pinned to (sha256); `None` follows the active one.
+    pub driver_sha256: Option<String>,
     /// The settings JSON text drivers get: the installation's (validated when they were
     /// set) over the operator's `app_settings` for its driver.
     pub settings: Arc<str>,
@@ -200,6 +202,7 @@ impl Installations {
             settings: settings.to_string().into(),
             id: installation.id,
             driver_id: installation.driver_id,
+            driver_sha256: installation.driver_sha256,
             secrets,
             store: self.store.clone(),
         })))

@@ -15,6 +15,7 @@ pub mod capabilities;
 pub mod cli;
 pub mod config;
 pub mod delivery;
+pub mod drivers;
 pub mod installations;
 pub mod metrics;
 #[cfg(feature = "native-stripe")]

@@ -1,114 +1,102 @@
-//! The set of loaded drivers, by id.
+//! The drivers this process can run: every loaded version by sha256, and which one of
+//! each driver id is active.
 //!
-//! Loading is all-or-nothing per component: a component that fails to load is reported
-//! and skipped, and the drivers already in the registry keep serving.
+//! Activation is a swap of one `Arc` under a lock: a call looks its driver up once and
+//! holds that `Arc` to its end, so calls in flight finish on the version they started
+//! with and new calls get the new one; nothing waits for the swap and nothing fails
+//! because of it. What is kept and activated durably is the catalog's business
+//! (`crate::drivers`); this is its in-memory face.
 
-use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
-use crate::runtime::{LoadError, LoadedDriver, Runtime};
+use crate::runtime::LoadedDriver;
 
-/// Why a file was not added to the registry.
-#[derive(Debug, thiserror::Error)]
-pub enum RegistryError {
-    #[error("{path}: {source}")]
-    Load { path: PathBuf, source: LoadError },
-    #[error("{path}: cannot read: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("{path}: driver id {id:?} is already loaded from another file")]
-    Duplicate { path: PathBuf, id: String },
+#[derive(Default)]
+struct Loaded {
+    /// Active version of each driver id.
+    active: BTreeMap<String, Arc<LoadedDriver>>,
+    /// Every loaded version, active or not (pinned ones, the previous one), by sha256.
+    versions: HashMap<String, Arc<LoadedDriver>>,
 }
 
-/// Loaded drivers, shared by the server and the pipeline.
+/// Loaded drivers, shared by the server, the pipeline and the catalog.
 #[derive(Default)]
 pub struct DriverRegistry {
-    drivers: RwLock<BTreeMap<String, Arc<LoadedDriver>>>,
+    loaded: RwLock<Loaded>,
 }
 
 impl DriverRegistry {
+    /// The active version of a driver.
     pub fn get(&self, id: &str) -> Option<Arc<LoadedDriver>> {
-        self.read().get(id).cloned()
+        self.read().active.get(id).cloned()
     }
 
-    /// Every loaded driver, ordered by id.
+    /// The version an installation of `driver_id` runs: the one it is pinned to, else the
+    /// active one. `None` when that version is not loaded here (yet): the caller answers
+    /// "unavailable" rather than run another version than the operator chose.
+    pub fn for_installation(
+        &self,
+        driver_id: &str,
+        pinned: Option<&str>,
+    ) -> Option<Arc<LoadedDriver>> {
+        let loaded = self.read();
+        match pinned {
+            Some(sha) => loaded
+                .versions
+                .get(sha)
+                .filter(|d| d.info.id == driver_id)
+                .cloned(),
+            None => loaded.active.get(driver_id).cloned(),
+        }
+    }
+
+    /// A loaded version by sha256.
+    pub fn version(&self, sha256: &str) -> Option<Arc<LoadedDriver>> {
+        self.read().versions.get(sha256).cloned()
+    }
+
+    /// Every active driver, ordered by id.
     pub fn list(&self) -> Vec<Arc<LoadedDriver>> {
-        self.read().values().cloned().collect()
+        self.read().active.values().cloned().collect()
     }
 
-    /// Load one component file and add it.
-    pub async fn load_file(
-        &self,
-        runtime: &Runtime,
-        path: &Path,
-    ) -> Result<Arc<LoadedDriver>, RegistryError> {
-        let bytes = tokio::fs::read(path)
-            .await
-            .map_err(|source| RegistryError::Read {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let driver = runtime
-            .load_driver(&bytes)
-            .await
-            .map_err(|source| RegistryError::Load {
-                path: path.to_path_buf(),
-                source,
-            })?;
-        let driver = Arc::new(driver);
-        let mut drivers = self.drivers.write().unwrap_or_else(|p| p.into_inner());
-        if drivers.contains_key(&driver.info.id) {
-            return Err(RegistryError::Duplicate {
-                path: path.to_path_buf(),
-                id: driver.info.id.clone(),
-            });
-        }
-        drivers.insert(driver.info.id.clone(), driver.clone());
-        Ok(driver)
+    /// Keep a loaded version (not active until [`DriverRegistry::activate`]).
+    pub fn insert(&self, driver: Arc<LoadedDriver>) {
+        self.write()
+            .versions
+            .insert(driver.info.sha256.clone(), driver);
     }
 
-    /// Load every `*.wasm` in `dir` (sorted by name). Returns the failures; the others
-    /// are loaded. A missing directory loads nothing.
-    pub async fn load_dir(
-        &self,
-        runtime: &Runtime,
-        dir: &Path,
-    ) -> std::io::Result<Vec<RegistryError>> {
-        let mut paths = Vec::new();
-        let mut entries = match tokio::fs::read_dir(dir).await {
-            Ok(entries) => entries,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
-            Err(e) => return Err(e),
-        };
-        while let Some(entry) = entries.next_entry().await? {
-            let path = entry.path();
-            if path.extension().is_some_and(|e| e == "wasm") {
-                paths.push(path);
-            }
-        }
-        paths.sort();
-        let mut failures = Vec::new();
-        for path in paths {
-            match self.load_file(runtime, &path).await {
-                Ok(driver) => tracing::info!(
-                    driver = %driver.info.id,
-                    version = %driver.info.version,
-                    sha256 = %driver.info.sha256,
-                    path = %path.display(),
-                    "driver loaded"
-                ),
-                Err(e) => failures.push(e),
-            }
-        }
-        Ok(failures)
+    /// Make a loaded version its driver's active one. Returns the version it replaced;
+    /// `None` when `sha256` is not loaded (nothing changes).
+    pub fn activate(&self, sha256: &str) -> Option<Option<Arc<LoadedDriver>>> {
+        let mut loaded = self.write();
+        let driver = loaded.versions.get(sha256)?.clone();
+        Some(loaded.active.insert(driver.info.id.clone(), driver))
     }
 
-    fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<String, Arc<LoadedDriver>>> {
-        // A panic while holding the lock cannot leave the map half-updated (inserts are
-        // single operations), so a poisoned lock is still safe to read.
-        self.drivers.read().unwrap_or_else(|p| p.into_inner())
+    /// Forget the versions not in `keep` and not active (memory of versions nobody
+    /// runs any more; they stay in the store).
+    pub fn retain(&self, keep: &dyn Fn(&str) -> bool) {
+        let mut loaded = self.write();
+        let active: Vec<String> = loaded
+            .active
+            .values()
+            .map(|d| d.info.sha256.clone())
+            .collect();
+        loaded
+            .versions
+            .retain(|sha, _| keep(sha) || active.contains(sha));
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Loaded> {
+        // Every change is a single map operation: a panic elsewhere cannot leave the maps
+        // half-updated, so a poisoned lock is still safe to use.
+        self.loaded.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Loaded> {
+        self.loaded.write().unwrap_or_else(|p| p.into_inner())
     }
 }

@@ -110,7 +110,10 @@ impl Scheduler {
         let interval = self
             .pipeline
             .drivers()
-            .get(&installation.driver_id)
+            .for_installation(
+                &installation.driver_id,
+                installation.driver_sha256.as_deref(),
+            )
             .and_then(|d| self.interval_for(&d, &installation.settings));
         match interval {
             Some(interval) => {

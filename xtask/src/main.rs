@@ -48,6 +48,11 @@ const TEST_VARIANTS: &[(&str, &str, &str)] = &[
         "fixed-normalize",
         "faulty-fixed",
     ),
+    (
+        "sluice-test-driver-faulty",
+        "changed-normalize",
+        "faulty-next",
+    ),
 ];
 
 const USAGE: &str = "\

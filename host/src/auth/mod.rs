@@ -218,7 +218,10 @@ impl Auth {
         let driver = self
             .pipeline
             .drivers()
-            .get(&installation.driver_id)
+            .for_installation(
+                &installation.driver_id,
+                installation.driver_sha256.as_deref(),
+            )
             .ok_or_else(|| AuthError::DriverUnavailable(installation.driver_id.clone()))?;
         Ok((installation, driver))
     }

@@ -190,11 +190,33 @@ impl AdminClient {
         body: Option<Value>,
     ) -> anyhow::Result<Value> {
         let url = format!("{}{path}", self.base);
-        let mut request = self.http.request(method, &url).bearer_auth(&self.token);
+        let mut request = self.http.request(method, &url);
         if let Some(body) = body {
             request = request.json(&body);
         }
+        self.send(request, &url).await
+    }
+
+    /// Send raw bytes (a driver component) with `content_type`.
+    pub async fn call_bytes(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: &str,
+        bytes: Vec<u8>,
+    ) -> anyhow::Result<Value> {
+        let url = format!("{}{path}", self.base);
+        let request = self
+            .http
+            .request(method, &url)
+            .header(reqwest::header::CONTENT_TYPE, content_type)
+            .body(bytes);
+        self.send(request, &url).await
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder, url: &str) -> anyhow::Result<Value> {
         let response = request
+            .bearer_auth(&self.token)
             .send()
             .await
             .with_context(|| format!("calling {url}"))?;

@@ -3,6 +3,7 @@
 
 mod client;
 mod driver;
+mod drivers;
 mod endpoints;
 mod serve;
 mod webhook;
@@ -50,6 +51,10 @@ enum Command {
     /// Inspect and test driver components locally, without a server.
     #[command(subcommand)]
     Driver(driver::DriverCommand),
+    /// A running host's drivers: upload (with a canary), versions, activate, rollback,
+    /// remove, pin; `inspect FILE` works without a host.
+    #[command(subcommand)]
+    Drivers(drivers::DriversCommand),
 }
 
 /// Where the admin API is and how to authenticate to it.
@@ -97,6 +102,7 @@ pub fn main() -> ExitCode {
             Command::Sinks { server } => endpoints::sinks(server).await.map(|()| ExitCode::SUCCESS),
             Command::Webhook(cmd) => cmd.run().await,
             Command::Driver(cmd) => cmd.run().await,
+            Command::Drivers(cmd) => cmd.run().await,
         }
     });
     match result {

@@ -10,6 +10,7 @@ use tracing_subscriber::EnvFilter;
 
 use crate::capabilities::{CapabilityConfig, Clock};
 use crate::config::Config;
+use crate::drivers::DriverCatalog;
 use crate::pipeline::{Pipeline, PipelineOptions};
 use crate::registry::DriverRegistry;
 use crate::runtime::{CodeCache, Runtime};
@@ -89,30 +90,30 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         },
         Some(CodeCache::new(config.cache_dir(), &key)),
     )?;
-    let drivers = DriverRegistry::default();
-    let failures = drivers
-        .load_dir(&runtime, &config.drivers_dir)
-        .await
-        .with_context(|| format!("reading drivers directory {}", config.drivers_dir.display()))?;
-    for failure in &failures {
-        tracing::error!("driver refused: {failure}");
-    }
-    if drivers.list().is_empty() {
-        tracing::warn!(dir = %config.drivers_dir.display(), "no drivers loaded; run `cargo xtask build-drivers`");
-    }
-
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
     let pipeline = Arc::new(Pipeline::new(
         Arc::new(runtime),
-        Arc::new(drivers),
+        Arc::new(DriverRegistry::default()),
         store.clone(),
         PipelineOptions {
             commit_timeout: config.server.commit_timeout(),
             installation_ttl: config.server.installation_cache_ttl(),
         },
     ));
+    // Refusals are logged as they happen; the other drivers load.
+    let catalog = Arc::new(DriverCatalog::new(
+        pipeline.clone(),
+        config.catalog.options(&config.drivers_dir),
+    ));
+    catalog
+        .start()
+        .await
+        .context("loading the drivers kept in the database")?;
+    if pipeline.drivers().list().is_empty() {
+        tracing::warn!(dir = %config.drivers_dir.display(), "no drivers loaded; run `cargo xtask build-drivers`");
+    }
     let auth = Arc::new(crate::auth::Auth::new(
         pipeline.clone(),
         config.auth_options(),
@@ -144,6 +145,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .context("setting up delivery")?,
     );
     let delivering = tokio::spawn(delivery.clone().run(until_stopped()));
+    let cataloguing = tokio::spawn(catalog.clone().run(until_stopped()));
     let retries = {
         let (pipeline, until, options) = (
             pipeline.clone(),
@@ -153,6 +155,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tokio::spawn(async move { pipeline.run_retries(options, until()).await })
     };
     let state = Arc::new(AppState {
+        catalog,
+        max_driver_bytes: config.catalog.max_driver_bytes,
         auth,
         scheduler,
         delivery,
@@ -179,6 +183,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = polling.await;
     let _ = retries.await;
     let _ = delivering.await;
+    let _ = cataloguing.await;
     // In-flight deliveries have been answered; let queued commits finish before exiting.
     store.close().await;
     tracing::info!("stopped");

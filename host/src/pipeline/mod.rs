@@ -281,9 +281,15 @@ impl Pipeline {
                     .get(&id)
                     .await?
                     .ok_or(DeliveryError::UnknownInstallation)?;
-                let driver = self.drivers.get(&installation.driver_id).ok_or_else(|| {
-                    DeliveryError::DriverUnavailable(installation.driver_id.clone())
-                })?;
+                let driver = self
+                    .drivers
+                    .for_installation(
+                        &installation.driver_id,
+                        installation.driver_sha256.as_deref(),
+                    )
+                    .ok_or_else(|| {
+                        DeliveryError::DriverUnavailable(installation.driver_id.clone())
+                    })?;
                 (driver, installation, request)
             }
             Target::Driver(driver_id) => {
@@ -292,6 +298,16 @@ impl Pipeline {
                     .get(&driver_id)
                     .ok_or(DeliveryError::DriverUnavailable(driver_id))?;
                 let (installation, request) = self.route(&driver, request).await?;
+                // Routing asks the active version; a pinned installation is served by its own.
+                let driver = match installation.driver_sha256.as_deref() {
+                    None => driver,
+                    pinned => self
+                        .drivers
+                        .for_installation(&installation.driver_id, pinned)
+                        .ok_or_else(|| {
+                            DeliveryError::DriverUnavailable(installation.driver_id.clone())
+                        })?,
+                };
                 (driver, installation, request)
             }
         };

@@ -164,7 +164,10 @@ impl Pipeline {
             .ok_or(PollError::UnknownInstallation)?;
         let driver = self
             .drivers
-            .get(&installation.driver_id)
+            .for_installation(
+                &installation.driver_id,
+                installation.driver_sha256.as_deref(),
+            )
             .ok_or_else(|| PollError::DriverUnavailable(installation.driver_id.clone()))?;
         // An installation that must be authorized again is not polled until it is.
         if let Some(record) = self.store.auth_record(id).await?

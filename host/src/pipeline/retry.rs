@@ -6,12 +6,14 @@
 
 use std::time::Duration;
 
-use sluice_store::{EventId, NewEvent, RawEvent, RawEventStatus};
+use std::sync::Arc;
+
+use sluice_store::{EventId, Installation, NewEvent, RawEvent, RawEventStatus};
 
 use super::{DeliveryError, Pipeline};
 use crate::canonical;
 use crate::capabilities::DataSource;
-use crate::runtime::CallError;
+use crate::runtime::{CallError, LoadedDriver};
 use crate::wit::types::{CallContext, RawEvent as WitRawEvent};
 
 /// How failed normalizations are retried; defaults in `config` (`[retries]`).
@@ -119,8 +121,35 @@ impl Pipeline {
         };
         let driver = self
             .drivers
-            .get(&raw.driver_id)
+            .for_installation(&raw.driver_id, installation.driver_sha256.as_deref())
             .ok_or_else(|| DeliveryError::DriverUnavailable(raw.driver_id.clone()))?;
+        let rendered = match self.normalize_stored(driver, &installation, raw).await? {
+            Ok(rendered) => rendered,
+            Err(reason) => return Ok(Err(reason)),
+        };
+        Ok(Ok(rendered
+            .into_iter()
+            .map(|r| NewEvent {
+                event_id: EventId::generate(),
+                event_type: r.event_type,
+                subject: r.subject,
+                // The time the provider gave is in the record; the envelope's is when
+                // the event was received, as for a delivery that named none.
+                time: raw.received_at.clone(),
+                data: r.data.to_string(),
+            })
+            .collect()))
+    }
+
+    /// A stored raw event through `driver`'s `normalize`, rendered; nothing is stored.
+    /// The inner error is why it failed. (Retries, replays, and canaries comparing two
+    /// versions of a driver.)
+    pub(crate) async fn normalize_stored(
+        &self,
+        driver: Arc<LoadedDriver>,
+        installation: &Installation,
+        raw: &RawEvent,
+    ) -> Result<Result<Vec<canonical::Rendered>, String>, DeliveryError> {
         let settings = self
             .runtime
             .policy()
@@ -150,22 +179,10 @@ impl Pipeline {
             Ok(Err(e)) => return Ok(Err(crate::runtime::describe_driver_error(&e))),
             Err(e) => return Ok(Err(e.to_string())),
         };
-        let mut events = Vec::with_capacity(records.len());
-        for record in &records {
-            match canonical::render(record, &raw.event_type) {
-                Ok(r) => events.push(NewEvent {
-                    event_id: EventId::generate(),
-                    event_type: r.event_type,
-                    subject: r.subject,
-                    // The time the provider gave is in the record; the envelope's is when
-                    // the event was received, as for a delivery that named none.
-                    time: raw.received_at.clone(),
-                    data: r.data.to_string(),
-                }),
-                Err(e) => return Ok(Err(e.to_string())),
-            }
-        }
-        Ok(Ok(events))
+        Ok(records
+            .iter()
+            .map(|record| canonical::render(record, &raw.event_type).map_err(|e| e.to_string()))
+            .collect())
     }
 
     /// Retry every failed normalization that is due, until `shutdown` resolves.

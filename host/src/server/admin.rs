@@ -139,6 +139,7 @@ pub(super) fn installation_json(state: &AppState, i: &Installation, status: Stat
         "settings": i.settings,
         "account_key": i.account_key,
         "created_at": i.created_at,
+        "pinned_driver_sha256": i.driver_sha256,
         "webhook_url": format!("{}/webhooks/{}", state.public_url, i.id),
         "secrets": i.secret_names,
         "secrets_missing": missing,
@@ -149,17 +150,6 @@ pub(super) fn installation_json(state: &AppState, i: &Installation, status: Stat
 
 pub(super) fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
     InstallationId::parse(id).map_err(|_| ApiError::not_found("unknown installation"))
-}
-
-pub async fn list_drivers(State(state): State<Arc<AppState>>) -> Json<Value> {
-    let drivers: Vec<_> = state
-        .pipeline
-        .drivers()
-        .list()
-        .iter()
-        .map(|d| d.info.clone())
-        .collect();
-    Json(json!({ "drivers": drivers }))
 }
 
 #[derive(Deserialize)]

@@ -8,6 +8,7 @@
 
 mod admin;
 mod dead_letters;
+mod drivers;
 mod endpoints;
 mod error;
 mod events;
@@ -36,6 +37,10 @@ use crate::pipeline::Pipeline;
 /// Everything a request handler may use.
 pub struct AppState {
     pub pipeline: Arc<Pipeline>,
+    /// Kept driver versions, activation, hot-loading.
+    pub catalog: Arc<crate::drivers::DriverCatalog>,
+    /// Largest driver component `POST /v1/drivers` takes.
+    pub max_driver_bytes: usize,
     /// OAuth flows, refresh and revocation.
     pub auth: Arc<Auth>,
     /// Scheduled polling.
@@ -56,7 +61,15 @@ pub struct AppState {
 /// Build the router.
 pub fn router(state: Arc<AppState>) -> Router {
     let admin = Router::new()
-        .route("/drivers", get(admin::list_drivers))
+        .route("/drivers", get(drivers::list).post(drivers::upload))
+        .route("/drivers/{id}", get(drivers::get))
+        .route(
+            "/drivers/{id}/versions/{sha256}",
+            get(drivers::get_version).delete(drivers::remove),
+        )
+        .route("/drivers/{id}/activate", post(drivers::activate))
+        .route("/drivers/{id}/rollback", post(drivers::rollback))
+        .route("/installations/{id}/driver-version", put(drivers::pin))
         .route(
             "/installations",
             post(admin::create_installation).get(admin::list_installations),
@@ -170,7 +183,16 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 /// (at once when `Content-Length` says so) and `408` when the client does not send it in
 /// time, so a slow or huge body never ties up a handler, a sandbox slot or the database.
 async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next: Next) -> Response {
-    let limit = state.max_body_bytes;
+    // A driver upload may be far larger than any webhook, but only for the admin: a
+    // stranger's upload is held to the ordinary limit before anything checks its token.
+    let limit = if request.method() == axum::http::Method::POST
+        && request.uri().path() == "/v1/drivers"
+        && admin_token_ok(&state, request.headers()).is_ok()
+    {
+        state.max_driver_bytes
+    } else {
+        state.max_body_bytes
+    };
     let too_large = || {
         ApiError::new(
             StatusCode::PAYLOAD_TOO_LARGE,
@@ -263,8 +285,15 @@ async fn require_admin(
     request: Request,
     next: Next,
 ) -> Response {
-    let presented = request
-        .headers()
+    match admin_token_ok(&state, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(e) => e.into_response(),
+    }
+}
+
+/// Whether the request carries `Authorization: Bearer <admin token>`.
+fn admin_token_ok(state: &AppState, headers: &axum::http::HeaderMap) -> Result<(), ApiError> {
+    let presented = headers
         .get(axum::http::header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         // The scheme is case-insensitive (RFC 9110 §11.1); the token is compared exactly.
@@ -274,12 +303,10 @@ async fn require_admin(
                 .map(|_| &v[7..])
         });
     match presented {
-        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => {
-            next.run(request).await
-        }
-        Some(_) => ApiError::unauthorized("wrong admin token").into_response(),
-        None => {
-            ApiError::unauthorized("missing `Authorization: Bearer <admin token>`").into_response()
-        }
+        Some(token) if constant_time_eq(token.as_bytes(), state.admin_token.as_bytes()) => Ok(()),
+        Some(_) => Err(ApiError::unauthorized("wrong admin token")),
+        None => Err(ApiError::unauthorized(
+            "missing `Authorization: Bearer <admin token>`",
+        )),
     }
 }

@@ -23,6 +23,10 @@
 //!   secrets), each consumer's committed position in the event log and its lease, and
 //!   each endpoint's outbox with its attempts. The log itself is the outbox the ingestion
 //!   commit fills; nothing more is written on that path for delivery.
+//! - **Driver versions** (`drivers`): every component the host was given, by sha256 with
+//!   its bytes, the activation history of each driver (the newest is active; rollback walks
+//!   back), installations pinned to a version, and on PostgreSQL a `NOTIFY` per change so
+//!   every node follows at once.
 //! - **Typed ids** ([`id`]): one generated-id scheme for every kind.
 //! - **The event log** read by the Processing Engine through a [`Cursor`]
 //!   ([`Store::list_events`]): a reader that resumes after the last position it saw never
@@ -43,6 +47,7 @@ mod auth;
 mod commit;
 mod crypto;
 mod delivery;
+mod drivers;
 mod error;
 mod events;
 pub mod id;
@@ -59,6 +64,10 @@ pub use crypto::{MasterKey, SecretBytes, SecretCipher, create_private_dir};
 pub use delivery::{
     Attempt, AttemptOutcome, Backlog, DeliveryStatus, DueDelivery, Endpoint, EndpointDelivery,
     EndpointFilter, EndpointUpdate, NewEndpoint, ReplayOne, SigningKeys, SinkState,
+};
+pub use drivers::{
+    ActivationReason, DRIVER_CHANNEL, DriverChanges, DriverSource, DriverVersion, NewDriverVersion,
+    RemoveRefused,
 };
 pub use error::StoreError;
 pub use events::{

@@ -11,7 +11,7 @@ use crate::commit::NewEvent;
 use crate::events::{DeadLetter, RawEvent, RawEventStatus};
 use crate::{InstallationId, Store, StoreError};
 
-const RAW_COLUMNS: &str = "id, installation_id, provider_event_id, event_type, account_key, \
+pub(crate) const RAW_COLUMNS: &str = "id, installation_id, provider_event_id, event_type, account_key, \
      driver_id, driver_version, received_at, payload, status, failure_reason, api_version";
 
 impl Store {

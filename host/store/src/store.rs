@@ -57,6 +57,8 @@ pub struct Store {
     /// Bumped whenever this process commits normalized events (see
     /// [`Store::committed_events`]).
     pub(crate) committed: Arc<tokio::sync::watch::Sender<u64>>,
+    /// How to reach PostgreSQL outside the pool (`LISTEN`); `None` on SQLite.
+    pub(crate) pg_connect: Option<Box<PgConnectOptions>>,
 }
 
 /// How long the store waits before giving up, and how many connections it keeps.
@@ -92,6 +94,8 @@ pub struct Installation {
     pub account_key: Option<String>,
     /// Creation time, RFC 3339 UTC (`…Z`).
     pub created_at: String,
+    /// The driver version (sha256) it is pinned to; `None` follows the active version.
+    pub driver_sha256: Option<String>,
     /// Names of the secrets stored for it, sorted. Never the values.
     pub secret_names: Vec<String>,
 }
@@ -212,6 +216,11 @@ const SQLITE_MIGRATIONS: &[(i64, &str, &str)] = &[
         "delivery",
         include_str!("../migrations/sqlite/0009_delivery.sql"),
     ),
+    (
+        10,
+        "driver versions",
+        include_str!("../migrations/sqlite/0010_driver_versions.sql"),
+    ),
 ];
 const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
     (
@@ -263,6 +272,11 @@ const POSTGRES_MIGRATIONS: &[(i64, &str, &str)] = &[
         10,
         "delivery",
         include_str!("../migrations/postgres/0010_delivery.sql"),
+    ),
+    (
+        11,
+        "driver versions",
+        include_str!("../migrations/postgres/0011_driver_versions.sql"),
     ),
 ];
 
@@ -345,11 +359,13 @@ fn installation_from_row(row: &AnyRow) -> Result<Installation, StoreError> {
         settings,
         account_key: row.try_get("account_key")?,
         created_at: row.try_get("created_at")?,
+        driver_sha256: row.try_get("driver_sha256")?,
         secret_names: Vec::new(),
     })
 }
 
-const INSTALLATION_COLUMNS: &str = "id, driver_id, settings, account_key, created_at";
+const INSTALLATION_COLUMNS: &str =
+    "id, driver_id, settings, account_key, created_at, driver_sha256";
 
 impl Store {
     /// Connects to `url` with the default [`StoreOptions`]; see [`Store::connect_with`].
@@ -443,6 +459,10 @@ impl Store {
             .run(&pool)
             .await?;
         tracing::debug!(?backend, "store connected and migrated");
+        let pg_connect = match backend {
+            Backend::Sqlite => None,
+            Backend::Postgres => Some(Box::new(url.parse::<PgConnectOptions>()?)),
+        };
         let sink = match backend {
             Backend::Sqlite => Sink::Sqlite(pool.clone(), sqlite_file),
             Backend::Postgres => {
@@ -468,6 +488,7 @@ impl Store {
             backend,
             writer,
             committed,
+            pg_connect,
         })
     }
 
@@ -531,6 +552,7 @@ impl Store {
                 settings: new.settings,
                 account_key: new.account_key,
                 created_at,
+                driver_sha256: None,
                 secret_names: Vec::new(),
             }),
             Err(e) if StoreError::is_unique_violation(&e) => {

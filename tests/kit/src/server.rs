@@ -609,6 +609,17 @@ impl Sluice {
         self.send(request.body(body.into())).await
     }
 
+    /// `POST /v1/drivers?{query}` with a component's bytes as `application/wasm`.
+    pub async fn upload_driver(&self, query: &str, bytes: &[u8]) -> Response {
+        let request = self
+            .client
+            .post(self.url(&format!("/v1/drivers?{query}")))
+            .bearer_auth(&self.admin_token)
+            .header("content-type", "application/wasm")
+            .body(bytes.to_vec());
+        self.send(request).await
+    }
+
     /// Creates an installation and returns its JSON (asserts `201`).
     pub async fn create_installation(&self, driver_id: &str, settings: Value) -> Value {
         let resp = self

@@ -5,5 +5,6 @@
 mod common;
 mod auth;
 mod delivery;
+mod drivers;
 mod master_key;
 mod store;

@@ -12,6 +12,7 @@ mod example_driver;
 mod faulty_isolation;
 mod hostile_drivers;
 mod hostile_traffic;
+mod hot_load;
 mod hotmart_fixtures;
 mod hotmart_webhooks;
 mod hygiene;

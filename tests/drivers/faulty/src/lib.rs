@@ -142,7 +142,9 @@ impl metadata::Guest for Faulty {
         DriverInfo {
             id: DRIVER_ID.into(),
             // The fixed build is the next version of the driver.
-            version: if cfg!(feature = "fixed-normalize") {
+            version: if cfg!(feature = "changed-normalize") {
+                "0.2.0"
+            } else if cfg!(feature = "fixed-normalize") {
                 "0.1.1"
             } else {
                 "0.1.0"
@@ -509,7 +511,9 @@ impl normalize::Guest for Faulty {
             data: RecordData::Unmapped(Unmapped {
                 external_id: Some(event.provider_event_id),
                 object_type: Some(event.event_type),
-                reason: None,
+                // The changed release (`faulty-next.wasm`) says why it has no mapping.
+                reason: cfg!(feature = "changed-normalize")
+                    .then(|| "not mapped by faulty 0.2.0".to_string()),
             }),
             warnings: vec![],
             enriched_from: vec![],

@@ -1,0 +1,434 @@
+//! The driver catalog: every version the host was given, which one of each driver is
+//! active, and hot-loading.
+//!
+//! Versions arrive by upload (`POST /v1/drivers`, `sluice drivers add`) and from the
+//! drivers directory, which is watched (`watch`). Each is validated exactly as at start
+//! (compiled — or taken from the code cache —, linked against the world, its metadata
+//! checked and its origins resolved against the operator's policy), kept in the store by
+//! sha256 with its bytes, and, when asked, activated: one swap in the registry, so calls in
+//! flight finish on the old version and new calls get the new one. A version that does
+//! not load is refused with its reason and changes nothing.
+//!
+//! The store is the truth; the registry is this node's copy. `sync` makes the copy match
+//! (active versions, and the versions installations are pinned to), after every change
+//! here, on every PostgreSQL notification of another node's change, and now and then in
+//! case a notification was missed: every node runs what the store says within
+//! `sync_interval`.
+
+mod canary;
+mod watch;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Serialize;
+use sluice_store::{
+    ActivationReason, DriverSource, InstallationId, NewDriverVersion, RemoveRefused, Store,
+    StoreError,
+};
+
+pub use canary::{CanaryReport, EventComparison, FieldChange};
+
+use crate::pipeline::Pipeline;
+use crate::registry::DriverRegistry;
+use crate::runtime::{DriverInfo, LoadError, LoadedDriver, Runtime};
+
+/// How the catalog watches and syncs; defaults in `config` (`[catalog]`).
+#[derive(Debug, Clone)]
+pub struct CatalogOptions {
+    /// The drivers directory.
+    pub dir: PathBuf,
+    /// How often the directory is scanned for new or changed files; `None`: only at start.
+    pub watch_interval: Option<Duration>,
+    /// How often the registry is compared with the store, notifications aside.
+    pub sync_interval: Duration,
+}
+
+/// What to do with an added version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Activation {
+    /// Make it the active version.
+    #[default]
+    Now,
+    /// Keep it only (activate later, or pin installations to it).
+    Keep,
+    /// Activate it only when the canary found no difference (requires a canary).
+    IfIdentical,
+}
+
+/// How to add a version.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AddOptions {
+    pub activation: Activation,
+    /// Replay the last N stored raw events of the driver through it and the active version
+    /// first, and report the differences.
+    pub canary: Option<usize>,
+}
+
+/// What adding a version did.
+#[derive(Debug, Clone, Serialize)]
+pub struct Added {
+    pub driver: DriverInfo,
+    /// `false` when this exact component (sha256) was kept already.
+    pub new: bool,
+    pub activated: bool,
+    /// The version that was active before, if it changed.
+    pub replaced: Option<String>,
+    pub canary: Option<CanaryReport>,
+}
+
+/// Why a catalog operation did nothing.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("the driver was refused: {0}")]
+    Invalid(#[from] LoadError),
+    #[error("{0}")]
+    NotFound(String),
+    /// A request names a version that is not kept (or is another driver's).
+    #[error("{0}")]
+    UnknownVersion(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Kept versions and the active one of each driver, for this node.
+pub struct DriverCatalog {
+    pipeline: Arc<Pipeline>,
+    options: CatalogOptions,
+    /// One change at a time in this process, so a sync never interleaves with an
+    /// activation and undoes it.
+    changes: tokio::sync::Mutex<()>,
+    /// The directory as the last scan saw it.
+    seen: tokio::sync::Mutex<watch::Seen>,
+}
+
+impl DriverCatalog {
+    pub fn new(pipeline: Arc<Pipeline>, options: CatalogOptions) -> Self {
+        Self {
+            pipeline,
+            options,
+            changes: tokio::sync::Mutex::new(()),
+            seen: Default::default(),
+        }
+    }
+
+    fn store(&self) -> &Store {
+        self.pipeline.store()
+    }
+
+    fn runtime(&self) -> &Arc<Runtime> {
+        self.pipeline.runtime()
+    }
+
+    fn registry(&self) -> &Arc<DriverRegistry> {
+        self.pipeline.drivers()
+    }
+
+    /// At start: load what the store says is active or pinned, then add the directory's
+    /// files. Returns the refusals (each already logged).
+    pub async fn start(&self) -> Result<Vec<String>, StoreError> {
+        self.sync().await?;
+        Ok(self.scan_directory().await)
+    }
+
+    /// Validate and keep a component; activate it as `options` say.
+    pub async fn add(
+        &self,
+        bytes: &[u8],
+        source: DriverSource,
+        options: AddOptions,
+    ) -> Result<Added, CatalogError> {
+        if options.activation == Activation::IfIdentical && options.canary.is_none() {
+            return Err(CatalogError::BadRequest(
+                "activate-if-identical needs a canary (how many stored events to compare)".into(),
+            ));
+        }
+        let driver = Arc::new(self.runtime().load_driver(bytes).await?);
+        self.keep(driver, bytes, source, options).await
+    }
+
+    /// Keep a loaded, validated version; activate it as `options` say.
+    async fn keep(
+        &self,
+        driver: Arc<LoadedDriver>,
+        bytes: &[u8],
+        source: DriverSource,
+        options: AddOptions,
+    ) -> Result<Added, CatalogError> {
+        let info = &driver.info;
+        let new = self
+            .store()
+            .put_driver_version(NewDriverVersion {
+                sha256: &info.sha256,
+                driver_id: &info.id,
+                version: &info.version,
+                wit_version: &info.wit_version,
+                component: bytes,
+                source,
+            })
+            .await?;
+        self.registry().insert(driver.clone());
+        let current = self.registry().get(&info.id);
+        let canary = match (options.canary, &current) {
+            (Some(n), Some(current)) if current.info.sha256 != info.sha256 => {
+                Some(canary::run(&self.pipeline, current, &driver, n).await?)
+            }
+            (Some(_), _) => Some(CanaryReport::nothing_to_compare(&driver.info)),
+            (None, _) => None,
+        };
+        let activate = match options.activation {
+            Activation::Now => true,
+            Activation::Keep => false,
+            Activation::IfIdentical => canary.as_ref().is_some_and(CanaryReport::identical),
+        };
+        let reason = match source {
+            DriverSource::Upload => ActivationReason::Upload,
+            DriverSource::Directory => ActivationReason::Directory,
+        };
+        let replaced = if activate {
+            self.activate_loaded(&driver, reason).await?
+        } else {
+            None
+        };
+        tracing::info!(
+            driver = %info.id, version = %info.version, sha256 = %info.sha256,
+            source = source.as_str(), new, activated = activate,
+            "driver version added"
+        );
+        Ok(Added {
+            driver: driver.info.clone(),
+            new,
+            activated: activate,
+            replaced,
+            canary,
+        })
+    }
+
+    /// Make a kept version its driver's active one.
+    pub async fn activate(
+        &self,
+        driver_id: &str,
+        sha256: &str,
+        reason: ActivationReason,
+    ) -> Result<Arc<LoadedDriver>, CatalogError> {
+        let driver = self.loaded(driver_id, sha256).await?;
+        self.activate_loaded(&driver, reason).await?;
+        Ok(driver)
+    }
+
+    /// Activate the version that was active before the current one (or `to`).
+    pub async fn rollback(
+        &self,
+        driver_id: &str,
+        to: Option<&str>,
+    ) -> Result<Arc<LoadedDriver>, CatalogError> {
+        let target = match to {
+            Some(sha) => sha.to_string(),
+            None => self
+                .store()
+                .previous_driver_version(driver_id)
+                .await?
+                .ok_or_else(|| {
+                    CatalogError::Conflict(format!(
+                        "the {driver_id} driver has no earlier version to roll back to"
+                    ))
+                })?,
+        };
+        self.activate(driver_id, &target, ActivationReason::Rollback)
+            .await
+    }
+
+    /// Delete a kept version that is neither active nor pinned.
+    pub async fn remove(&self, driver_id: &str, sha256: &str) -> Result<(), CatalogError> {
+        let _change = self.changes.lock().await;
+        match self.store().remove_driver_version(driver_id, sha256).await {
+            Ok(Ok(())) => {}
+            Ok(Err(RemoveRefused::Active)) => {
+                return Err(CatalogError::Conflict(format!(
+                    "{sha256} is the active version of {driver_id}: activate another first"
+                )));
+            }
+            Ok(Err(RemoveRefused::Pinned(n))) => {
+                return Err(CatalogError::Conflict(format!(
+                    "{n} installation(s) are pinned to {sha256}: unpin them first"
+                )));
+            }
+            Err(StoreError::NotFound) => {
+                return Err(CatalogError::NotFound(
+                    not_kept(driver_id, sha256).to_string(),
+                ));
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.registry().retain(&|sha| sha != sha256);
+        Ok(())
+    }
+
+    /// Pin an installation to a kept version of its driver, or unpin it (`None`).
+    pub async fn pin(
+        &self,
+        installation: &InstallationId,
+        sha256: Option<&str>,
+    ) -> Result<(), CatalogError> {
+        if let Some(sha) = sha256 {
+            // Loaded before the pin is stored, so no delivery finds it pinned to a version
+            // this node cannot run.
+            let Some(i) = self.store().get_installation(installation).await? else {
+                return Err(CatalogError::NotFound("unknown installation".into()));
+            };
+            self.loaded(&i.driver_id, sha).await?;
+        }
+        match self.store().pin_installation(installation, sha256).await {
+            Ok(()) => {}
+            Err(StoreError::NotFound) => {
+                return Err(CatalogError::NotFound("unknown installation".into()));
+            }
+            Err(StoreError::InvalidInput(m)) => return Err(CatalogError::UnknownVersion(m)),
+            Err(e) => return Err(e.into()),
+        }
+        self.pipeline.installations().invalidate(installation);
+        Ok(())
+    }
+
+    /// Make this node's registry match the store: load what is active or pinned and is
+    /// not loaded yet, swap where the active version changed, forget the rest.
+    pub async fn sync(&self) -> Result<(), StoreError> {
+        let _change = self.changes.lock().await;
+        let active = self.store().active_driver_versions().await?;
+        let pinned = self.store().pinned_driver_versions().await?;
+        for sha in active.iter().map(|(_, s)| s).chain(&pinned) {
+            if self.registry().version(sha).is_none()
+                && let Err(e) = self.load_kept(sha).await
+            {
+                tracing::error!(sha256 = %sha, error = %e, "a kept driver version does not load on this node");
+            }
+        }
+        for (driver_id, sha) in &active {
+            let running = self.registry().get(driver_id);
+            if running.as_ref().is_none_or(|d| d.info.sha256 != *sha)
+                && let Some(replaced) = self.registry().activate(sha)
+            {
+                let replaced = replaced.map(|d| d.info.sha256.clone());
+                tracing::info!(driver = %driver_id, sha256 = %sha, ?replaced, "driver version activated (sync)");
+            }
+        }
+        self.registry()
+            .retain(&|sha| pinned.iter().any(|p| p == sha));
+        Ok(())
+    }
+
+    /// Watch the directory, follow other nodes' changes and resync now and then, until
+    /// `shutdown` resolves.
+    pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
+        tokio::pin!(shutdown);
+        let mut changes = match self.store().listen_driver_changes().await {
+            Ok(changes) => changes,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot listen for driver changes; relying on periodic sync");
+                None
+            }
+        };
+        let mut resync = tokio::time::interval(self.options.sync_interval);
+        let watch_every = self
+            .options
+            .watch_interval
+            .unwrap_or(Duration::from_secs(3600));
+        let mut rescan = tokio::time::interval(watch_every);
+        for tick in [&mut resync, &mut rescan] {
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            tick.reset();
+        }
+        loop {
+            let notified = async {
+                match changes.as_mut() {
+                    Some(c) => c.next().await.map(Some),
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = &mut shutdown => return,
+                change = notified => {
+                    if let Err(e) = &change {
+                        tracing::warn!(error = %e, "driver change notifications interrupted");
+                    }
+                    self.sync_logged().await;
+                }
+                _ = resync.tick() => self.sync_logged().await,
+                _ = rescan.tick(), if self.options.watch_interval.is_some() => {
+                    self.scan_directory().await;
+                }
+            }
+        }
+    }
+
+    async fn sync_logged(&self) {
+        if let Err(e) = self.sync().await {
+            tracing::warn!(error = %e, "syncing drivers with the store failed");
+        }
+    }
+
+    /// A kept version of `driver_id`, loaded (from the registry, or the store's bytes).
+    async fn loaded(
+        &self,
+        driver_id: &str,
+        sha256: &str,
+    ) -> Result<Arc<LoadedDriver>, CatalogError> {
+        let driver = match self.registry().version(sha256) {
+            Some(d) => d,
+            None => self.load_kept(sha256).await?,
+        };
+        if driver.info.id != driver_id {
+            return Err(not_kept(driver_id, sha256));
+        }
+        Ok(driver)
+    }
+
+    async fn load_kept(&self, sha256: &str) -> Result<Arc<LoadedDriver>, CatalogError> {
+        let bytes = self
+            .store()
+            .driver_component(sha256)
+            .await?
+            .ok_or_else(|| {
+                CatalogError::UnknownVersion(format!("no driver version {sha256} is kept"))
+            })?;
+        let driver = Arc::new(self.runtime().load_driver(&bytes).await?);
+        self.registry().insert(driver.clone());
+        Ok(driver)
+    }
+
+    /// Record the activation, then swap. Returns the sha256 it replaced.
+    async fn activate_loaded(
+        &self,
+        driver: &Arc<LoadedDriver>,
+        reason: ActivationReason,
+    ) -> Result<Option<String>, CatalogError> {
+        let _change = self.changes.lock().await;
+        let info = &driver.info;
+        self.store()
+            .activate_driver_version(&info.id, &info.sha256, reason)
+            .await?;
+        self.registry().insert(driver.clone());
+        let replaced = self
+            .registry()
+            .activate(&info.sha256)
+            .flatten()
+            .map(|d| d.info.sha256.clone())
+            .filter(|s| *s != info.sha256);
+        tracing::info!(
+            driver = %info.id, version = %info.version, sha256 = %info.sha256,
+            replaced = ?replaced, reason = reason.as_str(), "driver version activated"
+        );
+        Ok(replaced)
+    }
+}
+
+fn not_kept(driver_id: &str, sha256: &str) -> CatalogError {
+    CatalogError::UnknownVersion(format!(
+        "the {driver_id} driver has no kept version {sha256}"
+    ))
+}
