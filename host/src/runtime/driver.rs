@@ -65,6 +65,8 @@ pub struct DriverInfo {
     pub webhook_signing: Vec<SigningHeader>,
     /// sha256 of the component's bytes, hex.
     pub sha256: String,
+    /// Size of the component.
+    pub size_bytes: usize,
 }
 
 /// One header of a provider's webhook signature (see the WIT `signing-header`).
@@ -214,6 +216,7 @@ impl Runtime {
             Ok(Ok(raw)) => raw,
         };
         let mut info = validate(raw, sha256)?;
+        info.size_bytes = bytes.len();
         let settings_validator = jsonschema::options()
             .should_validate_formats(true)
             .build(&info.settings_schema)
@@ -424,6 +427,7 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
             })
             .collect(),
         sha256,
+        size_bytes: 0,
         granted_hosts: Vec::new(),
         disabled_hosts: Vec::new(),
         grant: crate::policy::GrantSource::None,

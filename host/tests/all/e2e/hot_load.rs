@@ -380,6 +380,16 @@ async fn versions_are_kept_and_rolled_back(backend: Backend) {
         ),
         (&json!("faulty"), &json!("0.1.0"), &json!(original_sha))
     );
+    assert_eq!(inspected["size_bytes"], original.len());
+    assert_eq!(inspected["wit_version"], "0.6.0");
+    assert_eq!(inspected["auth_kind"], "none");
+    assert_eq!(inspected["ingestion_modes"], json!(["webhook"]));
+    assert_eq!(
+        inspected["outbound_hosts"],
+        json!(["https://api.example.com"])
+    );
+    assert_eq!(inspected["secrets"][0]["name"], "token");
+    assert!(inspected["settings_schema"]["properties"]["mode"].is_object());
     sluice.cli(&["drivers", "rollback", "faulty"], None);
     assert_eq!(active(&sluice).await.1, fixed_sha);
 }
