@@ -32,3 +32,4 @@ mod shopify_fixtures;
 mod shopify_webhooks;
 mod stripe_fixtures;
 mod stripe_webhooks;
+mod wit_versions;
