@@ -25,7 +25,7 @@ pub use exports::sluice::driver::{auth, ingest, metadata};
 pub use sluice::driver::{canonical, clock, http, log, secrets, state, types};
 
 /// The version of the `sluice:driver` package this host implements.
-pub const WIT_VERSION: &str = "0.6.0";
+pub const WIT_VERSION: &str = "0.6.1";
 
 /// The package's name, before `/interface@version`.
 pub const PACKAGE: &str = "sluice:driver";
@@ -47,7 +47,7 @@ pub const IMPORTS: &[(&str, &[&str])] = &[
             "exists",
         ],
     ),
-    ("log", &["log"]),
+    ("log", &["log", "enabled"]),
     ("clock", &["now"]),
     ("state", &["get", "set", "delete"]),
 ];

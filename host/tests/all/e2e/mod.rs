@@ -6,6 +6,7 @@ mod corpus;
 mod dead_letters;
 mod delivery;
 mod driver_loading;
+mod driver_log;
 mod durability;
 mod enrichment;
 mod example_driver;
