@@ -5,6 +5,14 @@
 //! Every import is `async` (host capabilities may touch the network or the database) and
 //! `trappable`: a host-side failure such as a database error traps the call instead of
 //! handing the guest a half-truth, so the delivery fails whole and the provider retries.
+//!
+//! Versions: the package follows semver, and within `0.x` the minor is the breaking axis,
+//! as wasmtime's linker treats it. A host at `0.6.N` loads drivers built against any
+//! `0.6.M`: wasmtime resolves a driver's `sluice:driver/log@0.6.M` import to the host's
+//! `@0.6.N` definition, and finds its `@0.6.M` exports when asked for `@0.6.N`. A patch
+//! only adds import functions or interfaces, so a driver built against an older patch
+//! imports a subset of what the host has; one built against a newer patch loads when it
+//! uses nothing this host lacks ([`IMPORTS`] names what it has).
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -17,4 +25,119 @@ pub use exports::sluice::driver::{auth, ingest, metadata};
 pub use sluice::driver::{canonical, clock, http, log, secrets, state, types};
 
 /// The version of the `sluice:driver` package this host implements.
-pub const WIT_VERSION: &str = "0.6.0";
+pub const WIT_VERSION: &str = "0.6.1";
+
+/// The package's name, before `/interface@version`.
+pub const PACKAGE: &str = "sluice:driver";
+
+/// Every interface of the package a driver may import, with the functions this host
+/// implements of it (`types` and `canonical` hold only types). A test checks it against
+/// `wit/imports.wit`.
+pub const IMPORTS: &[(&str, &[&str])] = &[
+    ("types", &[]),
+    ("canonical", &[]),
+    ("http", &["send"]),
+    (
+        "secrets",
+        &[
+            "verify-hmac",
+            "equals",
+            "verify-jwt",
+            "verify-jwt-jwks",
+            "exists",
+        ],
+    ),
+    ("log", &["log", "enabled"]),
+    ("clock", &["now"]),
+    ("state", &["get", "set", "delete"]),
+];
+
+/// Whether a driver built against `version` of the package can run on this host: the same
+/// `0.MINOR` (or `MAJOR` from 1.0 on), any patch, no pre-release. It is the rule wasmtime
+/// uses to match an import's version to a definition (`alternate_lookup_key` in
+/// `wasmtime-environ`'s `component/names.rs`); build metadata (`+…`) is ignored.
+pub fn is_compatible(version: &str) -> bool {
+    match (release(version), release(WIT_VERSION)) {
+        (Some(theirs), Some(ours)) if ours.0 == 0 => theirs.0 == 0 && theirs.1 == ours.1,
+        (Some(theirs), Some(ours)) => theirs.0 == ours.0,
+        _ => false,
+    }
+}
+
+/// `(major, minor, patch)` of a release version; none for a pre-release or anything else.
+fn release(version: &str) -> Option<(u64, u64, u64)> {
+    let core = version.split_once('+').map_or(version, |(core, _)| core);
+    let mut parts = core.split('.').map(|p| {
+        let digits = !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit());
+        // Semver forbids leading zeros (`06`); wasmtime would not match them either.
+        let canonical = p == "0" || !p.starts_with('0');
+        (digits && canonical)
+            .then(|| p.parse::<u64>().ok())
+            .flatten()
+    });
+    let version = (parts.next()??, parts.next()??, parts.next()??);
+    parts.next().is_none().then_some(version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compatible_versions_share_the_breaking_axis() {
+        let minor = WIT_VERSION.rsplit_once('.').map(|(mm, _)| mm).unwrap();
+        assert_eq!(minor, "0.6");
+        for ok in ["0.6.0", "0.6.1", "0.6.9", "0.6.12", "0.6.0+build.5"] {
+            assert!(is_compatible(ok), "{ok}");
+        }
+        for refused in [
+            "0.5.3",
+            "0.7.0",
+            "1.6.0",
+            "0.6",
+            "0.6.0-rc.1",
+            "0.06.0",
+            "v0.6.0",
+            "0.6.x",
+            "",
+            "0.6.0.1",
+        ] {
+            assert!(!is_compatible(refused), "{refused}");
+        }
+    }
+
+    /// [`IMPORTS`] is what `wit/imports.wit` (and `types.wit`, `canonical.wit`) declare:
+    /// every interface and every function, nothing more.
+    #[test]
+    fn imports_are_the_wit_files_interfaces() {
+        let mut declared: Vec<(String, Vec<String>)> = Vec::new();
+        for wit in [
+            include_str!("../../wit/types.wit"),
+            include_str!("../../wit/canonical.wit"),
+            include_str!("../../wit/imports.wit"),
+        ] {
+            assert!(
+                wit.starts_with(&format!("package {PACKAGE}@{WIT_VERSION};")),
+                "a wit file is not at {WIT_VERSION}"
+            );
+            for line in wit.lines() {
+                if let Some(name) = line
+                    .strip_prefix("interface ")
+                    .and_then(|l| l.strip_suffix(" {"))
+                {
+                    declared.push((name.to_string(), Vec::new()));
+                } else if let Some((name, _)) = line.trim_start().split_once(": func(") {
+                    let (_, functions) = declared
+                        .last_mut()
+                        .expect("a function outside an interface");
+                    functions.push(name.to_string());
+                }
+            }
+        }
+        let table: Vec<(String, Vec<String>)> = IMPORTS
+            .iter()
+            .map(|(i, fs)| (i.to_string(), fs.iter().map(|f| f.to_string()).collect()))
+            .collect();
+        assert_eq!(table, declared);
+    }
+}

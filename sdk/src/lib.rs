@@ -1,7 +1,7 @@
 //! # sluice-sdk
 //!
 //! The guest-side SDK for writing Sluice drivers: WebAssembly
-//! components that implement the `sluice:driver@0.6.0` WIT world (`wit/` at the workspace
+//! components that implement the `sluice:driver@0.6.1` WIT world (`wit/` at the workspace
 //! root) and are hot-loaded by the Sluice host.
 //!
 //! A driver crate (`crate-type = ["cdylib", "rlib"]`) implements [`driver::Driver`] — its
@@ -29,6 +29,7 @@
 //! - [`json`]: reading optional fields from `serde_json::Value`, ids kept exact;
 //! - [`enums`]: provider enumerations to Sluice's vocabulary, raw value kept;
 //! - [`verify`]: webhook signature and token checks computed by the host over named secrets;
+//! - [`log`]: messages into the host's log, formatted only when the host keeps them (`log!`);
 //! - [`paging`]: `Link` headers, cursors in URLs, `Retry-After`;
 //! - [`oauth`]: the token-endpoint request (tokens captured by the host) and its errors.
 //!
@@ -50,6 +51,7 @@ pub mod enums;
 pub mod error;
 pub mod headers;
 pub mod json;
+pub mod log;
 pub mod money;
 pub mod oauth;
 pub mod paging;
@@ -97,7 +99,7 @@ static ALLOCATOR: bump::Bump = bump::Bump::new();
 
 /// The version of the `sluice:driver` WIT package this SDK is generated from; every
 /// driver's metadata reports it.
-pub const WIT_VERSION: &str = "0.6.0";
+pub const WIT_VERSION: &str = "0.6.1";
 
 #[cfg(test)]
 mod tests {

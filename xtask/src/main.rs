@@ -28,6 +28,8 @@ const BUNDLED: &[(&str, &str)] = &[
 const TEST_ONLY: &[(&str, &str)] = &[
     ("sluice-test-driver-faulty", "faulty"),
     ("sluice-example-driver", "acme"),
+    // Built against a verbatim copy of the previous world (its own `wit/`).
+    ("sluice-test-driver-previous-world", "previous-world"),
 ];
 
 /// Test-only builds of a package with a cargo feature: (cargo package, feature, driver
@@ -52,6 +54,16 @@ const TEST_VARIANTS: &[(&str, &str, &str)] = &[
         "sluice-test-driver-faulty",
         "changed-normalize",
         "faulty-next",
+    ),
+    (
+        "sluice-test-driver-previous-world",
+        "claims-0-5",
+        "previous-world-claims-0.5",
+    ),
+    (
+        "sluice-test-driver-previous-world",
+        "claims-0-7",
+        "previous-world-claims-0.7",
     ),
 ];
 

@@ -226,12 +226,12 @@ impl Driver for Shopify {
         {
             webhook::Outcome::Event(event) => {
                 if let Some(version) = webhook::header(&request.headers, webhook::API_VERSION) {
-                    log::log(
+                    // Formatted only when the host keeps debug lines.
+                    sluice_sdk::log!(
                         log::Level::Debug,
-                        &format!(
-                            "webhook {} ({}) rendered with API version {version}",
-                            event.provider_event_id, event.event_type
-                        ),
+                        "webhook {} ({}) rendered with API version {version}",
+                        event.provider_event_id,
+                        event.event_type
                     );
                 }
                 vec![*event]

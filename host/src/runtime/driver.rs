@@ -165,6 +165,9 @@ impl Runtime {
             .map_err(|e| LoadError::Compile(e.to_string()))?
             .map_err(|e| LoadError::Compile(format!("{e:#}")))?
         };
+        if let Some(reason) = super::world::missing_import(self.engine(), &component) {
+            return Err(LoadError::World(reason));
+        }
         let instance_pre = self
             .linker()
             .instantiate_pre(&component)
@@ -327,12 +330,6 @@ fn is_semver(s: &str) -> bool {
             .all(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_digit()))
 }
 
-/// `"0.1"` of `"0.1.3-rc.1"`.
-fn major_minor(version: &str) -> Option<&str> {
-    let core = version.split(['-', '+']).next()?;
-    core.rsplit_once('.').map(|(mm, _)| mm)
-}
-
 fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, LoadError> {
     let bad = |m: String| Err(LoadError::InvalidMetadata(m));
     if sluice_store::DriverId::parse(&raw.id).is_err() {
@@ -350,11 +347,13 @@ fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, Loa
     if raw.display_name.trim().is_empty() {
         return bad("display-name is empty".into());
     }
-    // Same major.minor: within 0.x a minor bump may change the world.
-    if !is_semver(&raw.wit_version) || major_minor(&raw.wit_version) != major_minor(WIT_VERSION) {
+    // Same 0.MINOR, any patch: the rule the linker matched the imports by.
+    if !crate::wit::is_compatible(&raw.wit_version) {
         return bad(format!(
-            "wit-version {:?} is not compatible with this host ({WIT_VERSION})",
-            raw.wit_version
+            "wit-version {:?} is not compatible with this host ({WIT_VERSION}): it loads \
+             drivers built against {}",
+            raw.wit_version,
+            super::world::compatible_range()
         ));
     }
     if raw.ingestion_modes.is_empty() {
@@ -465,7 +464,5 @@ mod tests {
         assert!(!is_identifier("a/b", 32, &['_', '-']));
         assert!(is_semver("0.1.0") && is_semver("1.2.3-rc.1"));
         assert!(!is_semver("1.2") && !is_semver("v1.2.3") && !is_semver("1..3"));
-        assert_eq!(major_minor("0.1.3-rc.1"), Some("0.1"));
-        assert_eq!(major_minor(WIT_VERSION), Some("0.6"));
     }
 }

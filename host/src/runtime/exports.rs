@@ -25,7 +25,10 @@ pub(crate) struct Exports {
 }
 
 impl Exports {
-    /// Find every export; the error names the first one missing.
+    /// Find every export; the error names the first one missing. Asking for
+    /// `sluice:driver/ingest@{WIT_VERSION}` also finds a driver's `@0.6.M` export for any
+    /// other patch `M`: wasmtime's export lookup is semver-aware, as its linker is
+    /// (see [`crate::wit`]; `e2e::wit_versions` loads a `0.6.0` driver).
     pub fn find(component: &Component) -> Result<Self, String> {
         let version = crate::wit::WIT_VERSION;
         let func = |interface: &str, name: &str| {

@@ -9,6 +9,7 @@ mod cache;
 mod driver;
 mod exports;
 mod session;
+mod world;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -381,7 +381,7 @@ async fn versions_are_kept_and_rolled_back(backend: Backend) {
         (&json!("faulty"), &json!("0.1.0"), &json!(original_sha))
     );
     assert_eq!(inspected["size_bytes"], original.len());
-    assert_eq!(inspected["wit_version"], "0.6.0");
+    assert_eq!(inspected["wit_version"], "0.6.1");
     assert_eq!(inspected["auth_kind"], "none");
     assert_eq!(inspected["ingestion_modes"], json!(["webhook"]));
     assert_eq!(

@@ -7,6 +7,8 @@
 //! log, or tries to read the environment, files and sockets (`escape`); or it returns
 //! 100,000 events whose payloads all alias one 4 MiB buffer (`aliased-output`, 400 GB if
 //! the host copied each), or opens WASI handles without closing them (`resource-flood`).
+//! In `log-enabled` mode it answers what `log.enabled` said for each level, before and
+//! after it spent its log budget (`{"before": [trace, …, error], "spent": […]}`).
 //! In `jwt` mode it is a well-behaved JWT-authenticated driver: the request's bearer token
 //! is verified against the key set at the settings' `url`; its claims are the payload and
 //! its `jti` the event id.
@@ -34,7 +36,7 @@ use sluice::driver::canonical::{CanonicalRecord, Change, RecordData, Unmapped};
 use sluice::driver::http;
 use sluice::driver::types::{CallContext, Datetime, DriverError, IncomingRequest};
 
-const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape","aliased-output","resource-flood","jwt"]},"url":{"type":"string"}},"additionalProperties":false}"#;
+const SETTINGS_SCHEMA: &str = r#"{"type":"object","properties":{"mode":{"enum":["ok","trap","loop","bad-request","unauthorized","normalize-error","huge-output","oom","fetch","leak-bearer","leak-header","plant","recurse","huge-error","many-requests","log-flood","escape","aliased-output","resource-flood","jwt","log-enabled"]},"url":{"type":"string"}},"additionalProperties":false}"#;
 
 /// The id in the metadata: invalid in the `bad-metadata` build.
 #[cfg(not(feature = "bad-metadata"))]
@@ -73,6 +75,7 @@ enum Mode {
     AliasedOutput,
     ResourceFlood,
     Jwt,
+    LogEnabled,
 }
 
 /// The secret `leak-*` modes try to send where it is not bound.
@@ -101,6 +104,7 @@ fn mode(ctx: &CallContext) -> Mode {
         Some("aliased-output") => Mode::AliasedOutput,
         Some("resource-flood") => Mode::ResourceFlood,
         Some("jwt") => Mode::Jwt,
+        Some("log-enabled") => Mode::LogEnabled,
         _ => Mode::Ok,
     }
 }
@@ -163,7 +167,7 @@ impl metadata::Guest for Faulty {
                 sent_to: vec!["https://api.example.com".into()],
                 header: Some("X-Faulty-Token".into()),
             }],
-            wit_version: "0.6.0".into(),
+            wit_version: "0.6.1".into(),
             webhook_signing: vec![],
         }
     }
@@ -279,6 +283,7 @@ impl ingest::Guest for Faulty {
             // What it saw, as the error (for the operator's log).
             Mode::Escape => return Err(DriverError::Internal(escape_attempts())),
             Mode::AliasedOutput => return Ok(aliased_outcome()),
+            Mode::LogEnabled => return log_enabled_outcome(ctx, &request),
             // The event is named by the verified token's `jti`, so a test sees the claims.
             Mode::Jwt => {
                 let claims = verified_claims(&ctx, &request)?;
@@ -348,6 +353,45 @@ impl ingest::Guest for Faulty {
         }
         Err(DriverError::Unsupported("faulty is webhook-only".into()))
     }
+}
+
+/// `log-enabled`: the delivery's event, and a reply saying what `log.enabled` answered
+/// for trace, debug, info, warn and error, then again once 100 trace messages (dropped by
+/// the filter or not, they count) have spent the call's log budget.
+fn log_enabled_outcome(
+    ctx: CallContext,
+    request: &IncomingRequest,
+) -> Result<WebhookOutcome, DriverError> {
+    use sluice::driver::log::{self, Level};
+    let answers = || {
+        let each = [
+            Level::Trace,
+            Level::Debug,
+            Level::Info,
+            Level::Warn,
+            Level::Error,
+        ]
+        .map(|level| log::enabled(level).to_string());
+        format!("[{}]", each.join(","))
+    };
+    let before = answers();
+    for _ in 0..100 {
+        log::log(Level::Trace, "spending the log budget");
+    }
+    let spent = answers();
+    let raw = raw_event(request, request.body.clone())?;
+    Ok(WebhookOutcome {
+        events: vec![ReceivedEvent {
+            records: <Faulty as normalize::Guest>::normalize(ctx, raw.clone()),
+            raw,
+        }],
+        reply: Some(ingest::WebhookReply {
+            status: 200,
+            content_type: "application/json".into(),
+            body: format!(r#"{{"before":{before},"spent":{spent}}}"#).into_bytes(),
+        }),
+        revoked: None,
+    })
 }
 
 /// One `faulty.event` with the request body's `id` and the given payload.
