@@ -233,10 +233,11 @@ pub fn record_poll_lag(driver: &str, lag: Duration) {
         .record(lag.as_secs_f64());
 }
 
-/// A failed normalization failed its last attempt: counted when `raw` was `failed` (a
-/// replay of one already dead that fails again is no new dead letter).
-pub fn record_dead_letter(raw: &sluice_store::RawEvent) {
-    if raw.status != sluice_store::RawEventStatus::Failed {
+/// A normalization of `raw` failed again and was recorded, with its next attempt at
+/// `next`: none left makes a `failed` event a dead letter (a replay of one already dead
+/// that fails again is no new dead letter).
+pub fn record_dead_letter(raw: &sluice_store::RawEvent, next: Option<i64>) {
+    if next.is_some() || raw.status != sluice_store::RawEventStatus::Failed {
         return;
     }
     metrics::counter!(

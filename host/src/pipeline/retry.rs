@@ -98,11 +98,11 @@ impl Pipeline {
                 });
                 if next.is_none() {
                     tracing::warn!(installation = %raw.installation_id, raw_event = raw.id, attempts, %reason, "normalization failed on every attempt: dead letter");
-                    crate::metrics::record_dead_letter(raw);
                 }
                 self.store
                     .record_retry_failure(raw.id, &reason, next)
                     .await?;
+                crate::metrics::record_dead_letter(raw, next);
                 replayed.reason = Some(reason);
             }
         }
