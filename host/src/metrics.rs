@@ -1,14 +1,19 @@
-//! Prometheus metrics (`GET /metrics`): every name and label is declared here.
+//! Prometheus metrics (`GET /metrics`): every name and label is declared here (the store's
+//! commit metrics are recorded by `sluice-store` through the same `metrics` facade, and
+//! described here). The reference for operators is `docs/admin-api.md` ("Metrics").
 //!
-//! Labels are bounded: drivers and their versions, exports, outcomes, refusal reasons,
-//! endpoint ids (operator-created). Never an installation id or an event id, which are
-//! unbounded. The process installs one recorder ([`install`]); without it (tests that
-//! build a router in process) every `record_*` is a no-op.
+//! Labels are bounded: drivers and their versions (loaded by the operator), exports,
+//! outcomes, refusal reasons, sink ids (endpoints are operator-created). Never an
+//! installation id or an event id, which are unbounded, and nothing a stranger chooses (a
+//! webhook URL's driver or installation id). The process installs one recorder
+//! ([`install`]); without it (tests that build a router in process) every `record_*` is a
+//! no-op.
 
 use std::sync::OnceLock;
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
+use metrics_util::MetricKindMask;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
 
@@ -18,12 +23,61 @@ const SECONDS: &[f64] = &[
     5.0, 10.0,
 ];
 
+/// Buckets for poll lag, seconds: 10 ms (a tick) to an hour (a node that was down).
+const LAG_SECONDS: &[f64] = &[
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0,
+];
+
+/// Buckets for memory, bytes: 64 KiB to 4 GiB in powers of two (64 MiB, the default
+/// limit, is one of them).
+const BYTES: &[f64] = &[
+    65536.0,
+    131072.0,
+    262144.0,
+    524288.0,
+    1048576.0,
+    2097152.0,
+    4194304.0,
+    8388608.0,
+    16777216.0,
+    33554432.0,
+    67108864.0,
+    134217728.0,
+    268435456.0,
+    536870912.0,
+    1073741824.0,
+    2147483648.0,
+    4294967296.0,
+];
+
+/// Buckets for deliveries per commit: 1 to the writer's batch limit (256).
+const BATCH: &[f64] = &[1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0];
+
+/// How often the outbox gauges are refreshed (by the node holding each sink's lease).
+pub const GAUGE_REFRESH: Duration = Duration::from_secs(5);
+
+/// Gauges not refreshed for this long are dropped from the exposition: a node that lost a
+/// sink's lease stops reporting its backlog (the new holder reports it).
+const GAUGE_IDLE: Duration = Duration::from_secs(15);
+
 /// Install the process-wide recorder (once; later calls return the same handle).
 pub fn install() -> Option<&'static PrometheusHandle> {
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new()
-                .set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS)
+                .idle_timeout(MetricKindMask::GAUGE, Some(GAUGE_IDLE))
+                .set_buckets_for_metric(
+                    Matcher::Full("sluice_poll_lag_seconds".into()),
+                    LAG_SECONDS,
+                )
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_seconds".into()), SECONDS))
+                .and_then(|b| b.set_buckets_for_metric(Matcher::Suffix("_bytes".into()), BYTES))
+                .and_then(|b| {
+                    b.set_buckets_for_metric(
+                        Matcher::Full("sluice_commit_batch_size".into()),
+                        BATCH,
+                    )
+                })
                 .ok()?;
             match builder.install_recorder() {
                 Ok(handle) => {
@@ -45,26 +99,71 @@ pub fn render() -> Option<String> {
 }
 
 fn describe() {
+    use metrics::Unit;
     metrics::describe_counter!(
         "sluice_driver_calls_total",
-        "Driver export calls (after instantiation) by driver, version, export and outcome: ok (the call returned, with a value or the driver's own error), trap, timeout, output_too_large"
+        "Driver calls by driver, version, export (instantiate for the component's start) and outcome: ok, driver_error (the driver returned its own error), trap, out_of_memory (a trap after a memory growth was refused), timeout, output_too_large"
     );
     metrics::describe_histogram!(
         "sluice_driver_call_duration_seconds",
-        metrics::Unit::Seconds,
-        "Wall time of one driver export call"
+        Unit::Seconds,
+        "Wall time of one driver call (export or instantiation)"
+    );
+    metrics::describe_histogram!(
+        "sluice_driver_memory_peak_bytes",
+        Unit::Bytes,
+        "Most linear memory one driver instance held (one session: a webhook delivery, a poll page, a refresh...)"
     );
     metrics::describe_counter!(
         "sluice_webhooks_total",
-        "Webhook requests by outcome (accepted, or the refusal's reason)"
+        "Webhook requests by outcome: accepted or rejected"
+    );
+    metrics::describe_counter!(
+        "sluice_webhooks_rejected_total",
+        "Webhook requests refused, by reason: signature (also an unknown installation or account, answered alike), malformed, oversized, body_timeout, not_ready, driver_unavailable, driver_failed, overloaded, store_unavailable, storage_error"
     );
     metrics::describe_counter!(
         "sluice_webhook_events_total",
         "Raw events of accepted webhooks: stored or duplicate"
     );
+    metrics::describe_histogram!(
+        "sluice_commit_batch_size",
+        "Deliveries (webhooks, poll pages) committed by one group-commit transaction"
+    );
+    metrics::describe_histogram!(
+        "sluice_commit_duration_seconds",
+        Unit::Seconds,
+        "Wall time of one group-commit transaction, by outcome (ok, error)"
+    );
+    metrics::describe_histogram!(
+        "sluice_poll_lag_seconds",
+        Unit::Seconds,
+        "How late a scheduled poll started after it was due, by driver"
+    );
+    metrics::describe_counter!(
+        "sluice_dead_letters_total",
+        "Raw events whose normalization failed on every attempt (now dead letters), by driver and version"
+    );
+    metrics::describe_counter!(
+        "sluice_token_refreshes_total",
+        "Token refreshes that called the driver, by driver, version and outcome: refreshed, failed (retried after a backoff), needs_reauth"
+    );
     metrics::describe_counter!(
         "sluice_delivery_attempts_total",
-        "Outbound webhook attempts by endpoint and outcome (delivered, retry, dead)"
+        "Outbound webhook attempts by endpoint and outcome (delivered, retry, dead: the delivery's last attempt failed)"
+    );
+    metrics::describe_gauge!(
+        "sluice_outbox_pending",
+        "Events waiting for a sink (an endpoint id, or nats): pending in its outbox and past its position in the log; reported by the node holding its lease"
+    );
+    metrics::describe_gauge!(
+        "sluice_outbox_dead",
+        "Dead deliveries kept in an endpoint's outbox (replayable)"
+    );
+    metrics::describe_gauge!(
+        "sluice_outbox_oldest_pending_age_seconds",
+        Unit::Seconds,
+        "Age of the oldest event waiting for a sink (0 when none)"
     );
     metrics::describe_counter!(
         "sluice_nats_published_total",
@@ -98,9 +197,9 @@ pub fn record_call(
     metrics::histogram!("sluice_driver_call_duration_seconds", &labels).record(took.as_secs_f64());
 }
 
-/// One webhook request: `outcome` is `accepted` or the refusal's reason.
-pub fn record_webhook(outcome: &'static str, stored: u64, duplicates: u64) {
-    metrics::counter!("sluice_webhooks_total", "outcome" => outcome).increment(1);
+/// An accepted webhook request: raw events `stored` and `duplicates`.
+pub fn record_webhook_accepted(stored: u64, duplicates: u64) {
+    metrics::counter!("sluice_webhooks_total", "outcome" => "accepted").increment(1);
     if stored > 0 {
         metrics::counter!("sluice_webhook_events_total", "result" => "stored").increment(stored);
     }
@@ -108,6 +207,70 @@ pub fn record_webhook(outcome: &'static str, stored: u64, duplicates: u64) {
         metrics::counter!("sluice_webhook_events_total", "result" => "duplicate")
             .increment(duplicates);
     }
+}
+
+/// A refused webhook request, by reason (one of those `describe` lists).
+pub fn record_webhook_rejected(reason: &'static str) {
+    metrics::counter!("sluice_webhooks_total", "outcome" => "rejected").increment(1);
+    metrics::counter!("sluice_webhooks_rejected_total", "reason" => reason).increment(1);
+}
+
+/// The most memory one session's instance held.
+pub fn record_memory_peak(driver: &str, version: &str, bytes: usize) {
+    metrics::histogram!(
+        "sluice_driver_memory_peak_bytes",
+        &[
+            ("driver", driver.to_owned()),
+            ("version", version.to_owned())
+        ]
+    )
+    .record(bytes as f64);
+}
+
+/// How late a scheduled poll of an installation of `driver` started.
+pub fn record_poll_lag(driver: &str, lag: Duration) {
+    metrics::histogram!("sluice_poll_lag_seconds", "driver" => driver.to_owned())
+        .record(lag.as_secs_f64());
+}
+
+/// A normalization of `raw` failed again and was recorded, with its next attempt at
+/// `next`: none left makes a `failed` event a dead letter (a replay of one already dead
+/// that fails again is no new dead letter).
+pub fn record_dead_letter(raw: &sluice_store::RawEvent, next: Option<i64>) {
+    if next.is_some() || raw.status != sluice_store::RawEventStatus::Failed {
+        return;
+    }
+    metrics::counter!(
+        "sluice_dead_letters_total",
+        &[
+            ("driver", raw.driver_id.clone()),
+            ("version", raw.driver_version.clone())
+        ]
+    )
+    .increment(1);
+}
+
+/// A token refresh that called the driver: `refreshed`, `failed` or `needs_reauth`.
+pub fn record_refresh(driver: &str, version: &str, outcome: &'static str) {
+    metrics::counter!(
+        "sluice_token_refreshes_total",
+        &[
+            ("driver", driver.to_owned()),
+            ("version", version.to_owned()),
+            ("outcome", outcome.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
+/// What waits for a sink (an endpoint id or `nats`): `dead` only for endpoints.
+pub fn record_outbox(sink: &str, pending: i64, dead: Option<i64>, oldest: Duration) {
+    let label = [("sink", sink.to_owned())];
+    metrics::gauge!("sluice_outbox_pending", &label).set(pending as f64);
+    if let Some(dead) = dead {
+        metrics::gauge!("sluice_outbox_dead", &label).set(dead as f64);
+    }
+    metrics::gauge!("sluice_outbox_oldest_pending_age_seconds", &label).set(oldest.as_secs_f64());
 }
 
 /// One outbound webhook attempt.

@@ -182,21 +182,24 @@ impl Scheduler {
                 free as i64,
             )
             .await?;
-        for id in due {
+        for poll in due {
             let Ok(permit) = self.running.clone().try_acquire_owned() else {
                 break;
             };
             let scheduler = self.clone();
             tokio::spawn(async move {
                 let _permit = permit;
-                scheduler.poll_claimed(&id).await;
+                scheduler
+                    .poll_claimed(&poll.installation_id, poll.due_at)
+                    .await;
             });
         }
         Ok(())
     }
 
-    /// Poll an installation this node holds the lease of, then record how it went.
-    async fn poll_claimed(&self, id: &InstallationId) {
+    /// Poll an installation this node holds the lease of (due at `due_at`), then record
+    /// how it went.
+    async fn poll_claimed(&self, id: &InstallationId, due_at: i64) {
         let driver_id = self
             .pipeline
             .store()
@@ -208,7 +211,12 @@ impl Scheduler {
             .unwrap_or_default();
         let slot = self.driver_slot(&driver_id);
         let result = match slot.acquire().await {
-            Ok(_permit) => self.pipeline.poll_now(&self.auth, id).await,
+            Ok(_permit) => {
+                // Late by the tick, the wait for a slot, and whatever held the node up.
+                let lag_ms = self.now_ms().saturating_sub(due_at).max(0);
+                crate::metrics::record_poll_lag(&driver_id, Duration::from_millis(lag_ms as u64));
+                self.pipeline.poll_now(&self.auth, id).await
+            }
             Err(_) => return,
         };
         if let Err(e) = self.finish(id, &result).await {

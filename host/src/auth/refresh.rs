@@ -147,10 +147,12 @@ impl Auth {
                 self.record(&installation, &driver, grant, missing, true)
                     .await?;
                 tracing::info!(installation = %id, driver = %driver.info.id, "token refreshed");
+                crate::metrics::record_refresh(&driver.info.id, &driver.info.version, "refreshed");
                 Ok(Refreshed::Refreshed)
             }
             Err(e) => {
-                self.record_failure(id, record.as_ref(), &e).await?;
+                self.record_failure(&driver, id, record.as_ref(), &e)
+                    .await?;
                 Err(e)
             }
         }
@@ -208,6 +210,7 @@ impl Auth {
     /// credentials or the failures have lasted too long.
     async fn record_failure(
         &self,
+        driver: &LoadedDriver,
         id: &InstallationId,
         record: Option<&AuthRecord>,
         error: &AuthError,
@@ -234,6 +237,12 @@ impl Auth {
         } else {
             None
         };
+        let outcome = if needs_reauth.is_some() {
+            "needs_reauth"
+        } else {
+            "failed"
+        };
+        crate::metrics::record_refresh(&driver.info.id, &driver.info.version, outcome);
         let retry_at = now.saturating_add_unsigned(self.backoff(failures).as_secs());
         tracing::warn!(installation = %id, error = %error, failures = failures + 1, needs_reauth = needs_reauth.is_some(), "token refresh failed");
         self.store()

@@ -173,8 +173,9 @@ pub const MAX_CALL_RESOURCES: usize = 256;
 pub struct CallState {
     wasi: WasiCtx,
     table: ResourceTable,
-    /// The driver's memory limit, below the pool's slot size when its policy says so.
-    store_limits: wasmtime::StoreLimits,
+    /// The driver's memory limit, below the pool's slot size when its policy says so, and
+    /// the call's memory peak.
+    store_limits: crate::runtime::MemoryLimiter,
     pub(crate) caps: CallCapabilities,
 }
 
@@ -193,9 +194,7 @@ impl CallState {
         // cap; the default table allows a million of them.
         let mut table = ResourceTable::new();
         table.set_max_capacity(MAX_CALL_RESOURCES);
-        let store_limits = wasmtime::StoreLimitsBuilder::new()
-            .memory_size(scope.driver.limits.max_memory_bytes)
-            .build();
+        let store_limits = crate::runtime::MemoryLimiter::new(scope.driver.limits.max_memory_bytes);
         Self {
             wasi,
             table,
@@ -205,8 +204,13 @@ impl CallState {
     }
 
     /// The store's resource limiter (`Store::limiter`).
-    pub fn store_limits(&mut self) -> &mut wasmtime::StoreLimits {
+    pub fn store_limits(&mut self) -> &mut crate::runtime::MemoryLimiter {
         &mut self.store_limits
+    }
+
+    /// The limiter, read-only: the call's memory peak and refused growths.
+    pub fn memory(&self) -> &crate::runtime::MemoryLimiter {
+        &self.store_limits
     }
 
     /// Take what the call wrote, to be committed with its results.

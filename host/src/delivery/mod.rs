@@ -10,8 +10,10 @@
 //! at-least-once on the wire, exactly-once by id.
 //!
 //! [`Deliverer::run`] is the node's loop: it claims the consumers it can and runs one
-//! worker per consumer it holds. Defaults live in `config` (`[delivery]`).
+//! worker per consumer it holds, and keeps the outbox gauges of those ([`backlog`]).
+//! Defaults live in `config` (`[delivery]`).
 
+mod backlog;
 pub mod endpoint;
 pub mod nats;
 pub mod standard_webhooks;
@@ -173,6 +175,7 @@ impl Deliverer {
             let worker = nats::NatsSink::new(self.clone(), options);
             tokio::spawn(worker.run(stopped.clone()))
         });
+        let gauges = tokio::spawn(backlog::export(self.clone(), stopped.clone()));
         let mut pruned_at = 0;
         tokio::pin!(until);
         loop {
@@ -205,6 +208,7 @@ impl Deliverer {
         if let Some(handle) = nats {
             let _ = handle.await;
         }
+        let _ = gauges.await;
     }
 
     /// Start a worker for each enabled endpoint whose lease this node can take.

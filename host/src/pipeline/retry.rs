@@ -104,6 +104,7 @@ impl Pipeline {
                 self.store
                     .record_retry_failure(raw.id, &reason, next)
                     .await?;
+                crate::metrics::record_dead_letter(raw, next);
                 replayed.reason = Some(reason);
             }
         }

@@ -8,6 +8,7 @@
 mod cache;
 mod driver;
 mod exports;
+mod memory;
 mod session;
 mod world;
 
@@ -23,6 +24,7 @@ pub use cache::CodeCache;
 pub use driver::{
     ACCOUNT_KEY_ANNOTATION, DriverInfo, LoadError, LoadedDriver, SecretSpec, SettingsViolation,
 };
+pub use memory::MemoryLimiter;
 pub use session::{CallError, Session, describe as describe_driver_error};
 
 use crate::capabilities::{CallState, Capabilities, CapabilityConfig};

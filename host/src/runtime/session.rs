@@ -164,7 +164,8 @@ impl Runtime {
         store.set_epoch_deadline(1);
         store.epoch_deadline_callback(move |_| deadline_check(started + budget));
         let deadline = tokio::time::Instant::from_std(started + budget);
-        let instance = tokio::time::timeout_at(
+        let labels = Arc::new((scope.driver.id.clone(), scope.driver.version.clone()));
+        let instantiated = tokio::time::timeout_at(
             deadline,
             driver
                 .pre
@@ -173,8 +174,23 @@ impl Runtime {
                 .instrument(span.clone()),
         )
         .await
-        .map_err(|_| CallError::Timeout)?
-        .map_err(|e| span.in_scope(|| classify(e, limits.max_output_bytes)))?;
+        .map_err(|_| CallError::Timeout)
+        .and_then(|r| r.map_err(|e| span.in_scope(|| classify(e, limits.max_output_bytes))));
+        let memory = store.data().memory();
+        crate::metrics::record_call(
+            &labels.0,
+            &labels.1,
+            "instantiate",
+            outcome(&instantiated, memory.refusals() > 0),
+            started.elapsed(),
+        );
+        let instance = match instantiated {
+            Ok(instance) => instance,
+            Err(e) => {
+                crate::metrics::record_memory_peak(&labels.0, &labels.1, memory.peak());
+                return Err(e);
+            }
+        };
         Ok(Session {
             store,
             instance,
@@ -183,16 +199,62 @@ impl Runtime {
             output_left: limits.max_output_bytes,
             max_output: limits.max_output_bytes,
             span,
-            labels: Arc::new((scope.driver.id.clone(), scope.driver.version.clone())),
+            labels,
             _permits: (driver_permit, permit),
         })
     }
 }
 
+/// What an export returns that may be the driver's own error (counted as `driver_error`,
+/// apart from calls that returned a value).
+trait Returned {
+    fn is_driver_error(&self) -> bool;
+}
+
+impl<T> Returned for Result<T, types::DriverError> {
+    fn is_driver_error(&self) -> bool {
+        self.is_err()
+    }
+}
+
+impl Returned for Option<String> {
+    fn is_driver_error(&self) -> bool {
+        false
+    }
+}
+
+/// Instantiation (`export="instantiate"`) runs the component's start code: it traps or
+/// times out like an export, and has no error of its own.
+impl Returned for Instance {
+    fn is_driver_error(&self) -> bool {
+        false
+    }
+}
+
+/// The `outcome` label of a call (`sluice_driver_calls_total`). `refused_memory`: a growth
+/// of its memory was refused during the call, so a trap is the driver running out of it
+/// (a Rust guest aborts when an allocation fails).
+fn outcome<T: Returned>(result: &Result<T, CallError>, refused_memory: bool) -> &'static str {
+    match result {
+        Ok(out) if out.is_driver_error() => "driver_error",
+        Ok(_) => "ok",
+        Err(CallError::Timeout) => "timeout",
+        Err(CallError::Trap(_)) if refused_memory => "out_of_memory",
+        Err(CallError::Trap(_)) => "trap",
+        Err(CallError::OutputTooLarge(_)) => "output_too_large",
+        Err(CallError::Overloaded) => "overloaded",
+        Err(CallError::Driver(_)) => "driver_error",
+    }
+}
+
 /// Call export `$export`, whose WIT signature is `($($param),*) -> $ret`, with `$args`,
-/// under the session deadline.
+/// under the session deadline; `charge` gives the bytes of its result that count against
+/// the output cap (so a result over it is counted as `output_too_large`, not `ok`).
 macro_rules! call {
-    ($session:expr, $export:ident: ($($param:ty),*) -> $ret:ty, ($($arg:expr),*)) => {{
+    ($session:expr, $export:ident: ($($param:ty),*) -> $ret:ty, ($($arg:expr),*)) => {
+        call!($session, $export: ($($param),*) -> $ret, ($($arg),*), charge = |_: &$ret| 0)
+    };
+    ($session:expr, $export:ident: ($($param:ty),*) -> $ret:ty, ($($arg:expr),*), charge = $charge:expr) => {{
         let session = &mut *$session;
         let func = session
             .instance
@@ -204,31 +266,29 @@ macro_rules! call {
         let typed = unsafe { TypedFunc::<($($param,)*), ($ret,)>::new_unchecked(func) };
         session.store.set_hostcall_fuel(lift_budget(session.output_left));
         let max_output = session.max_output;
+        let refusals = session.store.data().memory().refusals();
         let span = session.span.clone();
         let call = typed
             .call_async(&mut session.store, ($($arg,)*))
             .instrument(span.clone());
         let started = Instant::now();
-        let result = tokio::time::timeout_at(session.deadline, call)
+        let result: Result<$ret, CallError> = tokio::time::timeout_at(session.deadline, call)
             .await
             .map_err(|_| CallError::Timeout)
             .and_then(|r| {
                 r.map(|(out,)| out)
                     .map_err(|e| span.in_scope(|| classify(e, max_output)))
+            })
+            .and_then(|out| {
+                let charge: fn(&$ret) -> usize = $charge;
+                session.charge_output(charge(&out)).map(|()| out)
             });
-        let outcome = match &result {
-            Ok(_) => "ok",
-            Err(CallError::Timeout) => "timeout",
-            Err(CallError::Trap(_)) => "trap",
-            Err(CallError::OutputTooLarge(_)) => "output_too_large",
-            Err(CallError::Overloaded) => "overloaded",
-            Err(CallError::Driver(_)) => "driver_error",
-        };
+        let refused_memory = session.store.data().memory().refusals() > refusals;
         crate::metrics::record_call(
             &session.labels.0,
             &session.labels.1,
             stringify!($export),
-            outcome,
+            outcome(&result, refused_memory),
             started.elapsed(),
         );
         result
@@ -306,10 +366,9 @@ impl Session {
         request: &types::IncomingRequest,
     ) -> Result<ingest::WebhookOutcome, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
-        let outcome = call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request))?
-            .map_err(CallError::Driver)?;
-        self.charge_output(outcome.events.iter().map(|e| raw_event_size(&e.raw)).sum())?;
-        Ok(outcome)
+        call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request),
+            charge = |out| out.as_ref().map_or(0, |o| o.events.iter().map(|e| raw_event_size(&e.raw)).sum()))?
+            .map_err(CallError::Driver)
     }
 
     /// Normalize one raw event. The outer error fails the call; the inner one is the
@@ -329,10 +388,9 @@ impl Session {
         cursor: Option<&str>,
     ) -> Result<ingest::PollResult, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
-        let result = call!(self, poll: (&types::CallContext, Option<&str>) -> Result<ingest::PollResult, types::DriverError>, (ctx, cursor))?
-            .map_err(CallError::Driver)?;
-        self.charge_output(result.events.iter().map(raw_event_size).sum())?;
-        Ok(result)
+        call!(self, poll: (&types::CallContext, Option<&str>) -> Result<ingest::PollResult, types::DriverError>, (ctx, cursor),
+            charge = |out| out.as_ref().map_or(0, |r| r.events.iter().map(raw_event_size).sum()))?
+            .map_err(CallError::Driver)
     }
 
     /// Where a backfill from `since` starts (a cursor for [`Session::poll`]).
@@ -349,6 +407,14 @@ impl Session {
     /// End the session, returning the writes to commit with its results.
     pub fn finish(mut self) -> Writes {
         self.store.data_mut().take_writes()
+    }
+}
+
+impl Drop for Session {
+    /// Every session, however it ended, reports the most memory its instance held.
+    fn drop(&mut self) {
+        let peak = self.store.data().memory().peak();
+        crate::metrics::record_memory_peak(&self.labels.0, &self.labels.1, peak);
     }
 }
 

@@ -202,6 +202,7 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
         .into_response()
     };
     let (parts, body) = request.into_parts();
+    let webhook = parts.uri.path().starts_with("/webhooks/");
     let declared = parts
         .headers
         .get(axum::http::header::CONTENT_LENGTH)
@@ -217,25 +218,34 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
         if !expects_continue {
             drain(body, limit).await;
         }
-        return too_large();
+        return refused_body(webhook, "oversized", too_large());
     }
     let bytes = match tokio::time::timeout(state.body_timeout, read_body(body, limit)).await {
         Ok(Ok(Some(bytes))) => bytes,
-        Ok(Ok(None)) => return too_large(),
+        Ok(Ok(None)) => return refused_body(webhook, "oversized", too_large()),
         Ok(Err(e)) => {
-            return ApiError::bad_request(format!("could not read the body: {e}")).into_response();
+            let answer = ApiError::bad_request(format!("could not read the body: {e}"));
+            return refused_body(webhook, "malformed", answer.into_response());
         }
         Err(_) => {
-            return ApiError::new(
+            let answer = ApiError::new(
                 StatusCode::REQUEST_TIMEOUT,
                 "request_timeout",
                 format!("the body did not arrive within {:?}", state.body_timeout),
-            )
-            .into_response();
+            );
+            return refused_body(webhook, "body_timeout", answer.into_response());
         }
     };
     next.run(Request::from_parts(parts, Body::from(bytes)))
         .await
+}
+
+/// `answer`, counted as a refused webhook when the request was one.
+fn refused_body(webhook: bool, reason: &'static str, answer: Response) -> Response {
+    if webhook {
+        crate::metrics::record_webhook_rejected(reason);
+    }
+    answer
 }
 
 /// The whole body, or `None` once it is over `limit` (what the client still sends of it

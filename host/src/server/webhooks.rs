@@ -47,14 +47,10 @@ async fn deliver(
         .receive(target, incoming)
         .await
         .map_err(|e| {
-            crate::metrics::record_webhook(reason_label(&e), 0, 0);
+            crate::metrics::record_webhook_rejected(reason_label(&e));
             refusal(e, &url, app_level)
         })?;
-    crate::metrics::record_webhook(
-        "accepted",
-        accepted.accepted as u64,
-        accepted.duplicates as u64,
-    );
+    crate::metrics::record_webhook_accepted(accepted.accepted as u64, accepted.duplicates as u64);
     tracing::info!(
         installation = accepted.installation.as_ref().map_or("", |i| i.as_str()),
         accepted = accepted.accepted,
@@ -75,21 +71,19 @@ async fn deliver(
     })
 }
 
-/// The answer to a delivery that was not accepted. Whoever posts to a webhook URL may be
-/// anyone, so the answer says only what a provider needs to decide whether to retry; the
-/// reason — the driver's own words, a trap's backtrace, which account was unknown — goes to
-/// the log. An unknown installation or account is answered exactly like a bad signature,
-/// so the answers do not tell a prober which ids exist.
-/// The metrics label of a refusal.
+/// The `reason` of a refusal in `sluice_webhooks_rejected_total`. Refusals answered alike
+/// are counted alike: a stranger who can read the metrics must learn no more than the
+/// answers tell (which installation ids or accounts exist).
 fn reason_label(e: &DeliveryError) -> &'static str {
     match e {
-        // Answered like a bad signature, so counted as one: a stranger who can read the
-        // metrics must not learn which installation ids exist either.
-        DeliveryError::UnknownInstallation => "unauthorized",
+        // Bad signatures, tokens and timestamps (stale or replayed ones included: drivers
+        // report them the same way), the operator's policy, and no such installation or
+        // account: all answered `401` alike.
+        DeliveryError::UnknownInstallation
+        | DeliveryError::Unroutable(_)
+        | DeliveryError::Unauthorized(_) => "signature",
+        DeliveryError::BadRequest(_) => "malformed",
         DeliveryError::DriverUnavailable(_) => "driver_unavailable",
-        DeliveryError::Unroutable(_) => "unroutable",
-        DeliveryError::Unauthorized(_) => "unauthorized",
-        DeliveryError::BadRequest(_) => "bad_request",
         DeliveryError::Overloaded => "overloaded",
         DeliveryError::NotReady(_) => "not_ready",
         DeliveryError::DriverFailed(_) => "driver_failed",
@@ -98,6 +92,11 @@ fn reason_label(e: &DeliveryError) -> &'static str {
     }
 }
 
+/// The answer to a delivery that was not accepted. Whoever posts to a webhook URL may be
+/// anyone, so the answer says only what a provider needs to decide whether to retry; the
+/// reason — the driver's own words, a trap's backtrace, which account was unknown — goes to
+/// the log. An unknown installation or account is answered exactly like a bad signature,
+/// so the answers do not tell a prober which ids exist.
 fn refusal(e: DeliveryError, url: &str, app_level: bool) -> ApiError {
     const NOT_STORED: &str = "nothing was stored";
     // A trap's backtrace is worth keeping; a driver's megabyte of error text is not.

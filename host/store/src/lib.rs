@@ -74,7 +74,7 @@ pub use events::{
     Cursor, DeadLetter, EventFilter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent,
 };
 pub use id::{DriverId, EndpointId, EventId, InstallationId};
-pub use schedule::{PollEnd, PollStatus};
+pub use schedule::{DuePoll, PollEnd, PollStatus};
 pub use store::{
     Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,
     StoreOptions,

@@ -25,6 +25,15 @@ pub struct PollStatus {
     pub consecutive_failures: i64,
 }
 
+/// An installation [`Store::claim_due_polls`] took, and when its poll was due.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct DuePoll {
+    /// The installation.
+    pub installation_id: InstallationId,
+    /// When its poll was due (how late it runs is the scheduler's lag).
+    pub due_at: i64,
+}
+
 /// How a poll ended, for [`Store::finish_poll`].
 #[derive(Clone, Debug)]
 pub struct PollEnd {
@@ -90,7 +99,7 @@ impl Store {
         now: i64,
         lease_until: i64,
         limit: i64,
-    ) -> Result<Vec<InstallationId>, StoreError> {
+    ) -> Result<Vec<DuePoll>, StoreError> {
         let rows = sqlx::query(
             "UPDATE poll_schedule SET lease_owner = $1, lease_until = $3 \
              WHERE installation_id IN ( \
@@ -100,7 +109,7 @@ impl Store {
                  AND (s.lease_until IS NULL OR s.lease_until <= $2) \
                ORDER BY s.next_poll_at LIMIT $4) \
              AND paused = 0 AND next_poll_at <= $2 AND (lease_until IS NULL OR lease_until <= $2) \
-             RETURNING installation_id",
+             RETURNING installation_id, next_poll_at",
         )
         .bind(owner)
         .bind(now)
@@ -109,7 +118,12 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok(InstallationId::from_db(r.try_get(0)?)))
+            .map(|r| {
+                Ok(DuePoll {
+                    installation_id: InstallationId::from_db(r.try_get(0)?),
+                    due_at: r.try_get(1)?,
+                })
+            })
             .collect()
     }
 

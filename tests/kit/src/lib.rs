@@ -14,7 +14,8 @@
 //! - [`oauth`]: a real OAuth 2.0 server (`oauth2-mock-server`) on loopback;
 //! - [`receiver`]: a webhook receiver verifying with the official `standardwebhooks`;
 //! - [`nats`]: a NATS JetStream server of a test's own, to stop and restart;
-//! - [`paths`]: the built `sluice` binary, drivers and the shared compile cache.
+//! - [`paths`]: the built `sluice` binary, drivers and the shared compile cache;
+//! - [`prometheus`]: `GET /metrics` parsed (the text exposition format).
 
 pub mod fake;
 pub mod fixtures;
@@ -22,6 +23,7 @@ pub mod nats;
 pub mod oauth;
 pub mod paths;
 pub mod peer;
+pub mod prometheus;
 pub mod receiver;
 pub mod require;
 pub mod server;

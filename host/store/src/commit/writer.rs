@@ -144,16 +144,24 @@ async fn run(
     }
 }
 
+/// One transaction for `deliveries`, measured: its size and wall time go to the
+/// `sluice_commit_*` metrics (described, with the host's others, in its `metrics`).
 async fn commit(
     target: &Target,
     cipher: &SecretCipher,
     deliveries: &[&Delivery],
 ) -> Result<Vec<Result<CommitOutcome, StoreError>>, StoreError> {
+    let started = std::time::Instant::now();
     let batch = Batch::new(deliveries);
-    match target {
+    let result = match target {
         Target::Sqlite(pool) => super::sqlite::commit(pool, cipher, &batch).await,
         Target::Postgres(pool) => super::postgres::commit(pool, cipher, &batch).await,
-    }
+    };
+    metrics::histogram!("sluice_commit_batch_size").record(deliveries.len() as f64);
+    let outcome = if result.is_ok() { "ok" } else { "error" };
+    metrics::histogram!("sluice_commit_duration_seconds", "outcome" => outcome)
+        .record(started.elapsed().as_secs_f64());
+    result
 }
 
 /// Whether normalized events were stored.
