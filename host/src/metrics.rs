@@ -169,6 +169,32 @@ fn describe() {
         "sluice_nats_published_total",
         "Events JetStream acknowledged"
     );
+    metrics::describe_counter!(
+        "sluice_driver_activations_total",
+        "Driver versions this node switched to, by driver, version and reason: upload, directory, activate, rollback, sync (another node's change)"
+    );
+    metrics::describe_counter!(
+        "sluice_driver_refusals_total",
+        "Driver components refused at load, by source: upload, directory"
+    );
+}
+
+/// This node switched `driver` to `version`.
+pub fn record_activation(driver: &str, version: &str, reason: &'static str) {
+    metrics::counter!(
+        "sluice_driver_activations_total",
+        &[
+            ("driver", driver.to_owned()),
+            ("version", version.to_owned()),
+            ("reason", reason.to_owned())
+        ]
+    )
+    .increment(1);
+}
+
+/// A component that did not load (`upload` or `directory`).
+pub fn record_refusal(source: &'static str) {
+    metrics::counter!("sluice_driver_refusals_total", "source" => source).increment(1);
 }
 
 /// One driver export call.

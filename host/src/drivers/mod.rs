@@ -148,7 +148,14 @@ impl DriverCatalog {
                 "activate-if-identical needs a canary (how many stored events to compare)".into(),
             ));
         }
-        let driver = Arc::new(self.runtime().load_driver(bytes).await?);
+        let driver = match self.runtime().load_driver(bytes).await {
+            Ok(driver) => Arc::new(driver),
+            Err(e) => {
+                crate::metrics::record_refusal(source.as_str());
+                tracing::warn!(source = source.as_str(), reason = %e, "driver refused");
+                return Err(e.into());
+            }
+        };
         self.keep(driver, bytes, source, options).await
     }
 
@@ -314,6 +321,9 @@ impl DriverCatalog {
                 && let Some(replaced) = self.registry().activate(sha)
             {
                 let replaced = replaced.map(|d| d.info.sha256.clone());
+                if let Some(now) = self.registry().get(driver_id) {
+                    crate::metrics::record_activation(driver_id, &now.info.version, "sync");
+                }
                 tracing::info!(driver = %driver_id, sha256 = %sha, ?replaced, "driver version activated (sync)");
             }
         }
@@ -419,6 +429,7 @@ impl DriverCatalog {
             .flatten()
             .map(|d| d.info.sha256.clone())
             .filter(|s| *s != info.sha256);
+        crate::metrics::record_activation(&info.id, &info.version, reason.as_str());
         tracing::info!(
             driver = %info.id, version = %info.version, sha256 = %info.sha256,
             replaced = ?replaced, reason = reason.as_str(), "driver version activated"

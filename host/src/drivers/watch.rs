@@ -55,6 +55,7 @@ impl DriverCatalog {
                 Err(reason) => {
                     let message = format!("{}: {reason}", path.display());
                     tracing::error!("driver refused: {message}");
+                    crate::metrics::record_refusal("directory");
                     refusals.push(message);
                 }
             }

@@ -17,6 +17,7 @@ use std::time::{Duration, Instant};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+use sluice_testkit::prometheus::scrape;
 use sluice_testkit::{Backend, Sluice, both_backends, test_driver};
 
 both_backends!(swaps_under_load_fail_no_request => sqlite_swaps_under_load_fail_no_request, postgres_swaps_under_load_fail_no_request);
@@ -184,6 +185,22 @@ async fn swaps_under_load_fail_no_request(backend: Backend) {
         "both versions accepted events: {by_version:?}"
     );
     assert_eq!(active(&sluice).await, ("0.1.0".into(), original_sha));
+    let metrics = scrape(&sluice).await;
+    let activations = |reason: &str| {
+        metrics.sum(
+            "sluice_driver_activations_total",
+            &[("driver", "faulty"), ("reason", reason)],
+        )
+    };
+    assert_eq!(
+        [
+            activations("directory"),
+            activations("upload"),
+            activations("rollback"),
+            activations("activate")
+        ],
+        [1.0, 3.0, 6.0, 3.0]
+    );
     eprintln!("{total} requests across 12 swaps, none failed: {by_version:?}");
 }
 
@@ -241,6 +258,10 @@ async fn versions_are_kept_and_rolled_back(backend: Backend) {
     assert_eq!(stranger.status().as_u16(), 401);
     assert_eq!(active(&sluice).await.1, original_sha);
     assert_eq!(post_event(&sluice, &inst, "evt_after_refusals").await, 200);
+    let refused = scrape(&sluice)
+        .await
+        .sum("sluice_driver_refusals_total", &[("source", "upload")]);
+    assert_eq!(refused, 2.0, "the garbage and the invalid metadata");
 
     // Keep without activating, then the same bytes again: known, nothing new.
     let resp = sluice.upload_driver("activate=false", &fixed).await;

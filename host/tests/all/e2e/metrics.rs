@@ -39,6 +39,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("sluice_outbox_dead", "gauge"),
     ("sluice_outbox_oldest_pending_age_seconds", "gauge"),
     ("sluice_nats_published_total", "counter"),
+    ("sluice_driver_activations_total", "counter"),
+    ("sluice_driver_refusals_total", "counter"),
 ];
 
 /// Every sample belongs to a declared family with HELP text and the declared type.
