@@ -39,7 +39,7 @@ impl Default for RetryOptions {
 }
 
 /// What a replay (or a retry) did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     pub raw_event_id: i64,
     /// Whether the raw event is normalized now by this call.
@@ -47,6 +47,7 @@ pub struct Replayed {
     /// Events it produced.
     pub events: usize,
     /// Why it failed again, if it did.
+    #[schema(required = true)]
     pub reason: Option<String>,
 }
 
