@@ -77,7 +77,7 @@ pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024;
 
 /// The limits one driver's calls run under, resolved from the policy and the
 /// `[sandbox]` defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 pub struct DriverLimits {
     pub timeout_ms: u64,
     pub max_memory_bytes: usize,
@@ -107,7 +107,7 @@ impl DriverLimits {
 }
 
 /// Where a driver's grant came from.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantSource {
     /// `[drivers.<id>]` in the configuration.

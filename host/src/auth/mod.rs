@@ -153,15 +153,37 @@ impl From<CallError> for AuthError {
 }
 
 /// What a completed authorization gave.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Connected {
     pub installation_id: String,
+    #[schema(value_type = AuthStatusName)]
     pub status: AuthStatus,
+    /// Why, for `needs_reauth`.
+    #[schema(required = true)]
     pub reason: Option<String>,
     pub scopes: Vec<String>,
+    /// The provider account it routes for (Stripe Connect's `stripe_user_id`).
+    #[schema(required = true)]
     pub account_key: Option<String>,
     /// When the access token expires, RFC 3339.
+    #[schema(required = true)]
     pub token_expires_at: Option<String>,
+}
+
+/// `AuthStatus` as the API writes it, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[schema(as = AuthStatus)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: the store's type serializes itself
+pub enum AuthStatusName {
+    /// Not authorized yet.
+    Pending,
+    /// Usable.
+    Active,
+    /// Authorize again; `reason` says why.
+    NeedsReauth,
+    /// The provider or the operator revoked it.
+    Revoked,
 }
 
 /// Unix seconds as RFC 3339 UTC (`…Z`).

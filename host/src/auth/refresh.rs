@@ -17,7 +17,7 @@ use crate::runtime::{CallError, LoadedDriver};
 use crate::wit::types::DriverError;
 
 /// What a refresh request did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Refreshed {
     /// This call obtained a new token.

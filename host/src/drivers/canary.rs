@@ -21,7 +21,7 @@ use crate::runtime::{DriverInfo, LoadedDriver};
 pub const MAX_CANARY_EVENTS: usize = 1000;
 
 /// One version in a report.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct VersionRef {
     pub version: String,
     pub sha256: String,
@@ -37,10 +37,11 @@ impl VersionRef {
 }
 
 /// What a canary found.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CanaryReport {
     pub driver_id: String,
     /// The active version (`None`: there was none to compare with).
+    #[schema(required = true)]
     pub current: Option<VersionRef>,
     pub candidate: VersionRef,
     /// Stored events replayed through both.
@@ -74,15 +75,17 @@ impl CanaryReport {
 }
 
 /// One stored event whose output differs between the versions.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct EventComparison {
     pub raw_event_id: i64,
     pub installation_id: String,
     pub provider_event_id: String,
     pub event_type: String,
     /// Why the active version failed on it, if it did.
+    #[schema(required = true)]
     pub current_error: Option<String>,
     /// Why the candidate failed on it, if it did.
+    #[schema(required = true)]
     pub candidate_error: Option<String>,
     /// Field by field, when both produced records.
     pub changes: Vec<FieldChange>,
@@ -91,11 +94,13 @@ pub struct EventComparison {
 /// One field that differs: `record` is the index of the normalized record, `path` a JSON
 /// pointer into it (`/type`, `/subject`, `/data/amount/value`); a side without the field
 /// (or the record) is `null`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct FieldChange {
     pub record: usize,
     pub path: String,
+    #[schema(required = true)]
     pub current: Option<Value>,
+    #[schema(required = true)]
     pub candidate: Option<Value>,
 }
 

@@ -67,14 +67,16 @@ pub struct AddOptions {
 }
 
 /// What adding a version did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct Added {
     pub driver: DriverInfo,
     /// `false` when this exact component (sha256) was kept already.
     pub new: bool,
     pub activated: bool,
     /// The version that was active before, if it changed.
+    #[schema(required = true)]
     pub replaced: Option<String>,
+    #[schema(required = true)]
     pub canary: Option<CanaryReport>,
 }
 

@@ -38,7 +38,7 @@ enum Walk {
 }
 
 /// What a poll did.
-#[derive(Debug, Clone, Default, serde::Serialize)]
+#[derive(Debug, Clone, Default, serde::Serialize, utoipa::ToSchema)]
 pub struct Polled {
     /// Pages fetched.
     pub pages: usize,
@@ -49,6 +49,7 @@ pub struct Polled {
     /// Whether the provider has more after the last page fetched.
     pub has_more: bool,
     /// The provider asked to wait this long before the next poll.
+    #[schema(required = true)]
     pub retry_after_ms: Option<u64>,
 }
 

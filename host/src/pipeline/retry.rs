@@ -41,7 +41,7 @@ impl Default for RetryOptions {
 }
 
 /// What a replay (or a retry) did.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Replayed {
     pub raw_event_id: i64,
     /// Whether the raw event is normalized now by this call.
@@ -49,6 +49,7 @@ pub struct Replayed {
     /// Events it produced.
     pub events: usize,
     /// Why it failed again, if it did.
+    #[schema(required = true)]
     pub reason: Option<String>,
 }
 

@@ -28,7 +28,7 @@ pub enum LoadError {
 }
 
 /// A secret a driver declares.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SecretSpec {
     pub name: String,
     pub description: String,
@@ -36,17 +36,22 @@ pub struct SecretSpec {
     /// Origins the host may send it to (`{setting}` placeholders allowed); empty: never.
     pub sent_to: Vec<String>,
     /// The one header it may be sent in, if any.
+    #[schema(required = true)]
     pub header: Option<String>,
 }
 
 /// A driver's validated metadata.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriverInfo {
     pub id: String,
     pub version: String,
     pub display_name: String,
+    #[schema(value_type = AuthKind)]
     pub auth_kind: &'static str,
+    #[schema(value_type = Vec<IngestionMode>)]
     pub ingestion_modes: Vec<&'static str>,
+    /// The JSON Schema installation settings are validated against.
+    #[schema(value_type = Object)]
     pub settings_schema: serde_json::Value,
     /// The origins the driver asks for (its metadata).
     pub outbound_hosts: Vec<String>,
@@ -69,8 +74,29 @@ pub struct DriverInfo {
     pub size_bytes: usize,
 }
 
+/// The words `DriverInfo::auth_kind` takes, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only: the field is a `&'static str` set in `validate`
+enum AuthKind {
+    Oauth2,
+    ClientCredentials,
+    ApiKey,
+    SharedSecret,
+    None,
+}
+
+/// The words of `DriverInfo::ingestion_modes`, for the OpenAPI document.
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum IngestionMode {
+    Webhook,
+    Polling,
+}
+
 /// One header of a provider's webhook signature (see the WIT `signing-header`).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SigningHeader {
     pub name: String,
     pub template: String,
@@ -100,7 +126,7 @@ pub struct LoadedDriver {
 }
 
 /// One failing location of a settings object.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+#[derive(Debug, Clone, Serialize, PartialEq, utoipa::ToSchema)]
 pub struct SettingsViolation {
     /// JSON pointer into the settings, `""` for the object itself.
     pub path: String,

@@ -13,6 +13,7 @@ use sluice_store::{
     AuthRecord, AuthStatus, Installation, InstallationId, NewInstallation, PollStatus,
 };
 
+use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
 
 /// A JSON body, with malformed input answered as our `400`.
@@ -97,6 +98,81 @@ fn polling_json(status: Option<&PollStatus>) -> Value {
     }
 }
 
+/// An installation as the API shows it (`installation_json`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Installation)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct InstallationView {
+    #[schema(example = "inst_shop_42")]
+    installation_id: String,
+    #[schema(example = "stripe")]
+    driver_id: String,
+    /// Valid against the driver's settings schema.
+    #[schema(value_type = Object)]
+    settings: Value,
+    /// The provider account it routes app-level webhooks for (Shopify `shop`, Stripe Connect
+    /// `account`).
+    #[schema(required = true)]
+    account_key: Option<String>,
+    /// RFC 3339 UTC.
+    created_at: String,
+    /// The driver version (sha256) it is pinned to; `null`: it follows the active one.
+    #[schema(required = true)]
+    pinned_driver_sha256: Option<String>,
+    /// `{public_url}/webhooks/{installation_id}`.
+    webhook_url: String,
+    /// The names of the secrets set, sorted; never a value.
+    secrets: Vec<String>,
+    /// Required secrets not set yet (nor shared as app credentials): deliveries answer `503
+    /// installation_not_ready` until they are.
+    secrets_missing: Vec<String>,
+    auth: AuthView,
+    /// `null` when it is not polled on a schedule.
+    #[schema(required = true)]
+    polling: Option<PollingView>,
+}
+
+/// An installation's authorization (`auth_json`), never a token. Before anything is
+/// recorded only `status`, `scopes` (`[]`) and `token_expires_at` (`null`) are present.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Authorization)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct AuthView {
+    status: crate::auth::AuthStatusName,
+    /// Why, for `needs_reauth` and `revoked`.
+    reason: Option<String>,
+    scopes: Vec<String>,
+    /// RFC 3339 UTC; `null` when the token does not expire or there is none.
+    #[schema(required = true)]
+    token_expires_at: Option<String>,
+    authorized_at: Option<String>,
+    refreshed_at: Option<String>,
+    #[schema(nullable = false)]
+    refresh_failures: Option<i64>,
+    last_refresh_error: Option<String>,
+    next_refresh_attempt_at: Option<String>,
+}
+
+/// An installation's scheduled polling (`polling_json`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Polling)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct PollingView {
+    interval_seconds: i64,
+    paused: bool,
+    /// RFC 3339 UTC, milliseconds.
+    #[schema(required = true)]
+    next_poll_at: Option<String>,
+    #[schema(required = true)]
+    last_poll_at: Option<String>,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    consecutive_failures: i64,
+}
+
 /// What the store knows of an installation beside its row: its authorization and polling.
 #[derive(Default)]
 pub(super) struct Status<'a> {
@@ -152,12 +228,17 @@ pub(super) fn parse_id(id: &str) -> Result<InstallationId, ApiError> {
     InstallationId::parse(id).map_err(|_| ApiError::not_found("unknown installation"))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateInstallation {
+    /// Generated as `inst_…` when absent.
+    #[schema(pattern = "^[A-Za-z0-9_-]{1,64}$", example = "inst_shop_42")]
     installation_id: Option<String>,
+    #[schema(example = "stripe")]
     driver_id: String,
+    /// Validated against the driver's settings schema; `{}` when absent.
     #[serde(default = "empty_object")]
+    #[schema(value_type = Object)]
     settings: Value,
 }
 
@@ -165,6 +246,21 @@ fn empty_object() -> Value {
     json!({})
 }
 
+/// Create an installation of a loaded driver.
+#[utoipa::path(
+    post,
+    path = "/v1/installations",
+    tag = "installations",
+    request_body = CreateInstallation,
+    responses(
+        (status = 201, description = "Created", body = InstallationView),
+        (status = 400, description = "`bad_request`: malformed JSON, an unknown field, a bad `installation_id`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the id is taken, or another live installation of the driver has the same account key", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `Content-Type: application/json`", body = ErrorBody),
+        (status = 422, description = "`unknown_driver`, `invalid_settings` (with `details`), `driver_not_permitted`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create_installation(
     State(state): State<Arc<AppState>>,
     payload: Result<Json<CreateInstallation>, JsonRejection>,
@@ -238,6 +334,24 @@ pub async fn create_installation(
         .into_response())
 }
 
+/// `GET /v1/installations`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct InstallationList {
+    installations: Vec<InstallationView>,
+}
+
+/// Every installation.
+#[utoipa::path(
+    get,
+    path = "/v1/installations",
+    tag = "installations",
+    responses(
+        (status = 200, description = "Every installation", body = InstallationList),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_installations(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
@@ -257,6 +371,18 @@ pub async fn list_installations(
     Ok(Json(json!({ "installations": list })))
 }
 
+/// One installation.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{id}",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 200, description = "The installation", body = InstallationView),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_installation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -275,8 +401,55 @@ pub async fn get_installation(
     Ok(Json(installation_json(&state, &installation, status)))
 }
 
+/// `GET /v1/installations/{id}/audit`.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SecretAudit)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct SecretAuditView {
+    installation_id: String,
+    changes: Vec<SecretChangeView>,
+}
+
+/// One change to a secret.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SecretChange)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct SecretChangeView {
+    /// The secret's name.
+    secret: String,
+    action: SecretActionName,
+    /// RFC 3339 UTC.
+    at: String,
+}
+
+/// `sluice_store::SecretAction` as the audit log writes it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = SecretAction)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum SecretActionName {
+    Set,
+    Captured,
+    Rotated,
+    Retired,
+    Deleted,
+}
+
 /// `GET /v1/installations/{id}/audit`: every change to the installation's secrets (which,
 /// how, when), oldest first. Never a value.
+#[utoipa::path(
+    get,
+    path = "/v1/installations/{id}/audit",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 200, description = "The changes, oldest first", body = SecretAuditView),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn secret_audit(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -298,6 +471,18 @@ pub async fn secret_audit(
     ))
 }
 
+/// Delete an installation; its stored events stay readable.
+#[utoipa::path(
+    delete,
+    path = "/v1/installations/{id}",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn delete_installation(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -315,12 +500,33 @@ pub async fn delete_installation(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretValue {
+    /// Not empty.
+    #[schema(min_length = 1)]
     value: String,
 }
 
+/// Set a secret the driver declares. Write-only: no route returns a value.
+#[utoipa::path(
+    put,
+    path = "/v1/installations/{id}/secrets/{name}",
+    tag = "installations",
+    params(
+        ("id" = String, Path, description = "The installation id"),
+        ("name" = String, Path, description = "A secret the installation's driver declares"),
+    ),
+    request_body = SecretValue,
+    responses(
+        (status = 204, description = "Stored, encrypted; the change is in the audit log"),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`unknown_secret` (the driver declares no such secret), `empty_secret`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn put_secret(
     State(state): State<Arc<AppState>>,
     Path((id, name)): Path<(String, String)>,

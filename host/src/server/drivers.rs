@@ -13,9 +13,11 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_store::{ActivationReason, DriverSource, DriverVersion};
 
-use super::admin::{body, parse_id};
+use super::admin::{InstallationView, body, parse_id};
+use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
 use crate::drivers::{Activation, AddOptions, CatalogError};
+use crate::runtime::DriverInfo;
 
 impl From<CatalogError> for ApiError {
     fn from(e: CatalogError) -> Self {
@@ -33,6 +35,84 @@ impl From<CatalogError> for ApiError {
     }
 }
 
+/// A kept version ([`version_json`]).
+#[derive(utoipa::ToSchema)]
+#[schema(as = DriverVersion)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct DriverVersionView {
+    sha256: String,
+    driver_id: String,
+    version: String,
+    wit_version: String,
+    size_bytes: i64,
+    source: DriverSourceName,
+    /// RFC 3339 UTC.
+    added_at: String,
+    /// Whether it is its driver's active version.
+    active: bool,
+    /// Live installations pinned to it.
+    pinned_installations: i64,
+}
+
+/// [`DriverSource`] as the API writes it.
+#[derive(utoipa::ToSchema)]
+#[schema(as = DriverSource)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum DriverSourceName {
+    /// `POST /v1/drivers` (or `sluice drivers add`).
+    Upload,
+    /// A file in the drivers directory.
+    Directory,
+}
+
+/// `GET /v1/drivers`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct DriverList {
+    drivers: Vec<DriverInfo>,
+}
+
+/// `GET /v1/drivers/{id}`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct DriverDetail {
+    /// The active version's metadata; `null` when none is active on this node.
+    #[schema(required = true)]
+    driver: Option<DriverInfo>,
+    versions: Vec<DriverVersionView>,
+}
+
+/// `GET /v1/drivers/{id}/versions/{sha256}`: a kept version and, when it is loaded on
+/// this node, its metadata.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct VersionDetail {
+    sha256: String,
+    driver_id: String,
+    version: String,
+    wit_version: String,
+    size_bytes: i64,
+    source: DriverSourceName,
+    added_at: String,
+    active: bool,
+    pinned_installations: i64,
+    #[schema(required = true)]
+    driver: Option<DriverInfo>,
+}
+
+/// The driver's active version after an activation or a rollback.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct ActiveDriver {
+    driver: DriverInfo,
+}
+
 fn version_json(v: &DriverVersion) -> Value {
     json!({
         "sha256": v.sha256,
@@ -48,6 +128,13 @@ fn version_json(v: &DriverVersion) -> Value {
 }
 
 /// `GET /v1/drivers`: the active version of each driver.
+#[utoipa::path(
+    get,
+    path = "/v1/drivers",
+    operation_id = "list_drivers",
+    tag = "drivers",
+    responses((status = 200, description = "The active version of each driver", body = DriverList))
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let drivers: Vec<_> = state
         .pipeline
@@ -59,7 +146,8 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     Json(json!({ "drivers": drivers }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct UploadQuery {
     /// `false`: keep the version without activating it. Default `true`.
@@ -72,6 +160,23 @@ pub struct UploadQuery {
 }
 
 /// `POST /v1/drivers` with the component's bytes (`Content-Type: application/wasm`).
+#[utoipa::path(
+    post,
+    path = "/v1/drivers",
+    operation_id = "upload_driver",
+    tag = "drivers",
+    params(UploadQuery),
+    request_body(content = Vec<u8>, content_type = "application/wasm", description = "The component's bytes, up to `max_driver_bytes`"),
+    responses(
+        (status = 201, description = "A new version, kept (and activated unless asked not to)", body = crate::drivers::Added),
+        (status = 200, description = "This exact component (sha256) was kept already", body = crate::drivers::Added),
+        (status = 400, description = "`bad_request`: a bad query, `activate=false` with `activate_if_identical=true`", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`: not `Content-Type: application/wasm`", body = ErrorBody),
+        (status = 422, description = "`invalid_driver`: the component was refused (the reason)", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn upload(
     State(state): State<Arc<AppState>>,
     query: Result<Query<UploadQuery>, axum::extract::rejection::QueryRejection>,
@@ -120,6 +225,18 @@ pub async fn upload(
 }
 
 /// `GET /v1/drivers/{id}`: the active version and every kept one.
+#[utoipa::path(
+    get,
+    path = "/v1/drivers/{id}",
+    operation_id = "get_driver",
+    tag = "drivers",
+    params(("id" = String, Path, description = "The driver id")),
+    responses(
+        (status = 200, description = "The driver", body = DriverDetail),
+        (status = 404, description = "`not_found`: no such driver", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -137,6 +254,17 @@ pub async fn get(
 
 /// `GET /v1/drivers/{id}/versions/{sha256}`: one kept version, with its metadata when it
 /// is loaded on this node.
+#[utoipa::path(
+    get,
+    path = "/v1/drivers/{id}/versions/{sha256}",
+    tag = "drivers",
+    params(("id" = String, Path, description = "The driver id"), ("sha256" = String, Path, description = "The version's sha256, lower-case hex")),
+    responses(
+        (status = 200, description = "The version", body = VersionDetail),
+        (status = 404, description = "`not_found`: the driver keeps no such version", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get_version(
     State(state): State<Arc<AppState>>,
     Path((id, sha256)): Path<(String, String)>,
@@ -161,13 +289,31 @@ pub async fn get_version(
     Ok(Json(out))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VersionChoice {
+    /// A kept version of the driver, lower-case hex.
     sha256: Option<String>,
 }
 
 /// `POST /v1/drivers/{id}/activate` `{"sha256": …}`.
+#[utoipa::path(
+    post,
+    path = "/v1/drivers/{id}/activate",
+    operation_id = "activate_driver",
+    tag = "drivers",
+    params(("id" = String, Path, description = "The driver id")),
+    request_body = VersionChoice,
+    responses(
+        (status = 200, description = "Activated", body = ActiveDriver),
+        (status = 400, description = "`bad_request`: malformed JSON, no `sha256`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`unknown_driver_version`, `invalid_driver`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn activate(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -186,6 +332,22 @@ pub async fn activate(
 
 /// `POST /v1/drivers/{id}/rollback`, optionally `{"sha256": …}`: back to the version
 /// active before the current one (or the one named).
+#[utoipa::path(
+    post,
+    path = "/v1/drivers/{id}/rollback",
+    operation_id = "rollback_driver",
+    tag = "drivers",
+    params(("id" = String, Path, description = "The driver id")),
+    request_body(content = Option<VersionChoice>, description = "Optional: the version to go back to"),
+    responses(
+        (status = 200, description = "Rolled back", body = ActiveDriver),
+        (status = 400, description = "`bad_request`: the body is not `{\"sha256\": …}`", body = ErrorBody),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: nothing to roll back to", body = ErrorBody),
+        (status = 422, description = "`unknown_driver_version`, `invalid_driver`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn rollback(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -204,6 +366,20 @@ pub async fn rollback(
 }
 
 /// `DELETE /v1/drivers/{id}/versions/{sha256}`: forget a version neither active nor pinned.
+#[utoipa::path(
+    delete,
+    path = "/v1/drivers/{id}/versions/{sha256}",
+    operation_id = "remove_driver_version",
+    tag = "drivers",
+    params(("id" = String, Path, description = "The driver id"), ("sha256" = String, Path, description = "The version's sha256, lower-case hex")),
+    responses(
+        (status = 204, description = "Forgotten"),
+        (status = 404, description = "`not_found`", body = ErrorBody),
+        (status = 409, description = "`conflict`: the version is active or pinned", body = ErrorBody),
+        (status = 422, description = "`unknown_driver_version`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path((id, sha256)): Path<(String, String)>,
@@ -214,6 +390,22 @@ pub async fn remove(
 
 /// `PUT /v1/installations/{id}/driver-version` `{"sha256": … | null}`: pin the installation
 /// to a kept version of its driver, or (`null`) let it follow the active one.
+#[utoipa::path(
+    put,
+    path = "/v1/installations/{id}/driver-version",
+    operation_id = "pin_driver_version",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    request_body = VersionChoice,
+    responses(
+        (status = 200, description = "The installation, pinned or following the active version", body = InstallationView),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`unknown_driver_version`: not a kept version of its driver", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn pin(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

@@ -16,6 +16,7 @@ use sluice_store::{
 };
 
 use super::admin::body;
+use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
 use crate::auth::rfc3339;
 use crate::delivery::standard_webhooks::SigningKey;
@@ -37,6 +38,74 @@ async fn live(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
         .endpoint(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such endpoint"))
+}
+
+/// An endpoint as the API shows it (`endpoint_json`).
+#[derive(utoipa::ToSchema)]
+#[schema(as = Endpoint)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct EndpointView {
+    #[schema(example = "ep_01jz…")]
+    id: String,
+    url: String,
+    #[schema(required = true)]
+    description: Option<String>,
+    /// Only this installation's events; `null`: every installation's.
+    #[schema(required = true)]
+    installation_id: Option<String>,
+    /// Only this driver's installations' events; `null`: every driver's.
+    #[schema(required = true)]
+    driver_id: Option<String>,
+    /// Only these CloudEvent types; `null`: all.
+    #[schema(required = true)]
+    event_types: Option<Vec<String>>,
+    #[schema(required = true)]
+    rate_limit_per_sec: Option<i64>,
+    disabled: bool,
+    /// RFC 3339 UTC.
+    created_at: String,
+    /// While a rotated-out secret still signs beside the new one: until when.
+    #[schema(required = true)]
+    previous_secret_valid_until: Option<String>,
+    delivery: EndpointDelivery,
+    /// The signing secret (`whsec_<base64>`): only in the answer to `POST` and to a `PATCH`
+    /// that rotates it, this once.
+    #[schema(nullable = false)]
+    secret: Option<String>,
+}
+
+/// How deliveries to an endpoint stand (`status_json`).
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct EndpointDelivery {
+    /// Events waiting for it, pending retries included.
+    backlog: i64,
+    /// Dead deliveries.
+    dead: i64,
+    #[schema(required = true)]
+    oldest_undelivered_received_at: Option<String>,
+    #[schema(required = true)]
+    oldest_undelivered_age_secs: Option<i64>,
+    consecutive_failures: i64,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    circuit: Circuit,
+    /// While `open`.
+    #[schema(required = true)]
+    circuit_open_until: Option<String>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+enum Circuit {
+    Closed,
+    /// Nothing is sent until `circuit_open_until`.
+    Open,
+    /// The next attempt is the probe.
+    HalfOpen,
 }
 
 /// An endpoint as the API shows it: never its secret.
@@ -93,23 +162,37 @@ fn status_json(
     })
 }
 
-/// The fields `POST` and `PATCH` take.
-#[derive(Deserialize, Default)]
+/// The fields `POST` and `PATCH` take: `url` is required by `POST`; on `PATCH` an absent
+/// field stays as it is and `null` clears it.
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EndpointBody {
+    /// `http` or `https`, without credentials, allowed by the outbound policy.
+    #[schema(nullable = false, example = "https://engine.example.com/sluice")]
     url: Option<String>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     description: Option<Option<String>>,
+    /// Only this installation's events.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     installation_id: Option<Option<String>>,
+    /// Only events of this (loaded) driver's installations.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
     driver_id: Option<Option<String>>,
+    /// CloudEvent types, exactly; `null`: all.
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<Vec<String>>, min_items = 1)]
     event_types: Option<Option<Vec<String>>>,
     #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 10000)]
     rate_limit_per_sec: Option<Option<i64>>,
+    /// `true` stops sending (events keep waiting); `false` resumes.
+    #[schema(nullable = false)]
     disabled: Option<bool>,
     /// `PATCH` only: a new signing secret, the current one kept for `grace_seconds`.
+    #[schema(nullable = false)]
     rotate_secret: Option<Rotate>,
 }
 
@@ -122,9 +205,11 @@ where
     Option::<T>::deserialize(d).map(Some)
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotate {
+    /// How long the previous secret keeps signing beside the new one; `0` drops it at once.
+    #[schema(minimum = 0, maximum = 604800, default = 86400)]
     grace_seconds: Option<i64>,
 }
 
@@ -183,6 +268,21 @@ fn check_url(state: &AppState, url: &str) -> Result<(), ApiError> {
         .map_err(|why| ApiError::unprocessable("url_not_allowed", why))
 }
 
+/// Create an outbound webhook endpoint; the answer holds its signing secret, this once.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints",
+    operation_id = "create_endpoint",
+    tag = "endpoints",
+    request_body = EndpointBody,
+    responses(
+        (status = 201, description = "Created, with `secret`", body = EndpointView),
+        (status = 400, description = "`bad_request`: malformed JSON, an unknown field, a malformed value, no `url`, `rotate_secret`", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`url_not_allowed` (with the reason), `unknown_driver`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn create(
     State(state): State<Arc<AppState>>,
     payload: Result<Json<EndpointBody>, JsonRejection>,
@@ -217,6 +317,25 @@ pub async fn create(
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
+/// `GET /v1/endpoints`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct EndpointList {
+    endpoints: Vec<EndpointView>,
+}
+
+/// Every endpoint, never a secret.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints",
+    operation_id = "list_endpoints",
+    tag = "endpoints",
+    responses(
+        (status = 200, description = "Every endpoint", body = EndpointList),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
     for e in state.pipeline.store().list_endpoints().await? {
@@ -225,6 +344,19 @@ pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, Api
     Ok(Json(json!({ "endpoints": out })))
 }
 
+/// One endpoint, never its secret.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}",
+    operation_id = "get_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    responses(
+        (status = 200, description = "The endpoint", body = EndpointView),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -233,6 +365,23 @@ pub async fn get(
     Ok(Json(endpoint_json(&state, &e).await?))
 }
 
+/// Change an endpoint, or rotate its secret (`rotate_secret`).
+#[utoipa::path(
+    patch,
+    path = "/v1/endpoints/{id}",
+    operation_id = "update_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    request_body = EndpointBody,
+    responses(
+        (status = 200, description = "The endpoint, with `secret` when it was rotated", body = EndpointView),
+        (status = 400, description = "`bad_request`: malformed JSON, an unknown field, a malformed value, `grace_seconds` out of range", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`url_not_allowed`, `unknown_driver`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn update(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -284,6 +433,19 @@ pub async fn update(
     Ok(Json(out))
 }
 
+/// Delete an endpoint with its outbox and attempts; its id is not reused.
+#[utoipa::path(
+    delete,
+    path = "/v1/endpoints/{id}",
+    operation_id = "delete_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    responses(
+        (status = 204, description = "Deleted"),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn delete(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -296,10 +458,43 @@ pub async fn delete(
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AttemptsQuery {
+    /// Only this event's attempts.
     event_id: Option<String>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
+}
+
+/// `GET /v1/endpoints/{id}/attempts`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct AttemptList {
+    attempts: Vec<AttemptView>,
+}
+
+/// One delivery attempt.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Attempt)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct AttemptView {
+    event_id: String,
+    /// 1 for the first.
+    attempt: i64,
+    /// When it started, RFC 3339 UTC.
+    at: String,
+    duration_ms: i64,
+    /// The endpoint's HTTP status; `null` when none came.
+    #[schema(required = true)]
+    status: Option<i64>,
+    #[schema(required = true)]
+    error: Option<String>,
+    /// The answer's first KiB.
+    #[schema(required = true)]
+    response: Option<String>,
 }
 
 fn limit(l: Option<i64>) -> Result<i64, ApiError> {
@@ -310,6 +505,19 @@ fn limit(l: Option<i64>) -> Result<i64, ApiError> {
     }
 }
 
+/// An endpoint's delivery attempts, newest first.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}/attempts",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)"), AttemptsQuery),
+    responses(
+        (status = 200, description = "Attempts, newest first", body = AttemptList),
+        (status = 400, description = "`bad_request`: `limit` out of range", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn attempts(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -338,12 +546,71 @@ pub async fn attempts(
     Ok(Json(json!({ "attempts": out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct DeliveriesQuery {
+    /// Only deliveries in this state.
+    #[param(value_type = Option<DeliveryState>)]
     status: Option<String>,
+    #[param(minimum = 1, maximum = 1000, default = 100)]
     limit: Option<i64>,
 }
 
+/// Where a delivery stands (`DeliveryStatus`).
+#[derive(utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+#[allow(dead_code)] // a schema only
+pub(super) enum DeliveryState {
+    Pending,
+    Delivered,
+    Dead,
+}
+
+/// `GET /v1/endpoints/{id}/deliveries`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct DeliveryList {
+    deliveries: Vec<DeliveryView>,
+}
+
+/// One event in an endpoint's outbox.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Delivery)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct DeliveryView {
+    event_id: String,
+    installation_id: String,
+    status: DeliveryState,
+    attempts: i64,
+    /// While `pending`: when the next attempt is due, RFC 3339 UTC.
+    #[schema(required = true)]
+    next_attempt_at: Option<String>,
+    enqueued_at: String,
+    #[schema(required = true)]
+    finished_at: Option<String>,
+    #[schema(required = true)]
+    last_status: Option<i64>,
+    #[schema(required = true)]
+    last_error: Option<String>,
+    #[schema(required = true)]
+    last_response: Option<String>,
+}
+
+/// An endpoint's outbox in log order.
+#[utoipa::path(
+    get,
+    path = "/v1/endpoints/{id}/deliveries",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)"), DeliveriesQuery),
+    responses(
+        (status = 200, description = "Deliveries in log order", body = DeliveryList),
+        (status = 400, description = "`bad_request`: a bad `status` or `limit`", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn deliveries(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -383,12 +650,39 @@ pub async fn deliveries(
     Ok(Json(json!({ "deliveries": out })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplayBody {
+    /// RFC 3339: every event received since then (to the second, inclusive).
+    #[schema(format = DateTime, example = "2026-12-01T00:00:00Z")]
     since: String,
 }
 
+/// How many deliveries were sent again.
+#[derive(utoipa::ToSchema)]
+#[schema(as = ReplayCount)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct ReplayedCount {
+    replayed: u64,
+}
+
+/// Send again, from a fresh retry schedule, what the endpoint has taken in since `since`.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/replay",
+    operation_id = "replay_endpoint",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)")),
+    request_body = ReplayBody,
+    responses(
+        (status = 200, description = "Replayed, in log order", body = ReplayedCount),
+        (status = 400, description = "`bad_request`: malformed JSON, `since` not RFC 3339", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such endpoint", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn replay(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -411,6 +705,20 @@ pub async fn replay(
     Ok(Json(json!({ "replayed": count })))
 }
 
+/// Send one event again, from a fresh retry schedule.
+#[utoipa::path(
+    post,
+    path = "/v1/endpoints/{id}/deliveries/{event_id}/replay",
+    operation_id = "replay_delivery",
+    tag = "endpoints",
+    params(("id" = String, Path, description = "The endpoint id (`ep_…`)"), ("event_id" = String, Path, description = "The event id (`evt_…`)")),
+    responses(
+        (status = 200, description = "Replayed (`replayed: 1`)", body = ReplayedCount),
+        (status = 404, description = "`not_found`: no such endpoint or event, or the endpoint does not receive it", body = ErrorBody),
+        (status = 409, description = "`not_yet_delivered`: the endpoint has not reached it yet; it is on its way, in order", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn replay_one(
     State(state): State<Arc<AppState>>,
     Path((id, event_id)): Path<(String, String)>,
@@ -442,7 +750,57 @@ pub async fn replay_one(
     Ok(Json(json!({ "replayed": 1 })))
 }
 
+/// `GET /v1/sinks`.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct SinkList {
+    /// `[]` without NATS.
+    sinks: Vec<SinkView>,
+}
+
+/// The NATS JetStream sink.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Sink)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct SinkView {
+    /// `nats`
+    id: String,
+    /// `nats_jetstream`
+    kind: String,
+    #[schema(example = "SLUICE_EVENTS")]
+    stream: String,
+    #[schema(example = "sluice.events.>")]
+    subjects: String,
+    delivery: SinkDelivery,
+}
+
+/// How publishing to a sink stands.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct SinkDelivery {
+    backlog: i64,
+    #[schema(required = true)]
+    oldest_undelivered_received_at: Option<String>,
+    #[schema(required = true)]
+    oldest_undelivered_age_secs: Option<i64>,
+    consecutive_failures: i64,
+    #[schema(required = true)]
+    last_error: Option<String>,
+}
+
 /// `GET /v1/sinks`: the NATS sink's state, when configured.
+#[utoipa::path(
+    get,
+    path = "/v1/sinks",
+    tag = "endpoints",
+    responses(
+        (status = 200, description = "The sinks", body = SinkList),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn sinks(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
     if let Some(options) = &state.delivery.options().nats {

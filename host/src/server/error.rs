@@ -5,6 +5,55 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::{Value, json};
 
+/// The body of every error answer, as `ApiError::into_response` writes it.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub struct ErrorBody {
+    error: ErrorObject,
+}
+
+/// What went wrong.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct ErrorObject {
+    /// Stable, machine-readable: `bad_request`, `not_found`, `invalid_settings`, …
+    code: String,
+    /// For people; never a secret.
+    message: String,
+    /// Only where there is a list to give (schema failures: `[{"path", "message"}]`).
+    #[schema(value_type = Vec<crate::runtime::SettingsViolation>, required = false)]
+    details: Option<Value>,
+}
+
+// The answers many routes share, as OpenAPI response components (`super::openapi`).
+
+/// `unauthorized`: no `Authorization: Bearer <admin token>`, another scheme, or a wrong token.
+#[derive(utoipa::ToResponse)]
+#[allow(dead_code)] // a schema only
+pub struct Unauthorized(ErrorBody);
+
+/// `request_timeout`: the body did not arrive within `[server] body_timeout_ms`; the
+/// connection is closed.
+#[derive(utoipa::ToResponse)]
+#[response(headers(("Connection" = String, description = "`close`")))]
+#[allow(dead_code)] // a schema only
+pub struct RequestTimeout(ErrorBody);
+
+/// `payload_too_large`: the body is over `max_body_bytes`; the connection is closed.
+#[derive(utoipa::ToResponse)]
+#[response(headers(("Connection" = String, description = "`close`")))]
+#[allow(dead_code)] // a schema only
+pub struct PayloadTooLarge(ErrorBody);
+
+/// `unavailable`: the database is down, locked or slower than the timeouts; nothing was
+/// stored or acknowledged. Retry after `Retry-After` seconds.
+#[derive(utoipa::ToResponse)]
+#[response(headers(("Retry-After" = u32, description = "seconds")))]
+#[allow(dead_code)] // a schema only
+pub struct Unavailable(ErrorBody);
+
 #[derive(Debug)]
 pub struct ApiError {
     pub status: StatusCode,

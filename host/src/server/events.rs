@@ -10,6 +10,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use sluice_store::{Cursor, DriverId, EventFilter, InstallationId};
 
+use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
 
 /// The longest `wait` a reader may ask for.
@@ -19,15 +20,69 @@ pub const MAX_WAIT: Duration = Duration::from_secs(30);
 /// (PostgreSQL) do not wake this one.
 const RECHECK: Duration = Duration::from_secs(1);
 
-#[derive(Deserialize)]
+// The numbers are read as text so that a bad one is our `400`, not the extractor's.
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct EventsQuery {
+    /// Only this installation's events.
     installation_id: Option<String>,
+    /// Only events of this driver's installations.
     driver_id: Option<String>,
+    /// Only this CloudEvent type, exactly (`payment.succeeded`).
     #[serde(rename = "type")]
     event_type: Option<String>,
+    /// The `next_cursor` of the previous page; absent: from the beginning.
     after: Option<String>,
+    /// Events per page.
+    #[param(value_type = Option<i64>, minimum = 1, maximum = 1000, default = 100)]
     limit: Option<String>,
+    /// Seconds to wait for an event after the cursor when there is none yet (long-poll;
+    /// decimals allowed).
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 30, default = 0)]
     wait: Option<String>,
+}
+
+/// A page of events.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is spliced from stored JSON
+pub(super) struct EventPage {
+    events: Vec<CloudEvent>,
+    /// Pass back as `after`; the same cursor when the page is empty.
+    #[schema(example = "42")]
+    next_cursor: String,
+}
+
+/// A normalized event as a CloudEvent 1.0 (`crate::output::cloud_event`).
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct CloudEvent {
+    /// `1.0`
+    specversion: String,
+    /// `evt_` and 26 Crockford base32 characters, ordered by creation time.
+    id: String,
+    /// `/sluice/installations/{installation_id}`
+    source: String,
+    /// `<kind>.<status>`, `<kind>.<change>` or `unmapped.<provider event type>`.
+    #[serde(rename = "type")]
+    event_type: String,
+    #[schema(required = true)]
+    subject: Option<String>,
+    /// RFC 3339 UTC.
+    time: String,
+    /// `application/json`
+    datacontenttype: String,
+    sluiceinstallation: String,
+    sluicedriver: String,
+    sluicedriverversion: String,
+    sluiceprovidereventid: String,
+    sluiceprovidereventtype: String,
+    /// The stored raw event's id, as a string.
+    sluicerawevent: String,
+    /// The canonical record (`docs/canonical-schema.md`).
+    #[schema(value_type = Object)]
+    data: serde_json::Value,
 }
 
 /// `wait`: seconds (decimals allowed), at most [`MAX_WAIT`].
@@ -42,6 +97,19 @@ fn parse_wait(text: Option<&str>) -> Result<Duration, ApiError> {
         .ok_or_else(|| ApiError::bad_request("wait must be a number of seconds from 0 to 30"))
 }
 
+/// `GET /v1/events`: the normalized events in commit order, filtered, paged by cursor, and
+/// with `wait` a long-poll.
+#[utoipa::path(
+    get,
+    path = "/v1/events",
+    tag = "events",
+    params(EventsQuery),
+    responses(
+        (status = 200, description = "A page of events in commit order", body = EventPage),
+        (status = 400, description = "`bad_request`: a bad `installation_id`, `driver_id`, `after`, `limit` or `wait`", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn list_events(
     State(state): State<Arc<AppState>>,
     Query(query): Query<EventsQuery>,

@@ -11,7 +11,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use sluice_store::InstallationId;
 
+use super::admin::InstallationView;
 use super::admin::{body, parse_id};
+use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
 use crate::pipeline::PollError;
 use crate::scheduler::PollNowError;
@@ -21,14 +23,51 @@ pub const MAX_GRACE_SECONDS: u64 = 7 * 24 * 3600;
 /// Grace period when the request names none: a day.
 pub const DEFAULT_GRACE_SECONDS: u64 = 24 * 3600;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Rotation {
+    /// The new value, primary at once. Not empty.
+    #[schema(min_length = 1)]
     value: String,
+    /// How long the previous value still verifies webhooks; `0` retires it at once.
+    #[schema(minimum = 0, maximum = 604800, default = 86400)]
     grace_seconds: Option<u64>,
 }
 
-/// `POST /v1/installations/{id}/secrets/{name}/rotate`.
+/// What a rotation did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Rotated)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+pub(super) struct RotatedView {
+    secret: String,
+    /// RFC 3339 UTC.
+    rotated_at: String,
+    /// Until when the previous value still verifies webhooks; `null` when none does.
+    #[schema(required = true)]
+    previous_valid_until: Option<String>,
+}
+
+/// `POST /v1/installations/{id}/secrets/{name}/rotate`: a new primary value, the previous
+/// one still verifying webhooks for `grace_seconds`.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/secrets/{name}/rotate",
+    tag = "installations",
+    params(
+        ("id" = String, Path, description = "The installation id"),
+        ("name" = String, Path, description = "A secret the installation's driver declares"),
+    ),
+    request_body = Rotation,
+    responses(
+        (status = 200, description = "Rotated", body = RotatedView),
+        (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`empty_secret`, `invalid_grace`, `unknown_secret`, `nothing_to_rotate` (no value yet: set it first)", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn rotate_secret(
     State(state): State<Arc<AppState>>,
     Path((id, name)): Path<(String, String)>,
@@ -74,7 +113,31 @@ pub async fn rotate_secret(
     })))
 }
 
+/// What `POST /v1/installations/{id}/refresh` did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = RefreshResult)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct RefreshView {
+    outcome: crate::auth::Refreshed,
+    installation: InstallationView,
+}
+
 /// `POST /v1/installations/{id}/refresh`: refresh the token now.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/refresh",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 200, description = "Refreshed, or already fresh (another caller refreshed it)", body = RefreshView),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 409, description = "`unsupported` (nothing to refresh), `not_ready` (no refresh token or credentials), `conflict`", body = ErrorBody),
+        (status = 502, description = "`provider_error` (the provider refused: the installation is `needs_reauth`, or failed), `driver_error`", body = ErrorBody),
+        (status = 503, description = "`driver_unavailable` (the driver is not loaded), `unavailable` (the database)", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "seconds"))),
+    )
+)]
 pub async fn refresh(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -102,13 +165,27 @@ pub async fn refresh(
     })))
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Revocation {
+    /// Recorded as the installation's `auth.reason`; `revoked by the operator` when absent.
     reason: Option<String>,
 }
 
 /// `POST /v1/installations/{id}/revoke`: revoke at the provider, forget the tokens.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/revoke",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    request_body(content = Option<Revocation>, description = "Optional"),
+    responses(
+        (status = 204, description = "Revoked: the captured tokens are deleted, whatever the provider answered"),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 503, description = "`driver_unavailable`, `unavailable`", body = ErrorBody,
+         headers(("Retry-After" = u32, description = "seconds"))),
+    )
+)]
 pub async fn revoke(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -122,7 +199,29 @@ pub async fn revoke(
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// What `POST /v1/installations/{id}/poll` did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = PollResult)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct PollView {
+    polled: crate::pipeline::Polled,
+}
+
 /// `POST /v1/installations/{id}/poll`: poll now.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/poll",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 200, description = "Polled (a rate-limited poll has `pages: 0` and the provider's `retry_after_ms`)", body = PollView),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 409, description = "`poll_in_progress`, `not_ready` (authorization or settings)", body = ErrorBody),
+        (status = 502, description = "`provider_error`, `driver_error`", body = ErrorBody),
+        (status = 503, description = "`driver_unavailable`, `unavailable`", body = ErrorBody),
+    )
+)]
 pub async fn poll(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -160,14 +259,43 @@ fn poll_error(e: PollError) -> ApiError {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Backfill {
+    /// RFC 3339, not in the future.
+    #[schema(format = DateTime, example = "2026-11-01T00:00:00Z")]
     since: String,
+}
+
+/// What `POST /v1/installations/{id}/backfill` did.
+#[derive(utoipa::ToSchema)]
+#[schema(as = BackfillResult)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+pub(super) struct BackfillView {
+    /// `has_more: true` when it stopped at 100 pages.
+    backfilled: crate::pipeline::Polled,
 }
 
 /// `POST /v1/installations/{id}/backfill {"since": RFC 3339}`: a bounded backfill beside
 /// the live cursor.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/backfill",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    request_body = Backfill,
+    responses(
+        (status = 200, description = "Backfilled", body = BackfillView),
+        (status = 400, description = "`bad_request`: malformed JSON, `since` not RFC 3339", body = ErrorBody),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 409, description = "`not_ready`: the driver does not poll, or the installation is not ready", body = ErrorBody),
+        (status = 415, description = "`unsupported_media_type`", body = ErrorBody),
+        (status = 422, description = "`invalid_since`: in the future", body = ErrorBody),
+        (status = 502, description = "`provider_error`, `driver_error`", body = ErrorBody),
+        (status = 503, description = "`driver_unavailable`, `unavailable`", body = ErrorBody),
+    )
+)]
 pub async fn backfill(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -197,6 +325,18 @@ pub async fn backfill(
 }
 
 /// `POST /v1/installations/{id}/pause`.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/pause",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 204, description = "Scheduled polls stop (a running one finishes)"),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 409, description = "`not_polled`: the installation is not polled on a schedule", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn pause(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
@@ -205,6 +345,18 @@ pub async fn pause(
 }
 
 /// `POST /v1/installations/{id}/resume`: polling resumes with a poll at once.
+#[utoipa::path(
+    post,
+    path = "/v1/installations/{id}/resume",
+    tag = "installations",
+    params(("id" = String, Path, description = "The installation id")),
+    responses(
+        (status = 204, description = "The next poll is due at once"),
+        (status = 404, description = "`not_found`: unknown installation", body = ErrorBody),
+        (status = 409, description = "`not_polled`: the installation is not polled on a schedule", body = ErrorBody),
+        (status = 503, response = Unavailable),
+    )
+)]
 pub async fn resume(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,

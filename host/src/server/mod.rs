@@ -1,6 +1,7 @@
 //! The HTTP server: provider webhooks, the OAuth routes (`oauth`), the admin API under
 //! `/v1` (`admin`, `lifecycle`, `dead_letters`, `events`, `endpoints`), and probes.
-//! Routes and their answers are documented in `docs/admin-api.md`.
+//! Routes and their answers are documented in `docs/admin-api.md`, and each handler's
+//! `#[utoipa::path]` makes the OpenAPI document served at `/v1/openapi.json` (`openapi`).
 //!
 //! [`listener::serve`] runs the router with header timeouts, a connection cap and a bounded
 //! graceful shutdown; the [`buffer_body`] middleware reads every request body within the
@@ -15,20 +16,23 @@ mod events;
 mod lifecycle;
 pub mod listener;
 mod oauth;
+mod openapi;
 mod webhooks;
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::{Extension, Router};
+use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
+use utoipa_axum::routes;
 
 pub use error::ApiError;
+use error::ErrorBody;
 
 use crate::auth::Auth;
 use crate::capabilities::secrets::constant_time_eq;
@@ -58,87 +62,103 @@ pub struct AppState {
     pub body_timeout: Duration,
 }
 
+/// The routes, each registered by its handler and that handler's `#[utoipa::path]`
+/// (method, path, parameters, bodies, answers): the router and `GET /v1/openapi.json` are
+/// built from these two lists, so no route is served undocumented. One `routes!` per path;
+/// handlers of one path go in the same `routes!`.
+type Routes = Vec<UtoipaMethodRouter<Arc<AppState>>>;
+
+/// Behind the admin token.
+fn admin_routes() -> Routes {
+    vec![
+        routes!(drivers::list, drivers::upload),
+        routes!(drivers::get),
+        routes!(drivers::get_version, drivers::remove),
+        routes!(drivers::activate),
+        routes!(drivers::rollback),
+        routes!(drivers::pin),
+        routes!(admin::create_installation, admin::list_installations),
+        routes!(admin::get_installation, admin::delete_installation),
+        routes!(admin::put_secret),
+        routes!(lifecycle::rotate_secret),
+        routes!(admin::secret_audit),
+        routes!(lifecycle::refresh),
+        routes!(lifecycle::revoke),
+        routes!(lifecycle::poll),
+        routes!(lifecycle::backfill),
+        routes!(lifecycle::pause),
+        routes!(lifecycle::resume),
+        routes!(events::list_events),
+        routes!(endpoints::create, endpoints::list),
+        routes!(endpoints::get, endpoints::update, endpoints::delete),
+        routes!(endpoints::attempts),
+        routes!(endpoints::deliveries),
+        routes!(endpoints::replay),
+        routes!(endpoints::replay_one),
+        routes!(endpoints::sinks),
+        routes!(dead_letters::list),
+        routes!(dead_letters::replay),
+        routes!(dead_letters::replay_installation),
+        // Not under `/v1`, but behind the token all the same: its counters would tell a
+        // stranger what the webhook answers never do (which installation ids exist, which
+        // drivers run).
+        routes!(metrics),
+    ]
+}
+
+/// Reached without the admin token.
+fn public_routes() -> Routes {
+    vec![
+        routes!(webhooks::receive),
+        routes!(webhooks::receive_for_driver),
+        routes!(oauth::start),
+        routes!(oauth::callback),
+        routes!(healthz),
+        routes!(readyz),
+        routes!(openapi::document),
+    ]
+}
+
 /// Build the router.
 pub fn router(state: Arc<AppState>) -> Router {
-    let admin = Router::new()
-        .route("/drivers", get(drivers::list).post(drivers::upload))
-        .route("/drivers/{id}", get(drivers::get))
-        .route(
-            "/drivers/{id}/versions/{sha256}",
-            get(drivers::get_version).delete(drivers::remove),
-        )
-        .route("/drivers/{id}/activate", post(drivers::activate))
-        .route("/drivers/{id}/rollback", post(drivers::rollback))
-        .route("/installations/{id}/driver-version", put(drivers::pin))
-        .route(
-            "/installations",
-            post(admin::create_installation).get(admin::list_installations),
-        )
-        .route(
-            "/installations/{id}",
-            get(admin::get_installation).delete(admin::delete_installation),
-        )
-        .route("/installations/{id}/secrets/{name}", put(admin::put_secret))
-        .route(
-            "/installations/{id}/secrets/{name}/rotate",
-            post(lifecycle::rotate_secret),
-        )
-        .route("/installations/{id}/audit", get(admin::secret_audit))
-        .route("/installations/{id}/refresh", post(lifecycle::refresh))
-        .route("/installations/{id}/revoke", post(lifecycle::revoke))
-        .route("/installations/{id}/poll", post(lifecycle::poll))
-        .route("/installations/{id}/backfill", post(lifecycle::backfill))
-        .route("/installations/{id}/pause", post(lifecycle::pause))
-        .route("/installations/{id}/resume", post(lifecycle::resume))
-        .route("/events", get(events::list_events))
-        .route("/endpoints", post(endpoints::create).get(endpoints::list))
-        .route(
-            "/endpoints/{id}",
-            get(endpoints::get)
-                .patch(endpoints::update)
-                .delete(endpoints::delete),
-        )
-        .route("/endpoints/{id}/attempts", get(endpoints::attempts))
-        .route("/endpoints/{id}/deliveries", get(endpoints::deliveries))
-        .route("/endpoints/{id}/replay", post(endpoints::replay))
-        .route(
-            "/endpoints/{id}/deliveries/{event_id}/replay",
-            post(endpoints::replay_one),
-        )
-        .route("/sinks", get(endpoints::sinks))
-        .route("/dead-letters", get(dead_letters::list))
-        .route("/raw-events/{id}/replay", post(dead_letters::replay))
-        .route(
-            "/installations/{id}/dead-letters/replay",
-            post(dead_letters::replay_installation),
-        )
-        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin));
-    Router::new()
-        .route("/webhooks/{installation_id}", post(webhooks::receive))
-        .route(
-            "/webhooks/drivers/{driver_id}",
-            post(webhooks::receive_for_driver),
-        )
-        .route("/oauth/{installation_id}/start", get(oauth::start))
-        .route("/oauth/callback", get(oauth::callback))
-        .nest("/v1", admin)
-        .route("/healthz", get(|| async { "ok" }))
-        .route("/readyz", get(readyz))
-        // Behind the admin token: its counters would tell a stranger what the webhook
-        // answers never do (which installation ids exist, which drivers run).
-        .route(
-            "/metrics",
-            get(metrics).route_layer(middleware::from_fn_with_state(state.clone(), require_admin)),
-        )
+    let guard = |admin: OpenApiRouter<Arc<AppState>>| {
+        admin.route_layer(middleware::from_fn_with_state(state.clone(), require_admin))
+    };
+    let (router, document) = openapi::build(public_routes(), admin_routes(), guard);
+    // Serializing a document of strings and maps cannot fail.
+    let document = document.to_json().expect("the OpenAPI document serializes");
+    router
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        .layer(Extension(openapi::Document(document.into())))
         .with_state(state)
+}
+
+/// `GET /healthz`: the process runs.
+#[utoipa::path(
+    get,
+    path = "/healthz",
+    tag = "probes",
+    responses((status = 200, description = "`ok`", content_type = "text/plain", body = String, example = "ok"))
+)]
+async fn healthz() -> &'static str {
+    "ok"
 }
 
 /// How long `/readyz` waits for the database.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// `GET /metrics`: the Prometheus text exposition (`crate::metrics`).
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    tag = "probes",
+    responses(
+        (status = 200, description = "The Prometheus text exposition (`docs/admin-api.md` lists the series)",
+         content_type = "text/plain; version=0.0.4; charset=utf-8", body = String),
+        (status = 404, description = "`not_found`: metrics are not recorded in this process", body = ErrorBody),
+    )
+)]
 async fn metrics() -> Response {
     match crate::metrics::render() {
         Some(text) => (
@@ -150,8 +170,40 @@ async fn metrics() -> Response {
     }
 }
 
+/// `GET /readyz`: what `readyz` answers when ready.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is built with `json!`
+struct Ready {
+    /// `ready`
+    #[schema(example = "ready")]
+    status: String,
+    /// `ok`
+    #[schema(example = "ok")]
+    database: String,
+    drivers: Vec<ReadyDriver>,
+}
+
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only
+struct ReadyDriver {
+    id: String,
+    version: String,
+}
+
 /// Ready when the database answers and at least one driver is loaded: a host without
 /// drivers cannot take a single webhook.
+#[utoipa::path(
+    get,
+    path = "/readyz",
+    tag = "probes",
+    responses(
+        (status = 200, description = "The database answered within 2 s and a driver is loaded", body = Ready),
+        (status = 503, description = "`unavailable`: the database did not answer, or no driver is loaded",
+         body = ErrorBody, headers(("Retry-After" = u32, description = "seconds"))),
+    )
+)]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     let ping = tokio::time::timeout(READY_TIMEOUT, state.pipeline.store().ping()).await;
     match ping {

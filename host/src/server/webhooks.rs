@@ -7,10 +7,38 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
+use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::pipeline::{DeliveryError, MAX_ERROR_TEXT, Target, bounded_text};
 use crate::wit::types::IncomingRequest;
 
+/// What an accepted delivery answers, unless the driver asked for its own reply.
+#[derive(utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+#[allow(dead_code)] // a schema only: the body is `crate::pipeline::Accepted`
+pub(super) struct Accepted {
+    /// Raw events newly stored.
+    accepted: u64,
+    /// Raw events already stored by an earlier delivery.
+    duplicates: u64,
+}
+
+/// `POST /webhooks/{installation_id}`: the body is passed to the installation's driver
+/// byte for byte; its events are committed before the answer.
+#[utoipa::path(
+    post,
+    path = "/webhooks/{installation_id}",
+    tag = "webhooks",
+    params(("installation_id" = String, Path, description = "The installation id")),
+    request_body(content = String, content_type = "*/*", description = "The provider's delivery, whatever its type: the signature is over the bytes"),
+    responses(
+        (status = 200, description = "Committed (or a duplicate, stored once); a driver may ask for its own reply (status, type, body) instead", body = Accepted),
+        (status = 400, description = "`bad_request`: the driver found the delivery malformed; nothing stored", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: not authenticated (bad signature, token or timestamp), or an unknown installation, answered alike; nothing stored", body = ErrorBody),
+        (status = 500, description = "`driver_failed` (a trap, a timeout, too much output), `internal`; nothing stored: the provider retries", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `installation_not_ready`, `driver_unavailable`, `unavailable` (with `Retry-After`); nothing stored", body = ErrorBody),
+    )
+)]
 pub async fn receive(
     State(state): State<Arc<AppState>>,
     Path(installation_id): Path<String>,
@@ -23,6 +51,21 @@ pub async fn receive(
 /// `POST /webhooks/drivers/{driver_id}`: one URL for every account of a provider app. The
 /// pipeline has the driver name the account and continues as if the request had been sent
 /// to that installation's own URL — verification included.
+#[utoipa::path(
+    post,
+    path = "/webhooks/drivers/{driver_id}",
+    tag = "webhooks",
+    params(("driver_id" = String, Path, description = "The driver id")),
+    request_body(content = String, content_type = "*/*", description = "The provider's delivery, whatever its type"),
+    responses(
+        (status = 200, description = "Committed for the installation whose account key the driver read", body = Accepted),
+        (status = 400, description = "`bad_request`; nothing stored", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: no account key, one no installation declared, or not authenticated; nothing stored", body = ErrorBody),
+        (status = 404, description = "`not_found`: no such driver is loaded", body = ErrorBody),
+        (status = 500, description = "`driver_failed`, `internal`; nothing stored", body = ErrorBody),
+        (status = 503, description = "`overloaded`, `installation_not_ready`, `unavailable`; nothing stored", body = ErrorBody),
+    )
+)]
 pub async fn receive_for_driver(
     State(state): State<Arc<AppState>>,
     Path(driver_id): Path<String>,

@@ -22,6 +22,7 @@ mod long_poll;
 mod metrics;
 mod oauth;
 mod oauth_providers;
+mod openapi;
 mod outbound_http;
 mod polling;
 mod refresh;
