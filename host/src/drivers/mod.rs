@@ -367,6 +367,9 @@ impl DriverCatalog {
                 change = notified => {
                     if let Err(e) = &change {
                         tracing::warn!(error = %e, "driver change notifications interrupted");
+                        // The listener reconnects on its next call; not in a hot loop
+                        // while the database is down.
+                        tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     self.sync_logged().await;
                 }

@@ -118,6 +118,22 @@ impl DriverCatalog {
         if let Some(s) = seen.files.get_mut(path) {
             s.driver_id = Some(id.clone());
         }
+        let taken_in = self.take_in(driver.clone(), &bytes, path).await;
+        if taken_in.is_err() {
+            // The component is fine; the database was not. Try again at the next scan.
+            seen.files.remove(path);
+        }
+        taken_in
+    }
+
+    /// Keep and activate a loaded directory file as the module doc says.
+    async fn take_in(
+        &self,
+        driver: Arc<crate::runtime::LoadedDriver>,
+        bytes: &[u8],
+        path: &Path,
+    ) -> Result<(), String> {
+        let (id, sha256) = (driver.info.id.clone(), driver.info.sha256.clone());
         let kept = self
             .store()
             .driver_version(&sha256)
@@ -127,7 +143,7 @@ impl DriverCatalog {
             None => {
                 self.keep(
                     driver.clone(),
-                    &bytes,
+                    bytes,
                     DriverSource::Directory,
                     AddOptions {
                         activation: Activation::Now,
