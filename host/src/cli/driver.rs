@@ -133,6 +133,7 @@ impl DriverCommand {
                     DataSource::Fixed(Arc::new(FixedData {
                         secrets,
                         state: HashMap::new(),
+                        ..FixedData::default()
                     })),
                 );
                 let ctx = CallContext {
