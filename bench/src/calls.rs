@@ -176,6 +176,7 @@ pub async fn run(root: &Path, drivers: &Path) -> anyhow::Result<()> {
             SecretValue::new(SECRET.as_bytes().to_vec()),
         )]),
         state: HashMap::new(),
+        ..FixedData::default()
     }));
     if native_delivery(&body, &header)?
         != sandbox_delivery(&runtime, &driver, &request, &secrets).await?

@@ -59,8 +59,11 @@ impl Capability for Clock {
         crate::wit::clock::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
-    fn start_call(&self, _: &CallScope) -> Clock {
-        self.clone()
+    fn start_call(&self, scope: &CallScope) -> Clock {
+        match scope.fixed().and_then(|f| f.clock.as_ref()) {
+            Some(pinned) => pinned.clone(),
+            None => self.clone(),
+        }
     }
 }
 

@@ -14,6 +14,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use wasmtime::component::{HasSelf, Linker};
 
+use super::recorded::RecordedHttp;
 use super::secrets::SecretValue;
 use super::{CallScope, CallState, Capability, CapabilityConfig};
 use crate::net::{self, GlobalOnlyResolver, OriginPattern};
@@ -88,6 +89,7 @@ impl Capability for Http {
             remaining: scope.driver.limits.max_outbound_requests,
             max_response: self.max_response,
             key_sets: self.key_sets.clone(),
+            recorded: scope.fixed().and_then(|f| f.http.clone()),
         }
     }
 }
@@ -115,6 +117,8 @@ pub struct CallHttp {
     remaining: u32,
     max_response: usize,
     key_sets: Arc<super::jwks::KeySetCache>,
+    /// Recorded answers replacing the network (a fixture run).
+    recorded: Option<Arc<RecordedHttp>>,
 }
 
 impl CallHttp {
@@ -146,6 +150,11 @@ impl CallHttp {
                 .disabled_origins
                 .iter()
                 .any(|g| g.matches(url));
+            // The operator's policy is about the network, which a replay never reaches:
+            // there, every origin the driver declared may be answered.
+            if declared && self.recorded.is_some() {
+                return Ok(Route::Public);
+            }
             return Err(Error::Denied(if declared {
                 format!("{origin} is declared but not granted by the operator's policy")
             } else {
@@ -197,6 +206,77 @@ impl CallHttp {
     pub(super) fn key_sets(&self) -> &super::jwks::KeySetCache {
         &self.key_sets
     }
+
+    /// The recorded answers this call is served from instead of the network.
+    pub(super) fn recorded(&self) -> Option<&Arc<RecordedHttp>> {
+        self.recorded.as_ref()
+    }
+}
+
+/// What an answer carried: status, headers, body.
+type Answer = (u16, Vec<(String, String)>, Vec<u8>);
+
+/// Send `outgoing` and read the answer, at most `max_response` bytes of body.
+async fn fetch(
+    client: &reqwest::Client,
+    outgoing: reqwest::Request,
+    max_response: usize,
+) -> Result<Answer, Error> {
+    let mut response = match client.execute(outgoing).await {
+        Ok(r) => r,
+        Err(e) if e.is_timeout() => return Err(Error::Timeout),
+        Err(e) => return Err(Error::Transport(format!("{e:#}"))),
+    };
+    let status = response.status().as_u16();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
+        .collect();
+    let mut body = Vec::new();
+    loop {
+        match response.chunk().await {
+            Ok(Some(chunk)) => {
+                if body.len() + chunk.len() > max_response {
+                    return Err(Error::LimitExceeded(format!(
+                        "response body over {max_response} bytes"
+                    )));
+                }
+                body.extend_from_slice(&chunk);
+            }
+            Ok(None) => break,
+            Err(e) if e.is_timeout() => return Err(Error::Timeout),
+            Err(e) => return Err(Error::Transport(format!("{e:#}"))),
+        }
+    }
+    Ok((status, headers, body))
+}
+
+/// The recorded answer to `outgoing` (built like a real request, so its credentials were
+/// resolved and checked), under the same body limit.
+fn replay(
+    recorded: &RecordedHttp,
+    outgoing: &reqwest::Request,
+    max_response: usize,
+) -> Result<Answer, Error> {
+    let Some(answer) = recorded.answer(outgoing.method().as_str(), outgoing.url()) else {
+        return Err(Error::Transport(format!(
+            "no recorded response for {} {}",
+            outgoing.method(),
+            outgoing.url()
+        )));
+    };
+    if answer.body.len() > max_response {
+        return Err(Error::LimitExceeded(format!(
+            "response body over {max_response} bytes"
+        )));
+    }
+    Ok((answer.status, answer.headers, answer.body))
 }
 
 impl CallState {
@@ -422,42 +502,19 @@ impl Host for CallState {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };
-        // Only requests that leave the host count against the budget.
+        // Only requests that leave the host (or would, in a replay) count against the
+        // budget.
         self.caps.http.remaining -= 1;
-        let mut response = match client.execute(outgoing).await {
-            Ok(r) => r,
-            Err(e) if e.is_timeout() => return Ok(Err(Error::Timeout)),
-            Err(e) => return Ok(Err(Error::Transport(format!("{e:#}")))),
+        let max_response = self.caps.http.max_response;
+        let answer = match self.caps.http.recorded() {
+            Some(recorded) => replay(recorded, &outgoing, max_response),
+            None => fetch(&client, outgoing, max_response).await,
         };
-        let status = response.status().as_u16();
+        let (status, headers, body) = match answer {
+            Ok(answer) => answer,
+            Err(e) => return Ok(Err(e)),
+        };
         tracing::debug!(driver = %self.caps.http.declared.id, %method, %target, status, "outbound request");
-        let headers = response
-            .headers()
-            .iter()
-            .map(|(k, v)| {
-                (
-                    k.to_string(),
-                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
-                )
-            })
-            .collect();
-        let mut body = Vec::new();
-        loop {
-            match response.chunk().await {
-                Ok(Some(chunk)) => {
-                    if body.len() + chunk.len() > self.caps.http.max_response {
-                        return Ok(Err(Error::LimitExceeded(format!(
-                            "response body over {} bytes",
-                            self.caps.http.max_response
-                        ))));
-                    }
-                    body.extend_from_slice(&chunk);
-                }
-                Ok(None) => break,
-                Err(e) if e.is_timeout() => return Ok(Err(Error::Timeout)),
-                Err(e) => return Ok(Err(Error::Transport(format!("{e:#}")))),
-            }
-        }
         // Tokens come from a successful answer only; an error page plants nothing.
         let body = if (200..300).contains(&status) {
             match self.apply_captures(body, &captures) {

@@ -107,7 +107,12 @@ impl CallState {
         })?;
         let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
         let key = url.as_str().to_string();
-        let cached = self.caps.http.key_sets().get(&key);
+        // A replay fetches from its own recordings every time: a set cached by an earlier
+        // fixture must not answer for this one.
+        let cached = match self.caps.http.recorded() {
+            Some(_) => None,
+            None => self.caps.http.key_sets().get(&key),
+        };
         let refetch = needs_fetch(
             cached.as_ref().map(|(keys, age)| (&**keys, *age)),
             token_kid(token).as_deref(),
@@ -141,6 +146,18 @@ impl CallState {
             ));
         }
         let unavailable = |m: String| JwksError::Unavailable(format!("key set {url}: {m}"));
+        if let Some(recorded) = self.caps.http.recorded() {
+            let answer = recorded
+                .answer("GET", url)
+                .ok_or_else(|| unavailable("no recorded response".into()))?;
+            if answer.status != 200 {
+                return Err(unavailable(format!("answered {}", answer.status)));
+            }
+            if answer.body.len() > MAX_DOCUMENT {
+                return Err(unavailable(format!("over {MAX_DOCUMENT} bytes")));
+            }
+            return Ok(Arc::new(KeySet::parse(&answer.body).map_err(unavailable)?));
+        }
         let client = self.caps.http.client(route);
         let mut response = client
             .get(url.clone())

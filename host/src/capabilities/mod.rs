@@ -17,6 +17,7 @@ pub mod http;
 mod jwks;
 pub mod jwt;
 pub mod log;
+pub mod recorded;
 pub mod secrets;
 pub mod state;
 
@@ -133,11 +134,16 @@ pub enum DataSource {
     Fixed(Arc<FixedData>),
 }
 
-/// Secrets and state given on the command line.
+/// Secrets and state given on the command line or by a fixture.
 #[derive(Default)]
 pub struct FixedData {
     pub secrets: HashMap<String, SecretValue>,
     pub state: HashMap<String, Vec<u8>>,
+    /// Recorded answers for every outbound request (a fixture run): with them, nothing
+    /// reaches the network. `None`: requests go out as usual.
+    pub http: Option<Arc<recorded::RecordedHttp>>,
+    /// The clock for these calls, instead of the runtime's (each fixture pins its own).
+    pub clock: Option<Clock>,
 }
 
 impl CallScope {
@@ -155,6 +161,14 @@ impl CallScope {
         Self {
             driver,
             installation: Some(InstallationScope { id, data }),
+        }
+    }
+
+    /// The given values the call runs with, when it runs on them.
+    pub fn fixed(&self) -> Option<&FixedData> {
+        match &self.installation.as_ref()?.data {
+            DataSource::Fixed(data) => Some(data),
+            _ => None,
         }
     }
 
@@ -183,12 +197,13 @@ impl CallState {
     pub fn new(capabilities: &Capabilities, scope: &CallScope) -> Self {
         // WASI is linked because Rust's std imports it, but nothing is granted: no
         // preopened directories, no environment, no arguments, no sockets, closed stdio.
-        // Its wall clock is ours, so a pinned clock is pinned everywhere.
+        // Its wall clock is the call's, so a pinned clock is pinned everywhere.
+        let caps = capabilities.start_call(scope);
         let wasi = WasiCtx::builder()
             .allow_tcp(false)
             .allow_udp(false)
             .allow_ip_name_lookup(false)
-            .wall_clock(capabilities.clock.clone())
+            .wall_clock(caps.clock.clone())
             .build();
         // Host-side resources (WASI streams, pollables) live outside the guest's memory
         // cap; the default table allows a million of them.
@@ -199,7 +214,7 @@ impl CallState {
             wasi,
             table,
             store_limits,
-            caps: capabilities.start_call(scope),
+            caps,
         }
     }
 

@@ -24,7 +24,9 @@ use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
 use crate::wit::ingest::{WebhookOutcome, WebhookReply};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 
-pub use poll::{CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled};
+pub use poll::{
+    CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled, PolledPage, poll_page,
+};
 pub use retry::{Replayed, RetryOptions};
 
 /// Why a delivery was not accepted, by what the provider should be told.
@@ -133,6 +135,14 @@ pub async fn process(
     request: &IncomingRequest,
 ) -> Result<Received, CallError> {
     let outcome = session.receive(ctx, request).await?;
+    render(outcome, |bytes| session.charge_output(bytes))
+}
+
+/// Render what a poll page (or a delivery) produced, charged to `session`'s output cap.
+pub fn render_outcome(
+    session: &mut Session,
+    outcome: WebhookOutcome,
+) -> Result<Received, CallError> {
     render(outcome, |bytes| session.charge_output(bytes))
 }
 

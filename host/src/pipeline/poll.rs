@@ -14,7 +14,7 @@ use super::{DeliveryError, Pipeline, ingested, render};
 use crate::auth::{Auth, AuthError};
 use crate::canonical;
 use crate::capabilities::DataSource;
-use crate::runtime::{CallError, LoadedDriver};
+use crate::runtime::{CallError, LoadedDriver, Session};
 use crate::wit::ingest::{ReceivedEvent, WebhookOutcome};
 use crate::wit::types::{CallContext, DriverError};
 
@@ -115,6 +115,49 @@ impl From<CallError> for PollError {
             other => PollError::Driver(other.to_string()),
         }
     }
+}
+
+/// One page from the driver, normalized, before it is rendered or committed.
+pub struct PolledPage {
+    /// The page's raw events, each with its records or the error that kept it from them.
+    pub outcome: WebhookOutcome,
+    pub next_cursor: Option<String>,
+    pub has_more: bool,
+    pub retry_after_ms: Option<u64>,
+}
+
+/// One `poll` from `cursor` and the normalization of its events, in `session`. Shared by
+/// the pipeline and `sluice driver test --fixtures`.
+pub async fn poll_page(
+    session: &mut Session,
+    ctx: &CallContext,
+    cursor: Option<&str>,
+) -> Result<PolledPage, CallError> {
+    let result = session.poll(ctx, cursor).await?;
+    let mut events = Vec::with_capacity(result.events.len());
+    for raw in result.events {
+        // A normalization that cannot finish (its enrichment calls spend the session's
+        // deadline or request budget) fails that event alone: it is stored failed and
+        // retried in a session of its own, and the cursor still moves past the page, which
+        // a page-wide failure would pin forever.
+        let records = match session.normalize(ctx, &raw).await {
+            Ok(records) => records,
+            Err(e) => Err(DriverError::Internal(format!(
+                "normalize did not finish: {e}"
+            ))),
+        };
+        events.push(ReceivedEvent { raw, records });
+    }
+    Ok(PolledPage {
+        outcome: WebhookOutcome {
+            events,
+            reply: None,
+            revoked: None,
+        },
+        next_cursor: result.next_cursor,
+        has_more: result.has_more,
+        retry_after_ms: result.retry_after_ms,
+    })
 }
 
 /// What asking for a page gave.
@@ -277,32 +320,13 @@ impl Pipeline {
         let (driver, ctx) = (driver.clone(), ctx.clone());
         let work = async move {
             let mut session = runtime.session(&driver, scope).await?;
-            let result = session.poll(&ctx, cursor.as_deref()).await?;
-            let mut events = Vec::with_capacity(result.events.len());
-            for raw in result.events {
-                // A normalization that cannot finish (its enrichment calls spend the
-                // session's deadline or request budget) fails that event alone: it is
-                // stored failed and retried in a session of its own, and the cursor still
-                // moves past the page, which a page-wide failure would pin forever.
-                let records = match session.normalize(&ctx, &raw).await {
-                    Ok(records) => records,
-                    Err(e) => Err(DriverError::Internal(format!(
-                        "normalize did not finish: {e}"
-                    ))),
-                };
-                events.push(ReceivedEvent { raw, records });
-            }
-            let outcome = WebhookOutcome {
-                events,
-                reply: None,
-                revoked: None,
-            };
+            let page = poll_page(&mut session, &ctx, cursor.as_deref()).await?;
             Ok::<_, CallError>(Page {
-                outcome,
+                outcome: page.outcome,
                 writes: session.finish(),
-                next_cursor: result.next_cursor,
-                has_more: result.has_more,
-                retry_after_ms: result.retry_after_ms,
+                next_cursor: page.next_cursor,
+                has_more: page.has_more,
+                retry_after_ms: page.retry_after_ms,
             })
         };
         self.runtime.on_guest_threads(work).await?

@@ -3,7 +3,8 @@
 //!
 //! Environment (set by `cargo xtask test`; the defaults point into this workspace):
 //! `SLUICE_BIN` (default `target/debug/sluice`), `SLUICE_DRIVERS` (`target/drivers`),
-//! `SLUICE_TEST_DRIVERS` (`target/test-drivers`), `SLUICE_TEST_CACHE` (`target/test-cache`).
+//! `SLUICE_TEST_DRIVERS` (`target/test-drivers`), `SLUICE_TEST_CACHE` (`target/test-cache`),
+//! `SLUICE_TEST_SCAFFOLD_TARGET` (`target/scaffold`).
 
 use std::path::{Path, PathBuf};
 
@@ -86,4 +87,13 @@ pub fn driver_wasm(name: &str) -> Vec<u8> {
 /// component is compiled once per run, not once per test.
 pub fn compile_cache() -> PathBuf {
     env_path("SLUICE_TEST_CACHE", || target_dir().join("test-cache"))
+}
+
+/// The cargo target directory every build of a scaffolded driver crate shares (`sluice
+/// driver new` in a fresh directory each run): its dependencies are compiled once, not
+/// once per run.
+pub fn scaffold_target() -> PathBuf {
+    env_path("SLUICE_TEST_SCAFFOLD_TARGET", || {
+        target_dir().join("scaffold")
+    })
 }

@@ -16,6 +16,9 @@ pub enum Requirement {
     Node,
     /// A NATS server with JetStream at `SLUICE_TEST_NATS_URL`.
     Nats,
+    /// Cargo, with the `wasm32-wasip2` target installed for its `rustc` (to build a driver
+    /// crate the way its author would).
+    WasmToolchain,
 }
 
 impl Requirement {
@@ -24,6 +27,7 @@ impl Requirement {
             Requirement::Postgres => "PostgreSQL (SLUICE_TEST_POSTGRES_URL)",
             Requirement::Node => "Node.js with tests/peers installed",
             Requirement::Nats => "NATS JetStream (SLUICE_TEST_NATS_URL)",
+            Requirement::WasmToolchain => "cargo with the wasm32-wasip2 target",
         }
     }
 }
@@ -87,4 +91,35 @@ pub fn node() -> Option<()> {
         Ok(out) if out.status.success() => Some(()),
         _ => missing(Requirement::Node, "`node --version` failed"),
     }
+}
+
+/// The cargo to build driver crates with (`$CARGO`, else `cargo` on the `PATH`), when it
+/// runs and its `rustc` has the `wasm32-wasip2` standard library; else `None`.
+pub fn wasm_toolchain() -> Option<std::path::PathBuf> {
+    let cargo = std::env::var_os("CARGO").map_or_else(|| "cargo".into(), std::path::PathBuf::from);
+    match Command::new(&cargo).arg("--version").output() {
+        Ok(out) if out.status.success() => {}
+        _ => {
+            return missing(
+                Requirement::WasmToolchain,
+                &format!("`{} --version` failed", cargo.display()),
+            );
+        }
+    }
+    let rustc = std::env::var_os("RUSTC").unwrap_or_else(|| "rustc".into());
+    let sysroot = match Command::new(&rustc).args(["--print", "sysroot"]).output() {
+        Ok(out) if out.status.success() => String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        _ => return missing(Requirement::WasmToolchain, "`rustc --print sysroot` failed"),
+    };
+    let std_lib = std::path::Path::new(&sysroot).join("lib/rustlib/wasm32-wasip2");
+    if !std_lib.is_dir() {
+        return missing(
+            Requirement::WasmToolchain,
+            &format!(
+                "{} is missing (`rustup target add wasm32-wasip2`)",
+                std_lib.display()
+            ),
+        );
+    }
+    Some(cargo)
 }

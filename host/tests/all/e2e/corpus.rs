@@ -143,8 +143,9 @@ fn matches(want: &Value, got: Option<&Value>, at: &str) -> Result<(), String> {
     }
 }
 
-/// Compare a payload's records with its expectation.
-fn check(records: &[Value], expected: &Value) -> Result<(), String> {
+/// Compare a payload's records with its expectation (also used by `author_loop`, on the
+/// shipped snapshots).
+pub(super) fn check(records: &[Value], expected: &Value) -> Result<(), String> {
     let wanted = expected["records"]
         .as_array()
         .ok_or("the expectation has no records list")?;

@@ -348,28 +348,31 @@ fn purchase_approved_field_by_field() {
     let out = run(&body, Some(HOTTOK), HOTTOK);
     assert!(out.ok(), "{} / {}", out.json, out.stderr);
     let payment = &out.json["events"][0]["records"][1]["data"];
-    assert_eq!(
-        *payment,
-        json!({
-            "kind": "payment",
-            "change": "observed",
-            "external_id": TX,
-            "order_external_id": TX,
-            "customer_external_id": "testecomprador271101postman15@example.com",
-            "invoice_external_id": null,
-            "amount": {"amount_minor": 150000, "currency": "BRL"},
-            "amount_captured": null,
-            "amount_refunded": null,
-            "fee": {"amount_minor": 14950, "currency": "BRL"},
-            "status": "succeeded",
-            "status_raw": "APPROVED",
-            "method": "card",
-            "description": "Produto test postback2",
-            "failure_reason": null,
-            "created_at": "2017-11-27T11:49:04Z",
-            "metadata": {"product_id": "0", "offer_code": "test", "installments_number": "12", "payment_type": "CREDIT_CARD"}
-        })
-    );
+    assert_eq!(*payment, purchase_approved_payment());
+}
+
+/// The payment record of `hotmart_testpostback_purchase_approved.json`, field by field (also
+/// checked against the shipped snapshot by `author_loop`).
+pub(super) fn purchase_approved_payment() -> Value {
+    json!({
+        "kind": "payment",
+        "change": "observed",
+        "external_id": TX,
+        "order_external_id": TX,
+        "customer_external_id": "testecomprador271101postman15@example.com",
+        "invoice_external_id": null,
+        "amount": {"amount_minor": 150000, "currency": "BRL"},
+        "amount_captured": null,
+        "amount_refunded": null,
+        "fee": {"amount_minor": 14950, "currency": "BRL"},
+        "status": "succeeded",
+        "status_raw": "APPROVED",
+        "method": "card",
+        "description": "Produto test postback2",
+        "failure_reason": null,
+        "created_at": "2017-11-27T11:49:04Z",
+        "metadata": {"product_id": "0", "offer_code": "test", "installments_number": "12", "payment_type": "CREDIT_CARD"}
+    })
 }
 
 #[test]

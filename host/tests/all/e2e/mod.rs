@@ -1,6 +1,7 @@
 //! The real `sluice` binary, over HTTP and its CLI, on both backends.
 
 mod app_routing;
+mod author_loop;
 mod cli;
 mod corpus;
 mod dead_letters;

@@ -122,6 +122,10 @@ pub fn fixed_scope(
 ) -> CallScope {
     driver.scope(
         &InstallationId::parse(installation).unwrap(),
-        DataSource::Fixed(Arc::new(FixedData { secrets, state })),
+        DataSource::Fixed(Arc::new(FixedData {
+            secrets,
+            state,
+            ..FixedData::default()
+        })),
     )
 }
