@@ -14,11 +14,14 @@ use serde_json::{Value, json};
 use sluice_store::{Installation, InstallationId};
 
 use super::CatalogError;
-use crate::pipeline::Pipeline;
+use crate::pipeline::{NormalizeFailed, Pipeline};
 use crate::runtime::{DriverInfo, LoadedDriver};
 
 /// Most stored events one canary replays.
 pub const MAX_CANARY_EVENTS: usize = 1000;
+
+/// Longest a canary runs; the events not replayed by then are not counted.
+const CANARY_BUDGET: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// One version in a report.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -50,14 +53,17 @@ pub struct CanaryReport {
     pub differing: usize,
     /// Events of installations deleted since (not replayed).
     pub skipped: usize,
+    /// Stopped at the time budget (60 s) before every event was replayed; never counts as
+    /// identical.
+    pub incomplete: bool,
     /// Every event whose output differs, newest first.
     pub differences: Vec<EventComparison>,
 }
 
 impl CanaryReport {
-    /// Whether nothing differed (and something was compared).
+    /// Whether something was compared, to the end, and nothing differed.
     pub fn identical(&self) -> bool {
-        self.current.is_some() && self.differing == 0
+        self.current.is_some() && self.compared > 0 && self.differing == 0 && !self.incomplete
     }
 
     pub(super) fn nothing_to_compare(candidate: &DriverInfo) -> Self {
@@ -69,6 +75,7 @@ impl CanaryReport {
             identical: 0,
             differing: 0,
             skipped: 0,
+            incomplete: false,
             differences: Vec::new(),
         }
     }
@@ -121,7 +128,12 @@ pub(super) async fn run(
         ..CanaryReport::nothing_to_compare(&candidate.info)
     };
     let mut installations: HashMap<InstallationId, Option<Installation>> = HashMap::new();
+    let started = std::time::Instant::now();
     for raw in &raws {
+        if started.elapsed() > CANARY_BUDGET {
+            report.incomplete = true;
+            break;
+        }
         if !installations.contains_key(&raw.installation_id) {
             let found = pipeline
                 .store()
@@ -137,11 +149,15 @@ pub(super) async fn run(
             pipeline.normalize_stored(driver.clone(), installation, raw)
         };
         let (before, after) = (run(current).await, run(candidate).await);
-        let flatten = |r: Result<Result<Vec<crate::canonical::Rendered>, String>, _>| match r {
-            Ok(Ok(records)) => Ok(records),
-            Ok(Err(reason)) => Err(reason),
-            Err(e) => Err(format!("{e}")),
-        };
+        let flatten =
+            |r: Result<Result<Vec<crate::canonical::Rendered>, NormalizeFailed>, _>| match r {
+                Ok(Ok(records)) => Ok(records),
+                Ok(Err(failed)) => Err(failed),
+                Err(e) => Err(NormalizeFailed {
+                    reason: format!("{e}"),
+                    by_driver: false,
+                }),
+            };
         let (before, after) = (flatten(before), flatten(after));
         report.compared += 1;
         let mut comparison = EventComparison {
@@ -166,10 +182,12 @@ pub(super) async fn run(
                 comparison.changes = diff_records(&as_json(before), &as_json(after));
                 comparison.changes.is_empty()
             }
-            (Err(a), Err(b)) if a == b => true,
+            // The same answer of the driver's own is the same behaviour; a host failure (a
+            // trap, the deadline, no slot) on both sides says nothing, so it is no match.
+            (Err(a), Err(b)) if a == b && a.by_driver => true,
             (before, after) => {
-                comparison.current_error = before.err();
-                comparison.candidate_error = after.err();
+                comparison.current_error = before.err().map(|f| f.reason);
+                comparison.candidate_error = after.err().map(|f| f.reason);
                 false
             }
         };

@@ -107,7 +107,13 @@ pub struct DriverCatalog {
     changes: tokio::sync::Mutex<()>,
     /// The directory as the last scan saw it.
     seen: tokio::sync::Mutex<watch::Seen>,
+    /// When each version was last active or pinned, as `sync` saw it.
+    needed: std::sync::Mutex<std::collections::HashMap<String, std::time::Instant>>,
 }
+
+/// How long a version stays loaded after nothing needs it (well over the installation
+/// cache's default 2 s).
+const KEEP_UNNEEDED: Duration = Duration::from_secs(60);
 
 impl DriverCatalog {
     pub fn new(pipeline: Arc<Pipeline>, options: CatalogOptions) -> Self {
@@ -116,6 +122,7 @@ impl DriverCatalog {
             options,
             changes: tokio::sync::Mutex::new(()),
             seen: Default::default(),
+            needed: Default::default(),
         }
     }
 
@@ -148,6 +155,11 @@ impl DriverCatalog {
         if options.activation == Activation::IfIdentical && options.canary.is_none() {
             return Err(CatalogError::BadRequest(
                 "activate-if-identical needs a canary (how many stored events to compare)".into(),
+            ));
+        }
+        if options.canary == Some(0) {
+            return Err(CatalogError::BadRequest(
+                "a canary compares at least one stored event".into(),
             ));
         }
         let driver = match self.runtime().load_driver(bytes).await {
@@ -238,15 +250,22 @@ impl DriverCatalog {
     ) -> Result<Arc<LoadedDriver>, CatalogError> {
         let target = match to {
             Some(sha) => sha.to_string(),
-            None => self
-                .store()
-                .previous_driver_version(driver_id)
-                .await?
-                .ok_or_else(|| {
-                    CatalogError::Conflict(format!(
+            None => match self.store().previous_driver_version(driver_id).await? {
+                Some(sha) => sha,
+                None if self
+                    .store()
+                    .driver_versions(Some(driver_id))
+                    .await?
+                    .is_empty() =>
+                {
+                    return Err(CatalogError::NotFound(format!("no driver {driver_id:?}")));
+                }
+                None => {
+                    return Err(CatalogError::Conflict(format!(
                         "the {driver_id} driver has no earlier version to roll back to"
-                    ))
-                })?,
+                    )));
+                }
+            },
         };
         self.activate(driver_id, &target, ActivationReason::Rollback)
             .await
@@ -284,6 +303,8 @@ impl DriverCatalog {
         installation: &InstallationId,
         sha256: Option<&str>,
     ) -> Result<(), CatalogError> {
+        // A sync between loading the version and storing the pin would forget it again.
+        let _change = self.changes.lock().await;
         if let Some(sha) = sha256 {
             // Loaded before the pin is stored, so no delivery finds it pinned to a version
             // this node cannot run.
@@ -323,14 +344,25 @@ impl DriverCatalog {
                 && let Some(replaced) = self.registry().activate(sha)
             {
                 let replaced = replaced.map(|d| d.info.sha256.clone());
+                // `load`: the first version of this driver on this node (its start);
+                // `sync`: another node's change.
+                let reason = if replaced.is_some() { "sync" } else { "load" };
                 if let Some(now) = self.registry().get(driver_id) {
-                    crate::metrics::record_activation(driver_id, &now.info.version, "sync");
+                    crate::metrics::record_activation(driver_id, &now.info.version, reason);
                 }
-                tracing::info!(driver = %driver_id, sha256 = %sha, ?replaced, "driver version activated (sync)");
+                tracing::info!(driver = %driver_id, sha256 = %sha, ?replaced, reason, "driver version activated");
             }
         }
-        self.registry()
-            .retain(&|sha| pinned.iter().any(|p| p == sha));
+        // A version nobody needs any more is forgotten only after `KEEP_UNNEEDED`: other
+        // nodes' installation caches may still name a pin for a while
+        // (`installation_cache_ttl_ms`), and their deliveries must find it.
+        let now = std::time::Instant::now();
+        let mut needed = self.needed.lock().unwrap_or_else(|p| p.into_inner());
+        for sha in active.iter().map(|(_, s)| s).chain(&pinned) {
+            needed.insert(sha.clone(), now);
+        }
+        needed.retain(|_, at| now.duration_since(*at) < KEEP_UNNEEDED);
+        self.registry().retain(&|sha| needed.contains_key(sha));
         Ok(())
     }
 
@@ -338,13 +370,16 @@ impl DriverCatalog {
     /// `shutdown` resolves.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
-        let mut changes = match self.store().listen_driver_changes().await {
-            Ok(changes) => changes,
-            Err(e) => {
-                tracing::warn!(error = %e, "cannot listen for driver changes; relying on periodic sync");
-                None
+        let listen = || async {
+            match self.store().listen_driver_changes().await {
+                Ok(changes) => changes,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot listen for driver changes yet; syncing periodically meanwhile");
+                    None
+                }
             }
         };
+        let mut changes = listen().await;
         let mut resync = tokio::time::interval(self.options.sync_interval);
         let watch_every = self
             .options
@@ -373,7 +408,12 @@ impl DriverCatalog {
                     }
                     self.sync_logged().await;
                 }
-                _ = resync.tick() => self.sync_logged().await,
+                _ = resync.tick() => {
+                    if changes.is_none() && self.store().backend() == sluice_store::Backend::Postgres {
+                        changes = listen().await;
+                    }
+                    self.sync_logged().await;
+                }
                 _ = rescan.tick(), if self.options.watch_interval.is_some() => {
                     self.scan_directory().await;
                 }

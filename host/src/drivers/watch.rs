@@ -2,8 +2,10 @@
 //! per driver id. A file that is new, or whose content changed, is an arrival: it is
 //! validated and, when its sha256 was never kept before, kept and activated. A file whose
 //! content was kept before (a restart, a file put back) is not activated again, so the
-//! operator's later choices (a rollback, an upload) stand — unless its driver has no
-//! active version at all. Deleting a file changes nothing: versions stay kept.
+//! operator's later choices (a rollback, an upload) stand — unless the store has no
+//! active version of its driver at all. Deleting a file changes nothing: versions stay
+//! kept. A file refused for giving the id another file gives is looked at again once a
+//! file is removed.
 //!
 //! Scanning (size and modification time, then sha256 of what changed) instead of inotify:
 //! it works on every filesystem, including network and container mounts, and a file still
@@ -47,7 +49,13 @@ impl DriverCatalog {
                 return vec![message];
             }
         };
+        let before = seen.files.len();
         seen.files.retain(|p, _| paths.contains(p));
+        if seen.files.len() < before {
+            // A file went away: one refused for giving the same driver id as another may
+            // be the only one now. Files that never loaded are looked at again.
+            seen.files.retain(|_, s| s.driver_id.is_some());
+        }
         let mut refusals = Vec::new();
         for path in paths {
             match self.scan_file(&mut seen, &path).await {
@@ -153,7 +161,9 @@ impl DriverCatalog {
                 .await
                 .map_err(|e| e.to_string())?;
             }
-            Some(_) if self.registry().get(&id).is_none() => {
+            // Only when the store has no active version of the driver at all: a node that
+            // cannot load the active one (an older host) must not roll every node back.
+            Some(_) if !self.has_active_version(&id).await? => {
                 self.activate(&id, &sha256, ActivationReason::Directory)
                     .await
                     .map_err(|e| e.to_string())?;
@@ -166,6 +176,17 @@ impl DriverCatalog {
             path = %path.display(), "driver loaded"
         );
         Ok(())
+    }
+}
+
+impl DriverCatalog {
+    async fn has_active_version(&self, driver_id: &str) -> Result<bool, String> {
+        let active = self
+            .store()
+            .active_driver_versions()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(active.iter().any(|(d, _)| d == driver_id))
     }
 }
 

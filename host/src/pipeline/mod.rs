@@ -27,6 +27,7 @@ use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
 pub use poll::{
     CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled, PolledPage, poll_page,
 };
+pub(crate) use retry::NormalizeFailed;
 pub use retry::{Replayed, RetryOptions};
 
 /// Why a delivery was not accepted, by what the provider should be told.

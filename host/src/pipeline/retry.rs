@@ -40,6 +40,14 @@ impl Default for RetryOptions {
     }
 }
 
+/// Why a stored event could not be normalized: the driver's own answer (its error, or a
+/// record that does not render), or the host's (a trap, the deadline, no slot).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NormalizeFailed {
+    pub reason: String,
+    pub by_driver: bool,
+}
+
 /// What a replay (or a retry) did.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Replayed {
@@ -127,7 +135,7 @@ impl Pipeline {
             .ok_or_else(|| DeliveryError::DriverUnavailable(raw.driver_id.clone()))?;
         let rendered = match self.normalize_stored(driver, &installation, raw).await? {
             Ok(rendered) => rendered,
-            Err(reason) => return Ok(Err(reason)),
+            Err(failed) => return Ok(Err(failed.reason)),
         };
         Ok(Ok(rendered
             .into_iter()
@@ -151,7 +159,7 @@ impl Pipeline {
         driver: Arc<LoadedDriver>,
         installation: &Installation,
         raw: &RawEvent,
-    ) -> Result<Result<Vec<canonical::Rendered>, String>, DeliveryError> {
+    ) -> Result<Result<Vec<canonical::Rendered>, NormalizeFailed>, DeliveryError> {
         let settings = self
             .runtime
             .policy()
@@ -176,14 +184,25 @@ impl Pipeline {
             session.finish();
             Ok::<_, CallError>(records)
         };
+        let by_driver = |reason: String| NormalizeFailed {
+            reason,
+            by_driver: true,
+        };
         let records = match self.runtime.on_guest_threads(work).await? {
             Ok(Ok(records)) => records,
-            Ok(Err(e)) => return Ok(Err(crate::runtime::describe_driver_error(&e))),
-            Err(e) => return Ok(Err(e.to_string())),
+            Ok(Err(e)) => return Ok(Err(by_driver(crate::runtime::describe_driver_error(&e)))),
+            Err(e) => {
+                return Ok(Err(NormalizeFailed {
+                    reason: e.to_string(),
+                    by_driver: false,
+                }));
+            }
         };
         Ok(records
             .iter()
-            .map(|record| canonical::render(record, &raw.event_type).map_err(|e| e.to_string()))
+            .map(|record| {
+                canonical::render(record, &raw.event_type).map_err(|e| by_driver(e.to_string()))
+            })
             .collect())
     }
 

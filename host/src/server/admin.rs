@@ -190,7 +190,12 @@ pub(super) async fn installation_status(
 
 pub(super) fn installation_json(state: &AppState, i: &Installation, status: Status<'_>) -> Value {
     let auth = status.auth;
-    let driver = state.pipeline.drivers().get(&i.driver_id);
+    // The version it runs: its pin, else the active one.
+    let driver = state
+        .pipeline
+        .drivers()
+        .for_installation(&i.driver_id, i.driver_sha256.as_deref())
+        .or_else(|| state.pipeline.drivers().get(&i.driver_id));
     // Required secrets not set yet (nor shared by the operator as app credentials): the
     // installation cannot take deliveries until they are.
     let missing: Vec<String> = driver

@@ -205,17 +205,20 @@ pub async fn upload(
         (Some(false), false) => Activation::Keep,
         (_, false) => Activation::Now,
     };
-    let added = state
-        .catalog
-        .add(
-            &bytes,
-            DriverSource::Upload,
-            AddOptions {
-                activation,
-                canary: query.canary,
-            },
-        )
-        .await?;
+    let catalog = state.catalog.clone();
+    let added = detached(async move {
+        catalog
+            .add(
+                &bytes,
+                DriverSource::Upload,
+                AddOptions {
+                    activation,
+                    canary: query.canary,
+                },
+            )
+            .await
+    })
+    .await?;
     let status = if added.new {
         StatusCode::CREATED
     } else {
@@ -296,6 +299,36 @@ pub struct VersionChoice {
     sha256: Option<String>,
 }
 
+/// The body of a pin: `sha256` must be there, a version or `null` (unpin), so `{}` is
+/// refused instead of unpinning by accident.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PinChoice {
+    /// A kept version of the installation's driver, lower-case hex; `null` to unpin.
+    #[serde(deserialize_with = "present")]
+    #[schema(required = true)]
+    sha256: Option<String>,
+}
+
+/// A field that must be present and may be `null` (serde treats a missing `Option` as
+/// `None` unless told otherwise).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<String>::deserialize(d)
+}
+
+/// Run a catalog change in a task of its own: a client that goes away mid-way (say during
+/// a long canary) cannot cancel it between the store's commit and this node's swap.
+async fn detached<T, F>(work: F) -> Result<T, ApiError>
+where
+    T: Send + 'static,
+    F: std::future::Future<Output = Result<T, CatalogError>> + Send + 'static,
+{
+    tokio::spawn(work)
+        .await
+        .map_err(|e| ApiError::internal("the driver change failed", e))?
+        .map_err(Into::into)
+}
+
 /// `POST /v1/drivers/{id}/activate` `{"sha256": …}`.
 #[utoipa::path(
     post,
@@ -323,10 +356,13 @@ pub async fn activate(
     let sha256 = choice
         .sha256
         .ok_or_else(|| ApiError::bad_request("`sha256` names the version to activate"))?;
-    let driver = state
-        .catalog
-        .activate(&id, &sha256, ActivationReason::Activate)
-        .await?;
+    let catalog = state.catalog.clone();
+    let driver = detached(async move {
+        catalog
+            .activate(&id, &sha256, ActivationReason::Activate)
+            .await
+    })
+    .await?;
     Ok(Json(json!({ "driver": driver.info })))
 }
 
@@ -361,7 +397,8 @@ pub async fn rollback(
             .map_err(|e| ApiError::bad_request(format!("the body is not {{\"sha256\": …}}: {e}")))?
             .sha256
     };
-    let driver = state.catalog.rollback(&id, to.as_deref()).await?;
+    let catalog = state.catalog.clone();
+    let driver = detached(async move { catalog.rollback(&id, to.as_deref()).await }).await?;
     Ok(Json(json!({ "driver": driver.info })))
 }
 
@@ -376,7 +413,6 @@ pub async fn rollback(
         (status = 204, description = "Forgotten"),
         (status = 404, description = "`not_found`", body = ErrorBody),
         (status = 409, description = "`conflict`: the version is active or pinned", body = ErrorBody),
-        (status = 422, description = "`unknown_driver_version`", body = ErrorBody),
         (status = 503, response = Unavailable),
     )
 )]
@@ -384,7 +420,8 @@ pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
-    state.catalog.remove(&id, &sha256).await?;
+    let catalog = state.catalog.clone();
+    detached(async move { catalog.remove(&id, &sha256).await }).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -396,7 +433,7 @@ pub async fn remove(
     operation_id = "pin_driver_version",
     tag = "installations",
     params(("id" = String, Path, description = "The installation id")),
-    request_body = VersionChoice,
+    request_body = PinChoice,
     responses(
         (status = 200, description = "The installation, pinned or following the active version", body = InstallationView),
         (status = 400, description = "`bad_request`: malformed JSON or an unknown field", body = ErrorBody),
@@ -409,11 +446,12 @@ pub async fn remove(
 pub async fn pin(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
-    payload: Result<Json<VersionChoice>, JsonRejection>,
+    payload: Result<Json<PinChoice>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let id = parse_id(&id)?;
     let choice = body(payload)?;
-    state.catalog.pin(&id, choice.sha256.as_deref()).await?;
+    let (catalog, pinned) = (state.catalog.clone(), id.clone());
+    detached(async move { catalog.pin(&pinned, choice.sha256.as_deref()).await }).await?;
     super::admin::get_installation(State(state), Path(id.to_string()))
         .await
         .map(IntoResponse::into_response)

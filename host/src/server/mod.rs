@@ -130,6 +130,9 @@ pub fn router(state: Arc<AppState>) -> Router {
     router
         .fallback(|| async { ApiError::not_found("no such route") })
         .layer(middleware::from_fn_with_state(state.clone(), buffer_body))
+        // `buffer_body` enforces the limits (`max_body_bytes`, `max_driver_bytes` for
+        // uploads); axum's own 2 MiB default would cut a driver upload short.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .layer(Extension(openapi::Document(document.into())))
         .with_state(state)
 }

@@ -1,7 +1,8 @@
 //! Driver versions: every component the host was given, content-addressed by its sha256
 //! and kept with its bytes, so every node of a PostgreSQL deployment can load any of
 //! them; which version of each driver is active (the newest row of its activation
-//! history, which rollback walks back through); and installations pinned to a version.
+//! history; rollback goes to the one active before it, as `cd -` does); and installations
+//! pinned to a version.
 //!
 //! On PostgreSQL an activation or a pin notifies the channel [`DRIVER_CHANNEL`] in the same
 //! transaction, so other nodes hear of it when it commits ([`Store::listen_driver_changes`]).
@@ -226,13 +227,14 @@ impl Store {
         let (store, driver_id, sha256) = (self.clone(), driver_id.to_string(), sha256.to_string());
         self.detached(async move {
             let mut tx = store.begin_write().await?;
-            let known =
-                sqlx::query("SELECT 1 FROM driver_versions WHERE sha256 = $1 AND driver_id = $2")
-                    .bind(&sha256)
-                    .bind(&driver_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
+            // Held until commit, so a concurrent removal waits (PostgreSQL; SQLite's write
+            // transactions are serialised already).
+            let known = sqlx::query(&store.lock_version("FOR SHARE"))
+                .bind(&sha256)
+                .bind(&driver_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
             if !known {
                 return Err(StoreError::NotFound);
             }
@@ -292,13 +294,12 @@ impl Store {
         let (store, driver_id, sha256) = (self.clone(), driver_id.to_string(), sha256.to_string());
         self.detached(async move {
             let mut tx = store.begin_write().await?;
-            let known =
-                sqlx::query("SELECT 1 FROM driver_versions WHERE sha256 = $1 AND driver_id = $2")
-                    .bind(&sha256)
-                    .bind(&driver_id)
-                    .fetch_optional(&mut *tx)
-                    .await?
-                    .is_some();
+            let known = sqlx::query(&store.lock_version("FOR UPDATE"))
+                .bind(&sha256)
+                .bind(&driver_id)
+                .fetch_optional(&mut *tx)
+                .await?
+                .is_some();
             if !known {
                 return Err(StoreError::NotFound);
             }
@@ -361,14 +362,12 @@ impl Store {
                 return Err(StoreError::NotFound);
             };
             if let Some(sha) = &sha256 {
-                let of_driver = sqlx::query(
-                    "SELECT 1 FROM driver_versions WHERE sha256 = $1 AND driver_id = $2",
-                )
-                .bind(sha)
-                .bind(&driver_id)
-                .fetch_optional(&mut *tx)
-                .await?
-                .is_some();
+                let of_driver = sqlx::query(&store.lock_version("FOR SHARE"))
+                    .bind(sha)
+                    .bind(&driver_id)
+                    .fetch_optional(&mut *tx)
+                    .await?
+                    .is_some();
                 if !of_driver {
                     return Err(StoreError::InvalidInput(format!(
                         "no version {sha} of the {driver_id} driver is kept"
@@ -414,6 +413,17 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter().map(crate::events::raw_event_from_row).collect()
+    }
+
+    /// The query finding version `$1` of driver `$2`, locking its row on PostgreSQL
+    /// (`FOR SHARE` to use it, `FOR UPDATE` to remove it) until the transaction ends.
+    fn lock_version(&self, lock: &str) -> String {
+        let lock = if self.backend == Backend::Postgres {
+            lock
+        } else {
+            ""
+        };
+        format!("SELECT 1 FROM driver_versions WHERE sha256 = $1 AND driver_id = $2 {lock}")
     }
 
     async fn notify_drivers(

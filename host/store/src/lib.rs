@@ -24,8 +24,8 @@
 //!   each endpoint's outbox with its attempts. The log itself is the outbox the ingestion
 //!   commit fills; nothing more is written on that path for delivery.
 //! - **Driver versions** (`drivers`): every component the host was given, by sha256 with
-//!   its bytes, the activation history of each driver (the newest is active; rollback walks
-//!   back), installations pinned to a version, and on PostgreSQL a `NOTIFY` per change so
+//!   its bytes, the activation history of each driver (the newest is active; rollback goes
+//!   to the one active before), installations pinned to a version, and on PostgreSQL a `NOTIFY` per change so
 //!   every node follows at once.
 //! - **Typed ids** ([`id`]): one generated-id scheme for every kind.
 //! - **The event log** read by the Processing Engine through a [`Cursor`]

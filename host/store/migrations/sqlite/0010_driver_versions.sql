@@ -1,7 +1,8 @@
 -- Every driver version the host was given, content-addressed by the sha256 of its
 -- component, with the bytes themselves (so every node of a deployment can load it), the
 -- history of which version of each driver was active (the newest activation is the
--- active one; rollback walks back through it), and an installation's pin to a version.
+-- active one; rollback goes to the one active before it), and an installation's pin to a
+-- version.
 CREATE TABLE driver_versions (
     sha256       TEXT PRIMARY KEY NOT NULL,
     driver_id    TEXT NOT NULL,
@@ -23,4 +24,4 @@ CREATE TABLE driver_activations (
 );
 CREATE INDEX driver_activations_driver ON driver_activations (driver_id, id);
 
-ALTER TABLE installations ADD COLUMN driver_sha256 TEXT;
+ALTER TABLE installations ADD COLUMN driver_sha256 TEXT REFERENCES driver_versions (sha256);

@@ -413,6 +413,45 @@ async fn versions_are_kept_and_rolled_back(backend: Backend) {
     assert!(inspected["settings_schema"]["properties"]["mode"].is_object());
     sluice.cli(&["drivers", "rollback", "faulty"], None);
     assert_eq!(active(&sluice).await.1, fixed_sha);
+
+    // A component of 3 MiB (over axum's own 2 MiB default, under the configured limit): a
+    // custom section appended to a build is another valid component, another version.
+    let big = with_custom_section(&fixed, 3 << 20);
+    let resp = sluice.upload_driver("activate=false", &big).await;
+    resp.expect_status(201);
+    assert_eq!(
+        resp.json["driver"]["size_bytes"],
+        big.len(),
+        "{}",
+        &resp.text[..200.min(resp.text.len())]
+    );
+    assert_eq!(resp.json["driver"]["sha256"], sha256_hex(&big).as_str());
+}
+
+/// `component` with a custom section of `size` bytes appended (component-model binaries
+/// allow custom sections between and after the others).
+fn with_custom_section(component: &[u8], size: usize) -> Vec<u8> {
+    fn leb(mut n: usize, out: &mut Vec<u8>) {
+        loop {
+            let byte = (n & 0x7f) as u8;
+            n >>= 7;
+            if n == 0 {
+                out.push(byte);
+                return;
+            }
+            out.push(byte | 0x80);
+        }
+    }
+    let name = b"sluice-test-padding";
+    let mut content = Vec::new();
+    leb(name.len(), &mut content);
+    content.extend_from_slice(name);
+    content.resize(content.len() + size, 0x5a);
+    let mut out = component.to_vec();
+    out.push(0);
+    leb(content.len(), &mut out);
+    out.extend_from_slice(&content);
+    out
 }
 
 /// A canary replays the driver's stored events through the candidate and the active
@@ -424,10 +463,28 @@ async fn canary_reports_changed_fields_before_switching() {
         return;
     };
     let inst = faulty_installation(&sluice).await;
+    let original_sha = sha256_hex(&wasm("faulty"));
+    // Nothing stored yet: nothing compared, so nothing is "identical" and nothing switches.
+    let resp = sluice
+        .upload_driver(
+            "canary=10&activate_if_identical=true",
+            &wasm("faulty-fixed"),
+        )
+        .await;
+    resp.expect_status(201);
+    assert_eq!(
+        (&resp.json["canary"]["compared"], &resp.json["activated"]),
+        (&json!(0), &json!(false)),
+        "{}",
+        resp.text
+    );
+    sluice
+        .upload_driver("canary=0", &wasm("faulty-fixed"))
+        .await
+        .expect_status(400);
     for id in ["evt_c1", "evt_c2", "evt_c3"] {
         assert_eq!(post_event(&sluice, &inst, id).await, 200);
     }
-    let original_sha = sha256_hex(&wasm("faulty"));
 
     let resp = sluice
         .upload_driver("canary=10&activate_if_identical=true", &wasm("faulty-next"))
@@ -469,14 +526,15 @@ async fn canary_reports_changed_fields_before_switching() {
     }
     assert_eq!(active(&sluice).await.1, original_sha, "nothing switched");
 
-    // 0.1.1 normalizes these events exactly as 0.1.0 does: it is switched on.
+    // 0.1.1 normalizes these events exactly as 0.1.0 does: it is switched on (kept since
+    // the first upload, so `200`).
     let resp = sluice
         .upload_driver(
             "canary=10&activate_if_identical=true",
             &wasm("faulty-fixed"),
         )
         .await;
-    resp.expect_status(201);
+    resp.expect_status(200);
     assert_eq!(
         (&resp.json["canary"]["identical"], &resp.json["activated"]),
         (&json!(3), &json!(true)),
@@ -537,6 +595,15 @@ async fn pinned_installations_stay_on_their_version() {
         .await;
     resp.expect_status(422);
     assert_eq!(resp.error_code(), Some("unknown_driver_version"));
+    // `sha256` must be said, so an empty object does not unpin by accident.
+    let resp = sluice
+        .admin(
+            Method::PUT,
+            &format!("/v1/installations/{pinned}/driver-version"),
+            Some(json!({})),
+        )
+        .await;
+    resp.expect_status(400);
 
     sluice
         .upload_driver("", &wasm("faulty-next"))
@@ -613,6 +680,27 @@ async fn the_drivers_directory_is_watched() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let refusals = sluice.log().matches("broken.wasm:").count();
     assert_eq!(refusals, 1, "{}", sluice.log());
+
+    // One file per driver id: a second file of `faulty` is refused while `faulty.wasm`
+    // is there, and taken in (0.1.1, never kept before) once that file is gone.
+    std::fs::remove_file(&broken).expect("removing");
+    std::fs::write(dir.join("copy.wasm.tmp"), wasm("faulty-fixed")).expect("writing");
+    std::fs::rename(dir.join("copy.wasm.tmp"), dir.join("faulty-copy.wasm")).expect("renaming");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !sluice.log().contains("is already given by another file") {
+        assert!(Instant::now() < deadline, "no refusal: {}", sluice.log());
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(active(&sluice).await.0, "0.2.0");
+    std::fs::remove_file(dir.join("faulty.wasm")).expect("removing");
+    while active(&sluice).await.0 != "0.1.1" {
+        assert!(
+            Instant::now() < deadline,
+            "0.1.1 not active: {}",
+            sluice.log()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 /// On PostgreSQL an upload to one node reaches the other at once (`LISTEN/NOTIFY`; the
