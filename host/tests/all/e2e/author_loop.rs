@@ -253,6 +253,136 @@ fn shipped_snapshots_agree_with_the_provider_expectations() {
     );
 }
 
+/// A poll snapshot's pages: each page's provider event ids and its parsed next cursor.
+fn walked(snapshot: &Value) -> Vec<(Vec<String>, bool, Value)> {
+    assert_eq!(snapshot["ok"], true, "{snapshot:#}");
+    snapshot["pages"]
+        .as_array()
+        .expect("pages")
+        .iter()
+        .map(|page| {
+            let ids = page["events"]
+                .as_array()
+                .expect("events")
+                .iter()
+                .map(|e| e["provider_event_id"].as_str().expect("id").to_string())
+                .collect();
+            let cursor = serde_json::from_str(page["next_cursor"].as_str().expect("cursor"))
+                .expect("the cursor is JSON");
+            (ids, page["has_more"] == true, cursor)
+        })
+        .collect()
+}
+
+/// The records of the polled event `id` in a poll snapshot (their `data`).
+fn polled_records(snapshot: &Value, id: &str) -> Vec<Value> {
+    let event = snapshot["pages"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|p| p["events"].as_array().cloned().unwrap_or_default())
+        .find(|e| e["provider_event_id"] == id)
+        .unwrap_or_else(|| panic!("no polled event {id}"));
+    event["records"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .map(|r| r["data"].clone())
+        .collect()
+}
+
+#[test]
+fn shipped_poll_snapshots_agree_with_the_provider_documents() {
+    // Stripe lists newest first and pages with `starting_after` the page's oldest event;
+    // each page comes out oldest first, and the pass's end starts the next one at the
+    // newest `created` seen (the corpus files' own ids and timestamps).
+    let stripe = read_json(&fixtures_of("stripe").join("events_first_poll.snapshot.json"));
+    let events = [
+        (
+            "evt_1LCflrDu4p87RxPw3rxrRLSc",
+            "charge.succeeded_2020-08-27_eur_no_customer.json",
+        ),
+        (
+            "evt_3PBWUkRxqlZt79sD18BH2Rbr",
+            "payment_intent.succeeded_2023-10-16_latest_charge_usd.json",
+        ),
+        (
+            "evt_1PBXo9RxqlZt79sDnw7dd5cs",
+            "invoice.paid_2023-10-16_usd.json",
+        ),
+        (
+            "evt_000000000000000000000000",
+            "charge.refunded_2020-08-27_sample.json",
+        ),
+    ];
+    let id = |i: usize| events[i].0.to_string();
+    assert_eq!(
+        walked(&stripe),
+        vec![
+            (
+                vec![id(0), id(1), id(2)],
+                true,
+                json!({"top": 1714549347, "after": id(0)})
+            ),
+            (vec![id(3)], false, json!({"since": 1714549347})),
+        ]
+    );
+    // The same event polled normalizes as its webhook does (corpus/expected).
+    for (id, corpus_file) in events {
+        let expected = read_json(
+            &fixtures_dir()
+                .join("corpus/expected/stripe")
+                .join(corpus_file),
+        );
+        if let Err(e) = super::corpus::check(&polled_records(&stripe, id), &expected) {
+            panic!("stripe poll {id} differs from corpus/expected/stripe/{corpus_file}: {e}");
+        }
+    }
+
+    // Shopify pages by the `Link` header's `page_info`; each order is an `orders/updated`
+    // event `order:{id}:{updated_at}`, and the next pass starts at the newest `updated_at`.
+    let shopify = read_json(&fixtures_of("shopify").join("orders_first_poll.snapshot.json"));
+    let (hkd, docs) = (
+        "order:6200360403244:2025-01-23T22:16:38-05:00",
+        "order:450789469:2008-01-10T11:00:00-05:00",
+    );
+    assert_eq!(
+        walked(&shopify),
+        vec![
+            (
+                vec![hkd.to_string()],
+                true,
+                json!({"top": "2025-01-24T03:16:38Z", "page_info": "eyJsYXN0X2lkIjo2MjAwMzYwNDAzMjQ0fQ"})
+            ),
+            (
+                vec![docs.to_string()],
+                false,
+                json!({"since": "2025-01-24T03:16:38Z"})
+            ),
+        ]
+    );
+    let expected =
+        read_json(&fixtures_dir().join(
+            "corpus/expected/shopify/orders_create_hkd_fixed_discounts_customer_2024-10.json",
+        ));
+    if let Err(e) = super::corpus::check(&polled_records(&shopify, hkd), &expected) {
+        panic!("shopify poll {hkd} differs from its corpus expectation: {e}");
+    }
+    // Shopify's REST docs sample order #1001: USD 598.94, 199.00 an iPod before discounts.
+    let order = &polled_records(&shopify, docs)[0];
+    assert_eq!(order["kind"], "order");
+    assert_eq!(order["external_id"], "450789469");
+    assert_eq!(order["number"], "#1001");
+    assert_eq!(
+        order["total"],
+        json!({"amount_minor": 59894, "currency": "USD"})
+    );
+    assert_eq!(
+        order["line_items"][0]["unit_price"],
+        json!({"amount_minor": 19900, "currency": "USD"})
+    );
+}
+
 /// A copy of fixture `name` of `driver` in `into`, its files named absolutely so it runs
 /// from there; with its snapshot unless `snapshot` is false.
 fn copy_fixture(driver: &str, name: &str, kind: &str, into: &Path, snapshot: bool) -> Value {
