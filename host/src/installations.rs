@@ -166,6 +166,13 @@ impl Installations {
         write(&self.by_account).retain(|_, e| e.value.as_ref() != Some(id));
     }
 
+    /// Forget every installation of `driver_id` (another node changed one of its pins: the
+    /// notification names only the driver).
+    pub fn invalidate_driver(&self, driver_id: &str) {
+        write(&self.by_id).retain(|_, e| e.value.as_ref().is_none_or(|i| i.driver_id != driver_id));
+        write(&self.by_account).retain(|(driver, _), _| driver != driver_id);
+    }
+
     /// Forget every unknown-account answer (after an installation was created).
     pub fn invalidate_unknown(&self) {
         write(&self.by_account).retain(|_, e| e.value.is_some());

@@ -407,6 +407,12 @@ impl DriverCatalog {
                         tokio::time::sleep(Duration::from_secs(1)).await;
                     }
                     self.sync_logged().await;
+                    // A pin on another node reaches this one's deliveries now rather than
+                    // after `installation_cache_ttl`; after the sync, so the pinned version
+                    // is loaded before anything asks for it.
+                    if let Ok(Some(driver_id)) = &change {
+                        self.pipeline.installations().invalidate_driver(driver_id);
+                    }
                 }
                 _ = resync.tick() => {
                     if changes.is_none() && self.store().backend() == sluice_store::Backend::Postgres {

@@ -74,6 +74,32 @@ async fn until_active(node: &str, sluice: &Sluice, version: &str) -> Duration {
     started.elapsed()
 }
 
+/// Post events to `sluice` until one is accepted by `version` (at most 3 s); how long it
+/// took.
+async fn until_accepted_by(sluice: &Sluice, inst: &str, version: &str) -> Duration {
+    let started = Instant::now();
+    for n in 0.. {
+        let id = format!("evt_{version}_{n}");
+        assert_eq!(post_event(sluice, inst, &id).await, 200);
+        let accepted_by = sluice
+            .events(inst)
+            .await
+            .into_iter()
+            .find(|e| e["sluiceprovidereventid"] == id.as_str())
+            .map(|e| e["sluicedriverversion"].as_str().unwrap_or("").to_string());
+        if accepted_by.as_deref() == Some(version) {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{inst} still accepted by {accepted_by:?}, not {version}, after 3 s: {}",
+            sluice.log()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    started.elapsed()
+}
+
 /// Each event's `sluicedriverversion`: which version accepted it.
 async fn versions_of_events(sluice: &Sluice, inst: &str) -> BTreeMap<String, usize> {
     let mut counts = BTreeMap::new();
@@ -708,14 +734,19 @@ async fn the_drivers_directory_is_watched() {
 /// the other way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_nodes_follow_each_others_changes() {
-    let env = [("SLUICE_DRIVERS_SYNC_MS", "60000")];
+    // A minute's periodic sync and installation cache: only the notification can make
+    // another node follow within the test's seconds.
+    let env = [
+        ("SLUICE_DRIVERS_SYNC_MS", "60000"),
+        ("SLUICE_INSTALLATION_CACHE_TTL_MS", "60000"),
+    ];
     let Some(a) = Sluice::start_with_env(Backend::Postgres, &env).await else {
         return;
     };
     let shared = a.database_url().to_string();
     let Some(b) = Sluice::start_with_env(
         Backend::Postgres,
-        &[env[0], ("SLUICE_DATABASE_URL", shared.as_str())],
+        &[env[0], env[1], ("SLUICE_DATABASE_URL", shared.as_str())],
     )
     .await
     else {
@@ -732,6 +763,19 @@ async fn postgres_nodes_follow_each_others_changes() {
         versions_of_events(&a, &inst).await,
         BTreeMap::from([("0.2.0".into(), 1)])
     );
+
+    // A pin made on A holds on B, whose cache has the installation for another minute.
+    let original_sha = sha256_hex(&wasm("faulty"));
+    let path = format!("/v1/installations/{inst}/driver-version");
+    a.admin(Method::PUT, &path, Some(json!({ "sha256": original_sha })))
+        .await
+        .expect_status(200);
+    let took = until_accepted_by(&b, &inst, "0.1.0").await;
+    eprintln!("node B followed the pin {took:?} after it was made on A");
+    a.admin(Method::PUT, &path, Some(json!({ "sha256": null })))
+        .await
+        .expect_status(200);
+    until_accepted_by(&b, &inst, "0.2.0").await;
 
     b.admin(Method::POST, "/v1/drivers/faulty/rollback", None)
         .await
