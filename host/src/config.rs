@@ -403,6 +403,10 @@ pub struct ServerConfig {
     /// How long a node trusts what it has cached of an installation (settings, sealed
     /// secrets) before reading it again; changes through this node apply at once. Default 2000.
     pub installation_cache_ttl_ms: u64,
+    /// Installations that get series of their own in `/metrics` (the first this many a node
+    /// records); the rest share `installation="_other"`, so the series stay bounded.
+    /// `0` turns the per-installation series off. Default 100.
+    pub metrics_installation_series: u64,
 }
 
 /// Database limits.
@@ -425,6 +429,7 @@ impl Default for ServerConfig {
             shutdown_grace_ms: 10_000,
             commit_timeout_ms: 5_000,
             installation_cache_ttl_ms: 2_000,
+            metrics_installation_series: 100,
         }
     }
 }
@@ -611,7 +616,7 @@ impl Config {
         if let Some(v) = var("SLUICE_MAX_MEMORY_BYTES") {
             self.sandbox.max_memory_bytes = parsed("SLUICE_MAX_MEMORY_BYTES", v)?;
         }
-        let numbers: [(&str, &mut u64); 6] = [
+        let numbers: [(&str, &mut u64); 7] = [
             (
                 "SLUICE_HEADER_TIMEOUT_MS",
                 &mut self.server.header_timeout_ms,
@@ -628,6 +633,10 @@ impl Config {
             (
                 "SLUICE_INSTALLATION_CACHE_TTL_MS",
                 &mut self.server.installation_cache_ttl_ms,
+            ),
+            (
+                "SLUICE_METRICS_INSTALLATION_SERIES",
+                &mut self.server.metrics_installation_series,
             ),
             ("SLUICE_DB_TIMEOUT_MS", &mut self.store.timeout_ms),
         ];

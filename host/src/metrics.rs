@@ -3,19 +3,62 @@
 //! described here). The reference for operators is `docs/admin-api.md` ("Metrics").
 //!
 //! Labels are bounded: drivers and their versions (loaded by the operator), exports,
-//! outcomes, refusal reasons, sink ids (endpoints are operator-created). Never an
-//! installation id or an event id, which are unbounded, and nothing a stranger chooses (a
-//! webhook URL's driver or installation id). The process installs one recorder
-//! ([`install`]); without it (tests that build a router in process) every `record_*` is a
-//! no-op.
+//! outcomes, refusal reasons, sink ids (endpoints are operator-created). Installation ids
+//! are unbounded, so only the `sluice_installation_*` families carry them, and only for the
+//! first `[server] metrics_installation_series` live installations a node records (the rest
+//! share [`OTHER_INSTALLATIONS`]). Never an event id, nor anything a stranger chooses (a
+//! webhook URL's driver or installation id before it is found). The process installs one
+//! recorder ([`install`]); without it (tests that build a router in process) every
+//! `record_*` is a no-op.
 
-use std::sync::OnceLock;
+use std::collections::HashSet;
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 use metrics_util::MetricKindMask;
 
 static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// The `installation` label of every installation past the cap.
+pub const OTHER_INSTALLATIONS: &str = "_other";
+
+/// How many installations get series of their own (see [`set_installation_series`]).
+static INSTALLATION_CAP: OnceLock<usize> = OnceLock::new();
+
+/// The installations that have series of their own, in the order first recorded.
+static LABELLED: RwLock<Option<HashSet<String>>> = RwLock::new(None);
+
+/// Give the first `cap` installations a node records series of their own (once, before
+/// [`install`]; later calls are ignored). Without a call, the default of 100 applies.
+pub fn set_installation_series(cap: usize) {
+    let _ = INSTALLATION_CAP.set(cap);
+}
+
+/// The `installation` label of `id`: its own while there is room, then `_other`. `None`
+/// when per-installation series are off or nothing records them.
+fn installation_label(id: &str) -> Option<String> {
+    let cap = *INSTALLATION_CAP.get_or_init(|| 100);
+    if cap == 0 || HANDLE.get().is_none_or(Option::is_none) {
+        return None;
+    }
+    if LABELLED
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .as_ref()
+        .is_some_and(|set| set.contains(id))
+    {
+        return Some(id.to_owned());
+    }
+    let mut labelled = LABELLED.write().unwrap_or_else(|p| p.into_inner());
+    let set = labelled.get_or_insert_with(HashSet::new);
+    if set.contains(id) || set.len() < cap {
+        set.insert(id.to_owned());
+        Some(id.to_owned())
+    } else {
+        Some(OTHER_INSTALLATIONS.to_owned())
+    }
+}
 
 /// Buckets for call and commit durations, seconds: 100 µs to 10 s.
 const SECONDS: &[f64] = &[
@@ -120,7 +163,15 @@ fn describe() {
     );
     metrics::describe_counter!(
         "sluice_webhooks_rejected_total",
-        "Webhook requests refused, by reason: signature (also an unknown installation or account, answered alike), malformed, oversized, body_timeout, not_ready, driver_unavailable, driver_failed, overloaded, store_unavailable, storage_error"
+        "Webhook requests refused, by reason: signature, unknown_installation, unroutable, policy (all four answered 401 alike), malformed, oversized, body_timeout, not_ready, driver_unavailable, driver_failed, overloaded, store_unavailable, storage_error"
+    );
+    metrics::describe_counter!(
+        "sluice_installation_webhooks_total",
+        "Webhook requests of a live installation by outcome: accepted, rejected (by its driver, its state or the policy; not those refused before the installation was found); the first [server] metrics_installation_series installations have their own installation label, the rest share _other"
+    );
+    metrics::describe_counter!(
+        "sluice_installation_polls_total",
+        "Polls of an installation (scheduled and operator's) by outcome: ok, rate_limited (the provider asked to wait), failed; installation label as for sluice_installation_webhooks_total"
     );
     metrics::describe_counter!(
         "sluice_webhook_events_total",
@@ -239,6 +290,34 @@ pub fn record_webhook_accepted(stored: u64, duplicates: u64) {
 pub fn record_webhook_rejected(reason: &'static str) {
     metrics::counter!("sluice_webhooks_total", "outcome" => "rejected").increment(1);
     metrics::counter!("sluice_webhooks_rejected_total", "reason" => reason).increment(1);
+}
+
+/// A webhook request of the live installation `id`: `accepted` or `rejected`.
+pub fn record_installation_webhook(id: &str, outcome: &'static str) {
+    if let Some(installation) = installation_label(id) {
+        metrics::counter!(
+            "sluice_installation_webhooks_total",
+            &[
+                ("installation", installation),
+                ("outcome", outcome.to_owned())
+            ]
+        )
+        .increment(1);
+    }
+}
+
+/// A poll of the installation `id`: `ok`, `rate_limited` or `failed`.
+pub fn record_installation_poll(id: &str, outcome: &'static str) {
+    if let Some(installation) = installation_label(id) {
+        metrics::counter!(
+            "sluice_installation_polls_total",
+            &[
+                ("installation", installation),
+                ("outcome", outcome.to_owned())
+            ]
+        )
+        .increment(1);
+    }
 }
 
 /// The most memory one session's instance held.

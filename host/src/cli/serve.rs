@@ -40,6 +40,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // in the configured format.
     let mut config = Config::load(args.config.as_deref())?;
     init_tracing(config.log_format);
+    crate::metrics::set_installation_series(
+        usize::try_from(config.server.metrics_installation_series).unwrap_or(usize::MAX),
+    );
     if let Some(handle) = crate::metrics::install() {
         // Histograms keep their samples until upkeep folds them in; without a scraper
         // that would grow without bound.

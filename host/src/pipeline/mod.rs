@@ -46,6 +46,10 @@ pub enum DeliveryError {
     /// The driver refused the signature, token or timestamp (`401`).
     #[error("{0}")]
     Unauthorized(String),
+    /// The operator's policy no longer lets the installation use its driver (`401`, like
+    /// a bad signature: the answer tells a caller nothing about the policy).
+    #[error("{0}")]
+    PolicyRefused(String),
     /// The payload cannot be understood (`400`).
     #[error("{0}")]
     BadRequest(String),
@@ -328,7 +332,7 @@ impl Pipeline {
             .policy()
             .permits_installation(&driver.info.id, installation.id.as_str())
         {
-            return Err(DeliveryError::Unauthorized(format!(
+            return Err(DeliveryError::PolicyRefused(format!(
                 "the operator's policy does not let installation {} use driver {}",
                 installation.id, driver.info.id
             )));

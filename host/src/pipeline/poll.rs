@@ -179,7 +179,17 @@ struct Page {
 impl Pipeline {
     /// Poll the installation now (see the module documentation).
     pub async fn poll_now(&self, auth: &Auth, id: &InstallationId) -> Result<Polled, PollError> {
-        self.walk(auth, id, None).await
+        let result = self.walk(auth, id, None).await;
+        let outcome = match &result {
+            Ok(polled) if polled.retry_after_ms.is_some() => Some("rate_limited"),
+            Ok(_) => Some("ok"),
+            Err(PollError::UnknownInstallation) => None,
+            Err(_) => Some("failed"),
+        };
+        if let Some(outcome) = outcome {
+            crate::metrics::record_installation_poll(id.as_str(), outcome);
+        }
+        result
     }
 
     /// Backfill the installation from `since`: the driver's `backfill-cursor`, then pages

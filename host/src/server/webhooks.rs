@@ -34,7 +34,7 @@ pub(super) struct Accepted {
     responses(
         (status = 200, description = "Committed (or a duplicate, stored once); a driver may ask for its own reply (status, type, body) instead", body = Accepted),
         (status = 400, description = "`bad_request`: the driver found the delivery malformed; nothing stored", body = ErrorBody),
-        (status = 401, description = "`unauthorized`: not authenticated (bad signature, token or timestamp), or an unknown installation, answered alike; nothing stored", body = ErrorBody),
+        (status = 401, description = "`unauthorized`: not authenticated (bad signature, token or timestamp), an unknown installation, or one the operator's policy refuses, answered alike; nothing stored", body = ErrorBody),
         (status = 500, description = "`driver_failed` (a trap, a timeout, too much output), `internal`; nothing stored: the provider retries", body = ErrorBody),
         (status = 503, description = "`overloaded`, `installation_not_ready`, `driver_unavailable`, `unavailable` (with `Retry-After`); nothing stored", body = ErrorBody),
     )
@@ -85,15 +85,27 @@ async fn deliver(
         Target::Driver(id) => format!("/webhooks/drivers/{id}"),
     };
     let app_level = matches!(target, Target::Driver(_));
+    let url_installation = match &target {
+        Target::Installation(id) => Some(id.clone()),
+        Target::Driver(_) => None,
+    };
     let accepted = state
         .pipeline
         .receive(target, incoming)
         .await
         .map_err(|e| {
             crate::metrics::record_webhook_rejected(reason_label(&e));
+            if let Some(id) = url_installation.as_deref()
+                && found_installation(&e)
+            {
+                crate::metrics::record_installation_webhook(id, "rejected");
+            }
             refusal(e, &url, app_level)
         })?;
     crate::metrics::record_webhook_accepted(accepted.accepted as u64, accepted.duplicates as u64);
+    if let Some(id) = &accepted.installation {
+        crate::metrics::record_installation_webhook(id.as_str(), "accepted");
+    }
     tracing::info!(
         installation = accepted.installation.as_ref().map_or("", |i| i.as_str()),
         accepted = accepted.accepted,
@@ -114,17 +126,18 @@ async fn deliver(
     })
 }
 
-/// The `reason` of a refusal in `sluice_webhooks_rejected_total`. Refusals answered alike
-/// are counted alike: a stranger who can read the metrics must learn no more than the
-/// answers tell (which installation ids or accounts exist).
+/// The `reason` of a refusal in `sluice_webhooks_rejected_total`. The answers to an
+/// unknown installation, an unroutable account, a refused policy and a bad signature are
+/// alike (`401`), so a prober learns nothing; the counters sit behind the admin token, and
+/// an operator needs to tell a provider pointed at a deleted installation from forgery.
 fn reason_label(e: &DeliveryError) -> &'static str {
     match e {
-        // Bad signatures, tokens and timestamps (stale or replayed ones included: drivers
-        // report them the same way), the operator's policy, and no such installation or
-        // account: all answered `401` alike.
-        DeliveryError::UnknownInstallation
-        | DeliveryError::Unroutable(_)
-        | DeliveryError::Unauthorized(_) => "signature",
+        // Bad signatures, tokens and timestamps: stale ones included, drivers report them
+        // the same way.
+        DeliveryError::Unauthorized(_) => "signature",
+        DeliveryError::UnknownInstallation => "unknown_installation",
+        DeliveryError::Unroutable(_) => "unroutable",
+        DeliveryError::PolicyRefused(_) => "policy",
         DeliveryError::BadRequest(_) => "malformed",
         DeliveryError::DriverUnavailable(_) => "driver_unavailable",
         DeliveryError::Overloaded => "overloaded",
@@ -132,6 +145,25 @@ fn reason_label(e: &DeliveryError) -> &'static str {
         DeliveryError::DriverFailed(_) => "driver_failed",
         DeliveryError::StoreUnavailable(_) => "store_unavailable",
         DeliveryError::Storage(_) => "storage_error",
+    }
+}
+
+/// Whether a refusal of a delivery to an installation's URL came after the installation
+/// was found, so its id names a live installation (and may be a metric label): not for an
+/// unknown one, nor for a store that failed, which may have failed looking it up.
+fn found_installation(e: &DeliveryError) -> bool {
+    match e {
+        DeliveryError::Unauthorized(_)
+        | DeliveryError::PolicyRefused(_)
+        | DeliveryError::BadRequest(_)
+        | DeliveryError::DriverUnavailable(_)
+        | DeliveryError::Overloaded
+        | DeliveryError::NotReady(_)
+        | DeliveryError::DriverFailed(_) => true,
+        DeliveryError::UnknownInstallation
+        | DeliveryError::Unroutable(_)
+        | DeliveryError::StoreUnavailable(_)
+        | DeliveryError::Storage(_) => false,
     }
 }
 
@@ -147,6 +179,7 @@ fn refusal(e: DeliveryError, url: &str, app_level: bool) -> ApiError {
     match e {
         DeliveryError::UnknownInstallation
         | DeliveryError::Unroutable(_)
+        | DeliveryError::PolicyRefused(_)
         | DeliveryError::Unauthorized(_) => {
             tracing::info!(url, reason = %reason, "webhook refused");
             ApiError::unauthorized(format!("the delivery was not authenticated; {NOT_STORED}"))

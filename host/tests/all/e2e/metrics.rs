@@ -29,6 +29,8 @@ const FAMILIES: &[(&str, &str)] = &[
     ("sluice_webhooks_total", "counter"),
     ("sluice_webhooks_rejected_total", "counter"),
     ("sluice_webhook_events_total", "counter"),
+    ("sluice_installation_webhooks_total", "counter"),
+    ("sluice_installation_polls_total", "counter"),
     ("sluice_commit_batch_size", "histogram"),
     ("sluice_commit_duration_seconds", "histogram"),
     ("sluice_poll_lag_seconds", "histogram"),
@@ -132,9 +134,14 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
         .post_stripe(&inst, "whsec_not_the_secret", &payload)
         .await
         .expect_status(401);
-    // An unknown installation is answered like a bad signature, and counted as one.
+    // An unknown installation and an app-level delivery naming no account are answered
+    // like a bad signature, but counted apart: the counters are the operator's.
     sluice
         .post_webhook("inst_nobody_here", &[], b"{}".to_vec())
+        .await
+        .expect_status(401);
+    sluice
+        .post_webhook("drivers/stripe", &[], payload.clone())
         .await
         .expect_status(401);
     sluice
@@ -161,7 +168,7 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
     assert_declared(&e);
     let webhooks = |outcome| e.value("sluice_webhooks_total", &[("outcome", outcome)]);
     assert_eq!(webhooks("accepted"), Some(2.0), "{:#?}", e.samples);
-    assert_eq!(webhooks("rejected"), Some(9.0));
+    assert_eq!(webhooks("rejected"), Some(10.0));
     let rejected: Vec<(String, f64)> = e
         .matching("sluice_webhooks_rejected_total", &[])
         .map(|s| (s.labels["reason"].clone(), s.value))
@@ -175,7 +182,9 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
             ("driver_failed".to_string(), 4.0),
             ("malformed".to_string(), 1.0),
             ("oversized".to_string(), 1.0),
-            ("signature".to_string(), 2.0),
+            ("signature".to_string(), 1.0),
+            ("unknown_installation".to_string(), 1.0),
+            ("unroutable".to_string(), 1.0),
         ]
     );
     let events = |result| e.value("sluice_webhook_events_total", &[("result", result)]);
@@ -230,13 +239,15 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
         )
     };
     // Two deliveries verified and normalized in one `receive` each (the duplicate too:
-    // only the commit knows), one refused by the driver; nothing else ran.
+    // only the commit knows), one refused by the driver, and the app-level delivery asked
+    // for its account (none matched); nothing else ran.
     assert_eq!(stripe("receive", "ok"), Some(2.0));
     assert_eq!(stripe("receive", "driver_error"), Some(1.0));
-    assert_eq!(stripe("instantiate", "ok"), Some(3.0));
+    assert_eq!(stripe("route_key", "ok"), Some(1.0));
+    assert_eq!(stripe("instantiate", "ok"), Some(4.0));
     assert_eq!(
         e.sum("sluice_driver_calls_total", &[("driver", "stripe")]),
-        6.0
+        8.0
     );
     assert_eq!(
         e.value(
@@ -288,10 +299,70 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
     );
     assert_eq!(e.sum("sluice_commit_duration_seconds_count", &[]), 2.0);
 
-    // No installation id is a label: their number is unbounded.
+    // Per installation, for live ones only: the URL of no installation makes no series.
+    let of = |installation: &str, outcome| {
+        e.value(
+            "sluice_installation_webhooks_total",
+            &[("installation", installation), ("outcome", outcome)],
+        )
+    };
+    assert_eq!(of(&inst, "accepted"), Some(2.0));
+    assert_eq!(of(&inst, "rejected"), Some(1.0));
+    assert_eq!(of(&refusing, "rejected"), Some(1.0));
+    assert_eq!(of(&refusing, "accepted"), None);
+    assert_eq!(
+        e.sum(
+            "sluice_installation_webhooks_total",
+            &[("outcome", "rejected")]
+        ),
+        6.0,
+        "the stripe installation's forgery, the refusing one and the four failing ones"
+    );
+    // Installation ids are unbounded: no other family has them as a label.
     for s in &e.samples {
+        if s.name.starts_with("sluice_installation_") {
+            assert_ne!(s.labels["installation"], "inst_nobody_here", "{s:?}");
+            continue;
+        }
         assert!(s.labels.values().all(|v| !v.starts_with("inst_")), "{s:?}");
     }
+}
+
+/// Past `[server] metrics_installation_series`, installations share one series.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn installation_series_are_bounded() {
+    let env = [("SLUICE_METRICS_INSTALLATION_SERIES", "2")];
+    let Some(sluice) = Sluice::start_with_env(Backend::Sqlite, &env).await else {
+        return;
+    };
+    let payload = stripe_charge_payload();
+    let mut ids = Vec::new();
+    for _ in 0..4 {
+        let (inst, secret) = sluice.stripe_installation().await;
+        sluice
+            .post_stripe(&inst, &secret, &payload)
+            .await
+            .expect_status(200);
+        ids.push(inst);
+    }
+    let e = scrape(&sluice).await;
+    assert_declared(&e);
+    let accepted = |installation: &str| {
+        e.value(
+            "sluice_installation_webhooks_total",
+            &[("installation", installation), ("outcome", "accepted")],
+        )
+    };
+    assert_eq!(accepted(&ids[0]), Some(1.0));
+    assert_eq!(accepted(&ids[1]), Some(1.0));
+    assert_eq!(accepted(&ids[2]), None);
+    assert_eq!(accepted(&ids[3]), None);
+    assert_eq!(accepted("_other"), Some(2.0), "{:#?}", e.samples);
+    assert_eq!(
+        e.matching("sluice_installation_webhooks_total", &[])
+            .count(),
+        3
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,5 +636,15 @@ async fn dead_letters_refresh_failures_and_poll_lag() {
     assert!(
         (0.0..scheduled as f64 * 5.0).contains(&total),
         "lag {total} s"
+    );
+    // Every poll, the operator's too, per installation.
+    assert_eq!(
+        e.value(
+            "sluice_installation_polls_total",
+            &[("installation", &stripe_id), ("outcome", "ok")]
+        ),
+        Some(scheduled as f64 + 1.0),
+        "{:#?}",
+        e.samples
     );
 }
