@@ -294,29 +294,19 @@ pub fn record_webhook_rejected(reason: &'static str) {
 
 /// A webhook request of the live installation `id`: `accepted` or `rejected`.
 pub fn record_installation_webhook(id: &str, outcome: &'static str) {
-    if let Some(installation) = installation_label(id) {
-        metrics::counter!(
-            "sluice_installation_webhooks_total",
-            &[
-                ("installation", installation),
-                ("outcome", outcome.to_owned())
-            ]
-        )
-        .increment(1);
-    }
+    count_for_installation("sluice_installation_webhooks_total", id, outcome);
 }
 
 /// A poll of the installation `id`: `ok`, `rate_limited` or `failed`.
 pub fn record_installation_poll(id: &str, outcome: &'static str) {
+    count_for_installation("sluice_installation_polls_total", id, outcome);
+}
+
+/// One more in a `sluice_installation_*` family, under the installation's label.
+fn count_for_installation(family: &'static str, id: &str, outcome: &'static str) {
     if let Some(installation) = installation_label(id) {
-        metrics::counter!(
-            "sluice_installation_polls_total",
-            &[
-                ("installation", installation),
-                ("outcome", outcome.to_owned())
-            ]
-        )
-        .increment(1);
+        metrics::counter!(family, "installation" => installation, "outcome" => outcome)
+            .increment(1);
     }
 }
 
