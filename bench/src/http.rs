@@ -4,7 +4,7 @@
 //! Rows, all in one run on this machine:
 //! - the wire limit: `GET /healthz` on the same `sluice serve`;
 //! - `sluice serve` on SQLite and on PostgreSQL, the Stripe driver in the sandbox;
-//! - the same server with the Stripe driver compiled natively (`SLUICE_NATIVE_STRIPE=1`);
+//! - the same server with the Stripe driver compiled natively (the `sluice-native` binary);
 //! - what a user would write instead: one Node process with the official `stripe` library's
 //!   `constructEvent` and a `pg` insert (`bench/peer/server.js`).
 //!
@@ -41,6 +41,8 @@ const MANY_INSTALLATIONS: usize = 100_000;
 pub struct Setup {
     pub root: PathBuf,
     pub sluice: PathBuf,
+    /// `sluice-native`: the same server with the Stripe driver compiled in.
+    pub sluice_native: PathBuf,
     pub drivers: PathBuf,
     pub postgres: Option<String>,
 }
@@ -216,7 +218,11 @@ async fn start_sluice(
 ) -> anyhow::Result<Server> {
     let dir = TempDir::new(name)?;
     let addr = free_addr()?;
-    let mut command = Command::new(&setup.sluice);
+    let mut command = Command::new(if native {
+        &setup.sluice_native
+    } else {
+        &setup.sluice
+    });
     command
         .arg("serve")
         .env_clear()
@@ -234,9 +240,6 @@ async fn start_sluice(
     command.stdout(log.try_clone()?).stderr(log);
     if let Some(url) = database {
         command.env("SLUICE_DATABASE_URL", url);
-    }
-    if native {
-        command.env("SLUICE_NATIVE_STRIPE", "1");
     }
     let mut child = command.spawn().context("starting sluice serve")?;
     wait_ready(addr, &mut child).await?;

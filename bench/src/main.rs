@@ -8,7 +8,8 @@
 //!   rate, and 100,000 installations.
 //!
 //! `sluice-bench [calls|http|all]` (default `all`). Environment (set by `cargo xtask bench`):
-//! `SLUICE_BENCH_SLUICE` (the release `sluice` built with `native-stripe`),
+//! `SLUICE_BENCH_SLUICE` (the release `sluice`), `SLUICE_BENCH_SLUICE_NATIVE` (the release
+//! `sluice-native`, this crate's server with the Stripe driver compiled in),
 //! `SLUICE_BENCH_DRIVERS` (built drivers), `SLUICE_BENCH_POSTGRES_URL` (an admin URL of a
 //! PostgreSQL server; the bench creates and drops its databases).
 
@@ -47,6 +48,10 @@ fn main() -> anyhow::Result<()> {
     if matches!(which.as_str(), "http" | "all") {
         let setup = http::Setup {
             sluice: var("SLUICE_BENCH_SLUICE", root.join("target/release/sluice")),
+            sluice_native: var(
+                "SLUICE_BENCH_SLUICE_NATIVE",
+                root.join("target/release/sluice-native"),
+            ),
             drivers,
             postgres: std::env::var("SLUICE_BENCH_POSTGRES_URL").ok(),
             root,

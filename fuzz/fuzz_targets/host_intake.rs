@@ -10,17 +10,13 @@
 //! input. Nothing may panic.
 #![no_main]
 
-use std::sync::{Arc, OnceLock};
-use std::time::Duration;
+use std::sync::OnceLock;
 
 use axum::body::Body;
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
-use sluice::capabilities::CapabilityConfig;
-use sluice::pipeline::{Pipeline, PipelineOptions};
-use sluice::registry::DriverRegistry;
-use sluice::runtime::Runtime;
-use sluice::server::{AppState, router};
+use sluice::config::{CatalogConfig, Config, ServerConfig};
+use sluice::node::{Extensions, Node};
 use tower::ServiceExt;
 
 /// The admin token: random per run, so no input can hold it (the fuzzer found a fixed one
@@ -34,6 +30,11 @@ fn admin_token() -> &'static str {
     })
 }
 const MAX_BODY: usize = 64 * 1024;
+
+/// The master key for the run's secrets, hex.
+fn hex_key() -> String {
+    [7u8; 32].iter().map(|b| format!("{b:02x}")).collect()
+}
 
 struct Host {
     runtime: tokio::runtime::Runtime,
@@ -65,62 +66,33 @@ fn host() -> &'static Host {
 async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
     let drivers_dir = std::env::var("SLUICE_DRIVERS")
         .expect("SLUICE_DRIVERS must name the built drivers (cargo xtask build-drivers)");
-    let url = format!("sqlite://{}/fuzz.db?mode=rwc", dir.display());
-    let store = sluice_store::Store::connect(&url, sluice_store::SecretCipher::new([7; 32]))
-        .await
-        .expect("store");
-    let runtime = Runtime::new(CapabilityConfig::new(Vec::new()), None).expect("runtime");
-    let pipeline = Arc::new(Pipeline::new(
-        Arc::new(runtime),
-        Arc::new(DriverRegistry::default()),
-        store,
-        PipelineOptions {
-            commit_timeout: Duration::from_secs(5),
-            installation_ttl: Duration::from_secs(60),
+    // A node as `sluice serve` builds it, over SQLite in a temporary directory.
+    let config = Config {
+        data_dir: dir.join("data"),
+        database_url: Some(format!("sqlite://{}/fuzz.db?mode=rwc", dir.display())),
+        drivers_dir: drivers_dir.clone().into(),
+        admin_token: Some(admin_token().into()),
+        master_key: Some(hex_key()),
+        max_body_bytes: MAX_BODY,
+        server: ServerConfig {
+            installation_cache_ttl_ms: 60_000,
+            ..ServerConfig::default()
         },
-    ));
-    let catalog = Arc::new(sluice::drivers::DriverCatalog::new(
-        pipeline.clone(),
-        sluice::drivers::CatalogOptions {
-            dir: drivers_dir.clone().into(),
-            watch_interval: None,
-            sync_interval: Duration::from_secs(60),
+        catalog: CatalogConfig {
+            watch_interval_ms: 0,
+            sync_interval_ms: 60_000,
+            ..CatalogConfig::default()
         },
-    ));
-    let failures = catalog.start().await.expect("drivers directory");
-    assert!(failures.is_empty(), "drivers refused: {failures:?}");
+        ..Config::default()
+    };
+    let node = Node::start(config, Extensions::default()).await.expect("node");
+    let state = node.state().clone();
     assert_eq!(
-        pipeline.drivers().list().len(),
+        state.services.drivers.list().len(),
         3,
         "the three bundled drivers in {drivers_dir}"
     );
-    let auth = Arc::new(sluice::auth::Auth::new(
-        pipeline.clone(),
-        sluice::auth::AuthOptions::new("http://127.0.0.1:8080"),
-    ));
-    let scheduler = Arc::new(sluice::scheduler::Scheduler::new(
-        pipeline.clone(),
-        auth.clone(),
-        Default::default(),
-    ));
-    // Nothing is delivered (no endpoint, no NATS); the routes need it all the same.
-    let delivery = Arc::new(
-        sluice::delivery::Deliverer::new(pipeline.store().clone(), Default::default(), Vec::new())
-            .expect("delivery"),
-    );
-    let app = router(Arc::new(AppState {
-        catalog,
-        max_driver_bytes: MAX_BODY,
-        auth,
-        scheduler,
-        delivery,
-        retries: Default::default(),
-        pipeline,
-        public_url: "http://127.0.0.1:8080".into(),
-        admin_token: admin_token().into(),
-        max_body_bytes: MAX_BODY,
-        body_timeout: Duration::from_secs(5),
-    }));
+    let app = node.router();
     let mut paths = Vec::new();
     for (driver, settings, secret) in [
         ("stripe", r#"{"account":"acct_1Fuzz"}"#, "webhook_secret"),

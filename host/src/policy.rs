@@ -5,42 +5,94 @@
 //! **and** the policy grants it (`[drivers.<id>] origins` in `sluice.toml`). A declared
 //! origin the policy does not grant is disabled — the driver loads, says so in its
 //! `GET /v1/drivers` entry and the log, and requests to it are refused. A driver the
-//! operator wrote nothing for gets the bundled default for its id (the documented API
-//! origins of Stripe, Shopify and Hotmart), so the quickstart needs no file; any other
-//! driver gets nothing until the operator grants it.
+//! operator wrote no origins for gets the default shipped beside it: `<id>.policy.toml` in
+//! the drivers directory ([`DriverDefaults`]; the bundled drivers' carry their providers'
+//! documented API origins, so the quickstart needs no configuration). Any other driver gets
+//! nothing until the operator grants it.
 //!
 //! The development grant (`allow_hosts`, `SLUICE_ALLOW_HOSTS`) is separate and blunt: it
 //! lets every driver reach the named origins, private addresses included, declared or
 //! not. It is for fakes on loopback, not for production.
 
 use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
 use std::sync::Arc;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::capabilities::SecretValue;
-use crate::config::SandboxConfig;
+use crate::limits::{DriverLimits, SandboxConfig};
 use crate::net::OriginPattern;
+use sluice_store::SecretBytes as SecretValue;
 
-/// Origins granted to the bundled drivers when the operator configures nothing for them:
-/// each provider's documented API hosts.
-const BUNDLED: &[(&str, &[&str])] = &[
-    (
-        "stripe",
-        &["https://api.stripe.com", "https://connect.stripe.com"],
-    ),
-    ("shopify", &["https://*.myshopify.com"]),
-    (
-        "hotmart",
-        &[
-            "https://developers.hotmart.com",
-            "https://api-sec-vlc.hotmart.com",
-        ],
-    ),
-];
+/// A driver's default policy, shipped beside its component as `<id>.policy.toml` (the
+/// bundled drivers' are `drivers/<id>/policy.toml` in the repository, copied beside their
+/// components by `cargo xtask build-drivers`). It stands in for the operator's
+/// `[drivers.<id>] origins` when those are not set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DriverDefaults {
+    /// Origins the driver may reach (of those it declares).
+    pub origins: Vec<String>,
+}
+
+/// The suffix of a default-policy file beside a component.
+pub const DEFAULTS_SUFFIX: &str = ".policy.toml";
+
+impl DriverDefaults {
+    /// Every `<id>.policy.toml` in `dir`, parsed, by driver id; a missing directory has
+    /// none. `Err` names the file that does not parse.
+    pub fn read_dir(dir: &Path) -> Result<BTreeMap<String, Vec<OriginPattern>>, String> {
+        let mut defaults = BTreeMap::new();
+        let entries = match std::fs::read_dir(dir) {
+            Ok(entries) => entries,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(defaults),
+            Err(e) => return Err(format!("reading {}: {e}", dir.display())),
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Some(id) = path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .and_then(|n| n.strip_suffix(DEFAULTS_SUFFIX))
+            else {
+                continue;
+            };
+            defaults.insert(id.to_string(), Self::read(&path)?);
+        }
+        Ok(defaults)
+    }
+
+    /// The default policy beside the component at `wasm` (`stripe.wasm` →
+    /// `stripe.policy.toml`), if there is one, by the driver id its name gives.
+    pub fn read_beside(wasm: &Path) -> Result<BTreeMap<String, Vec<OriginPattern>>, String> {
+        let mut defaults = BTreeMap::new();
+        let Some(id) = wasm.file_stem().and_then(|s| s.to_str()) else {
+            return Ok(defaults);
+        };
+        let path = wasm.with_file_name(format!("{id}{DEFAULTS_SUFFIX}"));
+        if path.is_file() {
+            defaults.insert(id.to_string(), Self::read(&path)?);
+        }
+        Ok(defaults)
+    }
+
+    fn read(path: &Path) -> Result<Vec<OriginPattern>, String> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| format!("reading {}: {e}", path.display()))?;
+        let parsed: DriverDefaults =
+            toml::from_str(&text).map_err(|e| format!("parsing {}: {e}", path.display()))?;
+        parsed
+            .origins
+            .iter()
+            .map(|o| {
+                OriginPattern::parse(o).map_err(|e| format!("{}: origins: {e}", path.display()))
+            })
+            .collect()
+    }
+}
 
 /// One driver's entry in `sluice.toml` (`[drivers.<id>]`).
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct DriverPolicyConfig {
     /// Origins the driver may reach (of those it declares). Replaces the bundled default.
@@ -72,47 +124,14 @@ pub struct DriverPolicyConfig {
     pub app_settings: serde_json::Map<String, serde_json::Value>,
 }
 
-/// Default log budget of one call, bytes.
-pub const DEFAULT_MAX_LOG_BYTES: usize = 64 * 1024;
-
-/// The limits one driver's calls run under, resolved from the policy and the
-/// `[sandbox]` defaults.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
-pub struct DriverLimits {
-    pub timeout_ms: u64,
-    pub max_memory_bytes: usize,
-    pub max_output_bytes: usize,
-    pub max_outbound_requests: u32,
-    pub max_log_bytes: usize,
-    pub max_concurrent_instances: u32,
-}
-
-impl DriverLimits {
-    /// The defaults for a driver the policy says nothing about.
-    pub fn defaults(sandbox: &SandboxConfig) -> Self {
-        Self {
-            timeout_ms: sandbox.webhook_timeout_ms,
-            max_memory_bytes: sandbox.max_memory_bytes,
-            max_output_bytes: sandbox.max_output_bytes,
-            max_outbound_requests: sandbox.max_outbound_requests,
-            max_log_bytes: DEFAULT_MAX_LOG_BYTES,
-            max_concurrent_instances: (sandbox.max_concurrent_instances * 3 / 4).max(1),
-        }
-    }
-
-    /// The wall-clock budget of one call.
-    pub fn timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.timeout_ms)
-    }
-}
-
 /// Where a driver's grant came from.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum GrantSource {
     /// `[drivers.<id>]` in the configuration.
     Operator,
-    /// The bundled default for this driver id.
+    /// The default shipped beside the driver (`<id>.policy.toml` in the drivers
+    /// directory; the bundled drivers each have one).
     BundledDefault,
     /// Nothing: the driver may reach no origin of its own.
     #[default]
@@ -134,6 +153,8 @@ struct DriverGrant {
 #[derive(Debug, Clone, Default)]
 pub struct Policy {
     drivers: HashMap<String, DriverGrant>,
+    /// The defaults shipped beside the drivers, by id.
+    defaults: HashMap<String, Vec<OriginPattern>>,
 }
 
 /// A driver's declared origins split by the policy.
@@ -149,8 +170,13 @@ pub struct ResolvedOrigins {
 }
 
 impl Policy {
-    /// The policy from the configuration's `[drivers.*]` tables.
-    pub fn new(config: &BTreeMap<String, DriverPolicyConfig>) -> Result<Self, String> {
+    /// The policy from the configuration's `[drivers.*]` tables over the drivers'
+    /// `defaults` ([`DriverDefaults`]).
+    pub fn new(
+        config: &BTreeMap<String, DriverPolicyConfig>,
+        defaults: BTreeMap<String, Vec<OriginPattern>>,
+    ) -> Result<Self, String> {
+        let defaults: HashMap<_, _> = defaults.into_iter().collect();
         let mut drivers = HashMap::new();
         for (id, entry) in config {
             let origins = match &entry.origins {
@@ -160,7 +186,7 @@ impl Policy {
                         OriginPattern::parse(o).map_err(|e| format!("drivers.{id}.origins: {e}"))
                     })
                     .collect::<Result<Vec<_>, _>>()?,
-                None => bundled(id),
+                None => defaults.get(id).cloned().unwrap_or_default(),
             };
             if let Some(patterns) = &entry.installations {
                 for p in patterns {
@@ -174,7 +200,7 @@ impl Policy {
             }
             let source = if entry.origins.is_some() {
                 GrantSource::Operator
-            } else if BUNDLED.iter().any(|(b, _)| b == id) {
+            } else if defaults.contains_key(id) {
                 GrantSource::BundledDefault
             } else {
                 GrantSource::None
@@ -212,12 +238,15 @@ impl Policy {
                 },
             );
         }
-        Ok(Self { drivers })
+        Ok(Self { drivers, defaults })
     }
 
-    /// The bundled defaults only (no configuration).
-    pub fn bundled_defaults() -> Self {
-        Self::default()
+    /// The drivers' defaults only (no configuration).
+    pub fn with_defaults(defaults: BTreeMap<String, Vec<OriginPattern>>) -> Self {
+        Self {
+            drivers: HashMap::new(),
+            defaults: defaults.into_iter().collect(),
+        }
     }
 
     /// Split `declared` (a driver's metadata) into what its calls may reach and what is
@@ -225,10 +254,10 @@ impl Policy {
     pub fn resolve(&self, driver_id: &str, declared: &[OriginPattern]) -> ResolvedOrigins {
         let (granted, source) = match self.drivers.get(driver_id) {
             Some(grant) => (grant.origins.clone(), grant.source),
-            None if BUNDLED.iter().any(|(b, _)| *b == driver_id) => {
-                (bundled(driver_id), GrantSource::BundledDefault)
-            }
-            None => (Vec::new(), GrantSource::None),
+            None => match self.defaults.get(driver_id) {
+                Some(origins) => (origins.clone(), GrantSource::BundledDefault),
+                None => (Vec::new(), GrantSource::None),
+            },
         };
         let mut resolved = ResolvedOrigins {
             source,
@@ -318,15 +347,6 @@ impl Policy {
     }
 }
 
-fn bundled(driver_id: &str) -> Vec<OriginPattern> {
-    BUNDLED
-        .iter()
-        .filter(|(id, _)| *id == driver_id)
-        .flat_map(|(_, origins)| origins.iter())
-        .filter_map(|o| OriginPattern::parse(o).ok())
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,9 +361,22 @@ mod tests {
         list.iter().map(ToString::to_string).collect()
     }
 
+    /// The default policies shipped with the bundled drivers, as the build puts them
+    /// beside the components.
+    fn shipped_defaults() -> BTreeMap<String, Vec<OriginPattern>> {
+        let drivers = Path::new(env!("CARGO_MANIFEST_DIR")).join("../drivers");
+        ["stripe", "shopify", "hotmart"]
+            .into_iter()
+            .map(|id| {
+                let file = drivers.join(id).join("policy.toml");
+                (id.to_string(), DriverDefaults::read(&file).unwrap())
+            })
+            .collect()
+    }
+
     #[test]
     fn bundled_drivers_get_their_providers_documented_origins_only() {
-        let policy = Policy::bundled_defaults();
+        let policy = Policy::with_defaults(shipped_defaults());
         let stripe = policy.resolve(
             "stripe",
             &patterns(&["https://api.stripe.com", "https://collector.example"]),
@@ -354,6 +387,14 @@ mod tests {
 
         let shopify = policy.resolve("shopify", &patterns(&["https://*.myshopify.com"]));
         assert_eq!(names(&shopify.effective), ["https://*.myshopify.com"]);
+        let hotmart = policy.resolve(
+            "hotmart",
+            &patterns(&[
+                "https://developers.hotmart.com",
+                "https://api-sec-vlc.hotmart.com",
+            ]),
+        );
+        assert_eq!(hotmart.effective.len(), 2);
 
         // A third-party driver gets nothing until the operator grants it.
         let acme = policy.resolve("acme", &patterns(&["https://api.acme.test"]));
@@ -383,7 +424,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let policy = Policy::new(&config).unwrap();
+        let policy = Policy::new(&config, shipped_defaults()).unwrap();
         let acme = policy.resolve(
             "acme",
             &patterns(&[
@@ -416,7 +457,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let policy = Policy::new(&config).unwrap();
+        let policy = Policy::new(&config, shipped_defaults()).unwrap();
         assert!(policy.permits_installation("acme", "inst_acme_1"));
         assert!(policy.permits_installation("acme", "inst_demo"));
         assert!(!policy.permits_installation("acme", "inst_demo2"));
@@ -430,7 +471,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(Policy::new(&config).is_err());
+        assert!(Policy::new(&config, BTreeMap::new()).is_err());
     }
 
     #[test]
@@ -447,7 +488,7 @@ mod tests {
                 ..Default::default()
             },
         );
-        let policy = Policy::new(&config).unwrap();
+        let policy = Policy::new(&config, shipped_defaults()).unwrap();
         let acme = policy.limits("acme", &sandbox);
         assert_eq!(acme.timeout_ms, 500);
         // Above the pool's slot size: capped to it.
@@ -467,6 +508,6 @@ mod tests {
                 ..Default::default()
             },
         );
-        assert!(Policy::new(&config).is_err());
+        assert!(Policy::new(&config, BTreeMap::new()).is_err());
     }
 }

@@ -19,8 +19,7 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
-use crate::capabilities::secrets::compute_hmac;
-use crate::wit::secrets::HmacAlgorithm;
+use crate::crypto::{HmacAlgorithm, hmac as compute_hmac};
 
 /// A parsed template.
 #[derive(Debug, Clone, PartialEq)]

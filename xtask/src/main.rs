@@ -6,12 +6,15 @@
 //! - `cargo xtask build-drivers`  build every driver component for `wasm32-wasip2`.
 //! - `cargo xtask ensure-target`  install the `wasm32-wasip2` target when it is missing.
 //! - `cargo xtask bench`          run the benchmarks (`sluice-bench`).
+//! - `cargo xtask check-layers`   the host's module graph against `docs/architecture.md`.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{Context, Result, bail};
+
+mod layers;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
 /// Cargo profile for driver components: release, stripped (see the workspace Cargo.toml).
@@ -76,6 +79,7 @@ commands:
   build-drivers    build every driver for wasm32-wasip2 into target/drivers and target/test-drivers
   ensure-target    add the wasm32-wasip2 rustup target when it is missing
   bench            run the benchmarks (package `sluice-bench`)
+  check-layers     check the host's module graph against the layers in docs/architecture.md
 ";
 
 fn main() {
@@ -99,6 +103,7 @@ fn real_main() -> Result<()> {
         Some("run") => run(&ws, &rest),
         Some("test") => test(&ws, &rest),
         Some("bench") => bench(&ws, &rest),
+        Some("check-layers") => no_args(&rest).and_then(|()| check_layers(&ws)),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
@@ -221,6 +226,14 @@ fn build_drivers(ws: &Workspace) -> Result<()> {
         for (package, name) in list {
             copy_driver(&built, package, &dest, name)?;
         }
+    }
+    // A bundled driver's default policy goes beside its component (`sluice` reads
+    // `<id>.policy.toml` from the drivers directory).
+    for (_, name) in BUNDLED {
+        let from = ws.root.join("drivers").join(name).join("policy.toml");
+        let to = ws.drivers_dir().join(format!("{name}.policy.toml"));
+        std::fs::copy(&from, &to)
+            .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
     }
 
     // A variant writes the same output file as the package's normal build, so each one
@@ -359,6 +372,25 @@ fn fuzz(ws: &Workspace) -> Result<()> {
     Ok(())
 }
 
+/// Print the host's module graph and fail on a cycle or an edge against the layers.
+fn check_layers(ws: &Workspace) -> Result<()> {
+    let report = layers::check(&ws.root)?;
+    for ((from, to), count) in &report.edges {
+        println!("{from} -> {to} ({count})");
+    }
+    if report.problems.is_empty() {
+        eprintln!(
+            "xtask: {} edges between the host's modules, all downward",
+            report.edges.len()
+        );
+        return Ok(());
+    }
+    for problem in &report.problems {
+        eprintln!("xtask: {problem}");
+    }
+    bail!("the host's modules break their layers")
+}
+
 /// Print how many tests skipped for a missing service, by service.
 fn report_skips(path: &Path) {
     let Ok(text) = std::fs::read_to_string(path) else {
@@ -402,18 +434,15 @@ fn npm_ci(dir: &Path) -> Result<()> {
     status(&mut cmd)
 }
 
-/// Build the drivers, a release `sluice` with the bench-only native Stripe driver, the Node
-/// peer, then run `sluice-bench` (its tables go to stdout).
+/// Build the drivers, the release `sluice` and `sluice-native` (the bench's server with the
+/// Stripe driver compiled in), the Node peer, then run `sluice-bench` (its tables go to
+/// stdout).
 fn bench(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     build_drivers(ws)?;
-    status(ws.cargo().args([
-        "build",
-        "--release",
-        "-p",
-        "sluice",
-        "--features",
-        "native-stripe",
-    ]))?;
+    status(
+        ws.cargo()
+            .args(["build", "--release", "-p", "sluice", "-p", "sluice-bench"]),
+    )?;
     npm_ci(&ws.root.join("bench").join("peer"))
         .context("installing the bench's Node peer in bench/peer (is Node.js installed?)")?;
     let postgres = std::env::var("SLUICE_BENCH_POSTGRES_URL")
@@ -421,11 +450,23 @@ fn bench(ws: &Workspace, rest: &[OsString]) -> Result<()> {
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     status(
         ws.cargo()
-            .args(["run", "--release", "-p", "sluice-bench", "--"])
+            .args([
+                "run",
+                "--release",
+                "-p",
+                "sluice-bench",
+                "--bin",
+                "sluice-bench",
+                "--",
+            ])
             .args(passthrough(rest))
             .env(
                 "SLUICE_BENCH_SLUICE",
                 ws.target.join("release").join("sluice"),
+            )
+            .env(
+                "SLUICE_BENCH_SLUICE_NATIVE",
+                ws.target.join("release").join("sluice-native"),
             )
             .env("SLUICE_BENCH_DRIVERS", ws.drivers_dir())
             .env("SLUICE_BENCH_POSTGRES_URL", postgres),

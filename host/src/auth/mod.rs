@@ -29,46 +29,116 @@ use sluice_store::{
 };
 
 use crate::capabilities::DataSource;
-use crate::pipeline::Pipeline;
 use crate::runtime::{CallError, LoadedDriver};
+use crate::services::Services;
 use crate::wit::auth::{Authorization, Callback, TokenGrant};
 use crate::wit::types::{CallContext, DriverError};
 
 pub use refresh::Refreshed;
 
-/// How the lifecycle is run; every default is documented in `config`'s `[auth]`.
-#[derive(Debug, Clone)]
-pub struct AuthOptions {
-    /// Where providers send users back: `{public_url}/oauth/callback` unless configured.
-    pub redirect_uri: String,
-    /// How long a started authorization may take.
-    pub state_ttl: Duration,
-    /// Tokens are refreshed this long before they expire.
-    pub refresh_margin: Duration,
-    /// How long one node may hold an installation's refresh before another may take it.
-    pub refresh_lease: Duration,
-    /// First wait after a failed refresh; doubled per failure up to `backoff_max`.
-    pub backoff_min: Duration,
-    pub backoff_max: Duration,
-    /// A refresh failing for this long makes the installation `needs_reauth`.
-    pub reauth_after: Duration,
-    /// How often maintenance runs.
-    pub maintenance_interval: Duration,
+/// The authorization lifecycle (`[auth]`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuthConfig {
+    /// Where providers send users back after an authorization; must route to
+    /// `GET /oauth/callback` of this server. Default `{public_url}/oauth/callback`.
+    pub redirect_uri: Option<String>,
+    /// How long a started authorization (its `state`) may take, seconds. Default 600.
+    pub state_ttl_secs: u64,
+    /// Tokens are refreshed this long before they expire, seconds. Default 300.
+    pub refresh_margin_secs: u64,
+    /// How long a node may hold an installation's refresh before another may take it
+    /// over (a node that died mid-refresh), seconds. Default 60.
+    pub refresh_lease_secs: u64,
+    /// Wait after a failed refresh, seconds, doubled per failure up to the maximum.
+    /// Default 30.
+    pub refresh_backoff_min_secs: u64,
+    /// Longest wait between refresh attempts, seconds. Default 3600.
+    pub refresh_backoff_max_secs: u64,
+    /// A refresh that has failed for this long makes the installation `needs_reauth`
+    /// (a refused refresh token does at once), seconds. Default 86400.
+    pub reauth_after_secs: u64,
+    /// How often due refreshes and the retirement of rotated secrets run, ms. Default 5000.
+    pub maintenance_interval_ms: u64,
 }
 
-impl AuthOptions {
-    /// The defaults, with the callback under `public_url`.
-    pub fn new(public_url: &str) -> Self {
+impl Default for AuthConfig {
+    fn default() -> Self {
         Self {
-            redirect_uri: format!("{}/oauth/callback", public_url.trim_end_matches('/')),
-            state_ttl: Duration::from_secs(600),
-            refresh_margin: Duration::from_secs(300),
-            refresh_lease: Duration::from_secs(60),
-            backoff_min: Duration::from_secs(30),
-            backoff_max: Duration::from_secs(3600),
-            reauth_after: Duration::from_secs(24 * 3600),
-            maintenance_interval: Duration::from_secs(5),
+            redirect_uri: None,
+            state_ttl_secs: 600,
+            refresh_margin_secs: 300,
+            refresh_lease_secs: 60,
+            refresh_backoff_min_secs: 30,
+            refresh_backoff_max_secs: 3600,
+            reauth_after_secs: 86_400,
+            maintenance_interval_ms: 5_000,
         }
+    }
+}
+
+impl AuthConfig {
+    /// Check what the types cannot; `Err` names the keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.state_ttl_secs == 0
+            || self.refresh_lease_secs == 0
+            || self.maintenance_interval_ms == 0
+        {
+            return Err(
+                "[auth] state_ttl_secs, refresh_lease_secs and maintenance_interval_ms must be positive"
+                    .into(),
+            );
+        }
+        if self.refresh_backoff_min_secs > self.refresh_backoff_max_secs {
+            return Err(
+                "[auth] refresh_backoff_min_secs must not exceed refresh_backoff_max_secs".into(),
+            );
+        }
+        if let Some(uri) = &self.redirect_uri {
+            let parsed =
+                url::Url::parse(uri).map_err(|e| format!("[auth] redirect_uri {uri:?}: {e}"))?;
+            if !matches!(parsed.scheme(), "https" | "http") {
+                return Err("[auth] redirect_uri must be an http(s) URL".into());
+            }
+        }
+        Ok(())
+    }
+
+    /// The callback providers send users back to: `redirect_uri`, else the one under
+    /// `public_url`.
+    pub fn redirect_uri(&self, public_url: &str) -> String {
+        match &self.redirect_uri {
+            Some(uri) => uri.clone(),
+            None => format!("{}/oauth/callback", public_url.trim_end_matches('/')),
+        }
+    }
+
+    fn state_ttl(&self) -> Duration {
+        Duration::from_secs(self.state_ttl_secs)
+    }
+
+    fn refresh_margin(&self) -> Duration {
+        Duration::from_secs(self.refresh_margin_secs)
+    }
+
+    fn refresh_lease(&self) -> Duration {
+        Duration::from_secs(self.refresh_lease_secs)
+    }
+
+    fn backoff_min(&self) -> Duration {
+        Duration::from_secs(self.refresh_backoff_min_secs)
+    }
+
+    fn backoff_max(&self) -> Duration {
+        Duration::from_secs(self.refresh_backoff_max_secs)
+    }
+
+    fn reauth_after(&self) -> Duration {
+        Duration::from_secs(self.reauth_after_secs)
+    }
+
+    fn maintenance_interval(&self) -> Duration {
+        Duration::from_millis(self.maintenance_interval_ms)
     }
 }
 
@@ -186,17 +256,12 @@ pub enum AuthStatusName {
     Revoked,
 }
 
-/// Unix seconds as RFC 3339 UTC (`…Z`).
-pub fn rfc3339(unix: i64) -> String {
-    chrono::DateTime::from_timestamp(unix, 0)
-        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
-        .unwrap_or_else(|| unix.to_string())
-}
-
 /// The lifecycle service. One per process; cheap to share (`Arc`).
 pub struct Auth {
-    pipeline: Arc<Pipeline>,
-    options: AuthOptions,
+    services: Services,
+    config: AuthConfig,
+    /// Where providers send users back ([`AuthConfig::redirect_uri`]).
+    redirect_uri: String,
     /// This process's name in refresh leases.
     node: String,
     /// One lock per installation, so one refresh runs at a time in this process.
@@ -204,27 +269,30 @@ pub struct Auth {
 }
 
 impl Auth {
-    pub fn new(pipeline: Arc<Pipeline>, options: AuthOptions) -> Self {
+    /// The lifecycle of `services`' installations; callbacks come back under
+    /// `public_url` unless `[auth] redirect_uri` says otherwise.
+    pub fn new(services: Services, config: AuthConfig, public_url: &str) -> Self {
         Self {
-            pipeline,
-            options,
+            redirect_uri: config.redirect_uri(public_url),
+            services,
+            config,
             node: format!("node_{}", pkce::random_token()),
             flights: Mutex::default(),
         }
     }
 
-    pub fn options(&self) -> &AuthOptions {
-        &self.options
+    /// The configuration in force.
+    pub fn config(&self) -> &AuthConfig {
+        &self.config
     }
 
     fn store(&self) -> &Store {
-        self.pipeline.store()
+        &self.services.store
     }
 
     /// Now, Unix seconds, from the host's clock.
     fn now(&self) -> i64 {
-        let now = self.pipeline.runtime().capabilities().clock.now();
-        i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
+        self.services.now_secs()
     }
 
     /// The live installation and its driver.
@@ -238,26 +306,14 @@ impl Auth {
             .await?
             .ok_or(AuthError::UnknownInstallation)?;
         let driver = self
-            .pipeline
-            .drivers()
-            .for_installation(
-                &installation.driver_id,
-                installation.driver_sha256.as_deref(),
-            )
-            .ok_or_else(|| AuthError::DriverUnavailable(installation.driver_id.clone()))?;
+            .services
+            .driver_for(&installation)
+            .ok_or_else(|| AuthError::DriverUnavailable(installation.driver_id.to_string()))?;
         Ok((installation, driver))
     }
 
     fn context(&self, installation: &sluice_store::Installation) -> CallContext {
-        let settings = self
-            .pipeline
-            .runtime()
-            .policy()
-            .effective_settings(&installation.driver_id, &installation.settings);
-        CallContext {
-            installation_id: installation.id.to_string(),
-            settings: settings.to_string(),
-        }
+        self.services.call_context(installation)
     }
 
     /// Start an authorization: the provider URL to send the user to (`302` from
@@ -269,7 +325,7 @@ impl Auth {
         let state = pkce::random_token();
         let verifier = pkce::random_token();
         let request = Authorization {
-            redirect_uri: self.options.redirect_uri.clone(),
+            redirect_uri: self.redirect_uri.clone(),
             state: state.clone(),
             code_challenge: pkce::s256_challenge(&verifier),
         };
@@ -292,12 +348,12 @@ impl Auth {
             )));
         }
         let now = self.now();
-        let expires_at = now.saturating_add_unsigned(self.options.state_ttl.as_secs());
+        let expires_at = now.saturating_add_unsigned(self.config.state_ttl().as_secs());
         self.store()
             .put_oauth_state(
                 &state,
                 id,
-                &self.options.redirect_uri,
+                &self.redirect_uri,
                 verifier.as_bytes(),
                 expires_at,
                 now,
@@ -309,10 +365,10 @@ impl Auth {
 
     fn may_reach(&self, driver: &LoadedDriver, url: &url::Url) -> bool {
         matches!(url.scheme(), "https" | "http")
-            && (driver.scope.origins.iter().any(|o| o.matches(url))
+            && (driver.scope.caps.http.reaches(url)
                 || self
-                    .pipeline
-                    .runtime()
+                    .services
+                    .runtime
                     .capabilities()
                     .http
                     .grants()
@@ -418,14 +474,14 @@ impl Auth {
                 },
             )
             .await?;
-        self.pipeline.installations().invalidate(&installation.id);
+        self.services.installations.invalidate(&installation.id);
         Ok(Connected {
             installation_id: installation.id.to_string(),
             status: status.0,
             reason: status.1,
             scopes: grant.scopes,
             account_key: account_key.or_else(|| installation.account_key.clone()),
-            token_expires_at: token_expires_at.map(rfc3339),
+            token_expires_at: token_expires_at.map(crate::time::rfc3339),
         })
     }
 
@@ -450,7 +506,7 @@ impl Auth {
         self.store()
             .set_auth_status(id, AuthStatus::Revoked, Some(reason))
             .await?;
-        self.pipeline.installations().invalidate(id);
+        self.services.installations.invalidate(id);
         tracing::info!(installation = %id, %reason, "authorization revoked");
         Ok(())
     }
@@ -468,7 +524,7 @@ impl Auth {
         F: FnOnce(crate::runtime::Session) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = (Result<T, CallError>, Writes)> + Send,
     {
-        let runtime = self.pipeline.runtime().clone();
+        let runtime = self.services.runtime.clone();
         let scope = driver.scope(id, DataSource::Store(self.store().clone()));
         let on_guest = driver.clone();
         let (result, writes) = runtime
@@ -493,7 +549,7 @@ impl Auth {
         id: &InstallationId,
         writes: Writes,
     ) -> Result<(), AuthError> {
-        let received_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let received_at = crate::time::now_rfc3339();
         self.store()
             .commit_delivery(Delivery {
                 installation_id: id.clone(),

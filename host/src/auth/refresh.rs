@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use sluice_store::{AuthRecord, AuthStatus, InstallationId, RefreshFailure};
 
-use super::{Auth, AuthError, rfc3339};
+use super::{Auth, AuthError};
 use crate::runtime::{CallError, LoadedDriver};
+use crate::time::rfc3339;
 use crate::wit::types::DriverError;
 
 /// What a refresh request did.
@@ -86,7 +87,7 @@ impl Auth {
         }
         let flight = self.flight(id);
         let _turn = flight.lock().await;
-        let give_up = Instant::now() + self.options.refresh_lease + Duration::from_secs(5);
+        let give_up = Instant::now() + self.config.refresh_lease() + Duration::from_secs(5);
         let record = loop {
             let record = self.store().auth_record(id).await?;
             if !self.needed(&driver, record.as_ref(), need) {
@@ -94,7 +95,7 @@ impl Auth {
             }
             self.refreshable(record.as_ref(), need)?;
             let now = self.now();
-            let until = now.saturating_add_unsigned(self.options.refresh_lease.as_secs());
+            let until = now.saturating_add_unsigned(self.config.refresh_lease().as_secs());
             if self
                 .store()
                 .take_refresh_lease(id, &self.node, now, until)
@@ -167,7 +168,7 @@ impl Auth {
             Need::Expiring => {
                 let horizon = self
                     .now()
-                    .saturating_add_unsigned(self.options.refresh_margin.as_secs());
+                    .saturating_add_unsigned(self.config.refresh_margin().as_secs());
                 match record {
                     None => client_credentials,
                     Some(r) => match r.token_expires_at {
@@ -226,7 +227,7 @@ impl Auth {
                 | AuthError::Unsupported(_)
         );
         let too_long = now.saturating_sub(since)
-            >= i64::try_from(self.options.reauth_after.as_secs()).unwrap_or(i64::MAX);
+            >= i64::try_from(self.config.reauth_after().as_secs()).unwrap_or(i64::MAX);
         let needs_reauth = if permanent {
             Some(format!("the token could not be refreshed: {error}"))
         } else if too_long {
@@ -249,14 +250,14 @@ impl Auth {
             .record_refresh_failure(
                 id,
                 RefreshFailure {
-                    error: crate::pipeline::bounded_text(&error.to_string(), 512).into_owned(),
+                    error: crate::text::bounded(&error.to_string(), 512).into_owned(),
                     retry_at,
                     needs_reauth,
                 },
                 now,
             )
             .await?;
-        self.pipeline.installations().invalidate(id);
+        self.services.installations.invalidate(id);
         Ok(())
     }
 
@@ -265,10 +266,10 @@ impl Auth {
     fn backoff(&self, failures: i64) -> Duration {
         let exponent = u32::try_from(failures.clamp(0, 20)).unwrap_or(20);
         let full = self
-            .options
-            .backoff_min
+            .config
+            .backoff_min()
             .saturating_mul(2u32.saturating_pow(exponent))
-            .min(self.options.backoff_max);
+            .min(self.config.backoff_max());
         full.mul_f64(0.5 + rand::random::<f64>() / 2.0)
     }
 
@@ -279,13 +280,13 @@ impl Auth {
         match self.store().retire_expired_secrets(now).await {
             Ok(retired) => {
                 for (id, name) in retired {
-                    self.pipeline.installations().invalidate(&id);
+                    self.services.installations.invalidate(&id);
                     tracing::info!(installation = %id, secret = %name, "previous secret value retired");
                 }
             }
             Err(e) => tracing::warn!(error = %e, "retiring rotated secrets failed"),
         }
-        let horizon = now.saturating_add_unsigned(self.options.refresh_margin.as_secs());
+        let horizon = now.saturating_add_unsigned(self.config.refresh_margin().as_secs());
         let due = match self.store().due_refreshes(horizon, now).await {
             Ok(due) => due,
             Err(e) => {
@@ -302,7 +303,7 @@ impl Auth {
 
     /// Run [`Auth::maintain_once`] every `maintenance_interval` until `shutdown` resolves.
     pub async fn run_maintenance(&self, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.options.maintenance_interval);
+        let mut tick = tokio::time::interval(self.config.maintenance_interval());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {

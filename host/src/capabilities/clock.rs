@@ -5,7 +5,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime_wasi::HostWallClock;
 
-use super::{CallScope, CallState, Capability, CapabilityConfig};
+use std::sync::Arc;
+
+use super::{CallScope, CallState, Capability, CapabilityConfig, NoConfig};
 use crate::wit::types::Datetime;
 
 /// Where "now" comes from.
@@ -49,17 +51,21 @@ impl HostWallClock for Clock {
 }
 
 impl Capability for Clock {
+    const INTERFACE: &'static str = "clock";
+    const FUNCTIONS: &'static [&'static str] = &["now"];
+    type Config = NoConfig;
+    type Driver = ();
     type Call = Clock;
 
-    fn new(config: &CapabilityConfig) -> anyhow::Result<Self> {
-        Ok(config.clock.clone())
+    fn new(_: &NoConfig, host: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(host.clock.clone())
     }
 
     fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         crate::wit::clock::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
-    fn start_call(&self, scope: &CallScope) -> Clock {
+    fn start_call(&self, _: &Arc<()>, scope: &CallScope) -> Clock {
         match scope.fixed().and_then(|f| f.clock.as_ref()) {
             Some(pinned) => pinned.clone(),
             None => self.clone(),

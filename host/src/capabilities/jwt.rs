@@ -12,8 +12,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use ring::signature::{self, RsaPublicKeyComponents, UnparsedPublicKey};
 use serde::Deserialize;
 
-use super::secrets::{compute_hmac, constant_time_eq};
-use crate::wit::secrets::HmacAlgorithm;
+use crate::crypto::{HmacAlgorithm, constant_time_eq, hmac as compute_hmac};
 
 /// Most keys one set may hold that the host keeps (a provider publishes two or three).
 const MAX_KEYS: usize = 32;

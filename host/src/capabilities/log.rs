@@ -3,44 +3,75 @@
 //! `max_log_bytes`) so a chatty driver cannot flood it. `enabled` tells the driver whether
 //! a message would be kept, so it can skip formatting one the host would drop.
 
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
 use wasmtime::component::{HasSelf, Linker};
 
 use super::{CallScope, CallState, Capability, CapabilityConfig};
 use crate::wit::log::{Host, Level};
 
-/// Most messages one call may log; the rest are counted and dropped.
-const MAX_MESSAGES_PER_CALL: u32 = 100;
-/// Longest message kept; longer ones are cut.
-const MAX_MESSAGE_BYTES: usize = 4096;
+/// The log capability's section, `[capabilities.log]`. (The bytes a call may log are a
+/// driver limit: `[drivers.<id>] max_log_bytes`.)
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// Most messages one call may log; the rest are counted and dropped. Default 100.
+    pub max_messages_per_call: u32,
+    /// Longest message kept, bytes; longer ones are cut at a character boundary.
+    /// Default 4096.
+    pub max_message_bytes: usize,
+}
 
-/// The log capability (no configuration).
-pub struct Log;
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            max_messages_per_call: 100,
+            max_message_bytes: 4096,
+        }
+    }
+}
+
+/// The log capability.
+pub struct Log {
+    config: LogConfig,
+}
 
 /// One call's log budget and tags.
 pub struct CallLog {
     driver: String,
     installation: String,
     written: u32,
+    max_messages: u32,
+    max_message_bytes: usize,
     /// Bytes the call may still log (the driver's `max_log_bytes`).
     bytes_left: usize,
 }
 
 impl Capability for Log {
+    const INTERFACE: &'static str = "log";
+    const FUNCTIONS: &'static [&'static str] = &["log", "enabled"];
+    type Config = LogConfig;
+    type Driver = ();
     type Call = CallLog;
 
-    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
-        Ok(Log)
+    fn new(config: &LogConfig, _: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(Log {
+            config: config.clone(),
+        })
     }
 
     fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         crate::wit::log::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
-    fn start_call(&self, scope: &CallScope) -> CallLog {
+    fn start_call(&self, _: &Arc<()>, scope: &CallScope) -> CallLog {
         CallLog {
             driver: scope.driver.id.clone(),
             installation: scope.installation_id().to_string(),
             written: 0,
+            max_messages: self.config.max_messages_per_call,
+            max_message_bytes: self.config.max_message_bytes,
             bytes_left: scope.driver.limits.max_log_bytes,
         }
     }
@@ -49,7 +80,7 @@ impl Capability for Log {
 impl CallLog {
     /// Whether the call may still log: neither the message count nor the bytes are spent.
     fn has_budget(&self) -> bool {
-        self.written < MAX_MESSAGES_PER_CALL && self.bytes_left > 0
+        self.written < self.max_messages && self.bytes_left > 0
     }
 }
 
@@ -73,17 +104,11 @@ impl Host for CallState {
     async fn log(&mut self, level: Level, message: String) -> wasmtime::Result<()> {
         let log = &mut self.caps.log;
         log.written += 1;
-        if log.written > MAX_MESSAGES_PER_CALL {
+        if log.written > log.max_messages {
             return Ok(());
         }
         let mut message = message;
-        if message.len() > MAX_MESSAGE_BYTES {
-            let mut cut = MAX_MESSAGE_BYTES;
-            while !message.is_char_boundary(cut) {
-                cut -= 1;
-            }
-            message.truncate(cut);
-        }
+        crate::text::truncate(&mut message, log.max_message_bytes);
         if message.len() > log.bytes_left {
             log.bytes_left = 0;
             return Ok(());
@@ -142,11 +167,13 @@ mod tests {
             driver: "d".into(),
             installation: "i".into(),
             written,
+            max_messages: 100,
+            max_message_bytes: 4096,
             bytes_left,
         };
         assert!(call(0, 1).has_budget());
-        assert!(call(MAX_MESSAGES_PER_CALL - 1, 4096).has_budget());
-        assert!(!call(MAX_MESSAGES_PER_CALL, 4096).has_budget());
+        assert!(call(99, 4096).has_budget());
+        assert!(!call(100, 4096).has_budget());
         assert!(!call(3, 0).has_budget());
     }
 }

@@ -11,27 +11,48 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use hmac::{Hmac, Mac};
 use sluice_store::Writes;
-use subtle::ConstantTimeEq;
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope};
+use crate::crypto::{self, constant_time_eq};
+
+use super::{
+    CallScope, CallState, Capability, CapabilityConfig, DataSource, DriverContext,
+    InstallationScope, NoConfig,
+};
+use crate::policy::Policy;
 use crate::wit::secrets::{Error, HmacAlgorithm, Host, JwksError};
 
 /// A secret's bytes: zeroed on drop, `[redacted]` in `Debug` (the store's type, so a value
 /// read or captured here is committed without another copy).
 pub use sluice_store::SecretBytes as SecretValue;
 
-/// The secrets capability (no configuration).
-pub struct Secrets;
+/// The secrets capability: the operator's app credentials come from the policy.
+pub struct Secrets {
+    policy: Policy,
+}
 
-/// One call's secrets: the installation, the names the driver declared, a cache of what
-/// was read, and the values captured from provider responses (OAuth tokens).
-pub struct CallSecrets {
-    installation: Option<InstallationScope>,
+/// What a driver may name: the secrets it declared, and the operator's app credentials
+/// for it (`[drivers.<id>] app_secrets`) that installations without their own fall back
+/// to.
+#[derive(Default)]
+pub struct DriverSecrets {
     declared: Vec<String>,
     app: Arc<HashMap<String, SecretValue>>,
+}
+
+impl DriverSecrets {
+    /// Whether the operator configured an app credential of this name for the driver.
+    pub fn has_app_secret(&self, name: &str) -> bool {
+        self.app.contains_key(name)
+    }
+}
+
+/// One call's secrets: the installation, what the driver may name, a cache of what was
+/// read, and the values captured from provider responses (OAuth tokens).
+pub struct CallSecrets {
+    installation: Option<InstallationScope>,
+    driver: Arc<DriverSecrets>,
     cache: HashMap<String, Option<SecretValue>>,
     captured: Vec<(String, SecretValue)>,
     /// How many of `captured` are already stored.
@@ -39,21 +60,46 @@ pub struct CallSecrets {
 }
 
 impl Capability for Secrets {
+    const INTERFACE: &'static str = "secrets";
+    const FUNCTIONS: &'static [&'static str] = &[
+        "verify-hmac",
+        "equals",
+        "verify-jwt",
+        "verify-jwt-jwks",
+        "exists",
+    ];
+    type Config = NoConfig;
+    type Driver = DriverSecrets;
     type Call = CallSecrets;
 
-    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
-        Ok(Secrets)
+    fn new(_: &NoConfig, host: &CapabilityConfig) -> anyhow::Result<Self> {
+        Ok(Secrets {
+            policy: host.policy.clone(),
+        })
     }
 
     fn add_to_linker(linker: &mut Linker<CallState>) -> wasmtime::Result<()> {
         crate::wit::secrets::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
-    fn start_call(&self, scope: &CallScope) -> CallSecrets {
+    fn driver(&self, driver: &DriverContext<'_>) -> Result<DriverSecrets, String> {
+        let info = driver.info;
+        let app = self.policy.app_secrets(&info.id);
+        for name in app.keys() {
+            if !info.secrets.iter().any(|s| &s.name == name) {
+                tracing::warn!(driver = %info.id, secret = %name, "[drivers.{}] app_secrets names a secret the driver does not declare; it is never used", info.id);
+            }
+        }
+        Ok(DriverSecrets {
+            declared: info.secrets.iter().map(|s| s.name.clone()).collect(),
+            app,
+        })
+    }
+
+    fn start_call(&self, driver: &Arc<DriverSecrets>, scope: &CallScope) -> CallSecrets {
         CallSecrets {
             installation: scope.installation.clone(),
-            declared: scope.driver.secrets.clone(),
-            app: scope.driver.app_secrets.clone(),
+            driver: driver.clone(),
             cache: HashMap::new(),
             captured: Vec::new(),
             stored: 0,
@@ -97,7 +143,7 @@ impl CallSecrets {
                     .secret(name)
                     .map_err(|e| wasmtime::Error::msg(format!("opening secret {name:?}: {e}")))?,
             };
-            let value = value.or_else(|| self.app.get(name).cloned());
+            let value = value.or_else(|| self.driver.app.get(name).cloned());
             self.cache.insert(name.to_string(), value);
         }
         Ok(match self.cache.get(name).cloned().flatten() {
@@ -108,7 +154,7 @@ impl CallSecrets {
 
     /// Whether the driver declared `name` (only declared secrets can be read or captured).
     pub fn is_declared(&self, name: &str) -> bool {
-        self.declared.iter().any(|d| d == name)
+        self.driver.declared.iter().any(|d| d == name)
     }
 
     /// The previous value of a rotated secret, while its grace period lasts at `now`.
@@ -168,25 +214,14 @@ impl CallSecrets {
     }
 }
 
-/// HMAC of `message` keyed by `key`.
-pub fn compute_hmac(algorithm: HmacAlgorithm, key: &[u8], message: &[u8]) -> Vec<u8> {
-    fn run<M: Mac + hmac::digest::KeyInit>(key: &[u8], message: &[u8]) -> Vec<u8> {
-        // HMAC accepts keys of any length, so `new_from_slice` cannot fail.
-        let mut mac = <M as hmac::digest::KeyInit>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes any key length"));
-        mac.update(message);
-        mac.finalize().into_bytes().to_vec()
+impl From<HmacAlgorithm> for crate::crypto::HmacAlgorithm {
+    fn from(a: HmacAlgorithm) -> Self {
+        match a {
+            HmacAlgorithm::Sha1 => Self::Sha1,
+            HmacAlgorithm::Sha256 => Self::Sha256,
+            HmacAlgorithm::Sha512 => Self::Sha512,
+        }
     }
-    match algorithm {
-        HmacAlgorithm::Sha1 => run::<Hmac<sha1::Sha1>>(key, message),
-        HmacAlgorithm::Sha256 => run::<Hmac<sha2::Sha256>>(key, message),
-        HmacAlgorithm::Sha512 => run::<Hmac<sha2::Sha512>>(key, message),
-    }
-}
-
-/// Constant-time equality (length is not secret).
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && bool::from(a.ct_eq(b))
 }
 
 impl CallState {
@@ -206,11 +241,8 @@ impl Host for CallState {
         candidates: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<bool, Error>> {
         let matches = |key: &SecretValue| {
-            let expected = compute_hmac(algorithm, key.expose(), &message);
-            // Check every candidate so timing does not reveal which one matched.
-            candidates
-                .iter()
-                .fold(false, |found, c| constant_time_eq(&expected, c) | found)
+            let expected = crypto::hmac(algorithm.into(), key.expose(), &message);
+            crypto::any_equal(&expected, &candidates)
         };
         match self.caps.secrets.lookup(&secret).await? {
             Ok(key) if matches(&key) => Ok(Ok(true)),
@@ -267,40 +299,5 @@ impl Host for CallState {
 
     async fn exists(&mut self, secret: String) -> wasmtime::Result<bool> {
         Ok(self.caps.secrets.lookup(&secret).await?.is_ok())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hmac_matches_stripe_node_vectors() {
-        // tests/fixtures/stripe/stripe_webhook_cases.json, "stripe-node/crypto-provider-hmac".
-        let cases = [
-            (
-                "",
-                "f7f9bd47fb987337b5796fdc1fdb9ba221d0d5396814bfcaf9521f43fd8927fd",
-            ),
-            (
-                "{\"obj1\":\"hello\",\"obj2\":\"world\"}",
-                "bebb1a643997f419b315ddba19e6f5411e1ce7f810ba6d3617ce72823092f363",
-            ),
-            (
-                "😀",
-                "837da296d05c4fe31f61d5d7ead035099d9585a5bcde87de952012a78f0b0c43",
-            ),
-        ];
-        for (message, expected) in cases {
-            let mac = compute_hmac(HmacAlgorithm::Sha256, b"test_secret", message.as_bytes());
-            assert_eq!(hex::encode(mac), expected, "message {message:?}");
-        }
-    }
-
-    #[test]
-    fn constant_time_eq_requires_equal_length_and_bytes() {
-        assert!(constant_time_eq(b"abc", b"abc"));
-        assert!(!constant_time_eq(b"abc", b"abd"));
-        assert!(!constant_time_eq(b"abc", b"abcd"));
     }
 }

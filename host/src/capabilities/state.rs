@@ -3,11 +3,14 @@
 //! transaction as the events the call produced, or dropped with them.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use sluice_store::{StateWrite, Writes};
 use wasmtime::component::{HasSelf, Linker};
 
-use super::{CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope};
+use super::{
+    CallScope, CallState, Capability, CapabilityConfig, DataSource, InstallationScope, NoConfig,
+};
 use crate::wit::state::Host;
 
 /// Longest key, in bytes.
@@ -31,9 +34,13 @@ pub struct CallStateMap {
 }
 
 impl Capability for State {
+    const INTERFACE: &'static str = "state";
+    const FUNCTIONS: &'static [&'static str] = &["get", "set", "delete"];
+    type Config = NoConfig;
+    type Driver = ();
     type Call = CallStateMap;
 
-    fn new(_: &CapabilityConfig) -> anyhow::Result<Self> {
+    fn new(_: &NoConfig, _: &CapabilityConfig) -> anyhow::Result<Self> {
         Ok(State)
     }
 
@@ -41,7 +48,7 @@ impl Capability for State {
         crate::wit::state::add_to_linker::<_, HasSelf<CallState>>(linker, |s| s)
     }
 
-    fn start_call(&self, scope: &CallScope) -> CallStateMap {
+    fn start_call(&self, _: &Arc<()>, scope: &CallScope) -> CallStateMap {
         CallStateMap {
             installation: scope.installation.clone(),
             pending: HashMap::new(),

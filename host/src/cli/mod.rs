@@ -28,6 +28,9 @@ struct Cli {
 enum Command {
     /// Run the server: webhooks, admin API, drivers.
     Serve(serve::ServeArgs),
+    /// The configuration `serve` would run with.
+    #[command(subcommand)]
+    Config(serve::ConfigCommand),
     /// Create, list and delete installations.
     #[command(subcommand)]
     Installations(client::InstallationsCommand),
@@ -81,6 +84,11 @@ pub(crate) fn print_json(value: &impl serde::Serialize) {
 
 /// Run the command line; errors are printed with their context chain.
 pub fn main() -> ExitCode {
+    main_with(crate::node::Extensions::default())
+}
+
+/// [`main`] for a program that embeds the host: `serve` runs with `extensions`.
+pub fn main_with(extensions: crate::node::Extensions) -> ExitCode {
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -94,7 +102,10 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(args) => serve::run(args).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(args) => serve::run(args, extensions)
+                .await
+                .map(|()| ExitCode::SUCCESS),
+            Command::Config(cmd) => cmd.run().map(|()| ExitCode::SUCCESS),
             Command::Installations(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Secrets(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),
             Command::Events(cmd) => cmd.run().await.map(|()| ExitCode::SUCCESS),

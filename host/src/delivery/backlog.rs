@@ -43,7 +43,7 @@ async fn refresh(d: &Deliverer) -> Result<(), StoreError> {
         let backlog = store.endpoint_backlog(&endpoint).await?;
         crate::metrics::record_outbox(id, backlog.pending, Some(backlog.dead), age(&backlog));
     }
-    if d.options.nats.is_some() && held(&store.sink_state(nats::SINK_ID).await?) {
+    if d.config.nats.url().is_some() && held(&store.sink_state(nats::SINK_ID).await?) {
         let backlog = store.log_backlog(nats::SINK_ID).await?;
         crate::metrics::record_outbox(nats::SINK_ID, backlog.pending, None, age(&backlog));
     }

@@ -154,7 +154,7 @@ impl Worker {
                     now_ms() + 1_000
                 }
             };
-            let at = next.min(now_ms() + ms(self.deliverer.options.tick));
+            let at = next.min(now_ms() + ms(self.deliverer.config.tick()));
             if wait_for_work(at, &mut commits, &mut nudges, &mut stopped).await {
                 break;
             }
@@ -171,7 +171,7 @@ impl Worker {
         let store = &d.store;
         let now = now_ms();
         if !store
-            .claim_sink(self.id.as_str(), &d.node, now, now + ms(d.options.lease))
+            .claim_sink(self.id.as_str(), &d.node, now, now + ms(d.config.lease()))
             .await?
         {
             return Ok(None);
@@ -197,7 +197,7 @@ impl Worker {
                     &matching,
                     last.cursor,
                     now,
-                    now_ms() + ms(d.options.lease),
+                    now_ms() + ms(d.config.lease()),
                 )
                 .await?
             {
@@ -205,27 +205,27 @@ impl Worker {
             }
         }
         // The circuit: open, nothing is sent; open past its time, one probe.
-        let circuit_open = state.consecutive_failures >= d.options.circuit_threshold;
+        let circuit_open = state.consecutive_failures >= d.config.circuit_failure_threshold;
         if let Some(until) = state.circuit_open_until.filter(|u| *u > now) {
             return Ok(Some(until));
         }
         // A round's sends end inside the lease: its pacing fits in what the lease leaves
         // after one attempt's timeout and a second (config checks that this is positive).
-        let pacing_ms = (ms(d.options.lease) - ms(d.options.timeout) - 1_000).max(0);
+        let pacing_ms = (ms(d.config.lease()) - ms(d.config.timeout()) - 1_000).max(0);
         let paced = endpoint
             .rate_limit_per_sec
             .map_or(i64::MAX, |rate| (rate * pacing_ms / 1000).max(1));
         let limit = if circuit_open {
             1
         } else {
-            (d.options.max_in_flight as i64).min(paced)
+            (d.config.max_in_flight as i64).min(paced)
         };
         let due = store.due_deliveries(&self.id, now, limit).await?;
         // Renewed right before sending, unless taking events in just did.
         if !due.is_empty() && page.is_empty() {
             let now = now_ms();
             if !store
-                .claim_sink(self.id.as_str(), &d.node, now, now + ms(d.options.lease))
+                .claim_sink(self.id.as_str(), &d.node, now, now + ms(d.config.lease()))
                 .await?
             {
                 return Ok(None);
@@ -266,8 +266,7 @@ impl Worker {
                 let attempt_no = delivery.attempts + 1;
                 let outcome = if ok {
                     AttemptOutcome::Delivered
-                } else if let Some(wait) = d.options.retry_schedule.get(delivery.attempts as usize)
-                {
+                } else if let Some(wait) = d.retry_schedule.get(delivery.attempts as usize) {
                     AttemptOutcome::RetryAt(now_ms() + jittered(ms(*wait)))
                 } else {
                     AttemptOutcome::Dead
@@ -303,10 +302,10 @@ impl Worker {
                 );
                 store.record_attempt(&self.id, &attempt, outcome).await?;
             }
-            let open_until = (failures >= d.options.circuit_threshold).then(|| {
-                let times = (failures - d.options.circuit_threshold).clamp(0, 20) as u32;
-                let open = d.options.circuit_open.saturating_mul(1 << times);
-                now_ms() + ms(open.min(d.options.circuit_open_max))
+            let open_until = (failures >= d.config.circuit_failure_threshold).then(|| {
+                let times = (failures - d.config.circuit_failure_threshold).clamp(0, 20) as u32;
+                let open = d.config.circuit_open().saturating_mul(1 << times);
+                now_ms() + ms(open.min(d.config.circuit_open_max()))
             });
             if open_until.is_some() && state.circuit_open_until.is_none() {
                 tracing::warn!(endpoint = %self.id, failures, "endpoint circuit opened");

@@ -11,12 +11,15 @@
 //!
 //! [`Deliverer::run`] is the node's loop: it claims the consumers it can and runs one
 //! worker per consumer it holds, and keeps the outbox gauges of those ([`backlog`]).
-//! Defaults live in `config` (`[delivery]`).
+//! Its configuration is the `[delivery]` section ([`DeliveryConfig`]).
 
 mod backlog;
+mod config;
 pub mod endpoint;
 pub mod nats;
 pub mod standard_webhooks;
+
+pub use config::{DeliveryConfig, NatsConfig, parse_schedule};
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -27,83 +30,6 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::net::OriginPattern;
-
-/// The waits after failed attempts unless configured: 8 attempts over about 28 hours.
-pub const DEFAULT_RETRY_SCHEDULE: &str = "5s,5m,30m,2h,5h,10h,10h";
-
-/// How deliveries are made; defaults in `config` (`[delivery]`).
-#[derive(Debug, Clone)]
-pub struct DeliveryOptions {
-    /// The wait after each failed attempt, in order: an event is tried once more than
-    /// there are entries, then dead.
-    pub retry_schedule: Vec<Duration>,
-    /// The longest one attempt may take, connection included.
-    pub timeout: Duration,
-    /// How long a node's claim on a consumer lasts; renewed while it works.
-    pub lease: Duration,
-    /// How often a node looks for consumers to claim.
-    pub tick: Duration,
-    /// Installations of one endpoint delivered to at once (each in order).
-    pub max_in_flight: usize,
-    /// Failed attempts in a row that open an endpoint's circuit.
-    pub circuit_threshold: i64,
-    /// How long a circuit first stays open; doubled each time a probe fails.
-    pub circuit_open: Duration,
-    /// The longest a circuit stays open before a probe.
-    pub circuit_open_max: Duration,
-    /// How long delivered deliveries and attempts are kept.
-    pub retention: Duration,
-    /// The NATS JetStream sink, when configured.
-    pub nats: Option<nats::NatsOptions>,
-}
-
-impl Default for DeliveryOptions {
-    fn default() -> Self {
-        Self {
-            retry_schedule: parse_schedule(DEFAULT_RETRY_SCHEDULE).unwrap_or_default(),
-            timeout: Duration::from_secs(15),
-            lease: Duration::from_secs(30),
-            tick: Duration::from_secs(1),
-            max_in_flight: 8,
-            circuit_threshold: 5,
-            circuit_open: Duration::from_secs(30),
-            circuit_open_max: Duration::from_secs(600),
-            retention: Duration::from_secs(7 * 24 * 3600),
-            nats: None,
-        }
-    }
-}
-
-/// Parse a retry schedule: durations separated by commas, each a number and a unit (`ms`,
-/// `s`, `m`, `h`, `d`), e.g. `5s,5m,30m,2h`.
-pub fn parse_schedule(text: &str) -> Result<Vec<Duration>, String> {
-    text.split(',')
-        .map(str::trim)
-        .filter(|s| !s.is_empty())
-        .map(parse_duration)
-        .collect()
-}
-
-fn parse_duration(text: &str) -> Result<Duration, String> {
-    let split = text
-        .find(|c: char| !c.is_ascii_digit())
-        .ok_or_else(|| format!("{text:?} needs a unit (ms, s, m, h, d)"))?;
-    let (number, unit) = text.split_at(split);
-    let n: u64 = number
-        .parse()
-        .map_err(|_| format!("{text:?} must start with a whole number"))?;
-    let ms = match unit {
-        "ms" => 1,
-        "s" => 1_000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        "d" => 86_400_000,
-        _ => return Err(format!("{text:?}: the unit must be ms, s, m, h or d")),
-    };
-    n.checked_mul(ms)
-        .map(Duration::from_millis)
-        .ok_or_else(|| format!("{text:?} is too long"))
-}
 
 /// Milliseconds since the Unix epoch.
 pub(crate) fn now_ms() -> i64 {
@@ -125,7 +51,9 @@ pub(crate) fn jittered(ms: i64) -> i64 {
 /// the loop that delivers.
 pub struct Deliverer {
     store: Store,
-    options: DeliveryOptions,
+    config: DeliveryConfig,
+    /// `config.retry_schedule`, parsed.
+    retry_schedule: Vec<Duration>,
     client: endpoint::Clients,
     /// This node's name in consumer leases.
     node: String,
@@ -139,21 +67,23 @@ impl Deliverer {
     /// destinations an endpoint may name.
     pub fn new(
         store: Store,
-        options: DeliveryOptions,
+        config: DeliveryConfig,
         grants: Vec<OriginPattern>,
     ) -> anyhow::Result<Self> {
+        config.validate().map_err(anyhow::Error::msg)?;
         Ok(Self {
-            client: endpoint::Clients::new(grants, options.timeout)?,
+            client: endpoint::Clients::new(grants, config.timeout())?,
             node: format!("node_{}", hex::encode(rand::random::<[u8; 12]>())),
             nudge: watch::Sender::new(0),
+            retry_schedule: config.schedule().map_err(anyhow::Error::msg)?,
             store,
-            options,
+            config,
         })
     }
 
-    /// The options in force.
-    pub fn options(&self) -> &DeliveryOptions {
-        &self.options
+    /// The configuration in force.
+    pub fn config(&self) -> &DeliveryConfig {
+        &self.config
     }
 
     /// Whether an endpoint may post to `url`: `Err` says why not.
@@ -171,8 +101,8 @@ impl Deliverer {
     pub async fn run(self: Arc<Self>, until: impl std::future::Future<Output = ()>) {
         let (stop, stopped) = watch::channel(false);
         let mut workers: HashMap<EndpointId, JoinHandle<()>> = HashMap::new();
-        let nats = self.options.nats.clone().map(|options| {
-            let worker = nats::NatsSink::new(self.clone(), options);
+        let nats = self.config.nats.url().is_some().then(|| {
+            let worker = nats::NatsSink::new(self.clone(), self.config.nats.clone());
             tokio::spawn(worker.run(stopped.clone()))
         });
         let gauges = tokio::spawn(backlog::export(self.clone(), stopped.clone()));
@@ -188,7 +118,7 @@ impl Deliverer {
                 pruned_at = now;
                 match self
                     .store
-                    .prune_deliveries(now - ms(self.options.retention))
+                    .prune_deliveries(now - ms(self.config.retention()))
                     .await
                 {
                     Ok(n) if n > 0 => tracing::info!(rows = n, "pruned old deliveries"),
@@ -198,7 +128,7 @@ impl Deliverer {
             }
             tokio::select! {
                 _ = &mut until => break,
-                _ = tokio::time::sleep(self.options.tick) => {}
+                _ = tokio::time::sleep(self.config.tick()) => {}
             }
         }
         let _ = stop.send(true);
@@ -222,7 +152,7 @@ impl Deliverer {
                 continue;
             }
             let now = now_ms();
-            let until = now + ms(self.options.lease);
+            let until = now + ms(self.config.lease());
             if !self
                 .store
                 .claim_sink(endpoint.id.as_str(), &self.node, now, until)
@@ -254,25 +184,4 @@ pub(crate) async fn wait_for_work(
         _ = stopped.changed() => {}
     }
     *stopped.borrow()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn schedules() {
-        assert_eq!(
-            parse_schedule("5s, 5m,30m,2h,1d,250ms").unwrap(),
-            [5, 300, 1800, 7200, 86400]
-                .map(Duration::from_secs)
-                .into_iter()
-                .chain([Duration::from_millis(250)])
-                .collect::<Vec<_>>()
-        );
-        assert_eq!(parse_schedule("").unwrap(), Vec::<Duration>::new());
-        for bad in ["5", "s", "5 s", "5w", "-5s", "99999999999999999999d"] {
-            assert!(parse_schedule(bad).is_err(), "{bad}");
-        }
-    }
 }

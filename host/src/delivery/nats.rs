@@ -12,54 +12,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, stream};
-use sluice_store::{Cursor, StoreError, StoredEvent};
+use sluice_store::{Cursor, StoreError};
 use tokio::sync::watch;
 
-use super::{Deliverer, ms, now_ms, wait_for_work};
+use super::{Deliverer, NatsConfig, ms, now_ms, wait_for_work};
 
 /// The sink's id among the consumers in the store.
 pub const SINK_ID: &str = "nats";
 
 /// Events published per step (acknowledged together).
 const BATCH: i64 = 256;
-
-/// Where and how events are published (`[delivery.nats]`).
-#[derive(Debug, Clone)]
-pub struct NatsOptions {
-    /// `nats://host:port`.
-    pub url: String,
-    /// The stream, created if missing.
-    pub stream: String,
-    /// Subjects are `{subject_prefix}.{driver}.{installation}`.
-    pub subject_prefix: String,
-    /// How long the stream keeps messages (when this host creates it).
-    pub max_age: Duration,
-    /// How long the stream remembers message ids to drop duplicates (when this host
-    /// creates it).
-    pub duplicate_window: Duration,
-}
-
-impl NatsOptions {
-    /// Defaults for `url`: stream `SLUICE_EVENTS`, subjects `sluice.events.…`, 7 days of
-    /// retention, a 2-minute duplicate window.
-    pub fn new(url: String) -> Self {
-        Self {
-            url,
-            stream: "SLUICE_EVENTS".into(),
-            subject_prefix: "sluice.events".into(),
-            max_age: Duration::from_secs(7 * 24 * 3600),
-            duplicate_window: Duration::from_secs(120),
-        }
-    }
-
-    /// The subject of `event`.
-    pub fn subject(&self, event: &StoredEvent) -> String {
-        format!(
-            "{}.{}.{}",
-            self.subject_prefix, event.driver_id, event.installation_id
-        )
-    }
-}
 
 /// Why a step failed.
 #[derive(Debug, thiserror::Error)]
@@ -73,12 +35,13 @@ enum SinkError {
 /// Publishes the log to JetStream while this node holds the sink's lease.
 pub struct NatsSink {
     deliverer: Arc<Deliverer>,
-    options: NatsOptions,
+    config: NatsConfig,
 }
 
 impl NatsSink {
-    pub fn new(deliverer: Arc<Deliverer>, options: NatsOptions) -> Self {
-        Self { deliverer, options }
+    /// The sink for `config`, whose `url` is set.
+    pub fn new(deliverer: Arc<Deliverer>, config: NatsConfig) -> Self {
+        Self { deliverer, config }
     }
 
     pub async fn run(self, mut stopped: watch::Receiver<bool>) {
@@ -103,7 +66,7 @@ impl NatsSink {
                     }
                     now_ms()
                 }
-                Ok(false) => now_ms() + ms(self.deliverer.options.tick),
+                Ok(false) => now_ms() + ms(self.deliverer.config.tick()),
                 Err(e) => {
                     failures += 1;
                     let message = e.to_string();
@@ -144,7 +107,7 @@ impl NatsSink {
             *registered = true;
         }
         *holding = store
-            .claim_sink(SINK_ID, &d.node, now, now + ms(d.options.lease))
+            .claim_sink(SINK_ID, &d.node, now, now + ms(d.config.lease()))
             .await?;
         if !*holding {
             return Ok(false);
@@ -174,7 +137,7 @@ impl NatsSink {
             headers.insert("Content-Type", "application/cloudevents+json");
             let body = crate::output::cloud_event(event);
             match js
-                .publish_with_headers(self.options.subject(event), headers, body.into())
+                .publish_with_headers(self.config.subject(event), headers, body.into())
                 .await
             {
                 Ok(ack) => acks.push((event.cursor, ack)),
@@ -215,20 +178,21 @@ impl NatsSink {
 
     /// Connect and make sure the stream exists.
     async fn connect(&self) -> Result<jetstream::Context, SinkError> {
-        let o = &self.options;
-        let shown = redacted(&o.url);
+        let o = &self.config;
+        let url = o.url().unwrap_or_default();
+        let shown = redacted(url);
         let client = async_nats::ConnectOptions::new()
             .name(concat!("sluice/", env!("CARGO_PKG_VERSION")))
             .connection_timeout(Duration::from_secs(5))
-            .connect(o.url.as_str())
+            .connect(url)
             .await
             .map_err(|e| SinkError::Nats(format!("connecting to {shown}: {e}")))?;
         let js = jetstream::new(client);
         let config = stream::Config {
             name: o.stream.clone(),
             subjects: vec![format!("{}.>", o.subject_prefix)],
-            max_age: o.max_age,
-            duplicate_window: o.duplicate_window,
+            max_age: o.max_age(),
+            duplicate_window: o.duplicate_window(),
             storage: stream::StorageType::File,
             ..Default::default()
         };

@@ -8,8 +8,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::{GeneralPurpose, GeneralPurposeConfig, STANDARD};
 
-use crate::capabilities::secrets::compute_hmac;
-use crate::wit::secrets::HmacAlgorithm;
+use crate::crypto::{HmacAlgorithm, hmac as compute_hmac};
 
 /// The prefix of a Standard Webhooks secret.
 pub const SECRET_PREFIX: &str = "whsec_";

@@ -14,8 +14,9 @@ use serde_json::{Value, json};
 use sluice_store::{Installation, InstallationId};
 
 use super::CatalogError;
-use crate::pipeline::{NormalizeFailed, Pipeline};
+use crate::pipeline::{NormalizeFailed, normalize_stored};
 use crate::runtime::{DriverInfo, LoadedDriver};
+use crate::services::Services;
 
 /// Most stored events one canary replays.
 pub const MAX_CANARY_EVENTS: usize = 1000;
@@ -113,14 +114,14 @@ pub struct FieldChange {
 
 /// Replay the last `limit` raw events of `current`'s driver through both versions.
 pub(super) async fn run(
-    pipeline: &Pipeline,
+    services: &Services,
     current: &Arc<LoadedDriver>,
     candidate: &Arc<LoadedDriver>,
     limit: usize,
 ) -> Result<CanaryReport, CatalogError> {
     let limit = limit.min(MAX_CANARY_EVENTS);
-    let raws = pipeline
-        .store()
+    let raws = services
+        .store
         .recent_raw_events(&current.info.id, i64::try_from(limit).unwrap_or(i64::MAX))
         .await?;
     let mut report = CanaryReport {
@@ -135,8 +136,8 @@ pub(super) async fn run(
             break;
         }
         if !installations.contains_key(&raw.installation_id) {
-            let found = pipeline
-                .store()
+            let found = services
+                .store
                 .get_installation(&raw.installation_id)
                 .await?;
             installations.insert(raw.installation_id.clone(), found);
@@ -146,7 +147,7 @@ pub(super) async fn run(
             continue;
         };
         let run = |driver: &Arc<LoadedDriver>| {
-            pipeline.normalize_stored(driver.clone(), installation, raw)
+            normalize_stored(services, driver.clone(), installation, raw)
         };
         let (before, after) = (run(current).await, run(candidate).await);
         let flatten =

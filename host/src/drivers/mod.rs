@@ -30,19 +30,52 @@ use sluice_store::{
 
 pub use canary::{CanaryReport, EventComparison, FieldChange};
 
-use crate::pipeline::Pipeline;
 use crate::registry::DriverRegistry;
 use crate::runtime::{DriverInfo, LoadError, LoadedDriver, Runtime};
+use crate::services::Services;
 
-/// How the catalog watches and syncs; defaults in `config` (`[catalog]`).
-#[derive(Debug, Clone)]
-pub struct CatalogOptions {
-    /// The drivers directory.
-    pub dir: PathBuf,
-    /// How often the directory is scanned for new or changed files; `None`: only at start.
-    pub watch_interval: Option<Duration>,
-    /// How often the registry is compared with the store, notifications aside.
-    pub sync_interval: Duration,
+/// Kept driver versions and hot-loading (`[catalog]`).
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatalogConfig {
+    /// How often the drivers directory is scanned for new or changed files, ms; `0` reads
+    /// it only at start. Default 2000.
+    pub watch_interval_ms: u64,
+    /// How often a node compares its drivers with the database, ms (PostgreSQL nodes also
+    /// hear of changes at once through `LISTEN/NOTIFY`; this bounds a missed one).
+    /// Default 5000.
+    pub sync_interval_ms: u64,
+    /// Largest component `POST /v1/drivers` takes, bytes. Default 64 MiB.
+    pub max_driver_bytes: usize,
+}
+
+impl Default for CatalogConfig {
+    fn default() -> Self {
+        Self {
+            watch_interval_ms: 2000,
+            sync_interval_ms: 5000,
+            max_driver_bytes: 64 << 20,
+        }
+    }
+}
+
+impl CatalogConfig {
+    /// Check what the types cannot; `Err` names the keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.sync_interval_ms == 0 || self.max_driver_bytes == 0 {
+            return Err("[catalog] sync_interval_ms and max_driver_bytes must be positive".into());
+        }
+        Ok(())
+    }
+
+    /// How often the directory is scanned; `None`: only at start.
+    fn watch_interval(&self) -> Option<Duration> {
+        (self.watch_interval_ms > 0).then(|| Duration::from_millis(self.watch_interval_ms))
+    }
+
+    fn sync_interval(&self) -> Duration {
+        Duration::from_millis(self.sync_interval_ms)
+    }
 }
 
 /// What to do with an added version.
@@ -100,8 +133,10 @@ pub enum CatalogError {
 
 /// Kept versions and the active one of each driver, for this node.
 pub struct DriverCatalog {
-    pipeline: Arc<Pipeline>,
-    options: CatalogOptions,
+    services: Services,
+    config: CatalogConfig,
+    /// The drivers directory.
+    dir: PathBuf,
     /// One change at a time in this process, so a sync never interleaves with an
     /// activation and undoes it.
     changes: tokio::sync::Mutex<()>,
@@ -116,26 +151,33 @@ pub struct DriverCatalog {
 const KEEP_UNNEEDED: Duration = Duration::from_secs(60);
 
 impl DriverCatalog {
-    pub fn new(pipeline: Arc<Pipeline>, options: CatalogOptions) -> Self {
+    /// The catalog of `services`' drivers, watching `dir`.
+    pub fn new(services: Services, config: CatalogConfig, dir: PathBuf) -> Self {
         Self {
-            pipeline,
-            options,
+            services,
+            config,
+            dir,
             changes: tokio::sync::Mutex::new(()),
             seen: Default::default(),
             needed: Default::default(),
         }
     }
 
+    /// The configuration in force.
+    pub fn config(&self) -> &CatalogConfig {
+        &self.config
+    }
+
     fn store(&self) -> &Store {
-        self.pipeline.store()
+        &self.services.store
     }
 
     fn runtime(&self) -> &Arc<Runtime> {
-        self.pipeline.runtime()
+        &self.services.runtime
     }
 
     fn registry(&self) -> &Arc<DriverRegistry> {
-        self.pipeline.drivers()
+        &self.services.drivers
     }
 
     /// At start: load what the store says is active or pinned, then add the directory's
@@ -197,7 +239,7 @@ impl DriverCatalog {
         let current = self.registry().get(&info.id);
         let canary = match (options.canary, &current) {
             (Some(n), Some(current)) if current.info.sha256 != info.sha256 => {
-                Some(canary::run(&self.pipeline, current, &driver, n).await?)
+                Some(canary::run(&self.services, current, &driver, n).await?)
             }
             (Some(_), _) => Some(CanaryReport::nothing_to_compare(&driver.info)),
             (None, _) => None,
@@ -321,7 +363,7 @@ impl DriverCatalog {
             Err(StoreError::InvalidInput(m)) => return Err(CatalogError::UnknownVersion(m)),
             Err(e) => return Err(e.into()),
         }
-        self.pipeline.installations().invalidate(installation);
+        self.services.installations.invalidate(installation);
         Ok(())
     }
 
@@ -380,10 +422,10 @@ impl DriverCatalog {
             }
         };
         let mut changes = listen().await;
-        let mut resync = tokio::time::interval(self.options.sync_interval);
+        let mut resync = tokio::time::interval(self.config.sync_interval());
         let watch_every = self
-            .options
-            .watch_interval
+            .config
+            .watch_interval()
             .unwrap_or(Duration::from_secs(3600));
         let mut rescan = tokio::time::interval(watch_every);
         for tick in [&mut resync, &mut rescan] {
@@ -411,7 +453,7 @@ impl DriverCatalog {
                     // after `installation_cache_ttl`; after the sync, so the pinned version
                     // is loaded before anything asks for it.
                     if let Ok(Some(driver_id)) = &change {
-                        self.pipeline.installations().invalidate_driver(driver_id);
+                        self.services.installations.invalidate_driver(driver_id);
                     }
                 }
                 _ = resync.tick() => {
@@ -420,7 +462,7 @@ impl DriverCatalog {
                     }
                     self.sync_logged().await;
                 }
-                _ = rescan.tick(), if self.options.watch_interval.is_some() => {
+                _ = rescan.tick(), if self.config.watch_interval().is_some() => {
                     self.scan_directory().await;
                 }
             }

@@ -40,7 +40,7 @@ impl DriverCatalog {
     /// Take in what is new or changed in the directory. Returns the refusals, each logged.
     pub(super) async fn scan_directory(&self) -> Vec<String> {
         let mut seen = self.seen.lock().await;
-        let dir = &self.options.dir;
+        let dir = &self.dir;
         let paths = match wasm_files(dir).await {
             Ok(paths) => paths,
             Err(e) => {

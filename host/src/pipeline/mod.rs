@@ -5,30 +5,29 @@
 //! Nothing is written before the driver has finished, so a trap, a timeout or a refusal
 //! leaves no trace, and the provider (which gets a non-2xx) retries.
 
-mod poll;
+mod in_process;
+mod render;
 mod retry;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_store::{
-    Delivery, EventId, IngestedEvent, InstallationId, NewEvent, NormalizeOutcome, Store,
-    StoreError, WritesApply,
-};
+use sluice_store::{Delivery, InstallationId, StoreError, WritesApply};
 
 use crate::canonical;
 use crate::capabilities::DataSource;
-use crate::installations::{CachedInstallation, Installations};
-use crate::registry::DriverRegistry;
-use crate::runtime::{CallError, LoadedDriver, Runtime, Session};
-use crate::wit::ingest::{WebhookOutcome, WebhookReply};
-use crate::wit::types::{CallContext, DriverError, IncomingRequest, RawEvent};
+use crate::installations::CachedInstallation;
+use crate::runtime::{CallError, LoadedDriver};
+use crate::services::Services;
+use crate::wit::ingest::WebhookReply;
+use crate::wit::types::{CallContext, DriverError, IncomingRequest};
 
-pub use poll::{
-    CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled, PolledPage, poll_page,
-};
-pub(crate) use retry::NormalizeFailed;
-pub use retry::{Replayed, RetryOptions};
+pub use in_process::InProcessDriver;
+pub(crate) use render::ingested;
+pub use render::{Processed, Received, process, render, render_outcome};
+pub(crate) use retry::{NormalizeFailed, normalize_stored};
+pub use retry::{Replayed, RetryConfig};
 
 /// Why a delivery was not accepted, by what the provider should be told.
 #[derive(Debug, thiserror::Error)]
@@ -118,167 +117,38 @@ pub struct Accepted {
     pub reply: Option<WebhookReply>,
 }
 
-/// One normalized raw event, ready for the store.
-pub struct Processed {
-    pub raw: RawEvent,
-    pub outcome: Result<Vec<canonical::Rendered>, String>,
-}
-
-/// What one webhook delivery made, rendered.
-pub struct Received {
-    pub processed: Vec<Processed>,
-    pub reply: Option<WebhookReply>,
-    /// The delivery revokes the installation's authorization, for this reason.
-    pub revoked: Option<String>,
-}
-
-/// Run one webhook request through the driver (`receive`: verify, raw events, records)
-/// and render its records. Shared by the pipeline and `sluice driver test`.
-pub async fn process(
-    session: &mut Session,
-    ctx: &CallContext,
-    request: &IncomingRequest,
-) -> Result<Received, CallError> {
-    let outcome = session.receive(ctx, request).await?;
-    render(outcome, |bytes| session.charge_output(bytes))
-}
-
-/// Render what a poll page (or a delivery) produced, charged to `session`'s output cap.
-pub fn render_outcome(
-    session: &mut Session,
-    outcome: WebhookOutcome,
-) -> Result<Received, CallError> {
-    render(outcome, |bytes| session.charge_output(bytes))
-}
-
-/// Render what a delivery produced, charging the rendered size with `charge`.
-fn render(
-    outcome: WebhookOutcome,
-    mut charge: impl FnMut(usize) -> Result<(), CallError>,
-) -> Result<Received, CallError> {
-    let mut processed = Vec::with_capacity(outcome.events.len());
-    for event in outcome.events {
-        let raw = event.raw;
-        let result = match event.records {
-            Ok(records) => records
-                .iter()
-                .map(|r| canonical::render(r, &raw.event_type))
-                .collect::<Result<Vec<_>, _>>()
-                .map_err(|e| e.to_string()),
-            Err(e) => Err(crate::runtime::describe_driver_error(&e)),
-        };
-        // Everything the call produced counts against its output cap, error texts
-        // included, and a stored or logged error text is bounded.
-        let result = result.map_err(|reason| bounded_text(&reason, MAX_ERROR_TEXT).into_owned());
-        charge(match &result {
-            Ok(rendered) => rendered
-                .iter()
-                .map(|r| canonical::approx_json_size(&r.data))
-                .sum(),
-            Err(reason) => reason.len(),
-        })?;
-        processed.push(Processed {
-            raw,
-            outcome: result,
-        });
-    }
-    if let Some(reply) = &outcome.reply {
-        charge(reply.body.len() + reply.content_type.len())?;
-    }
-    let revoked = outcome
-        .revoked
-        .map(|r| bounded_text(&r, MAX_ERROR_TEXT).into_owned());
-    Ok(Received {
-        processed,
-        reply: outcome.reply,
-        revoked,
-    })
-}
-
-/// Longest error text (a failed normalization's reason, a driver's error message) that is
-/// stored or logged; the rest is cut off.
-pub const MAX_ERROR_TEXT: usize = 1024;
-
-/// `text`, cut at a character boundary to at most `max` bytes plus a marker saying how long
-/// it was.
-pub fn bounded_text(text: &str, max: usize) -> std::borrow::Cow<'_, str> {
-    if text.len() <= max {
-        return text.into();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
-}
-
-/// How long the pipeline waits, and how long it trusts what it has cached.
-#[derive(Debug, Clone, Copy)]
-pub struct PipelineOptions {
-    /// Longest wait for a delivery's commit before answering "unavailable".
-    pub commit_timeout: Duration,
-    /// How long an installation's cached settings and secrets are trusted.
-    pub installation_ttl: Duration,
-}
-
-impl Default for PipelineOptions {
-    fn default() -> Self {
-        Self {
-            commit_timeout: Duration::from_secs(5),
-            installation_ttl: Duration::from_secs(2),
-        }
-    }
-}
-
 /// Provider traffic into durable events.
 pub struct Pipeline {
-    runtime: Arc<Runtime>,
-    drivers: Arc<DriverRegistry>,
-    store: Store,
-    installations: Installations,
-    options: PipelineOptions,
-    /// Bench-only: run the Stripe driver natively (`SLUICE_NATIVE_STRIPE=1`).
-    #[cfg(feature = "native-stripe")]
-    native_stripe: bool,
+    services: Services,
+    /// Longest wait for a delivery's commit before answering "unavailable"
+    /// (`[server] commit_timeout_ms`).
+    commit_timeout: Duration,
+    /// How failed normalizations are retried.
+    retries: RetryConfig,
+    /// Drivers run in the host's own code instead of their components, by driver id.
+    in_process: HashMap<String, Arc<dyn InProcessDriver>>,
 }
 
 impl Pipeline {
-    pub fn new(
-        runtime: Arc<Runtime>,
-        drivers: Arc<DriverRegistry>,
-        store: Store,
-        options: PipelineOptions,
-    ) -> Self {
+    pub fn new(services: Services, commit_timeout: Duration, retries: RetryConfig) -> Self {
         Self {
-            installations: Installations::new(
-                store.clone(),
-                runtime.policy().clone(),
-                options.installation_ttl,
-            ),
-            runtime,
-            drivers,
-            store,
-            options,
-            #[cfg(feature = "native-stripe")]
-            native_stripe: crate::native::enabled(),
+            services,
+            commit_timeout,
+            retries,
+            in_process: HashMap::new(),
         }
     }
 
-    /// The installations as the webhook path sees them; invalidate after changing one.
-    pub fn installations(&self) -> &Installations {
-        &self.installations
+    /// Serve webhooks of `driver_id` with `driver` instead of its component (see
+    /// [`InProcessDriver`]).
+    pub fn with_in_process(mut self, driver_id: &str, driver: Arc<dyn InProcessDriver>) -> Self {
+        self.in_process.insert(driver_id.to_string(), driver);
+        self
     }
 
-    pub fn runtime(&self) -> &Arc<Runtime> {
-        &self.runtime
-    }
-
-    pub fn drivers(&self) -> &Arc<DriverRegistry> {
-        &self.drivers
-    }
-
-    pub fn store(&self) -> &Store {
-        &self.store
+    /// The services it runs on.
+    pub fn services(&self) -> &Services {
+        &self.services
     }
 
     /// Deliver one webhook request and commit what it produced.
@@ -292,11 +162,13 @@ impl Pipeline {
                 let id =
                     InstallationId::parse(&id).map_err(|_| DeliveryError::UnknownInstallation)?;
                 let installation = self
+                    .services
                     .installations
                     .get(&id)
                     .await?
                     .ok_or(DeliveryError::UnknownInstallation)?;
                 let driver = self
+                    .services
                     .drivers
                     .for_installation(
                         &installation.driver_id,
@@ -309,6 +181,7 @@ impl Pipeline {
             }
             Target::Driver(driver_id) => {
                 let driver = self
+                    .services
                     .drivers
                     .get(&driver_id)
                     .ok_or(DeliveryError::DriverUnavailable(driver_id))?;
@@ -317,6 +190,7 @@ impl Pipeline {
                 let driver = match installation.driver_sha256.as_deref() {
                     None => driver,
                     pinned => self
+                        .services
                         .drivers
                         .for_installation(&installation.driver_id, pinned)
                         .ok_or_else(|| {
@@ -328,6 +202,7 @@ impl Pipeline {
         };
         // The policy may have changed since the installation was created.
         if !self
+            .services
             .runtime
             .policy()
             .permits_installation(&driver.info.id, installation.id.as_str())
@@ -347,9 +222,10 @@ impl Pipeline {
         driver: &Arc<LoadedDriver>,
         request: IncomingRequest,
     ) -> Result<(Arc<CachedInstallation>, IncomingRequest), DeliveryError> {
-        let runtime = self.runtime.clone();
+        let runtime = self.services.runtime.clone();
         let on_guest = driver.clone();
         let (key, request) = self
+            .services
             .runtime
             .on_guest_threads(async move {
                 let mut session = runtime.session(&on_guest, on_guest.routing_scope()).await?;
@@ -362,6 +238,7 @@ impl Pipeline {
             DeliveryError::Unroutable("the request names no account this driver can route".into())
         })?;
         let installation = self
+            .services
             .installations
             .by_account_key(&driver.info.id, &key)
             .await?
@@ -399,13 +276,14 @@ impl Pipeline {
                 reply,
             });
         }
-        let received_at = canonical::rfc3339(&self.runtime.capabilities().clock.now_datetime())
-            .unwrap_or_default();
+        let received_at =
+            canonical::rfc3339(&self.services.runtime.capabilities().clock.now_datetime())
+                .unwrap_or_default();
         let events = processed
             .into_iter()
             .map(|p| ingested(p, &installation.id, &received_at))
             .collect();
-        let commit = self.store.commit_delivery(Delivery {
+        let commit = self.services.store.commit_delivery(Delivery {
             installation_id: installation.id.clone(),
             driver_id: driver.info.id.clone(),
             driver_version: driver.info.version.clone(),
@@ -414,12 +292,12 @@ impl Pipeline {
             writes,
             writes_apply: WritesApply::UnlessDuplicate,
         });
-        let outcome = tokio::time::timeout(self.options.commit_timeout, commit)
+        let outcome = tokio::time::timeout(self.commit_timeout, commit)
             .await
             .map_err(|_| {
                 DeliveryError::StoreUnavailable(format!(
                     "the commit took longer than {:?}",
-                    self.options.commit_timeout
+                    self.commit_timeout
                 ))
             })?
             .map_err(|e| match e {
@@ -444,11 +322,12 @@ impl Pipeline {
     /// A verified delivery said the installation's authorization is revoked: forget its
     /// tokens and mark it `revoked`. (A redelivery does it again, harmlessly.)
     async fn revoke(&self, id: &InstallationId, reason: &str) -> Result<(), DeliveryError> {
-        self.store.forget_tokens(id).await?;
-        self.store
+        self.services.store.forget_tokens(id).await?;
+        self.services
+            .store
             .set_auth_status(id, sluice_store::AuthStatus::Revoked, Some(reason))
             .await?;
-        self.installations.invalidate(id);
+        self.services.installations.invalidate(id);
         tracing::warn!(installation = %id, %reason, "authorization revoked by the provider");
         Ok(())
     }
@@ -461,15 +340,14 @@ impl Pipeline {
         installation: &Arc<CachedInstallation>,
         request: IncomingRequest,
     ) -> Result<(Received, sluice_store::Writes), DeliveryError> {
-        let runtime = self.runtime.clone();
+        let runtime = self.services.runtime.clone();
         let (driver, installation) = (driver.clone(), installation.clone());
-        #[cfg(feature = "native-stripe")]
-        let native = self.native_stripe && driver.info.id == "stripe";
+        let in_process = self.in_process.get(&driver.info.id).cloned();
         let work = async move {
-            #[cfg(feature = "native-stripe")]
-            if native {
-                let now = runtime.capabilities().clock.now().as_secs() as i64;
-                let outcome = crate::native::receive(&installation, &request, now)?;
+            if let Some(in_process) = in_process {
+                let now =
+                    i64::try_from(runtime.capabilities().clock.now().as_secs()).unwrap_or(i64::MAX);
+                let outcome = in_process.receive(&installation, &request, now)?;
                 return Ok((
                     render(outcome, |_| Ok(()))?,
                     sluice_store::Writes::default(),
@@ -489,59 +367,6 @@ impl Pipeline {
             let writes = session.finish();
             Ok::<_, CallError>((received, writes))
         };
-        Ok(self.runtime.on_guest_threads(work).await??)
-    }
-}
-
-/// Pair a raw event with its normalized events (or its failure).
-fn ingested(p: Processed, installation: &InstallationId, received_at: &str) -> IngestedEvent {
-    let time = p
-        .raw
-        .occurred_at
-        .as_ref()
-        .and_then(|t| canonical::rfc3339(t).ok())
-        .unwrap_or_else(|| received_at.to_string());
-    let outcome = match p.outcome {
-        Ok(rendered) => NormalizeOutcome::Normalized(
-            rendered
-                .into_iter()
-                .map(|r| NewEvent {
-                    event_id: EventId::generate(),
-                    event_type: r.event_type,
-                    subject: r.subject,
-                    time: time.clone(),
-                    data: r.data.to_string(),
-                })
-                .collect(),
-        ),
-        Err(reason) => {
-            tracing::warn!(%installation, provider_event_id = %p.raw.provider_event_id, %reason, "normalization failed; kept as dead letter");
-            NormalizeOutcome::Failed { reason }
-        }
-    };
-    IngestedEvent {
-        provider_event_id: p.raw.provider_event_id,
-        event_type: p.raw.event_type,
-        account_key: p.raw.account_key,
-        payload: p.raw.payload,
-        api_version: p.raw.api_version,
-        outcome,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::bounded_text;
-
-    #[test]
-    fn error_texts_are_cut_at_a_character_boundary() {
-        assert_eq!(bounded_text("short", 10), "short");
-        // "é" is two bytes: a cut at byte 3 would split the second one.
-        assert_eq!(bounded_text("aéé", 4), "aé… (5 bytes in all)");
-        let long = "x".repeat(5000);
-        let cut = bounded_text(&long, 1024);
-        assert!(cut.starts_with(&"x".repeat(1024)));
-        assert!(cut.ends_with("… (5000 bytes in all)"));
-        assert_eq!(cut.len(), 1024 + "… (5000 bytes in all)".len());
+        Ok(self.services.runtime.on_guest_threads(work).await??)
     }
 }

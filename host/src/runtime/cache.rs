@@ -14,8 +14,6 @@
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
 use wasmtime::Engine;
 use wasmtime::component::Component;
 
@@ -42,20 +40,20 @@ impl CodeCache {
     /// A cache in `dir` whose entries are authenticated with a key derived from
     /// `master_key` (never the master key itself).
     pub fn new(dir: PathBuf, master_key: &[u8; 32]) -> Self {
-        let key = mac(master_key, &[b"sluice compiled-code cache v1"]);
+        let key = crate::crypto::tag(master_key, &[b"sluice compiled-code cache v1"]);
         Self { dir, key }
     }
 
     /// Where the compiled form of `sha256` lives for this engine and key.
     fn entry_path(&self, engine: &Engine, sha256: &str) -> PathBuf {
-        let id = hex::encode(&mac(&self.key, &[b"key id"])[..4]);
+        let id = hex::encode(&crate::crypto::tag(&self.key, &[b"key id"])[..4]);
         self.dir
             .join(format!("{sha256}-{:016x}-{id}.cwasm", engine_hash(engine)))
     }
 
     /// The tag of an entry.
     fn tag(&self, engine: &Engine, sha256: &str, compiled: &[u8]) -> [u8; 32] {
-        mac(
+        crate::crypto::tag(
             &self.key,
             &[
                 sha256.as_bytes(),
@@ -70,16 +68,6 @@ fn engine_hash(engine: &Engine) -> u64 {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hasher.finish()
-}
-
-fn mac(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(key).expect("HMAC takes any key length");
-    for part in parts {
-        // Length-prefixed, so the parts cannot be shifted into one another.
-        mac.update(&(part.len() as u64).to_le_bytes());
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
 }
 
 /// Compile `bytes`, or load the cached artifact. Cache failures are logged and fall back
@@ -129,7 +117,7 @@ fn load(
     }
     let (tag, compiled) = entry.split_at(TAG_BYTES);
     let expected = cache.tag(engine, sha256, compiled);
-    if !crate::capabilities::secrets::constant_time_eq(tag, &expected) {
+    if !crate::crypto::constant_time_eq(tag, &expected) {
         return Err("its tag does not verify (not written by this host's key)".into());
     }
     // SAFETY: the tag proves this host wrote these bytes with `precompile_component` of an

@@ -8,7 +8,6 @@
 mod cache;
 mod driver;
 mod exports;
-mod memory;
 mod session;
 mod world;
 
@@ -20,15 +19,13 @@ use tokio::sync::Semaphore;
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
+pub use crate::metadata::{ACCOUNT_KEY_ANNOTATION, DriverInfo, SecretSpec};
 pub use cache::CodeCache;
-pub use driver::{
-    ACCOUNT_KEY_ANNOTATION, DriverInfo, LoadError, LoadedDriver, SecretSpec, SettingsViolation,
-};
-pub use memory::MemoryLimiter;
+pub use driver::{LoadError, LoadedDriver, SettingsViolation};
 pub use session::{CallError, Session, describe as describe_driver_error};
 
 use crate::capabilities::{CallState, Capabilities, CapabilityConfig};
-use crate::config::SandboxConfig;
+use crate::limits::SandboxConfig;
 use crate::wit;
 
 /// How often the epoch advances; deadlines are checked at this granularity.

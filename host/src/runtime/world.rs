@@ -9,7 +9,8 @@ use wasmtime::Engine;
 use wasmtime::component::Component;
 use wasmtime::component::types::ComponentItem;
 
-use crate::wit::{IMPORTS, PACKAGE, WIT_VERSION, is_compatible};
+use crate::capabilities::IMPORTS;
+use crate::wit::{PACKAGE, WIT_VERSION, compatible_range, is_compatible};
 
 /// Why the component cannot link against this host, if a `sluice:driver` import is the
 /// reason; other imports (WASI) are left to the linker.
@@ -61,15 +62,6 @@ fn first_missing(imports: impl IntoIterator<Item = (String, Vec<String>)>) -> Op
         }
     }
     None
-}
-
-/// `0.6.x` for `0.6.1`: the versions this host loads.
-pub(crate) fn compatible_range() -> String {
-    match WIT_VERSION.split_once('.') {
-        Some(("0", rest)) => format!("0.{}.x", rest.split('.').next().unwrap_or(rest)),
-        Some((major, _)) => format!("{major}.x.x"),
-        None => WIT_VERSION.to_string(),
-    }
 }
 
 #[cfg(test)]

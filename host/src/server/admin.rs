@@ -30,7 +30,7 @@ pub(super) fn body<T>(payload: Result<Json<T>, JsonRejection>) -> Result<T, ApiE
 
 /// An installation's authorization as the API shows it: never a token.
 pub(super) fn auth_json(record: Option<&AuthRecord>, auth_kind: &str, secrets_set: bool) -> Value {
-    let time = |t: Option<i64>| t.map(super::lifecycle::rfc3339);
+    let time = |t: Option<i64>| t.map(crate::time::rfc3339);
     let Some(r) = record else {
         // Nothing recorded yet: OAuth and client-credentials installations wait for their
         // first token; the others are ready once their required secrets are set.
@@ -62,8 +62,8 @@ pub(super) fn check_declared(
     name: &str,
 ) -> Result<(), ApiError> {
     let declared = state
-        .pipeline
-        .drivers()
+        .services
+        .drivers
         .get(&installation.driver_id)
         .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
     if declared {
@@ -184,7 +184,7 @@ pub(super) async fn installation_status(
     state: &AppState,
     id: &InstallationId,
 ) -> Result<(Option<AuthRecord>, Option<PollStatus>), ApiError> {
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     Ok((store.auth_record(id).await?, store.poll_status(id).await?))
 }
 
@@ -192,10 +192,10 @@ pub(super) fn installation_json(state: &AppState, i: &Installation, status: Stat
     let auth = status.auth;
     // The version it runs: its pin, else the active one.
     let driver = state
-        .pipeline
-        .drivers()
+        .services
+        .drivers
         .for_installation(&i.driver_id, i.driver_sha256.as_deref())
-        .or_else(|| state.pipeline.drivers().get(&i.driver_id));
+        .or_else(|| state.services.drivers.get(&i.driver_id));
     // Required secrets not set yet (nor shared by the operator as app credentials): the
     // installation cannot take deliveries until they are.
     let missing: Vec<String> = driver
@@ -207,7 +207,7 @@ pub(super) fn installation_json(state: &AppState, i: &Installation, status: Stat
                 .filter(|s| {
                     s.required
                         && !i.secret_names.contains(&s.name)
-                        && !d.scope.app_secrets.contains_key(&s.name)
+                        && !d.scope.caps.secrets.has_app_secret(&s.name)
                 })
                 .map(|s| s.name.clone())
                 .collect()
@@ -272,8 +272,8 @@ pub async fn create_installation(
 ) -> Result<Response, ApiError> {
     let request = body(payload)?;
     let driver = state
-        .pipeline
-        .drivers()
+        .services
+        .drivers
         .get(&request.driver_id)
         .ok_or_else(|| {
             ApiError::unprocessable(
@@ -297,8 +297,8 @@ pub async fn create_installation(
         None => InstallationId::generate(),
     };
     if !state
-        .pipeline
-        .runtime()
+        .services
+        .runtime
         .policy()
         .permits_installation(&driver.info.id, id.as_str())
     {
@@ -311,8 +311,8 @@ pub async fn create_installation(
         ));
     }
     let installation = state
-        .pipeline
-        .store()
+        .services
+        .store
         .create_installation(NewInstallation {
             id,
             driver_id: driver.info.id.clone(),
@@ -321,9 +321,9 @@ pub async fn create_installation(
         })
         .await?;
     // A webhook may have arrived for it before it existed.
-    state.pipeline.installations().invalidate_unknown();
+    state.services.installations.invalidate_unknown();
     state.scheduler.schedule(&installation).await?;
-    let polling = state.pipeline.store().poll_status(&installation.id).await?;
+    let polling = state.services.store.poll_status(&installation.id).await?;
     tracing::info!(installation = %installation.id, driver = %installation.driver_id, "installation created");
     Ok((
         StatusCode::CREATED,
@@ -360,9 +360,9 @@ pub(super) struct InstallationList {
 pub async fn list_installations(
     State(state): State<Arc<AppState>>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.pipeline.store().list_installations().await?;
-    let auth = state.pipeline.store().auth_records().await?;
-    let polling = state.pipeline.store().poll_statuses().await?;
+    let all = state.services.store.list_installations().await?;
+    let auth = state.services.store.auth_records().await?;
+    let polling = state.services.store.poll_statuses().await?;
     let list: Vec<_> = all
         .iter()
         .map(|i| {
@@ -393,7 +393,7 @@ pub async fn get_installation(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let installation = store
         .get_installation(&id)
         .await?
@@ -460,7 +460,7 @@ pub async fn secret_audit(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     store
         .get_installation(&id)
         .await?
@@ -493,8 +493,8 @@ pub async fn delete_installation(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     if state
-        .pipeline
-        .store()
+        .services
+        .store
         .delete_installation(&parse_id(&id)?)
         .await?
     {
@@ -548,15 +548,15 @@ pub async fn put_secret(
         ));
     }
     let installation = state
-        .pipeline
-        .store()
+        .services
+        .store
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
     check_declared(&state, &installation, &name)?;
     state
-        .pipeline
-        .store()
+        .services
+        .store
         .put_secret(&id, &name, value.as_bytes())
         .await?;
     // The value is never logged: only which secret changed.

@@ -148,8 +148,8 @@ pub async fn list(
         return Err(ApiError::bad_request("limit must be between 1 and 1000"));
     }
     let letters = state
-        .pipeline
-        .store()
+        .services
+        .store
         .dead_letters(installation.as_ref(), limit)
         .await?;
     let list: Vec<Value> = letters.iter().map(dead_letter_json).collect();
@@ -177,14 +177,14 @@ pub async fn replay(
     let id: i64 = id
         .parse()
         .map_err(|_| ApiError::not_found("unknown raw event"))?;
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let raw = store
         .raw_event_by_id(id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown raw event"))?;
-    let (pipeline, options) = (state.pipeline.clone(), state.retries.clone());
+    let pipeline = state.pipeline.clone();
     // Runs to its end even if the client leaves: its events are stored once either way.
-    let replayed = tokio::spawn(async move { pipeline.replay(&raw, &options).await })
+    let replayed = tokio::spawn(async move { pipeline.replay(&raw).await })
         .await
         .map_err(|e| ApiError::internal("the replay task failed", e))?
         .map_err(replay_error)?;
@@ -210,19 +210,19 @@ pub async fn replay_installation(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let id = parse_id(&id)?;
-    let store = state.pipeline.store().clone();
+    let store = state.services.store.clone();
     store
         .get_installation(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("unknown installation"))?;
-    let (pipeline, options) = (state.pipeline.clone(), state.retries.clone());
+    let pipeline = state.pipeline.clone();
     let outcome = tokio::spawn(async move {
         let (mut normalized, mut failed, mut events) = (0usize, 0usize, 0usize);
         for letter in store.dead_letters(Some(&id), i64::MAX).await? {
             let Some(raw) = store.raw_event_by_id(letter.id).await? else {
                 continue;
             };
-            let replayed = pipeline.replay(&raw, &options).await?;
+            let replayed = pipeline.replay(&raw).await?;
             if replayed.normalized {
                 normalized += 1;
                 events += replayed.events;

@@ -137,8 +137,8 @@ fn version_json(v: &DriverVersion) -> Value {
 )]
 pub async fn list(State(state): State<Arc<AppState>>) -> Json<Value> {
     let drivers: Vec<_> = state
-        .pipeline
-        .drivers()
+        .services
+        .drivers
         .list()
         .iter()
         .map(|d| d.info.clone())
@@ -244,8 +244,8 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
-    let versions = state.pipeline.store().driver_versions(Some(&id)).await?;
-    let active = state.pipeline.drivers().get(&id);
+    let versions = state.services.store.driver_versions(Some(&id)).await?;
+    let active = state.services.drivers.get(&id);
     if versions.is_empty() && active.is_none() {
         return Err(ApiError::not_found(format!("no driver {id:?}")));
     }
@@ -273,8 +273,8 @@ pub async fn get_version(
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let version = state
-        .pipeline
-        .store()
+        .services
+        .store
         .driver_version(&sha256)
         .await?
         .filter(|v| v.driver_id == id)
@@ -284,8 +284,8 @@ pub async fn get_version(
     let mut out = version_json(&version);
     out["driver"] = json!(
         state
-            .pipeline
-            .drivers()
+            .services
+            .drivers
             .version(&sha256)
             .map(|d| d.info.clone())
     );

@@ -18,9 +18,9 @@ use sluice_store::{
 use super::admin::body;
 use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
-use crate::auth::rfc3339;
 use crate::delivery::standard_webhooks::SigningKey;
 use crate::delivery::{nats, now_ms};
+use crate::time::rfc3339;
 
 /// The default grace of a rotated-out signing key, and the longest allowed.
 const DEFAULT_GRACE_SECS: i64 = 24 * 3600;
@@ -33,8 +33,8 @@ fn endpoint_id(id: &str) -> Result<EndpointId, ApiError> {
 async fn live(state: &AppState, id: &str) -> Result<Endpoint, ApiError> {
     let id = endpoint_id(id)?;
     state
-        .pipeline
-        .store()
+        .services
+        .store
         .endpoint(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("no such endpoint"))
@@ -110,11 +110,11 @@ enum Circuit {
 
 /// An endpoint as the API shows it: never its secret.
 async fn endpoint_json(state: &AppState, e: &Endpoint) -> Result<Value, ApiError> {
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let backlog = store.endpoint_backlog(e).await?;
     let sink = store.sink_state(e.id.as_str()).await?;
     let now = now_ms();
-    let threshold = state.delivery.options().circuit_threshold;
+    let threshold = state.delivery.config().circuit_failure_threshold;
     let (failures, last_error, open_until) = sink
         .map(|s| (s.consecutive_failures, s.last_error, s.circuit_open_until))
         .unwrap_or_default();
@@ -229,7 +229,7 @@ fn filter_from(
     if let Some(driver) = &body.driver_id {
         if let Some(d) = driver {
             DriverId::parse(d).map_err(|_| ApiError::bad_request("bad driver_id"))?;
-            if state.pipeline.drivers().get(d).is_none() {
+            if state.services.drivers.get(d).is_none() {
                 return Err(ApiError::unprocessable(
                     "unknown_driver",
                     format!("no driver {d:?} is loaded"),
@@ -306,8 +306,8 @@ pub async fn create(
     };
     let key = SigningKey::generate();
     let endpoint = state
-        .pipeline
-        .store()
+        .services
+        .store
         .create_endpoint(&new, key.expose())
         .await?;
     state.delivery.nudge();
@@ -338,7 +338,7 @@ pub(super) struct EndpointList {
 )]
 pub async fn list(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
-    for e in state.pipeline.store().list_endpoints().await? {
+    for e in state.services.store.list_endpoints().await? {
         out.push(endpoint_json(&state, &e).await?);
     }
     Ok(Json(json!({ "endpoints": out })))
@@ -414,7 +414,7 @@ pub async fn update(
         rate_limit_per_sec: b.rate_limit_per_sec,
         disabled: b.disabled,
     };
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let mut endpoint = store.update_endpoint(&current.id, &update).await?;
     let mut secret = None;
     if let Some(grace) = grace {
@@ -451,7 +451,7 @@ pub async fn delete(
     Path(id): Path<String>,
 ) -> Result<StatusCode, ApiError> {
     let id = endpoint_id(&id)?;
-    if state.pipeline.store().delete_endpoint(&id).await? {
+    if state.services.store.delete_endpoint(&id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("no such endpoint"))
@@ -525,8 +525,8 @@ pub async fn attempts(
 ) -> Result<Json<Value>, ApiError> {
     let e = live(&state, &id).await?;
     let attempts = state
-        .pipeline
-        .store()
+        .services
+        .store
         .list_attempts(&e.id, query.event_id.as_deref(), limit(query.limit)?)
         .await?;
     let out: Vec<Value> = attempts
@@ -626,8 +626,8 @@ pub async fn deliveries(
         })
         .transpose()?;
     let deliveries = state
-        .pipeline
-        .store()
+        .services
+        .store
         .list_deliveries(&e.id, status, limit(query.limit)?)
         .await?;
     let out: Vec<Value> = deliveries
@@ -697,8 +697,8 @@ pub async fn replay(
         .with_timezone(&chrono::Utc)
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let count = state
-        .pipeline
-        .store()
+        .services
+        .store
         .replay_endpoint_since(&e, &since, now_ms())
         .await?;
     state.delivery.nudge();
@@ -727,8 +727,8 @@ pub async fn replay_one(
     let event = sluice_store::EventId::parse(&event_id)
         .map_err(|_| ApiError::not_found("no such event"))?;
     match state
-        .pipeline
-        .store()
+        .services
+        .store
         .replay_delivery(&e, event.as_str(), now_ms())
         .await?
     {
@@ -803,8 +803,9 @@ struct SinkDelivery {
 )]
 pub async fn sinks(State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
     let mut out = Vec::new();
-    if let Some(options) = &state.delivery.options().nats {
-        let store = state.pipeline.store();
+    let options = &state.delivery.config().nats;
+    if options.url().is_some() {
+        let store = &state.services.store;
         let backlog = store.log_backlog(nats::SINK_ID).await?;
         let sink = store.sink_state(nats::SINK_ID).await?;
         let (failures, last_error) = sink

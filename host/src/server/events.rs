@@ -143,7 +143,7 @@ pub async fn list_events(
         driver: query.driver_id.as_deref(),
         event_type: query.event_type.as_deref(),
     };
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let deadline = tokio::time::Instant::now() + wait;
     // Subscribed before the first read, so a commit between the read and the wait wakes it.
     let mut commits = store.committed_events();

@@ -15,7 +15,7 @@ use super::admin::InstallationView;
 use super::admin::{body, parse_id};
 use super::error::{ErrorBody, Unavailable};
 use super::{ApiError, AppState};
-use crate::pipeline::PollError;
+use crate::scheduler::PollError;
 use crate::scheduler::PollNowError;
 
 /// Longest grace period of a rotation: a week.
@@ -88,7 +88,7 @@ pub async fn rotate_secret(
             format!("grace_seconds is at most {MAX_GRACE_SECONDS} (7 days)"),
         ));
     }
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let installation = store
         .get_installation(&id)
         .await?
@@ -104,7 +104,7 @@ pub async fn rotate_secret(
             }
             other => other.into(),
         })?;
-    state.pipeline.installations().invalidate(&id);
+    state.services.installations.invalidate(&id);
     tracing::info!(installation = %id, secret = %name, grace_seconds = grace, "secret rotated");
     Ok(Json(json!({
         "secret": name,
@@ -149,7 +149,7 @@ pub async fn refresh(
     let outcome = tokio::spawn(async move { auth.refresh(&task_id).await })
         .await
         .map_err(|e| ApiError::internal("the refresh task failed", e))??;
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     let installation = store
         .get_installation(&id)
         .await?
@@ -205,7 +205,7 @@ pub async fn revoke(
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a schema only
 pub(super) struct PollView {
-    polled: crate::pipeline::Polled,
+    polled: crate::scheduler::Polled,
 }
 
 /// `POST /v1/installations/{id}/poll`: poll now.
@@ -274,7 +274,7 @@ pub struct Backfill {
 #[allow(dead_code)] // a schema only
 pub(super) struct BackfillView {
     /// `has_more: true` when it stopped at 100 pages.
-    backfilled: crate::pipeline::Polled,
+    backfilled: crate::scheduler::Polled,
 }
 
 /// `POST /v1/installations/{id}/backfill {"since": RFC 3339}`: a bounded backfill beside
@@ -315,9 +315,9 @@ pub async fn backfill(
         seconds: since.timestamp(),
         nanoseconds: since.timestamp_subsec_nanos(),
     };
-    let (pipeline, auth) = (state.pipeline.clone(), state.auth.clone());
+    let scheduler = state.scheduler.clone();
     // Pages fetched are committed even if the client leaves.
-    let polled = tokio::spawn(async move { pipeline.backfill(&auth, &id, since).await })
+    let polled = tokio::spawn(async move { scheduler.backfill(&id, since).await })
         .await
         .map_err(|e| ApiError::internal("the backfill task failed", e))?
         .map_err(poll_error)?;
@@ -366,7 +366,7 @@ pub async fn resume(
 
 async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<StatusCode, ApiError> {
     let id = parse_id(id)?;
-    let store = state.pipeline.store();
+    let store = &state.services.store;
     store
         .get_installation(&id)
         .await?
@@ -384,8 +384,8 @@ async fn set_paused(state: &AppState, id: &str, paused: bool) -> Result<StatusCo
 }
 
 fn now(state: &AppState) -> i64 {
-    let now = state.pipeline.runtime().capabilities().clock.now();
+    let now = state.services.runtime.capabilities().clock.now();
     i64::try_from(now.as_secs()).unwrap_or(i64::MAX)
 }
 
-pub use crate::auth::rfc3339;
+use crate::time::rfc3339;

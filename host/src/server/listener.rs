@@ -14,7 +14,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
-use crate::config::ServerConfig;
+use super::ServerConfig;
 
 /// Serve `router` on `listener` until `shutdown` resolves, then stop accepting and give
 /// in-flight requests `shutdown_grace` to finish.

@@ -8,6 +8,7 @@
 //! body deadline and size limit before any handler runs.
 
 mod admin;
+mod config;
 mod dead_letters;
 mod drivers;
 mod endpoints;
@@ -31,28 +32,29 @@ use axum::{Extension, Router};
 use utoipa_axum::router::{OpenApiRouter, UtoipaMethodRouter};
 use utoipa_axum::routes;
 
+pub use config::ServerConfig;
 pub use error::ApiError;
 use error::ErrorBody;
 
 use crate::auth::Auth;
-use crate::capabilities::secrets::constant_time_eq;
+use crate::crypto::constant_time_eq;
 use crate::pipeline::Pipeline;
+use crate::services::Services;
 
 /// Everything a request handler may use.
 pub struct AppState {
+    /// The store, the sandbox, the loaded drivers, the installation cache.
+    pub services: Services,
+    /// Webhooks into durable events; replays of failed normalizations.
     pub pipeline: Arc<Pipeline>,
     /// Kept driver versions, activation, hot-loading.
     pub catalog: Arc<crate::drivers::DriverCatalog>,
-    /// Largest driver component `POST /v1/drivers` takes.
-    pub max_driver_bytes: usize,
     /// OAuth flows, refresh and revocation.
     pub auth: Arc<Auth>,
     /// Scheduled polling.
     pub scheduler: Arc<crate::scheduler::Scheduler>,
     /// Outbound webhooks and the NATS sink.
     pub delivery: Arc<crate::delivery::Deliverer>,
-    /// How failed normalizations are retried (and replays recorded).
-    pub retries: crate::pipeline::RetryOptions,
     /// Base URL for `webhook_url`, without a trailing slash.
     pub public_url: String,
     pub admin_token: String,
@@ -208,7 +210,7 @@ struct ReadyDriver {
     )
 )]
 async fn readyz(State(state): State<Arc<AppState>>) -> Response {
-    let ping = tokio::time::timeout(READY_TIMEOUT, state.pipeline.store().ping()).await;
+    let ping = tokio::time::timeout(READY_TIMEOUT, state.services.store.ping()).await;
     match ping {
         Ok(Ok(())) => {}
         Ok(Err(e)) => {
@@ -220,8 +222,8 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
         }
     }
     let drivers: Vec<serde_json::Value> = state
-        .pipeline
-        .drivers()
+        .services
+        .drivers
         .list()
         .iter()
         .map(|d| serde_json::json!({"id": d.info.id, "version": d.info.version}))
@@ -244,7 +246,7 @@ async fn buffer_body(State(state): State<Arc<AppState>>, request: Request, next:
         && request.uri().path() == "/v1/drivers"
         && admin_token_ok(&state, request.headers()).is_ok()
     {
-        state.max_driver_bytes
+        state.catalog.config().max_driver_bytes
     } else {
         state.max_body_bytes
     };

@@ -9,7 +9,8 @@ use axum::response::{IntoResponse, Response};
 
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
-use crate::pipeline::{DeliveryError, MAX_ERROR_TEXT, Target, bounded_text};
+use crate::pipeline::{DeliveryError, Target};
+use crate::text::{MAX_ERROR_TEXT, bounded as bounded_text};
 use crate::wit::types::IncomingRequest;
 
 /// What an accepted delivery answers, unless the driver asked for its own reply.

@@ -31,7 +31,7 @@
 //! - **The event log** read by the Processing Engine through a [`Cursor`]
 //!   ([`Store::list_events`]): a reader that resumes after the last position it saw never
 //!   misses an event, on either backend, without serialising writers (see `events`).
-//! - **Bounded failure**: every operation gives up within [`StoreOptions`]' timeouts with
+//! - **Bounded failure**: every operation gives up within [`StoreConfig`]' timeouts with
 //!   [`StoreError::Unavailable`] when the database is down, stuck or locked, and works
 //!   again by itself when it is back.
 //!
@@ -77,5 +77,5 @@ pub use id::{DriverId, EndpointId, EventId, InstallationId};
 pub use schedule::{DuePoll, PollEnd, PollStatus};
 pub use store::{
     Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,
-    StoreOptions,
+    StoreConfig,
 };

@@ -61,22 +61,41 @@ pub struct Store {
     pub(crate) pg_connect: Option<Box<PgConnectOptions>>,
 }
 
-/// How long the store waits before giving up, and how many connections it keeps.
-#[derive(Clone, Copy, Debug)]
-pub struct StoreOptions {
-    /// Longest wait for a pooled connection; also the PostgreSQL statement and lock timeout
-    /// and the SQLite busy timeout. Default 5 s.
-    pub timeout: Duration,
-    /// Most connections in the pool. Default 10 (SQLite 4: one writer, readers beside it).
+/// How long the store waits before giving up, and how many connections it keeps: the
+/// host's `[store]` section.
+#[derive(Clone, Copy, Debug, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// Longest wait for a connection, a statement or a lock before the operation fails as
+    /// unavailable, ms: the pool's acquire timeout, the PostgreSQL statement and lock
+    /// timeouts and the SQLite busy timeout. Default 5000.
+    pub timeout_ms: u64,
+    /// Most connections in the pool. Default 4 on SQLite (one writer, readers beside it),
+    /// 10 on PostgreSQL.
     pub max_connections: Option<u32>,
 }
 
-impl Default for StoreOptions {
+impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            timeout: Duration::from_secs(5),
+            timeout_ms: 5_000,
             max_connections: None,
         }
+    }
+}
+
+impl StoreConfig {
+    /// The timeout of every operation.
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.max(1))
+    }
+
+    /// Check what the types cannot; `Err` names the keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.timeout_ms == 0 || self.max_connections == Some(0) {
+            return Err("[store] timeout_ms and max_connections must be positive".into());
+        }
+        Ok(())
     }
 }
 
@@ -368,9 +387,9 @@ const INSTALLATION_COLUMNS: &str =
     "id, driver_id, settings, account_key, created_at, driver_sha256";
 
 impl Store {
-    /// Connects to `url` with the default [`StoreOptions`]; see [`Store::connect_with`].
+    /// Connects to `url` with the default [`StoreConfig`]; see [`Store::connect_with`].
     pub async fn connect(url: &str, cipher: SecretCipher) -> Result<Store, StoreError> {
-        Self::connect_with(url, cipher, StoreOptions::default()).await
+        Self::connect_with(url, cipher, StoreConfig::default()).await
     }
 
     /// Connects to `url` (`sqlite://path/to.db` or `postgres://…`), applies the migrations
@@ -389,15 +408,15 @@ impl Store {
     pub async fn connect_with(
         url: &str,
         cipher: SecretCipher,
-        options: StoreOptions,
+        options: StoreConfig,
     ) -> Result<Store, StoreError> {
         static DRIVERS: Once = Once::new();
         DRIVERS.call_once(sqlx::any::install_default_drivers);
 
         let backend = Backend::from_url(url)?;
-        let timeout_ms = options.timeout.as_millis().max(1);
+        let timeout_ms = options.timeout().as_millis();
         let pool_options = AnyPoolOptions::new()
-            .acquire_timeout(options.timeout)
+            .acquire_timeout(options.timeout())
             // Belt and braces: transactions only run in tasks no caller can cancel (the writer,
             // `detached`), but a connection that somehow still has one open is closed, never
             // handed to the next caller.
@@ -469,7 +488,7 @@ impl Store {
                 let settings = postgres_settings(timeout_ms);
                 let options = PgPoolOptions::new()
                     .max_connections(crate::commit::PG_WRITERS)
-                    .acquire_timeout(options.timeout)
+                    .acquire_timeout(options.timeout())
                     .after_connect(move |conn, _meta| {
                         let settings = settings.clone();
                         Box::pin(async move {

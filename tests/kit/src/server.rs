@@ -304,6 +304,15 @@ impl Sluice {
             std::fs::copy(&from, drivers_dir.join(format!("{name}.wasm")))
                 .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
         }
+        // The bundled drivers' default policies, as `cargo xtask build-drivers` leaves them
+        // beside the components (whichever of the drivers a test writes below).
+        for name in ["stripe", "shopify", "hotmart"] {
+            let from = bundled_driver("stripe").with_file_name(format!("{name}.policy.toml"));
+            if from.is_file() {
+                std::fs::copy(&from, drivers_dir.join(format!("{name}.policy.toml")))
+                    .unwrap_or_else(|e| panic!("copying {}: {e}", from.display()));
+            }
+        }
         for (name, bytes) in extra_drivers {
             std::fs::write(drivers_dir.join(name), bytes)
                 .unwrap_or_else(|e| panic!("writing driver file {name}: {e}"));

@@ -20,7 +20,7 @@ use super::diff::{self, Difference};
 use super::run::{self, Harness, Inputs};
 use crate::capabilities::Clock;
 use crate::capabilities::recorded::{RecordedHttp, RecordedResponse};
-use crate::pipeline::MAX_BACKFILL_PAGES;
+use crate::scheduler::MAX_BACKFILL_PAGES;
 use crate::wit::types::IncomingRequest;
 
 const REQUEST_SUFFIX: &str = ".request.json";

@@ -23,6 +23,7 @@ use serde_json::Value;
 
 use crate::capabilities::{CapabilityConfig, Clock};
 use crate::config::Config;
+use crate::policy::{DriverDefaults, Policy};
 use crate::runtime::{CodeCache, Runtime};
 use crate::wit::types::IncomingRequest;
 
@@ -114,10 +115,16 @@ fn log_to_stderr(default: &str) {
 /// Load `file` under the policy `sluice serve` would apply here (`sluice.toml`).
 async fn harness(file: &Path, clock: Clock) -> anyhow::Result<Harness> {
     let config = Config::load(None)?;
+    // The operator's policy over the defaults of the drivers directory and the one beside
+    // `file`, as `sluice serve` would apply them.
+    let mut defaults = DriverDefaults::read_dir(&config.drivers_dir).map_err(anyhow::Error::msg)?;
+    defaults.extend(DriverDefaults::read_beside(file).map_err(anyhow::Error::msg)?);
+    let policy = Policy::new(&config.drivers, defaults).map_err(anyhow::Error::msg)?;
     let runtime = Runtime::new(
         CapabilityConfig {
             clock,
-            policy: config.policy()?,
+            policy,
+            sections: config.capabilities.clone(),
             ..CapabilityConfig::new(Vec::new())
         },
         code_cache(&config),

@@ -11,8 +11,9 @@ use sluice_store::{InstallationId, StateWrite, Writes};
 use crate::capabilities::recorded::RecordedHttp;
 use crate::capabilities::secrets::SecretValue;
 use crate::capabilities::{Clock, DataSource, FixedData};
-use crate::pipeline::{self, CURSOR_KEY, Received};
+use crate::pipeline::{self, Received};
 use crate::runtime::{CallError, LoadedDriver, Runtime};
+use crate::scheduler::{self, CURSOR_KEY};
 use crate::wit::types::{CallContext, DriverError, IncomingRequest};
 
 /// The installation every run acts for.
@@ -191,7 +192,7 @@ impl Harness {
             let scope = self.driver.scope(&Self::installation(), inputs.data());
             let result = async {
                 let mut session = self.runtime.session(&self.driver, scope).await?;
-                let page = pipeline::poll_page(&mut session, &ctx, cursor.as_deref()).await?;
+                let page = scheduler::poll_page(&mut session, &ctx, cursor.as_deref()).await?;
                 let meta = (page.next_cursor, page.has_more, page.retry_after_ms);
                 let received = pipeline::render_outcome(&mut session, page.outcome)?;
                 Ok::<_, CallError>((received, meta, session.finish()))

@@ -10,8 +10,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, bail};
 
-use crate::capabilities::secrets::compute_hmac;
-use crate::wit::secrets::HmacAlgorithm;
+use crate::crypto::{HmacAlgorithm, hmac as compute_hmac};
 
 /// The SDK of the checkout this binary was built from.
 const BUILT_FROM_SDK: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../sdk");

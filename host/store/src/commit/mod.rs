@@ -23,16 +23,18 @@
 //!   Nothing is ever acknowledged that was not committed.
 //!
 //! The batch plan (what is a duplicate, what each delivery's answer is) is shared
-//! (`batch`); each backend has its own SQL: `sqlite` through the `Any` pool, `postgres`
-//! one statement over arrays, so a batch of any size is one prepared statement and one
-//! round trip.
+//! (`batch`), and so are the statements applying a delivery's state and secret writes
+//! (`writes`); each backend has its own SQL for the events: `sqlite` through the `Any`
+//! pool, `postgres` one statement over arrays, so a batch of any size is one prepared
+//! statement and one round trip.
 
 mod batch;
 mod postgres;
 mod sqlite;
 mod writer;
+mod writes;
 
-pub(crate) use sqlite::AUDIT_SECRET;
+pub(crate) use writes::AUDIT_SECRET;
 
 use tokio::sync::oneshot;
 

@@ -12,12 +12,10 @@ use std::collections::{HashMap, HashSet};
 use sqlx::postgres::PgPool;
 use sqlx::{Connection, PgConnection, Row};
 
+use super::CommitOutcome;
 use super::batch::{Batch, Key};
-use super::sqlite::{AUDIT_SECRET, DELETE_STATE, SET_SECRET, SET_STATE};
-use super::{CommitOutcome, Delivery, StateWrite};
 use crate::StoreError;
 use crate::crypto::SecretCipher;
-use crate::store::now_rfc3339;
 
 /// `$1` the installations; `$2..$13` the raw events' columns, in key order; `$14..$20` the
 /// normalized events' columns, in log order, each with its raw event's key. Answers one
@@ -74,7 +72,7 @@ pub(super) async fn commit(
     let (live, inserted) = run(&mut tx, batch).await?;
     let outcomes = batch.outcomes(&live, &inserted);
     for d in batch.writes_to_apply(&outcomes) {
-        apply_writes(&mut tx, cipher, d).await?;
+        super::writes::apply::<sqlx::Postgres>(&mut tx, cipher, d).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -189,52 +187,4 @@ struct EventColumns<'a> {
     subject: Vec<Option<&'a str>>,
     time: Vec<&'a str>,
     data: Vec<&'a str>,
-}
-
-/// A delivery's state changes and captured secrets.
-async fn apply_writes(
-    conn: &mut PgConnection,
-    cipher: &SecretCipher,
-    d: &Delivery,
-) -> Result<(), StoreError> {
-    let id = d.installation_id.as_str();
-    for write in &d.writes.state {
-        match write {
-            StateWrite::Set { key, value } => {
-                sqlx::query(SET_STATE)
-                    .bind(id)
-                    .bind(key.as_str())
-                    .bind(value.as_slice())
-                    .bind(now_rfc3339())
-                    .execute(&mut *conn)
-                    .await?;
-            }
-            StateWrite::Delete { key } => {
-                sqlx::query(DELETE_STATE)
-                    .bind(id)
-                    .bind(key.as_str())
-                    .execute(&mut *conn)
-                    .await?;
-            }
-        }
-    }
-    for (name, value) in &d.writes.secrets {
-        let ciphertext = cipher.encrypt(&d.installation_id, name, value.expose())?;
-        let now = now_rfc3339();
-        sqlx::query(SET_SECRET)
-            .bind(id)
-            .bind(name.as_str())
-            .bind(ciphertext)
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
-        sqlx::query(AUDIT_SECRET)
-            .bind(id)
-            .bind(name.as_str())
-            .bind(crate::store::SecretAction::Captured.as_str())
-            .bind(&now)
-            .execute(&mut *conn)
-            .await?;
-    }
-    Ok(())
 }

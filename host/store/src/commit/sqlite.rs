@@ -6,34 +6,14 @@ use std::collections::{HashMap, HashSet};
 use sqlx::{Any, AnyPool, Row, Transaction};
 
 use super::batch::{Batch, Key, RawRow};
-use super::{CommitOutcome, Delivery, NewEvent, StateWrite};
+use super::{CommitOutcome, NewEvent};
 use crate::crypto::SecretCipher;
-use crate::store::now_rfc3339;
 use crate::{InstallationId, StoreError};
 
 /// Raw-event rows per `INSERT` (10 parameters each, far under SQLite's 32766).
 const RAW_ROWS_PER_INSERT: usize = 500;
 /// Event rows per `INSERT` (7 parameters each).
 const EVENT_ROWS_PER_INSERT: usize = 1000;
-
-/// Upsert of one driver state key (both backends).
-pub(super) const SET_STATE: &str = "INSERT INTO driver_state (installation_id, key, value, updated_at) \
-     VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (installation_id, key) \
-     DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at";
-/// Removal of one driver state key (both backends).
-pub(super) const DELETE_STATE: &str =
-    "DELETE FROM driver_state WHERE installation_id = $1 AND key = $2";
-/// Upsert of one encrypted secret (both backends).
-/// One secret audit entry: installation, name, action, time.
-pub(crate) const AUDIT_SECRET: &str =
-    "INSERT INTO secret_audit (installation_id, name, action, at) VALUES ($1, $2, $3, $4)";
-
-pub(super) const SET_SECRET: &str = "INSERT INTO secrets (installation_id, name, ciphertext, updated_at) \
-     VALUES ($1, $2, $3, $4) \
-     ON CONFLICT (installation_id, name) \
-     DO UPDATE SET ciphertext = excluded.ciphertext, updated_at = excluded.updated_at, \
-       previous_ciphertext = NULL, previous_until = NULL";
 
 /// Commit a batch in one transaction. The outer error fails the transaction; an inner one
 /// is a delivery's own answer (its installation is gone) that wrote nothing.
@@ -49,7 +29,7 @@ pub(super) async fn commit(
     insert_events(&mut tx, &batch.new_events(&inserted)).await?;
     let outcomes = batch.outcomes(&live, &inserted);
     for d in batch.writes_to_apply(&outcomes) {
-        apply_writes(&mut tx, cipher, d).await?;
+        super::writes::apply::<Any>(&mut tx, cipher, d).await?;
     }
     tx.commit().await?;
     Ok(outcomes)
@@ -149,54 +129,6 @@ async fn insert_events(
             .execute(&mut **tx)
             .await
             .map_err(super::event_id_conflict)?;
-    }
-    Ok(())
-}
-
-/// A delivery's state changes and captured secrets.
-async fn apply_writes(
-    tx: &mut Transaction<'static, Any>,
-    cipher: &SecretCipher,
-    d: &Delivery,
-) -> Result<(), StoreError> {
-    let id = d.installation_id.as_str();
-    for write in &d.writes.state {
-        match write {
-            StateWrite::Set { key, value } => {
-                sqlx::query(SET_STATE)
-                    .bind(id)
-                    .bind(key.as_str())
-                    .bind(value.clone())
-                    .bind(now_rfc3339())
-                    .execute(&mut **tx)
-                    .await?;
-            }
-            StateWrite::Delete { key } => {
-                sqlx::query(DELETE_STATE)
-                    .bind(id)
-                    .bind(key.as_str())
-                    .execute(&mut **tx)
-                    .await?;
-            }
-        }
-    }
-    for (name, value) in &d.writes.secrets {
-        let ciphertext = cipher.encrypt(&d.installation_id, name, value.expose())?;
-        let now = now_rfc3339();
-        sqlx::query(SET_SECRET)
-            .bind(id)
-            .bind(name.as_str())
-            .bind(ciphertext)
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
-        sqlx::query(AUDIT_SECRET)
-            .bind(id)
-            .bind(name.as_str())
-            .bind(crate::store::SecretAction::Captured.as_str())
-            .bind(&now)
-            .execute(&mut **tx)
-            .await?;
     }
     Ok(())
 }

@@ -4,7 +4,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use sluice::config::SandboxConfig;
+use sluice::limits::SandboxConfig;
 use sluice::runtime::CallError;
 use sluice::wit::types::CallContext;
 

@@ -6,8 +6,9 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use sluice::capabilities::{CallScope, CapabilityConfig, DataSource, FixedData, SecretValue};
-use sluice::config::SandboxConfig;
+use sluice::limits::SandboxConfig;
 use sluice::net::OriginPattern;
+use sluice::policy::{DriverDefaults, Policy};
 use sluice::runtime::{CodeCache, LoadedDriver, Runtime};
 use sluice_store::InstallationId;
 
@@ -29,8 +30,12 @@ pub async fn load_with(
         .iter()
         .map(|g| OriginPattern::parse(g).unwrap())
         .collect();
+    // The bundled driver's own default policy, beside it as the build leaves it.
+    let wasm = sluice_testkit::paths::bundled_driver(name);
+    let policy = Policy::with_defaults(DriverDefaults::read_beside(&wasm).unwrap());
     let config = CapabilityConfig {
         limits,
+        policy,
         ..CapabilityConfig::new(grants)
     };
     // The suite's key, so these runtimes share the compile cache with the servers.

@@ -159,7 +159,7 @@ async fn a_grant_for_one_port_does_not_open_another() {
 #[tokio::test]
 async fn the_outbound_request_budget_is_enforced() {
     let (base, seen) = start_fake(StatusCode::OK, None).await;
-    let limits = sluice::config::SandboxConfig {
+    let limits = sluice::limits::SandboxConfig {
         max_outbound_requests: 0,
         ..Default::default()
     };

@@ -12,8 +12,8 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::CallState;
-use super::jwt::{JwksFailure, KeySet};
+use crate::capabilities::CallState;
+use crate::capabilities::jwt::{JwksFailure, KeySet};
 use crate::wit::secrets::JwksError;
 
 /// How long a fetched set is used without asking again.
@@ -88,7 +88,7 @@ fn needs_fetch(cached: Option<(&KeySet, Duration)>, kid: Option<&str>) -> bool {
 
 impl CallState {
     /// The `verify-jwt-jwks` import.
-    pub(super) async fn check_jwt_with_key_set(
+    pub(crate) async fn check_jwt_with_key_set(
         &mut self,
         jwks_url: &str,
         token: &str,
@@ -138,7 +138,7 @@ impl CallState {
     async fn fetch_key_set(
         &mut self,
         url: &url::Url,
-        route: super::http::Route,
+        route: super::Route,
     ) -> Result<Arc<KeySet>, JwksError> {
         if !self.caps.http.spend_request() {
             return Err(JwksError::Denied(

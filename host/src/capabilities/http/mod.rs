@@ -14,9 +14,14 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use wasmtime::component::{HasSelf, Linker};
 
+mod jwks;
+
+use std::collections::HashMap;
+
+use super::credentials::SecretBinding;
 use super::recorded::RecordedHttp;
 use super::secrets::SecretValue;
-use super::{CallScope, CallState, Capability, CapabilityConfig};
+use super::{CallScope, CallState, Capability, CapabilityConfig, DriverContext, NoConfig};
 use crate::net::{self, GlobalOnlyResolver, OriginPattern};
 use crate::wit::http::{Body, Credential, Error, Host, Method, Request, Response, Value};
 
@@ -33,7 +38,7 @@ pub struct Http {
     granted: reqwest::Client,
     grants: Arc<[OriginPattern]>,
     max_response: usize,
-    key_sets: Arc<super::jwks::KeySetCache>,
+    key_sets: Arc<jwks::KeySetCache>,
 }
 
 impl Http {
@@ -52,10 +57,33 @@ fn client(resolver: GlobalOnlyResolver) -> reqwest::Result<reqwest::Client> {
         .build()
 }
 
+/// Where one driver's requests may go and where each of its secrets may be sent.
+#[derive(Debug, Default)]
+pub struct HttpDriver {
+    /// Origins its calls may reach: declared and granted by the policy (the development
+    /// grant is checked apart).
+    pub origins: Vec<OriginPattern>,
+    /// Origins it declared that the policy does not grant.
+    pub disabled_origins: Vec<OriginPattern>,
+    /// Where each declared secret may be sent.
+    pub bindings: HashMap<String, SecretBinding>,
+}
+
+impl HttpDriver {
+    /// Whether the driver's own grant covers `url` (declared and granted).
+    pub fn reaches(&self, url: &url::Url) -> bool {
+        self.origins.iter().any(|o| o.matches(url))
+    }
+}
+
 impl Capability for Http {
+    const INTERFACE: &'static str = "http";
+    const FUNCTIONS: &'static [&'static str] = &["send"];
+    type Config = NoConfig;
+    type Driver = HttpDriver;
     type Call = CallHttp;
 
-    fn new(config: &CapabilityConfig) -> anyhow::Result<Self> {
+    fn new(_: &NoConfig, config: &CapabilityConfig) -> anyhow::Result<Self> {
         let grants: Arc<[OriginPattern]> = config.grants.clone().into();
         Ok(Self {
             public: client(GlobalOnlyResolver::strict())?,
@@ -77,12 +105,34 @@ impl Capability for Http {
         }
     }
 
-    fn start_call(&self, scope: &CallScope) -> CallHttp {
+    fn driver(&self, driver: &DriverContext<'_>) -> Result<HttpDriver, String> {
+        let info = driver.info;
+        let properties: Vec<&str> = info.settings_schema["properties"]
+            .as_object()
+            .map(|p| p.keys().map(String::as_str).collect())
+            .unwrap_or_default();
+        let bindings = info
+            .secrets
+            .iter()
+            .map(|s| {
+                SecretBinding::parse(&s.name, &s.sent_to, s.header.as_deref(), &properties)
+                    .map(|b| (s.name.clone(), b))
+            })
+            .collect::<Result<_, _>>()?;
+        Ok(HttpDriver {
+            origins: driver.origins.effective.clone(),
+            disabled_origins: driver.origins.disabled.clone(),
+            bindings,
+        })
+    }
+
+    fn start_call(&self, driver: &Arc<HttpDriver>, scope: &CallScope) -> CallHttp {
         CallHttp {
             public: self.public.clone(),
             granted: self.granted.clone(),
             grants: self.grants.clone(),
-            declared: scope.driver.clone(),
+            declared: driver.clone(),
+            driver_id: scope.driver.id.clone(),
             for_installation: scope.installation.is_some(),
             settings_text: String::new(),
             settings: None,
@@ -96,7 +146,7 @@ impl Capability for Http {
 
 /// Which client a checked request goes through.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(super) enum Route {
+pub(crate) enum Route {
     Public,
     Granted,
 }
@@ -106,7 +156,10 @@ pub struct CallHttp {
     public: reqwest::Client,
     granted: reqwest::Client,
     grants: Arc<[OriginPattern]>,
-    declared: Arc<super::DriverScope>,
+    /// The driver's origins and secret bindings.
+    declared: Arc<HttpDriver>,
+    /// The driver's id, for the log.
+    driver_id: String,
     /// Calls outside an installation (loading the metadata, `route-key` before any
     /// verification) reach nothing.
     for_installation: bool,
@@ -116,14 +169,14 @@ pub struct CallHttp {
     settings: Option<serde_json::Value>,
     remaining: u32,
     max_response: usize,
-    key_sets: Arc<super::jwks::KeySetCache>,
+    key_sets: Arc<jwks::KeySetCache>,
     /// Recorded answers replacing the network (a fixture run).
     recorded: Option<Arc<RecordedHttp>>,
 }
 
 impl CallHttp {
     /// Check a URL against the grants; `Err` is the guest-facing reason.
-    pub(super) fn check(&self, url: &url::Url) -> Result<Route, Error> {
+    pub(crate) fn check(&self, url: &url::Url) -> Result<Route, Error> {
         if url.scheme() != "http" && url.scheme() != "https" {
             return Err(Error::InvalidRequest(format!(
                 "scheme {:?} is not allowed",
@@ -143,7 +196,7 @@ impl CallHttp {
         if self.grants.iter().any(|g| g.matches(url)) {
             return Ok(Route::Granted);
         }
-        if !self.declared.origins.iter().any(|g| g.matches(url)) {
+        if !self.declared.reaches(url) {
             let origin = url.origin().ascii_serialization();
             let declared = self
                 .declared
@@ -186,7 +239,7 @@ impl CallHttp {
         }
     }
 
-    pub(super) fn client(&self, route: Route) -> reqwest::Client {
+    pub(crate) fn client(&self, route: Route) -> reqwest::Client {
         match route {
             Route::Public => self.public.clone(),
             Route::Granted => self.granted.clone(),
@@ -194,7 +247,7 @@ impl CallHttp {
     }
 
     /// Take one request from the call's outbound budget; `false` when it is spent.
-    pub(super) fn spend_request(&mut self) -> bool {
+    pub(crate) fn spend_request(&mut self) -> bool {
         let Some(left) = self.remaining.checked_sub(1) else {
             return false;
         };
@@ -203,12 +256,12 @@ impl CallHttp {
     }
 
     /// The process-wide cache of JSON Web Key Sets.
-    pub(super) fn key_sets(&self) -> &super::jwks::KeySetCache {
+    pub(crate) fn key_sets(&self) -> &jwks::KeySetCache {
         &self.key_sets
     }
 
     /// The recorded answers this call is served from instead of the network.
-    pub(super) fn recorded(&self) -> Option<&Arc<RecordedHttp>> {
+    pub(crate) fn recorded(&self) -> Option<&Arc<RecordedHttp>> {
         self.recorded.as_ref()
     }
 }
@@ -514,7 +567,7 @@ impl Host for CallState {
             Ok(answer) => answer,
             Err(e) => return Ok(Err(e)),
         };
-        tracing::debug!(driver = %self.caps.http.declared.id, %method, %target, status, "outbound request");
+        tracing::debug!(driver = %self.caps.http.driver_id, %method, %target, status, "outbound request");
         // Tokens come from a successful answer only; an error page plants nothing.
         let body = if (200..300).contains(&status) {
             match self.apply_captures(body, &captures) {
@@ -525,7 +578,7 @@ impl Host for CallState {
             body
         };
         if let Err(e) = self.caps.secrets.store_captured().await {
-            tracing::error!(driver = %self.caps.http.declared.id, error = %e, "could not store captured secrets");
+            tracing::error!(driver = %self.caps.http.driver_id, error = %e, "could not store captured secrets");
             return Ok(Err(Error::Transport(format!(
                 "the host could not store the captured credentials: {e}"
             ))));

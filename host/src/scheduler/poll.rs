@@ -10,10 +10,11 @@ use std::sync::Arc;
 
 use sluice_store::{Delivery, InstallationId, StateWrite, StoreError, WritesApply};
 
-use super::{DeliveryError, Pipeline, ingested, render};
-use crate::auth::{Auth, AuthError};
+use super::Scheduler;
+use crate::auth::AuthError;
 use crate::canonical;
 use crate::capabilities::DataSource;
+use crate::pipeline::{DeliveryError, ingested, render};
 use crate::runtime::{CallError, LoadedDriver, Session};
 use crate::wit::ingest::{ReceivedEvent, WebhookOutcome};
 use crate::wit::types::{CallContext, DriverError};
@@ -176,10 +177,10 @@ struct Page {
     retry_after_ms: Option<u64>,
 }
 
-impl Pipeline {
+impl Scheduler {
     /// Poll the installation now (see the module documentation).
-    pub async fn poll_now(&self, auth: &Auth, id: &InstallationId) -> Result<Polled, PollError> {
-        let result = self.walk(auth, id, None).await;
+    pub(super) async fn poll_once(&self, id: &InstallationId) -> Result<Polled, PollError> {
+        let result = self.walk(id, None).await;
         let outcome = match &result {
             Ok(polled) if polled.retry_after_ms.is_some() => Some("rate_limited"),
             Ok(_) => Some("ok"),
@@ -198,33 +199,29 @@ impl Pipeline {
     /// cursor, which does not move.
     pub async fn backfill(
         &self,
-        auth: &Auth,
         id: &InstallationId,
         since: crate::wit::types::Datetime,
     ) -> Result<Polled, PollError> {
-        self.walk(auth, id, Some(since)).await
+        self.walk(id, Some(since)).await
     }
 
     async fn walk(
         &self,
-        auth: &Auth,
         id: &InstallationId,
         backfill_since: Option<crate::wit::types::Datetime>,
     ) -> Result<Polled, PollError> {
         let installation = self
+            .services
             .store
             .get_installation(id)
             .await?
             .ok_or(PollError::UnknownInstallation)?;
         let driver = self
-            .drivers
-            .for_installation(
-                &installation.driver_id,
-                installation.driver_sha256.as_deref(),
-            )
-            .ok_or_else(|| PollError::DriverUnavailable(installation.driver_id.clone()))?;
+            .services
+            .driver_for(&installation)
+            .ok_or_else(|| PollError::DriverUnavailable(installation.driver_id.to_string()))?;
         // An installation that must be authorized again is not polled until it is.
-        if let Some(record) = self.store.auth_record(id).await?
+        if let Some(record) = self.services.store.auth_record(id).await?
             && matches!(
                 record.status,
                 sluice_store::AuthStatus::NeedsReauth | sluice_store::AuthStatus::Revoked
@@ -236,14 +233,7 @@ impl Pipeline {
                 record.reason.as_deref().unwrap_or("no reason recorded")
             )));
         }
-        let settings = self
-            .runtime
-            .policy()
-            .effective_settings(&installation.driver_id, &installation.settings);
-        let ctx = CallContext {
-            installation_id: id.to_string(),
-            settings: settings.to_string(),
-        };
+        let ctx = self.services.call_context(&installation);
         let (mut walk, max_pages) = match backfill_since {
             None => (Walk::Live, MAX_PAGES),
             Some(since) => {
@@ -254,10 +244,7 @@ impl Pipeline {
         };
         let mut polled = Polled::default();
         for _ in 0..max_pages {
-            let page = match self
-                .page_with_fresh_token(auth, &driver, id, &ctx, &walk)
-                .await?
-            {
+            let page = match self.page_with_fresh_token(&driver, id, &ctx, &walk).await? {
                 Fetched::Page(page) => page,
                 Fetched::RateLimited(wait) => {
                     polled.retry_after_ms = Some(wait);
@@ -284,21 +271,21 @@ impl Pipeline {
     /// Fetch one page, refreshing the token ahead of expiry and once after a `401`.
     async fn page_with_fresh_token(
         &self,
-        auth: &Auth,
         driver: &Arc<LoadedDriver>,
         id: &InstallationId,
         ctx: &CallContext,
         walk: &Walk,
     ) -> Result<Fetched, PollError> {
-        auth.ensure_fresh(id).await?;
+        self.auth.ensure_fresh(id).await?;
         let seen = self
+            .services
             .store
             .auth_record(id)
             .await?
             .and_then(|r| r.token_expires_at);
         match self.page(driver, id, ctx, walk).await {
             Err(CallError::Driver(DriverError::Upstream(u))) if u.status == 401 => {
-                auth.refresh_after_refusal(id, seen).await?;
+                self.auth.refresh_after_refusal(id, seen).await?;
                 Ok(Fetched::Page(self.page(driver, id, ctx, walk).await?))
             }
             Err(CallError::Driver(DriverError::RateLimited(r))) => {
@@ -319,14 +306,15 @@ impl Pipeline {
         let cursor = match walk {
             Walk::Backfill(cursor) => Some(cursor.clone()),
             Walk::Live => self
+                .services
                 .store
                 .get_state(id, CURSOR_KEY)
                 .await
                 .map_err(|e| CallError::Trap(format!("reading the poll cursor: {e}")))?
                 .map(|c| String::from_utf8_lossy(&c).into_owned()),
         };
-        let runtime = self.runtime.clone();
-        let scope = driver.scope(id, DataSource::Store(self.store.clone()));
+        let runtime = self.services.runtime.clone();
+        let scope = driver.scope(id, DataSource::Store(self.services.store.clone()));
         let (driver, ctx) = (driver.clone(), ctx.clone());
         let work = async move {
             let mut session = runtime.session(&driver, scope).await?;
@@ -339,7 +327,7 @@ impl Pipeline {
                 retry_after_ms: page.retry_after_ms,
             })
         };
-        self.runtime.on_guest_threads(work).await?
+        self.services.runtime.on_guest_threads(work).await?
     }
 
     /// The driver's starting cursor for a backfill from `since`.
@@ -350,8 +338,8 @@ impl Pipeline {
         ctx: &CallContext,
         since: crate::wit::types::Datetime,
     ) -> Result<String, PollError> {
-        let runtime = self.runtime.clone();
-        let scope = driver.scope(id, DataSource::Store(self.store.clone()));
+        let runtime = self.services.runtime.clone();
+        let scope = driver.scope(id, DataSource::Store(self.services.store.clone()));
         let (driver, ctx) = (driver.clone(), ctx.clone());
         let work = async move {
             let mut session = runtime.session(&driver, scope).await?;
@@ -359,7 +347,7 @@ impl Pipeline {
             session.finish();
             cursor
         };
-        Ok(self.runtime.on_guest_threads(work).await??)
+        Ok(self.services.runtime.on_guest_threads(work).await??)
     }
 
     /// Commit a page's events (with the live cursor when walking it), in one transaction.
@@ -371,8 +359,9 @@ impl Pipeline {
         walk: &Walk,
     ) -> Result<sluice_store::CommitOutcome, PollError> {
         let received = render(page.outcome, |_| Ok(())).map_err(PollError::from)?;
-        let received_at = canonical::rfc3339(&self.runtime.capabilities().clock.now_datetime())
-            .unwrap_or_default();
+        let received_at =
+            canonical::rfc3339(&self.services.runtime.capabilities().clock.now_datetime())
+                .unwrap_or_default();
         let mut writes = page.writes;
         if let (Walk::Live, Some(cursor)) = (walk, page.next_cursor) {
             writes.state.push(StateWrite::Set {
@@ -386,6 +375,7 @@ impl Pipeline {
             .map(|p| ingested(p, id, &received_at))
             .collect();
         Ok(self
+            .services
             .store
             .commit_delivery(Delivery {
                 installation_id: id.clone(),

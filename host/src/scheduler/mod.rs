@@ -1,9 +1,9 @@
 //! Scheduled polling. Every installation whose driver polls and whose settings name a
 //! `poll_interval` (seconds, at least `[scheduler] min_poll_interval_secs`) is polled
-//! through [`Pipeline::poll_now`]: by one node at a time (a lease per installation in the
+//! (`poll`): by one node at a time (a lease per installation in the
 //! store, taken over when a node dies), with jitter, a global and a per-driver limit on
 //! polls at once, and exponential backoff after failures. A run fetches at most
-//! [`crate::pipeline::MAX_PAGES`] pages; when the provider has more, the next run is due
+//! [`MAX_PAGES`] pages; when the provider has more, the next run is due
 //! at once.
 
 use std::collections::HashMap;
@@ -13,45 +13,88 @@ use std::time::Duration;
 use sluice_store::{Installation, InstallationId, PollEnd, StoreError};
 use tokio::sync::Semaphore;
 
-use crate::auth::Auth;
-use crate::pipeline::{Pipeline, PollError, Polled};
-use crate::runtime::LoadedDriver;
+mod poll;
 
-/// How polling is scheduled; defaults in `config` (`[scheduler]`).
-#[derive(Debug, Clone)]
-pub struct SchedulerOptions {
-    /// How often due installations are looked for.
-    pub tick: Duration,
-    /// How long a node's claim on an installation lasts (longer than a poll run takes).
-    pub lease: Duration,
-    /// Polls running at once on this node.
-    pub max_concurrent: usize,
-    /// Polls of one driver running at once on this node.
-    pub max_concurrent_per_driver: usize,
-    /// The shortest interval honoured; smaller `poll_interval`s are raised to it.
-    pub min_interval: Duration,
-    /// The longest wait after failures.
-    pub max_backoff: Duration,
+use crate::auth::Auth;
+use crate::runtime::LoadedDriver;
+use crate::services::Services;
+
+pub use poll::{
+    CURSOR_KEY, MAX_BACKFILL_PAGES, MAX_PAGES, PollError, Polled, PolledPage, poll_page,
+};
+
+/// Scheduled polling (`[scheduler]`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SchedulerConfig {
+    /// How often a node looks for due installations, ms. Default 500.
+    pub tick_ms: u64,
+    /// How long a node's claim on an installation lasts, seconds (longer than a poll run
+    /// takes); a dead node's installations are polled by another once it has passed.
+    /// Default 300.
+    pub lease_secs: u64,
+    /// Polls running at once on a node. Default 16.
+    pub max_concurrent_polls: usize,
+    /// Polls of one driver running at once on a node. Default 8.
+    pub max_concurrent_polls_per_driver: usize,
+    /// The shortest `poll_interval` honoured, seconds (shorter ones are raised to it).
+    /// Default 5.
+    pub min_poll_interval_secs: u64,
+    /// The longest wait after failed polls, seconds. Default 3600.
+    pub max_backoff_secs: u64,
 }
 
-impl Default for SchedulerOptions {
+impl Default for SchedulerConfig {
     fn default() -> Self {
         Self {
-            tick: Duration::from_millis(500),
-            lease: Duration::from_secs(300),
-            max_concurrent: 16,
-            max_concurrent_per_driver: 8,
-            min_interval: Duration::from_secs(5),
-            max_backoff: Duration::from_secs(3600),
+            tick_ms: 500,
+            lease_secs: 300,
+            max_concurrent_polls: 16,
+            max_concurrent_polls_per_driver: 8,
+            min_poll_interval_secs: 5,
+            max_backoff_secs: 3600,
         }
+    }
+}
+
+impl SchedulerConfig {
+    /// Check what the types cannot; `Err` names the keys.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.tick_ms == 0
+            || self.lease_secs == 0
+            || self.max_concurrent_polls == 0
+            || self.max_concurrent_polls_per_driver == 0
+        {
+            return Err(
+                "[scheduler] tick_ms, lease_secs and the concurrency limits must be positive"
+                    .into(),
+            );
+        }
+        Ok(())
+    }
+
+    fn tick(&self) -> Duration {
+        Duration::from_millis(self.tick_ms)
+    }
+
+    fn lease(&self) -> Duration {
+        Duration::from_secs(self.lease_secs)
+    }
+
+    fn min_interval(&self) -> Duration {
+        Duration::from_secs(self.min_poll_interval_secs)
+    }
+
+    fn max_backoff(&self) -> Duration {
+        Duration::from_secs(self.max_backoff_secs)
     }
 }
 
 /// The scheduler of one node. Cheap to share (`Arc`).
 pub struct Scheduler {
-    pipeline: Arc<Pipeline>,
+    services: Services,
     auth: Arc<Auth>,
-    options: SchedulerOptions,
+    config: SchedulerConfig,
     /// This node's name in poll leases.
     node: String,
     running: Arc<Semaphore>,
@@ -68,20 +111,20 @@ pub enum PollNowError {
 }
 
 impl Scheduler {
-    pub fn new(pipeline: Arc<Pipeline>, auth: Arc<Auth>, options: SchedulerOptions) -> Self {
+    /// Polling of `services`' installations, refreshing tokens through `auth`.
+    pub fn new(services: Services, auth: Arc<Auth>, config: SchedulerConfig) -> Self {
         Self {
-            running: Arc::new(Semaphore::new(options.max_concurrent.max(1))),
+            running: Arc::new(Semaphore::new(config.max_concurrent_polls.max(1))),
             per_driver: Mutex::default(),
             node: format!("node_{}", hex::encode(rand::random::<[u8; 12]>())),
-            pipeline,
+            services,
             auth,
-            options,
+            config,
         }
     }
 
     fn now_ms(&self) -> i64 {
-        let now = self.pipeline.runtime().capabilities().clock.now();
-        i64::try_from(now.as_millis()).unwrap_or(i64::MAX)
+        self.services.now_ms()
     }
 
     fn ms(d: Duration) -> i64 {
@@ -99,21 +142,17 @@ impl Scheduler {
             return None;
         }
         let seconds = settings.get("poll_interval")?.as_u64()?;
-        Some(Duration::from_secs(seconds).max(self.options.min_interval))
+        Some(Duration::from_secs(seconds).max(self.config.min_interval()))
     }
 
     /// Schedule (or unschedule) an installation as its settings say; whether it is polled.
     /// The first poll is due within one interval, at a random point, so installations
     /// created together do not poll together.
     pub async fn schedule(&self, installation: &Installation) -> Result<bool, StoreError> {
-        let store = self.pipeline.store();
+        let store = &self.services.store;
         let interval = self
-            .pipeline
-            .drivers()
-            .for_installation(
-                &installation.driver_id,
-                installation.driver_sha256.as_deref(),
-            )
+            .services
+            .driver_for(installation)
             .and_then(|d| self.interval_for(&d, &installation.settings));
         match interval {
             Some(interval) => {
@@ -133,17 +172,12 @@ impl Scheduler {
     /// Schedule every live installation (at start, when drivers are loaded).
     pub async fn sync(&self) -> Result<usize, StoreError> {
         let mut scheduled = 0;
-        for installation in self.pipeline.store().list_installations().await? {
+        for installation in &self.services.store.list_installations().await? {
             // A driver not loaded on this node keeps its schedule for the nodes that have it.
-            if self
-                .pipeline
-                .drivers()
-                .get(&installation.driver_id)
-                .is_none()
-            {
+            if self.services.drivers.get(&installation.driver_id).is_none() {
                 continue;
             }
-            scheduled += usize::from(self.schedule(&installation).await?);
+            scheduled += usize::from(self.schedule(installation).await?);
         }
         Ok(scheduled)
     }
@@ -151,7 +185,7 @@ impl Scheduler {
     /// Claim due installations every tick and poll them, until `shutdown` resolves. Polls
     /// running then finish (each commits page by page), their leases released.
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
-        let mut tick = tokio::time::interval(self.options.tick);
+        let mut tick = tokio::time::interval(self.config.tick());
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         tokio::pin!(shutdown);
         loop {
@@ -173,12 +207,12 @@ impl Scheduler {
         }
         let now = self.now_ms();
         let due = self
-            .pipeline
-            .store()
+            .services
+            .store
             .claim_due_polls(
                 &self.node,
                 now,
-                now + Self::ms(self.options.lease),
+                now + Self::ms(self.config.lease()),
                 free as i64,
             )
             .await?;
@@ -201,8 +235,8 @@ impl Scheduler {
     /// how it went.
     async fn poll_claimed(&self, id: &InstallationId, due_at: i64) {
         let driver_id = self
-            .pipeline
-            .store()
+            .services
+            .store
             .get_installation(id)
             .await
             .ok()
@@ -215,7 +249,7 @@ impl Scheduler {
                 // Late by the tick, the wait for a slot, and whatever held the node up.
                 let lag_ms = self.now_ms().saturating_sub(due_at).max(0);
                 crate::metrics::record_poll_lag(&driver_id, Duration::from_millis(lag_ms as u64));
-                self.pipeline.poll_now(&self.auth, id).await
+                self.poll_once(id).await
             }
             Err(_) => return,
         };
@@ -230,7 +264,7 @@ impl Scheduler {
         id: &InstallationId,
         result: &Result<Polled, PollError>,
     ) -> Result<(), StoreError> {
-        let store = self.pipeline.store();
+        let store = &self.services.store;
         let Some(status) = store.poll_status(id).await? else {
             return Ok(());
         };
@@ -248,12 +282,12 @@ impl Scheduler {
                 let backoff = status
                     .interval_ms
                     .saturating_mul(2i64.saturating_pow(failures + 1))
-                    .min(Self::ms(self.options.max_backoff))
+                    .min(Self::ms(self.config.max_backoff()))
                     .max(status.interval_ms);
                 tracing::warn!(installation = %id, error = %e, failures = failures + 1, "poll failed");
                 (
                     now + jitter(backoff, 0.5, 1.0),
-                    Some(crate::pipeline::bounded_text(&e.to_string(), 512).into_owned()),
+                    Some(crate::text::bounded(&e.to_string(), 512).into_owned()),
                 )
             }
         };
@@ -273,24 +307,24 @@ impl Scheduler {
     /// The operator's "poll now": under the installation's lease when it is scheduled, so
     /// it never overlaps a scheduled poll on any node.
     pub async fn poll_now(&self, id: &InstallationId) -> Result<Polled, PollNowError> {
-        let store = self.pipeline.store();
+        let store = &self.services.store;
         let scheduled = store
             .poll_status(id)
             .await
             .map_err(PollError::from)?
             .is_some();
         if !scheduled {
-            return Ok(self.pipeline.poll_now(&self.auth, id).await?);
+            return Ok(self.poll_once(id).await?);
         }
         let now = self.now_ms();
         if !store
-            .claim_poll(id, &self.node, now, now + Self::ms(self.options.lease))
+            .claim_poll(id, &self.node, now, now + Self::ms(self.config.lease()))
             .await
             .map_err(PollError::from)?
         {
             return Err(PollNowError::Busy);
         }
-        let result = self.pipeline.poll_now(&self.auth, id).await;
+        let result = self.poll_once(id).await;
         if let Err(e) = self.finish(id, &result).await {
             tracing::warn!(installation = %id, error = %e, "recording a poll failed");
         }
@@ -303,7 +337,7 @@ impl Scheduler {
             .entry(driver_id.to_string())
             .or_insert_with(|| {
                 Arc::new(Semaphore::new(
-                    self.options.max_concurrent_per_driver.max(1),
+                    self.config.max_concurrent_polls_per_driver.max(1),
                 ))
             })
             .clone()

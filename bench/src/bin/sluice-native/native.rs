@@ -1,6 +1,6 @@
-//! Bench-only (`--features native-stripe`): the Stripe driver's own code compiled into the
-//! host, run in place of its component when `SLUICE_NATIVE_STRIPE=1`, so `cargo xtask
-//! bench` can show what the sandbox costs end to end. Same server, same pipeline, same
+//! The Stripe driver's own code compiled into the host, run in place of its component by
+//! the `sluice-native` server, so `cargo xtask bench` can show what the sandbox costs end
+//! to end. Same server, same pipeline, same
 //! commit; only the driver call differs: verification with the host's HMAC over the
 //! installation's secret, one JSON parse, the driver's normalization, and a field-by-field
 //! conversion of its records to the host's types.
@@ -8,21 +8,30 @@
 use sluice_driver_stripe::{WEBHOOK_SECRET, events, normalize, settings, signature};
 use sluice_sdk::bindings::sluice::driver as sdk;
 
-use crate::capabilities::secrets::{compute_hmac, constant_time_eq};
-use crate::installations::CachedInstallation;
-use crate::runtime::CallError;
-use crate::wit::ingest::{ReceivedEvent, WebhookOutcome};
-use crate::wit::secrets::HmacAlgorithm;
-use crate::wit::types::{DriverError, IncomingRequest};
-use crate::wit::{canonical as host, types as host_types};
+use sluice::crypto::{HmacAlgorithm, any_equal, hmac as compute_hmac};
+use sluice::installations::CachedInstallation;
+use sluice::pipeline::InProcessDriver;
+use sluice::runtime::CallError;
+use sluice::wit::ingest::{ReceivedEvent, WebhookOutcome};
+use sluice::wit::types::{DriverError, IncomingRequest};
+use sluice::wit::{canonical as host, types as host_types};
 
-/// Whether this process runs the Stripe driver natively.
-pub fn enabled() -> bool {
-    std::env::var_os("SLUICE_NATIVE_STRIPE").is_some_and(|v| v == "1")
+/// The Stripe driver, natively.
+pub struct NativeStripe;
+
+impl InProcessDriver for NativeStripe {
+    fn receive(
+        &self,
+        installation: &CachedInstallation,
+        request: &IncomingRequest,
+        now: i64,
+    ) -> Result<WebhookOutcome, CallError> {
+        receive(installation, request, now)
+    }
 }
 
 /// The Stripe driver's `receive`, natively.
-pub fn receive(
+fn receive(
     installation: &CachedInstallation,
     request: &IncomingRequest,
     now: i64,
@@ -50,11 +59,7 @@ pub fn receive(
         Some(settings.tolerance_seconds),
         |message, candidates| {
             let expected = compute_hmac(HmacAlgorithm::Sha256, secret.expose(), message);
-            Ok::<_, std::convert::Infallible>(
-                candidates
-                    .iter()
-                    .fold(false, |found, c| constant_time_eq(&expected, c) | found),
-            )
+            Ok::<_, std::convert::Infallible>(any_equal(&expected, candidates))
         },
     )
     .map_err(|e| refuse(DriverError::Unauthorized(e.to_string())))?;
