@@ -85,7 +85,9 @@ async fn start(dir: &std::path::Path) -> (axum::Router, Vec<String>) {
         },
         ..Config::default()
     };
-    let node = Node::start(config, Extensions::default()).await.expect("node");
+    let node = Node::start(config, Extensions::default())
+        .await
+        .expect("node");
     let state = node.state().clone();
     assert_eq!(
         state.services.drivers.list().len(),

@@ -859,6 +859,76 @@ mod tests {
         assert!(toml::from_str::<Config>("[drivers.acme]\norigin = []\n").is_err());
     }
 
+    /// The README's configuration table names every key, and only keys that exist; where it
+    /// gives a plain number as the default, it is the default's.
+    #[test]
+    fn the_readme_documents_every_key_and_its_default() {
+        let readme = include_str!("../../README.md");
+        let section = readme
+            .split("## Configuration")
+            .nth(1)
+            .and_then(|rest| rest.split("\n## ").next())
+            .expect("a Configuration section");
+        let mut documented = BTreeMap::new();
+        for row in section.lines().filter(|l| l.starts_with("| `")) {
+            let cells: Vec<&str> = row.trim_matches('|').split('|').map(str::trim).collect();
+            let (keys, default) = (cells[0], cells[1]);
+            if default == "default" {
+                continue; // the header
+            }
+            let mut table = String::new();
+            let names: Vec<&str> = keys.split('`').skip(1).step_by(2).collect();
+            let defaults: Vec<&str> = default.split('`').skip(1).step_by(2).collect();
+            for (i, name) in names.iter().enumerate() {
+                let name = match name.strip_prefix('[').and_then(|n| n.split_once("] ")) {
+                    Some((t, key)) => {
+                        table = t.to_string();
+                        key
+                    }
+                    None => name,
+                };
+                if name.starts_with("--") || name.contains('<') && !table.contains('<') {
+                    continue;
+                }
+                let path = if table.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{table}.{name}")
+                };
+                // A plain number per key, when the cell holds one per key.
+                let number = (defaults.len() == names.len())
+                    .then(|| defaults[i].parse::<i64>().ok())
+                    .flatten();
+                documented.insert(path, number);
+            }
+        }
+        let defaults = serde_json::to_value(Config::default()).unwrap();
+        let keys = Keys::of_defaults().unwrap();
+        for path in keys.leaves.keys() {
+            assert!(
+                documented.contains_key(path),
+                "README's configuration table does not document {path}"
+            );
+        }
+        for (path, number) in &documented {
+            if path.starts_with("drivers.") {
+                continue;
+            }
+            assert!(
+                keys.leaves.contains_key(path),
+                "README documents {path}, which is no key"
+            );
+            if let Some(number) = number {
+                let pointer = format!("/{}", path.replace('.', "/"));
+                assert_eq!(
+                    defaults.pointer(&pointer).and_then(|v| v.as_i64()),
+                    Some(*number),
+                    "README's default of {path}"
+                );
+            }
+        }
+    }
+
     #[test]
     fn defaults_live_in_the_data_dir() {
         assert_eq!(

@@ -126,6 +126,7 @@ impl Node {
             admin_token,
             max_body_bytes: config.max_body_bytes,
             body_timeout: config.server.body_timeout(),
+            long_poll_recheck: config.server.long_poll_recheck(),
         });
         Ok(Self {
             config,

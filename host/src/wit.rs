@@ -22,7 +22,8 @@ wasmtime::component::bindgen!({
 });
 
 pub use exports::sluice::driver::{auth, ingest, metadata};
-pub use sluice::driver::{canonical, clock, http, log, secrets, state, types};
+// Every imported interface (`types`, `canonical` and one per capability), by its name.
+pub use sluice::driver::*;
 
 /// The version of the `sluice:driver` package this host implements.
 pub const WIT_VERSION: &str = "0.6.1";

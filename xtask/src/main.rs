@@ -7,6 +7,7 @@
 //! - `cargo xtask ensure-target`  install the `wasm32-wasip2` target when it is missing.
 //! - `cargo xtask bench`          run the benchmarks (`sluice-bench`).
 //! - `cargo xtask check-layers`   the host's module graph against `docs/architecture.md`.
+//! - `cargo xtask fuzz [TARGET] [SECONDS]`  the fuzz targets, instrumented, for a while.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ use std::process::Command;
 
 use anyhow::{Context, Result, bail};
 
+mod fuzz;
 mod layers;
 
 const WASM_TARGET: &str = "wasm32-wasip2";
@@ -80,9 +82,16 @@ commands:
   ensure-target    add the wasm32-wasip2 rustup target when it is missing
   bench            run the benchmarks (package `sluice-bench`)
   check-layers     check the host's module graph against the layers in docs/architecture.md
+  fuzz [TARGET] [SECONDS]
+                   build the fuzz targets with coverage instrumentation and run each (or
+                   TARGET) for SECONDS (default 60)
 ";
 
 fn main() {
+    // Invoked by cargo as the rustc wrapper of the fuzz build (see `fuzz`).
+    if fuzz::is_wrapping_rustc() {
+        fuzz::wrap_rustc();
+    }
     if let Err(err) = real_main() {
         eprintln!("xtask: error: {err:#}");
         std::process::exit(1);
@@ -104,6 +113,7 @@ fn real_main() -> Result<()> {
         Some("test") => test(&ws, &rest),
         Some("bench") => bench(&ws, &rest),
         Some("check-layers") => no_args(&rest).and_then(|()| check_layers(&ws)),
+        Some("fuzz") => fuzz_command(&ws, &rest),
         Some("help" | "-h" | "--help") => {
             print!("{USAGE}");
             Ok(())
@@ -131,9 +141,9 @@ fn passthrough(rest: &[OsString]) -> &[OsString] {
     }
 }
 
-struct Workspace {
-    root: PathBuf,
-    target: PathBuf,
+pub(crate) struct Workspace {
+    pub(crate) root: PathBuf,
+    pub(crate) target: PathBuf,
 }
 
 impl Workspace {
@@ -157,14 +167,14 @@ impl Workspace {
         Ok(Self { root, target })
     }
 
-    fn cargo(&self) -> Command {
+    pub(crate) fn cargo(&self) -> Command {
         let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
         let mut cmd = Command::new(cargo);
         cmd.current_dir(&self.root);
         cmd
     }
 
-    fn drivers_dir(&self) -> PathBuf {
+    pub(crate) fn drivers_dir(&self) -> PathBuf {
         self.target.join("drivers")
     }
 
@@ -173,7 +183,7 @@ impl Workspace {
     }
 }
 
-fn status(cmd: &mut Command) -> Result<()> {
+pub(crate) fn status(cmd: &mut Command) -> Result<()> {
     eprintln!("xtask: running {cmd:?}");
     let status = cmd
         .status()
@@ -312,21 +322,6 @@ fn test(ws: &Workspace, rest: &[OsString]) -> Result<()> {
     let result = status(&mut cmd);
     report_skips(&skips);
     result?;
-    fuzz(ws)
-}
-
-/// The `cargo fuzz` targets in `fuzz/`, each for a short bounded run with debug assertions
-/// (so an overflow is a finding too). `SLUICE_FUZZ_SECONDS` (default 10) per target; `0`
-/// skips the step.
-const FUZZ_TARGETS: &[&str] = &[
-    "signature_headers",
-    "shopify_oauth_query",
-    "webhook_intake",
-    "settings",
-    "host_intake",
-];
-
-fn fuzz(ws: &Workspace) -> Result<()> {
     let seconds: u64 = match std::env::var("SLUICE_FUZZ_SECONDS") {
         Ok(v) => v
             .parse()
@@ -337,39 +332,37 @@ fn fuzz(ws: &Workspace) -> Result<()> {
         eprintln!("xtask: SLUICE_FUZZ_SECONDS=0: fuzzing skipped");
         return Ok(());
     }
-    let installed = ws
-        .cargo()
-        .args(["fuzz", "--version"])
-        .output()
-        .is_ok_and(|out| out.status.success());
-    if !installed {
-        status(ws.cargo().args(["install", "cargo-fuzz", "--locked"]))
-            .context("installing cargo-fuzz")?;
+    fuzz::run(ws, None, seconds)
+}
+
+/// `cargo xtask fuzz [TARGET] [SECONDS]`.
+fn fuzz_command(ws: &Workspace, rest: &[OsString]) -> Result<()> {
+    let rest: Vec<String> = passthrough(rest)
+        .iter()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let (target, seconds) = match rest.as_slice() {
+        [] => (None, 60),
+        [one] => match one.parse() {
+            Ok(seconds) => (None, seconds),
+            Err(_) => (Some(one.as_str()), 60),
+        },
+        [target, seconds] => (
+            Some(target.as_str()),
+            seconds
+                .parse()
+                .with_context(|| format!("{seconds:?} is not a number of seconds"))?,
+        ),
+        _ => bail!("usage: cargo xtask fuzz [TARGET] [SECONDS]"),
+    };
+    if target.is_some_and(|t| !fuzz::TARGETS.contains(&t)) {
+        bail!(
+            "no fuzz target {target:?}; the targets are {:?}",
+            fuzz::TARGETS
+        );
     }
-    let dir = ws.root.join("fuzz");
-    for target in FUZZ_TARGETS {
-        let corpus = ws.target.join("fuzz/corpus").join(target);
-        std::fs::create_dir_all(&corpus)
-            .with_context(|| format!("creating {}", corpus.display()))?;
-        // No sanitizer: the stable toolchain has none; coverage guidance and debug
-        // assertions still apply. Findings land in fuzz/artifacts/<target>/.
-        status(
-            ws.cargo()
-                .current_dir(&dir)
-                .env("CARGO_TARGET_DIR", ws.target.join("fuzz"))
-                // `host_intake` loads the bundled components built for the suite.
-                .env("SLUICE_DRIVERS", ws.drivers_dir())
-                .args(["fuzz", "run", "--sanitizer", "none", "-O", "-a", target])
-                // The growing corpus stays under target/; the seeds are read only.
-                .arg(&corpus)
-                .arg(dir.join("seeds").join(target))
-                .arg("--")
-                .arg(format!("-max_total_time={seconds}"))
-                .arg("-max_len=8192"),
-        )
-        .with_context(|| format!("fuzz target {target} found a failure (see fuzz/artifacts)"))?;
-    }
-    Ok(())
+    build_drivers(ws)?;
+    fuzz::run(ws, target, seconds)
 }
 
 /// Print the host's module graph and fail on a cycle or an edge against the layers.

@@ -32,6 +32,10 @@ pub struct ServerConfig {
     /// records); the rest share `installation="_other"`, so the series stay bounded.
     /// `0` turns the per-installation series off. Default 100.
     pub metrics_installation_series: u64,
+    /// How often a long-poll (`GET /v1/events?wait=`) reads the log again on its own, ms, to
+    /// see events other nodes committed (this node's own commits wake it at once).
+    /// Default 1000.
+    pub long_poll_recheck_ms: u64,
 }
 
 impl Default for ServerConfig {
@@ -44,6 +48,7 @@ impl Default for ServerConfig {
             commit_timeout_ms: 5_000,
             installation_cache_ttl_ms: 2_000,
             metrics_installation_series: 100,
+            long_poll_recheck_ms: 1_000,
         }
     }
 }
@@ -55,12 +60,13 @@ impl ServerConfig {
             self.header_timeout_ms,
             self.body_timeout_ms,
             self.commit_timeout_ms,
+            self.long_poll_recheck_ms,
         ]
         .contains(&0)
             || self.max_connections == 0
         {
             return Err(
-                "[server] header_timeout_ms, body_timeout_ms, commit_timeout_ms and max_connections must be positive"
+                "[server] header_timeout_ms, body_timeout_ms, commit_timeout_ms, long_poll_recheck_ms and max_connections must be positive"
                     .into(),
             );
         }
@@ -81,6 +87,10 @@ impl ServerConfig {
 
     pub fn commit_timeout(&self) -> Duration {
         Duration::from_millis(self.commit_timeout_ms)
+    }
+
+    pub fn long_poll_recheck(&self) -> Duration {
+        Duration::from_millis(self.long_poll_recheck_ms)
     }
 
     pub fn installation_cache_ttl(&self) -> Duration {

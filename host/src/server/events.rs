@@ -16,10 +16,6 @@ use super::{ApiError, AppState};
 /// The longest `wait` a reader may ask for.
 pub const MAX_WAIT: Duration = Duration::from_secs(30);
 
-/// How often a waiting reader looks again without being woken: commits of other nodes
-/// (PostgreSQL) do not wake this one.
-const RECHECK: Duration = Duration::from_secs(1);
-
 // The numbers are read as text so that a bad one is our `400`, not the extractor's.
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
@@ -154,7 +150,7 @@ pub async fn list_events(
         if !events.is_empty() || now >= deadline {
             break events;
         }
-        let nap = (deadline - now).min(RECHECK);
+        let nap = (deadline - now).min(state.long_poll_recheck);
         if let Ok(Err(_closed)) = tokio::time::timeout(nap, commits.changed()).await {
             // The store is closing: nothing more will be committed here.
             tokio::time::sleep(nap).await;

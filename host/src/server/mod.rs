@@ -62,6 +62,8 @@ pub struct AppState {
     pub max_body_bytes: usize,
     /// Time a client has to send a request body.
     pub body_timeout: Duration,
+    /// How often a long-poll reads the log again on its own.
+    pub long_poll_recheck: Duration,
 }
 
 /// The routes, each registered by its handler and that handler's `#[utoipa::path]`

@@ -28,8 +28,8 @@ async fn dead_letters(sluice: &Sluice, id: &str) -> Vec<Value> {
 
 async fn dead_letters_are_retried_then_replayed(backend: Backend) {
     let env = [
-        ("SLUICE_RETRY_MAX_ATTEMPTS", "3"),
-        ("SLUICE_RETRY_BASE_MS", "200"),
+        ("SLUICE_RETRIES_MAX_ATTEMPTS", "3"),
+        ("SLUICE_RETRIES_BASE_MS", "200"),
     ];
     let Some(mut sluice) = Sluice::start_with_env(backend, &env).await else {
         return;

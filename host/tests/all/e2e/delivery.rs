@@ -20,7 +20,7 @@ const FAST: [(&str, &str); 4] = [
         "200ms,200ms,200ms,200ms,200ms",
     ),
     ("SLUICE_DELIVERY_TICK_MS", "100"),
-    ("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", "100"),
+    ("SLUICE_DELIVERY_CIRCUIT_FAILURE_THRESHOLD", "100"),
 ];
 
 async fn create_endpoint(sluice: &Sluice, body: Value) -> (String, String) {
@@ -222,7 +222,7 @@ async fn a_dead_delivery_is_replayed_after_the_circuit_closes() {
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
         ("SLUICE_DELIVERY_RETRY_SCHEDULE", "100ms,100ms"),
         ("SLUICE_DELIVERY_TICK_MS", "50"),
-        ("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", "2"),
+        ("SLUICE_DELIVERY_CIRCUIT_FAILURE_THRESHOLD", "2"),
         ("SLUICE_DELIVERY_CIRCUIT_OPEN_MS", "1500"),
     ];
     let Some(sluice) = Sluice::start_with_env(Backend::Sqlite, &env).await else {
@@ -661,9 +661,9 @@ async fn every_event_reaches_the_stream_once(backend: Backend) {
     let stream = format!("TEST_{tag}");
     let prefix = format!("test{tag}.events");
     let env = [
-        ("SLUICE_NATS_URL", nats_url.as_str()),
-        ("SLUICE_NATS_STREAM", stream.as_str()),
-        ("SLUICE_NATS_SUBJECT_PREFIX", prefix.as_str()),
+        ("SLUICE_DELIVERY_NATS_URL", nats_url.as_str()),
+        ("SLUICE_DELIVERY_NATS_STREAM", stream.as_str()),
+        ("SLUICE_DELIVERY_NATS_SUBJECT_PREFIX", prefix.as_str()),
         ("SLUICE_DELIVERY_TICK_MS", "100"),
     ];
     let Some(sluice) = Sluice::start_with_env(backend, &env).await else {
@@ -715,14 +715,14 @@ async fn nats_restarts_and_a_killed_host_lose_nothing() {
     };
     let nats_url = nats.url();
     let env = [
-        ("SLUICE_NATS_URL", nats_url.as_str()),
+        ("SLUICE_DELIVERY_NATS_URL", nats_url.as_str()),
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
         ("SLUICE_DELIVERY_TICK_MS", "100"),
         (
             "SLUICE_DELIVERY_RETRY_SCHEDULE",
             "200ms,200ms,200ms,200ms,200ms,200ms",
         ),
-        ("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", "100"),
+        ("SLUICE_DELIVERY_CIRCUIT_FAILURE_THRESHOLD", "100"),
         // The restarted process is another node: it takes the endpoint and the sink over
         // once the dead one's leases expire, so short leases (and attempts that fit in one).
         ("SLUICE_DELIVERY_LEASE_SECS", "3"),

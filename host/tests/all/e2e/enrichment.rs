@@ -147,8 +147,8 @@ async fn missing_fields_are_fetched_once(backend: Backend) {
     let (fake, base) = provider().await;
     let env = [
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
-        ("SLUICE_RETRY_MAX_ATTEMPTS", "6"),
-        ("SLUICE_RETRY_BASE_MS", "200"),
+        ("SLUICE_RETRIES_MAX_ATTEMPTS", "6"),
+        ("SLUICE_RETRIES_BASE_MS", "200"),
     ];
     let (stripe_wasm, shopify_wasm) = (driver_wasm("stripe"), driver_wasm("shopify"));
     let drivers = [
@@ -288,8 +288,8 @@ async fn a_page_that_outruns_its_deadline_loses_nothing(backend: Backend) {
     }
     let env = [
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
-        ("SLUICE_WEBHOOK_TIMEOUT_MS", "1000"),
-        ("SLUICE_RETRY_BASE_MS", "200"),
+        ("SLUICE_SANDBOX_WEBHOOK_TIMEOUT_MS", "1000"),
+        ("SLUICE_RETRIES_BASE_MS", "200"),
     ];
     let Some(sluice) = Sluice::start_with_env(backend, &env).await else {
         return;

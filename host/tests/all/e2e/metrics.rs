@@ -113,7 +113,7 @@ both_backends!(webhooks_driver_calls_memory_and_commits => sqlite_webhooks_drive
 async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
     let env = [
         ("SLUICE_MAX_BODY_BYTES", "16384"),
-        ("SLUICE_BODY_TIMEOUT_MS", "500"),
+        ("SLUICE_SERVER_BODY_TIMEOUT_MS", "500"),
     ];
     let Some(sluice) = Sluice::start_with_env(backend, &env).await else {
         return;
@@ -331,7 +331,7 @@ async fn webhooks_driver_calls_memory_and_commits(backend: Backend) {
 /// Past `[server] metrics_installation_series`, installations share one series.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn installation_series_are_bounded() {
-    let env = [("SLUICE_METRICS_INSTALLATION_SERIES", "2")];
+    let env = [("SLUICE_SERVER_METRICS_INSTALLATION_SERIES", "2")];
     let Some(sluice) = Sluice::start_with_env(Backend::Sqlite, &env).await else {
         return;
     };
@@ -385,7 +385,7 @@ async fn dead_deliveries_and_the_outbox_gauges() {
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
         ("SLUICE_DELIVERY_RETRY_SCHEDULE", "100ms"),
         ("SLUICE_DELIVERY_TICK_MS", "100"),
-        ("SLUICE_DELIVERY_CIRCUIT_THRESHOLD", "4"),
+        ("SLUICE_DELIVERY_CIRCUIT_FAILURE_THRESHOLD", "4"),
         ("SLUICE_DELIVERY_CIRCUIT_OPEN_MS", "600000"),
     ];
     let Some(sluice) = Sluice::start_with_env(Backend::Sqlite, &env).await else {
@@ -482,9 +482,9 @@ async fn dead_letters_refresh_failures_and_poll_lag() {
     };
     let env = [
         ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
-        ("SLUICE_RETRY_MAX_ATTEMPTS", "2"),
-        ("SLUICE_RETRY_BASE_MS", "100"),
-        ("SLUICE_POLL_MIN_INTERVAL_SECS", "1"),
+        ("SLUICE_RETRIES_MAX_ATTEMPTS", "2"),
+        ("SLUICE_RETRIES_BASE_MS", "100"),
+        ("SLUICE_SCHEDULER_MIN_POLL_INTERVAL_SECS", "1"),
         ("SLUICE_SCHEDULER_TICK_MS", "100"),
     ];
     let hotmart = driver_wasm("hotmart");

@@ -182,9 +182,9 @@ async fn fake() -> (Events, String) {
 
 const ENV: [(&str, &str); 4] = [
     ("SLUICE_ALLOW_HOSTS", "http://127.0.0.1:*"),
-    ("SLUICE_POLL_MIN_INTERVAL_SECS", "1"),
+    ("SLUICE_SCHEDULER_MIN_POLL_INTERVAL_SECS", "1"),
     ("SLUICE_SCHEDULER_TICK_MS", "100"),
-    ("SLUICE_POLL_LEASE_SECS", "3"),
+    ("SLUICE_SCHEDULER_LEASE_SECS", "3"),
 ];
 
 async fn installation(sluice: &Sluice, base: &str) -> String {

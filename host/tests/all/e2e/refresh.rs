@@ -231,7 +231,8 @@ async fn a_rotated_refresh_token_survives_a_kill(backend: Backend) {
     )
     .await;
     // Every token is within the margin of expiry, so the poll refreshes first.
-    let Some(mut sluice) = shopify_sluice(backend, &[("SLUICE_REFRESH_MARGIN_SECS", "2000")]).await
+    let Some(mut sluice) =
+        shopify_sluice(backend, &[("SLUICE_AUTH_REFRESH_MARGIN_SECS", "2000")]).await
     else {
         return;
     };
@@ -330,8 +331,8 @@ async fn a_refused_token_is_refreshed_once_and_failures_back_off(backend: Backen
     )
     .await;
     let env = [
-        ("SLUICE_REAUTH_AFTER_SECS", "2"),
-        ("SLUICE_REFRESH_BACKOFF_MIN_SECS", "60"),
+        ("SLUICE_AUTH_REAUTH_AFTER_SECS", "2"),
+        ("SLUICE_AUTH_REFRESH_BACKOFF_MIN_SECS", "60"),
     ];
     let Some(sluice) = shopify_sluice(backend, &env).await else {
         return;
