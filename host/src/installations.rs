@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use sluice_store::{InstallationId, SealedSecret, SecretBytes, Store, StoreError};
+use sluice_store::{DriverId, InstallationId, SealedSecret, SecretBytes, Store, StoreError};
 
 use crate::policy::Policy;
 
@@ -25,7 +25,7 @@ const NEGATIVE_TTL: Duration = Duration::from_secs(1);
 /// One installation, as calls need it.
 pub struct CachedInstallation {
     pub id: InstallationId,
-    pub driver_id: String,
+    pub driver_id: DriverId,
     /// The driver version it is pinned to (sha256); `None` follows the active one.
     pub driver_sha256: Option<String>,
     /// The settings JSON text drivers get: the installation's (validated when they were
@@ -126,7 +126,7 @@ impl Installations {
     /// The live installation of `driver_id` holding the account `key` (app-level routing).
     pub async fn by_account_key(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         key: &str,
     ) -> Result<Option<Arc<CachedInstallation>>, StoreError> {
         let now = Instant::now();
@@ -168,9 +168,10 @@ impl Installations {
 
     /// Forget every installation of `driver_id` (another node changed one of its pins: the
     /// notification names only the driver).
-    pub fn invalidate_driver(&self, driver_id: &str) {
-        write(&self.by_id).retain(|_, e| e.value.as_ref().is_none_or(|i| i.driver_id != driver_id));
-        write(&self.by_account).retain(|(driver, _), _| driver != driver_id);
+    pub fn invalidate_driver(&self, driver_id: &DriverId) {
+        write(&self.by_id)
+            .retain(|_, e| e.value.as_ref().is_none_or(|i| &i.driver_id != driver_id));
+        write(&self.by_account).retain(|(driver, _), _| driver != driver_id.as_str());
     }
 
     /// Forget every unknown-account answer (after an installation was created).
@@ -204,7 +205,7 @@ impl Installations {
             .collect();
         let settings = self
             .policy
-            .effective_settings(&installation.driver_id, &installation.settings);
+            .effective_settings(installation.driver_id.as_str(), &installation.settings);
         Ok(Some(Arc::new(CachedInstallation {
             settings: settings.to_string().into(),
             id: installation.id,

@@ -27,7 +27,8 @@ pub struct SecretSpec {
 /// A driver's validated metadata.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct DriverInfo {
-    pub id: String,
+    #[schema(value_type = String)]
+    pub id: sluice_store::DriverId,
     pub version: String,
     pub display_name: String,
     #[schema(value_type = AuthKind)]
@@ -127,12 +128,12 @@ fn is_semver(s: &str) -> bool {
 /// refused.
 pub fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo, String> {
     let bad = |m: String| Err(m);
-    if sluice_store::DriverId::parse(&raw.id).is_err() {
+    let Ok(id) = sluice_store::DriverId::parse(&raw.id) else {
         return bad(format!(
             "id {:?} must match [a-z][a-z0-9_-]{{0,31}}",
             raw.id
         ));
-    }
+    };
     if !is_semver(&raw.version) {
         return bad(format!(
             "version {:?} is not a semantic version",
@@ -179,7 +180,7 @@ pub fn validate(raw: metadata::DriverInfo, sha256: String) -> Result<DriverInfo,
         }
     }
     Ok(DriverInfo {
-        id: raw.id,
+        id,
         version: raw.version,
         display_name: raw.display_name,
         auth_kind: match raw.auth_kind {

@@ -338,7 +338,7 @@ pub fn record_dead_letter(raw: &sluice_store::RawEvent, next: Option<i64>) {
     metrics::counter!(
         "sluice_dead_letters_total",
         &[
-            ("driver", raw.driver_id.clone()),
+            ("driver", raw.driver_id.to_string()),
             ("version", raw.driver_version.clone())
         ]
     )

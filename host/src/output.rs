@@ -41,7 +41,7 @@ pub fn cloud_event(e: &StoredEvent) -> String {
     attribute(&mut out, "time", &e.time);
     attribute(&mut out, "datacontenttype", "application/json");
     attribute(&mut out, "sluiceinstallation", e.installation_id.as_str());
-    attribute(&mut out, "sluicedriver", &e.driver_id);
+    attribute(&mut out, "sluicedriver", e.driver_id.as_str());
     attribute(&mut out, "sluicedriverversion", &e.driver_version);
     attribute(&mut out, "sluiceprovidereventid", &e.provider_event_id);
     attribute(&mut out, "sluiceprovidereventtype", &e.provider_event_type);
@@ -80,7 +80,7 @@ mod tests {
             time: "2024-01-02T03:04:05Z".into(),
             data: r#"{"kind":"payment","amount":{"amount_minor":5,"currency":"USD"}}"#.into(),
             raw_event_id: 42,
-            driver_id: "stripe".into(),
+            driver_id: sluice_store::DriverId::parse("stripe").unwrap(),
             driver_version: "0.2.0".into(),
             provider_event_id: "evt_1".into(),
             provider_event_type: "charge.succeeded".into(),

@@ -10,12 +10,14 @@
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, RwLock};
 
+use sluice_store::DriverId;
+
 use crate::runtime::LoadedDriver;
 
 #[derive(Default)]
 struct Loaded {
     /// Active version of each driver id.
-    active: BTreeMap<String, Arc<LoadedDriver>>,
+    active: BTreeMap<DriverId, Arc<LoadedDriver>>,
     /// Every loaded version, active or not (pinned ones, the previous one), by sha256.
     versions: HashMap<String, Arc<LoadedDriver>>,
 }

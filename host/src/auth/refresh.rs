@@ -148,7 +148,11 @@ impl Auth {
                 self.record(&installation, &driver, grant, missing, true)
                     .await?;
                 tracing::info!(installation = %id, driver = %driver.info.id, "token refreshed");
-                crate::metrics::record_refresh(&driver.info.id, &driver.info.version, "refreshed");
+                crate::metrics::record_refresh(
+                    driver.info.id.as_str(),
+                    &driver.info.version,
+                    "refreshed",
+                );
                 Ok(Refreshed::Refreshed)
             }
             Err(e) => {
@@ -243,7 +247,7 @@ impl Auth {
         } else {
             "failed"
         };
-        crate::metrics::record_refresh(&driver.info.id, &driver.info.version, outcome);
+        crate::metrics::record_refresh(driver.info.id.as_str(), &driver.info.version, outcome);
         let retry_at = now.saturating_add_unsigned(self.backoff(failures).as_secs());
         tracing::warn!(installation = %id, error = %error, failures = failures + 1, needs_reauth = needs_reauth.is_some(), "token refresh failed");
         self.store()

@@ -124,7 +124,7 @@ pub struct DriverContext<'a> {
 /// What a driver itself may use: its identity and limits, and each capability's part.
 /// Shared by all its calls.
 pub struct DriverScope {
-    /// The driver's id.
+    /// The driver's id, as its calls are labelled (`(loading)` before its metadata is read).
     pub id: String,
     /// The driver's version.
     pub version: String,

@@ -84,7 +84,7 @@ impl Capability for Secrets {
 
     fn driver(&self, driver: &DriverContext<'_>) -> Result<DriverSecrets, String> {
         let info = driver.info;
-        let app = self.policy.app_secrets(&info.id);
+        let app = self.policy.app_secrets(info.id.as_str());
         for name in app.keys() {
             if !info.secrets.iter().any(|s| &s.name == name) {
                 tracing::warn!(driver = %info.id, secret = %name, "[drivers.{}] app_secrets names a secret the driver does not declare; it is never used", info.id);

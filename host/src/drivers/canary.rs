@@ -43,7 +43,8 @@ impl VersionRef {
 /// What a canary found.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct CanaryReport {
-    pub driver_id: String,
+    #[schema(value_type = String)]
+    pub driver_id: sluice_store::DriverId,
     /// The active version (`None`: there was none to compare with).
     #[schema(required = true)]
     pub current: Option<VersionRef>,

@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sluice_store::{
-    ActivationReason, DriverSource, InstallationId, NewDriverVersion, RemoveRefused, Store,
-    StoreError,
+    ActivationReason, DriverId, DriverSource, InstallationId, NewDriverVersion, RemoveRefused,
+    Store, StoreError,
 };
 
 pub use canary::{CanaryReport, EventComparison, FieldChange};
@@ -236,7 +236,7 @@ impl DriverCatalog {
             })
             .await?;
         self.registry().insert(driver.clone());
-        let current = self.registry().get(&info.id);
+        let current = self.registry().get(info.id.as_str());
         let canary = match (options.canary, &current) {
             (Some(n), Some(current)) if current.info.sha256 != info.sha256 => {
                 Some(canary::run(&self.services, current, &driver, n).await?)
@@ -275,7 +275,7 @@ impl DriverCatalog {
     /// Make a kept version its driver's active one.
     pub async fn activate(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         sha256: &str,
         reason: ActivationReason,
     ) -> Result<Arc<LoadedDriver>, CatalogError> {
@@ -287,7 +287,7 @@ impl DriverCatalog {
     /// Activate the version that was active before the current one (or `to`).
     pub async fn rollback(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         to: Option<&str>,
     ) -> Result<Arc<LoadedDriver>, CatalogError> {
         let target = match to {
@@ -314,7 +314,7 @@ impl DriverCatalog {
     }
 
     /// Delete a kept version that is neither active nor pinned.
-    pub async fn remove(&self, driver_id: &str, sha256: &str) -> Result<(), CatalogError> {
+    pub async fn remove(&self, driver_id: &DriverId, sha256: &str) -> Result<(), CatalogError> {
         let _change = self.changes.lock().await;
         match self.store().remove_driver_version(driver_id, sha256).await {
             Ok(Ok(())) => {}
@@ -381,7 +381,7 @@ impl DriverCatalog {
             }
         }
         for (driver_id, sha) in &active {
-            let running = self.registry().get(driver_id);
+            let running = self.registry().get(driver_id.as_str());
             if running.as_ref().is_none_or(|d| d.info.sha256 != *sha)
                 && let Some(replaced) = self.registry().activate(sha)
             {
@@ -389,8 +389,12 @@ impl DriverCatalog {
                 // `load`: the first version of this driver on this node (its start);
                 // `sync`: another node's change.
                 let reason = if replaced.is_some() { "sync" } else { "load" };
-                if let Some(now) = self.registry().get(driver_id) {
-                    crate::metrics::record_activation(driver_id, &now.info.version, reason);
+                if let Some(now) = self.registry().get(driver_id.as_str()) {
+                    crate::metrics::record_activation(
+                        driver_id.as_str(),
+                        &now.info.version,
+                        reason,
+                    );
                 }
                 tracing::info!(driver = %driver_id, sha256 = %sha, ?replaced, reason, "driver version activated");
             }
@@ -478,14 +482,14 @@ impl DriverCatalog {
     /// A kept version of `driver_id`, loaded (from the registry, or the store's bytes).
     async fn loaded(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         sha256: &str,
     ) -> Result<Arc<LoadedDriver>, CatalogError> {
         let driver = match self.registry().version(sha256) {
             Some(d) => d,
             None => self.load_kept(sha256).await?,
         };
-        if driver.info.id != driver_id {
+        if &driver.info.id != driver_id {
             return Err(not_kept(driver_id, sha256));
         }
         Ok(driver)
@@ -522,7 +526,7 @@ impl DriverCatalog {
             .flatten()
             .map(|d| d.info.sha256.clone())
             .filter(|s| *s != info.sha256);
-        crate::metrics::record_activation(&info.id, &info.version, reason.as_str());
+        crate::metrics::record_activation(info.id.as_str(), &info.version, reason.as_str());
         tracing::info!(
             driver = %info.id, version = %info.version, sha256 = %info.sha256,
             replaced = ?replaced, reason = reason.as_str(), "driver version activated"
@@ -531,7 +535,7 @@ impl DriverCatalog {
     }
 }
 
-fn not_kept(driver_id: &str, sha256: &str) -> CatalogError {
+fn not_kept(driver_id: &DriverId, sha256: &str) -> CatalogError {
     CatalogError::UnknownVersion(format!(
         "the {driver_id} driver has no kept version {sha256}"
     ))

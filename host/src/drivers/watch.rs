@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::SystemTime;
 
 use sha2::{Digest, Sha256};
-use sluice_store::{ActivationReason, DriverSource};
+use sluice_store::{ActivationReason, DriverId, DriverSource};
 
 use super::{Activation, AddOptions, DriverCatalog};
 
@@ -33,7 +33,7 @@ struct SeenFile {
     modified: Option<SystemTime>,
     sha256: String,
     /// The driver id it gives, once it loaded.
-    driver_id: Option<String>,
+    driver_id: Option<DriverId>,
 }
 
 impl DriverCatalog {
@@ -116,7 +116,7 @@ impl DriverCatalog {
         if let Some((other, _)) = seen
             .files
             .iter()
-            .find(|(p, s)| p.as_path() != path && s.driver_id.as_deref() == Some(id.as_str()))
+            .find(|(p, s)| p.as_path() != path && s.driver_id.as_ref() == Some(&id))
         {
             return Err(format!(
                 "driver id {id:?} is already given by another file ({}); one file per driver",
@@ -180,7 +180,7 @@ impl DriverCatalog {
 }
 
 impl DriverCatalog {
-    async fn has_active_version(&self, driver_id: &str) -> Result<bool, String> {
+    async fn has_active_version(&self, driver_id: &DriverId) -> Result<bool, String> {
         let active = self
             .store()
             .active_driver_versions()

@@ -171,11 +171,11 @@ impl Pipeline {
                     .services
                     .drivers
                     .for_installation(
-                        &installation.driver_id,
+                        installation.driver_id.as_str(),
                         installation.driver_sha256.as_deref(),
                     )
                     .ok_or_else(|| {
-                        DeliveryError::DriverUnavailable(installation.driver_id.clone())
+                        DeliveryError::DriverUnavailable(installation.driver_id.to_string())
                     })?;
                 (driver, installation, request)
             }
@@ -192,9 +192,9 @@ impl Pipeline {
                     pinned => self
                         .services
                         .drivers
-                        .for_installation(&installation.driver_id, pinned)
+                        .for_installation(installation.driver_id.as_str(), pinned)
                         .ok_or_else(|| {
-                            DeliveryError::DriverUnavailable(installation.driver_id.clone())
+                            DeliveryError::DriverUnavailable(installation.driver_id.to_string())
                         })?,
                 };
                 (driver, installation, request)
@@ -205,7 +205,7 @@ impl Pipeline {
             .services
             .runtime
             .policy()
-            .permits_installation(&driver.info.id, installation.id.as_str())
+            .permits_installation(driver.info.id.as_str(), installation.id.as_str())
         {
             return Err(DeliveryError::PolicyRefused(format!(
                 "the operator's policy does not let installation {} use driver {}",
@@ -342,7 +342,7 @@ impl Pipeline {
     ) -> Result<(Received, sluice_store::Writes), DeliveryError> {
         let runtime = self.services.runtime.clone();
         let (driver, installation) = (driver.clone(), installation.clone());
-        let in_process = self.in_process.get(&driver.info.id).cloned();
+        let in_process = self.in_process.get(driver.info.id.as_str()).cloned();
         let work = async move {
             if let Some(in_process) = in_process {
                 let now =

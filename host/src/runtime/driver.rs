@@ -179,11 +179,11 @@ impl Runtime {
             .collect::<Result<Vec<_>, _>>()?;
         let account_key_setting = crate::metadata::account_key_setting(&info.settings_schema)
             .map_err(LoadError::InvalidMetadata)?;
-        let resolved = self.policy().resolve(&info.id, &origins);
+        let resolved = self.policy().resolve(info.id.as_str(), &origins);
         info.granted_hosts = resolved.effective.iter().map(ToString::to_string).collect();
         info.disabled_hosts = resolved.disabled.iter().map(ToString::to_string).collect();
         info.grant = resolved.source;
-        info.limits = self.policy().limits(&info.id, self.limits());
+        info.limits = self.policy().limits(info.id.as_str(), self.limits());
         if !resolved.disabled.is_empty() {
             tracing::warn!(
                 driver = %info.id,
@@ -201,7 +201,7 @@ impl Runtime {
             })
             .map_err(LoadError::InvalidMetadata)?;
         let scope = Arc::new(DriverScope {
-            id: info.id.clone(),
+            id: info.id.to_string(),
             version: info.version.clone(),
             limits: info.limits,
             caps,

@@ -174,7 +174,12 @@ impl Scheduler {
         let mut scheduled = 0;
         for installation in &self.services.store.list_installations().await? {
             // A driver not loaded on this node keeps its schedule for the nodes that have it.
-            if self.services.drivers.get(&installation.driver_id).is_none() {
+            if self
+                .services
+                .drivers
+                .get(installation.driver_id.as_str())
+                .is_none()
+            {
                 continue;
             }
             scheduled += usize::from(self.schedule(installation).await?);
@@ -241,7 +246,7 @@ impl Scheduler {
             .await
             .ok()
             .flatten()
-            .map(|i| i.driver_id)
+            .map(|i| i.driver_id.to_string())
             .unwrap_or_default();
         let slot = self.driver_slot(&driver_id);
         let result = match slot.acquire().await {

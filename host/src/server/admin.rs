@@ -64,7 +64,7 @@ pub(super) fn check_declared(
     let declared = state
         .services
         .drivers
-        .get(&installation.driver_id)
+        .get(installation.driver_id.as_str())
         .is_some_and(|d| d.info.secrets.iter().any(|s| s.name == name));
     if declared {
         Ok(())
@@ -194,8 +194,8 @@ pub(super) fn installation_json(state: &AppState, i: &Installation, status: Stat
     let driver = state
         .services
         .drivers
-        .for_installation(&i.driver_id, i.driver_sha256.as_deref())
-        .or_else(|| state.services.drivers.get(&i.driver_id));
+        .for_installation(i.driver_id.as_str(), i.driver_sha256.as_deref())
+        .or_else(|| state.services.drivers.get(i.driver_id.as_str()));
     // Required secrets not set yet (nor shared by the operator as app credentials): the
     // installation cannot take deliveries until they are.
     let missing: Vec<String> = driver
@@ -300,7 +300,7 @@ pub async fn create_installation(
         .services
         .runtime
         .policy()
-        .permits_installation(&driver.info.id, id.as_str())
+        .permits_installation(driver.info.id.as_str(), id.as_str())
     {
         return Err(ApiError::unprocessable(
             "driver_not_permitted",

@@ -11,7 +11,7 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sluice_store::{ActivationReason, DriverSource, DriverVersion};
+use sluice_store::{ActivationReason, DriverId, DriverSource, DriverVersion};
 
 use super::admin::{InstallationView, body, parse_id};
 use super::error::{ErrorBody, Unavailable};
@@ -111,6 +111,11 @@ pub(super) struct VersionDetail {
 #[allow(dead_code)] // a schema only
 pub(super) struct ActiveDriver {
     driver: DriverInfo,
+}
+
+/// A driver id from a path: one that cannot be a driver's names none (`404`).
+fn driver_id(id: &str) -> Result<DriverId, ApiError> {
+    DriverId::parse(id).map_err(|_| ApiError::not_found(format!("no driver {id:?}")))
 }
 
 fn version_json(v: &DriverVersion) -> Value {
@@ -244,8 +249,9 @@ pub async fn get(
     State(state): State<Arc<AppState>>,
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = driver_id(&id)?;
     let versions = state.services.store.driver_versions(Some(&id)).await?;
-    let active = state.services.drivers.get(&id);
+    let active = state.services.drivers.get(id.as_str());
     if versions.is_empty() && active.is_none() {
         return Err(ApiError::not_found(format!("no driver {id:?}")));
     }
@@ -272,6 +278,7 @@ pub async fn get_version(
     State(state): State<Arc<AppState>>,
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = driver_id(&id)?;
     let version = state
         .services
         .store
@@ -352,6 +359,7 @@ pub async fn activate(
     Path(id): Path<String>,
     payload: Result<Json<VersionChoice>, JsonRejection>,
 ) -> Result<Json<Value>, ApiError> {
+    let id = driver_id(&id)?;
     let choice = body(payload)?;
     let sha256 = choice
         .sha256
@@ -397,6 +405,7 @@ pub async fn rollback(
             .map_err(|e| ApiError::bad_request(format!("the body is not {{\"sha256\": …}}: {e}")))?
             .sha256
     };
+    let id = driver_id(&id)?;
     let catalog = state.catalog.clone();
     let driver = detached(async move { catalog.rollback(&id, to.as_deref()).await }).await?;
     Ok(Json(json!({ "driver": driver.info })))
@@ -420,6 +429,7 @@ pub async fn remove(
     State(state): State<Arc<AppState>>,
     Path((id, sha256)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
+    let id = driver_id(&id)?;
     let catalog = state.catalog.clone();
     detached(async move { catalog.remove(&id, &sha256).await }).await?;
     Ok(StatusCode::NO_CONTENT)

@@ -227,16 +227,19 @@ fn filter_from(
             .map_err(|_| ApiError::bad_request("bad installation_id"))?;
     }
     if let Some(driver) = &body.driver_id {
-        if let Some(d) = driver {
-            DriverId::parse(d).map_err(|_| ApiError::bad_request("bad driver_id"))?;
-            if state.services.drivers.get(d).is_none() {
-                return Err(ApiError::unprocessable(
-                    "unknown_driver",
-                    format!("no driver {d:?} is loaded"),
-                ));
+        filter.driver_id = match driver {
+            None => None,
+            Some(d) => {
+                let id = DriverId::parse(d).map_err(|_| ApiError::bad_request("bad driver_id"))?;
+                if state.services.drivers.get(d).is_none() {
+                    return Err(ApiError::unprocessable(
+                        "unknown_driver",
+                        format!("no driver {d:?} is loaded"),
+                    ));
+                }
+                Some(id)
             }
-        }
-        filter.driver_id = driver.clone();
+        };
     }
     if let Some(types) = &body.event_types {
         if let Some(types) = types

@@ -116,9 +116,10 @@ pub async fn list_events(
         ),
         None => None,
     };
-    if let Some(driver) = &query.driver_id {
-        DriverId::parse(driver).map_err(|_| ApiError::bad_request("bad driver_id"))?;
-    }
+    let driver = match &query.driver_id {
+        Some(d) => Some(DriverId::parse(d).map_err(|_| ApiError::bad_request("bad driver_id"))?),
+        None => None,
+    };
     let after = match query.after.as_deref() {
         None | Some("") => Cursor::START,
         Some(a) => Cursor::parse(a).ok_or_else(|| {
@@ -136,7 +137,7 @@ pub async fn list_events(
     let wait = parse_wait(query.wait.as_deref())?;
     let filter = EventFilter {
         installation: installation.as_ref(),
-        driver: query.driver_id.as_deref(),
+        driver: driver.as_ref(),
         event_type: query.event_type.as_deref(),
     };
     let store = &state.services.store;

@@ -10,7 +10,8 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::crypto::SecretBytes;
-use crate::store::{SecretAction, now_rfc3339};
+use crate::secrets::SecretAction;
+use crate::store::now_rfc3339;
 use crate::{InstallationId, Store, StoreError};
 
 /// Where an installation's authorization stands.

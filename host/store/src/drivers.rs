@@ -11,7 +11,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::store::{Backend, now_rfc3339};
-use crate::{InstallationId, Store, StoreError};
+use crate::{DriverId, InstallationId, Store, StoreError};
 
 /// The PostgreSQL `LISTEN/NOTIFY` channel told of every activation and pin; the payload
 /// is the driver id.
@@ -67,7 +67,7 @@ pub struct NewDriverVersion<'a> {
     /// sha256 of `component`, lower-case hex.
     pub sha256: &'a str,
     /// The id its metadata gives.
-    pub driver_id: &'a str,
+    pub driver_id: &'a DriverId,
     /// Its semantic version.
     pub version: &'a str,
     /// The `sluice:driver` version it was built against.
@@ -84,7 +84,7 @@ pub struct DriverVersion {
     /// sha256 of the component, lower-case hex.
     pub sha256: String,
     /// The driver's id.
-    pub driver_id: String,
+    pub driver_id: DriverId,
     /// Its semantic version.
     pub version: String,
     /// The `sluice:driver` version it was built against.
@@ -108,14 +108,16 @@ const VERSION_COLUMNS: &str = "v.sha256, v.driver_id, v.version, v.wit_version, 
 
 fn version_from_row(
     row: &AnyRow,
-    active: &[(String, String)],
+    active: &[(DriverId, String)],
 ) -> Result<DriverVersion, StoreError> {
     let sha256: String = row.try_get("sha256")?;
     let driver_id: String = row.try_get("driver_id")?;
     Ok(DriverVersion {
-        active: active.iter().any(|(d, s)| *d == driver_id && *s == sha256),
+        active: active
+            .iter()
+            .any(|(d, s)| d.as_str() == driver_id && *s == sha256),
         sha256,
-        driver_id,
+        driver_id: DriverId::from_db(driver_id),
         version: row.try_get("version")?,
         wit_version: row.try_get("wit_version")?,
         size_bytes: row.try_get("size_bytes")?,
@@ -146,7 +148,7 @@ impl Store {
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sha256) DO NOTHING",
         )
         .bind(new.sha256)
-        .bind(new.driver_id)
+        .bind(new.driver_id.as_str())
         .bind(new.version)
         .bind(new.wit_version)
         .bind(size)
@@ -187,13 +189,13 @@ impl Store {
     /// The kept versions of a driver (of every driver with `None`), newest first.
     pub async fn driver_versions(
         &self,
-        driver_id: Option<&str>,
+        driver_id: Option<&DriverId>,
     ) -> Result<Vec<DriverVersion>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {VERSION_COLUMNS} FROM driver_versions v \
              WHERE ($1 IS NULL OR v.driver_id = $1) ORDER BY v.driver_id, v.added_at DESC, v.sha256"
         ))
-        .bind(driver_id)
+        .bind(driver_id.map(DriverId::as_str))
         .fetch_all(&self.pool)
         .await?;
         let active = self.active_driver_versions().await?;
@@ -201,7 +203,7 @@ impl Store {
     }
 
     /// Each driver's active version: (driver id, sha256), by driver id.
-    pub async fn active_driver_versions(&self) -> Result<Vec<(String, String)>, StoreError> {
+    pub async fn active_driver_versions(&self) -> Result<Vec<(DriverId, String)>, StoreError> {
         let rows = sqlx::query(
             "SELECT a.driver_id, a.sha256 FROM driver_activations a \
              WHERE a.id = (SELECT MAX(b.id) FROM driver_activations b \
@@ -211,7 +213,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.iter()
-            .map(|r| Ok((r.try_get(0)?, r.try_get(1)?)))
+            .map(|r| Ok((DriverId::from_db(r.try_get(0)?), r.try_get(1)?)))
             .collect()
     }
 
@@ -220,18 +222,18 @@ impl Store {
     /// sha256.
     pub async fn activate_driver_version(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         sha256: &str,
         reason: ActivationReason,
     ) -> Result<(), StoreError> {
-        let (store, driver_id, sha256) = (self.clone(), driver_id.to_string(), sha256.to_string());
+        let (store, driver_id, sha256) = (self.clone(), driver_id.clone(), sha256.to_string());
         self.detached(async move {
             let mut tx = store.begin_write().await?;
             // Held until commit, so a concurrent removal waits (PostgreSQL; SQLite's write
             // transactions are serialised already).
             let known = sqlx::query(&store.lock_version("FOR SHARE"))
                 .bind(&sha256)
-                .bind(&driver_id)
+                .bind(driver_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
@@ -242,7 +244,7 @@ impl Store {
                 "INSERT INTO driver_activations (driver_id, sha256, reason, activated_at) \
                  VALUES ($1, $2, $3, $4)",
             )
-            .bind(&driver_id)
+            .bind(driver_id.as_str())
             .bind(&sha256)
             .bind(reason.as_str())
             .bind(now_rfc3339())
@@ -259,7 +261,7 @@ impl Store {
     /// another sha256 that is still kept), for rollback.
     pub async fn previous_driver_version(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
     ) -> Result<Option<String>, StoreError> {
         let current = self
             .active_driver_versions()
@@ -274,7 +276,7 @@ impl Store {
             "SELECT sha256 FROM driver_activations WHERE driver_id = $1 AND sha256 <> $2 \
              ORDER BY id DESC LIMIT 1",
         )
-        .bind(driver_id)
+        .bind(driver_id.as_str())
         .bind(&current)
         .fetch_optional(&self.pool)
         .await?;
@@ -288,15 +290,15 @@ impl Store {
     /// [`StoreError::NotFound`] when `driver_id` has no such version.
     pub async fn remove_driver_version(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         sha256: &str,
     ) -> Result<Result<(), RemoveRefused>, StoreError> {
-        let (store, driver_id, sha256) = (self.clone(), driver_id.to_string(), sha256.to_string());
+        let (store, driver_id, sha256) = (self.clone(), driver_id.clone(), sha256.to_string());
         self.detached(async move {
             let mut tx = store.begin_write().await?;
             let known = sqlx::query(&store.lock_version("FOR UPDATE"))
                 .bind(&sha256)
-                .bind(&driver_id)
+                .bind(driver_id.as_str())
                 .fetch_optional(&mut *tx)
                 .await?
                 .is_some();
@@ -307,7 +309,7 @@ impl Store {
                 "SELECT sha256 FROM driver_activations WHERE driver_id = $1 \
                  ORDER BY id DESC LIMIT 1",
             )
-            .bind(&driver_id)
+            .bind(driver_id.as_str())
             .fetch_optional(&mut *tx)
             .await?
             .map(|r| r.try_get(0))
@@ -350,13 +352,13 @@ impl Store {
         let (store, id, sha256) = (self.clone(), id.clone(), sha256.map(str::to_string));
         self.detached(async move {
             let mut tx = store.begin_write().await?;
-            let driver_id: Option<String> = sqlx::query(
+            let driver_id: Option<DriverId> = sqlx::query(
                 "SELECT driver_id FROM installations WHERE id = $1 AND deleted_at IS NULL",
             )
             .bind(id.as_str())
             .fetch_optional(&mut *tx)
             .await?
-            .map(|r| r.try_get(0))
+            .map(|r| r.try_get(0).map(DriverId::from_db))
             .transpose()?;
             let Some(driver_id) = driver_id else {
                 return Err(StoreError::NotFound);
@@ -364,7 +366,7 @@ impl Store {
             if let Some(sha) = &sha256 {
                 let of_driver = sqlx::query(&store.lock_version("FOR SHARE"))
                     .bind(sha)
-                    .bind(&driver_id)
+                    .bind(driver_id.as_str())
                     .fetch_optional(&mut *tx)
                     .await?
                     .is_some();
@@ -401,14 +403,14 @@ impl Store {
     /// their status: what a canary replays.
     pub async fn recent_raw_events(
         &self,
-        driver_id: &str,
+        driver_id: &DriverId,
         limit: i64,
     ) -> Result<Vec<crate::RawEvent>, StoreError> {
         let rows = sqlx::query(&format!(
             "SELECT {} FROM raw_events WHERE driver_id = $1 ORDER BY id DESC LIMIT $2",
             crate::retries::RAW_COLUMNS
         ))
-        .bind(driver_id)
+        .bind(driver_id.as_str())
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
@@ -429,12 +431,12 @@ impl Store {
     async fn notify_drivers(
         &self,
         tx: &mut sqlx::Transaction<'static, sqlx::Any>,
-        driver_id: &str,
+        driver_id: &DriverId,
     ) -> Result<(), StoreError> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT pg_notify($1, $2)")
                 .bind(DRIVER_CHANNEL)
-                .bind(driver_id)
+                .bind(driver_id.as_str())
                 .execute(&mut **tx)
                 .await?;
         }
@@ -463,7 +465,10 @@ pub struct DriverChanges(sqlx::postgres::PgListener);
 impl DriverChanges {
     /// The next change's driver id. An error means the connection was lost (and the
     /// listener reconnects on the next call): changes may have been missed.
-    pub async fn next(&mut self) -> Result<String, StoreError> {
-        Ok(self.0.recv().await?.payload().to_string())
+    pub async fn next(&mut self) -> Result<DriverId, StoreError> {
+        // Only the host's own NOTIFY is on the channel; a payload that is no driver id
+        // (someone else's) says nothing, and is read as "sync everything" by the caller.
+        let payload = self.0.recv().await?.payload().to_string();
+        Ok(DriverId::parse(&payload).unwrap_or_else(|_| DriverId::from_db(payload)))
     }
 }

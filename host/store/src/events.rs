@@ -21,7 +21,7 @@ use sqlx::Row;
 use sqlx::any::AnyRow;
 
 use crate::store::Backend;
-use crate::{EventId, InstallationId, Store, StoreError};
+use crate::{DriverId, EventId, InstallationId, Store, StoreError};
 
 /// Upper bound on the page size of [`Store::list_events`].
 pub const MAX_EVENTS_PAGE: i64 = 10_000;
@@ -106,7 +106,7 @@ pub struct StoredEvent {
     /// The raw event it was normalized from.
     pub raw_event_id: i64,
     /// The driver that normalized it, and its version.
-    pub driver_id: String,
+    pub driver_id: DriverId,
     /// The driver's version.
     pub driver_version: String,
     /// The provider's id of the raw event.
@@ -162,7 +162,7 @@ pub struct RawEvent {
     /// The provider account, if known.
     pub account_key: Option<String>,
     /// The driver that ingested it.
-    pub driver_id: String,
+    pub driver_id: DriverId,
     /// That driver's version.
     pub driver_version: String,
     /// When it was received, RFC 3339 UTC.
@@ -219,7 +219,7 @@ pub(crate) fn stored_event_from_row(row: &AnyRow) -> Result<StoredEvent, StoreEr
         time: row.try_get(5)?,
         data: row.try_get(6)?,
         raw_event_id: row.try_get(7)?,
-        driver_id: row.try_get(8)?,
+        driver_id: DriverId::from_db(row.try_get(8)?),
         driver_version: row.try_get(9)?,
         provider_event_id: row.try_get(10)?,
         provider_event_type: row.try_get(11)?,
@@ -234,7 +234,7 @@ pub(crate) fn raw_event_from_row(row: &AnyRow) -> Result<RawEvent, StoreError> {
         provider_event_id: row.try_get("provider_event_id")?,
         event_type: row.try_get("event_type")?,
         account_key: row.try_get("account_key")?,
-        driver_id: row.try_get("driver_id")?,
+        driver_id: DriverId::from_db(row.try_get("driver_id")?),
         driver_version: row.try_get("driver_version")?,
         received_at: row.try_get("received_at")?,
         payload: row.try_get("payload")?,
@@ -250,7 +250,7 @@ pub struct EventFilter<'a> {
     /// One installation's events.
     pub installation: Option<&'a InstallationId>,
     /// The driver whose installations produced them.
-    pub driver: Option<&'a str>,
+    pub driver: Option<&'a DriverId>,
     /// The CloudEvent type exactly (`payment.succeeded`).
     pub event_type: Option<&'a str>,
 }
@@ -359,7 +359,7 @@ impl Store {
             query = query.bind(id.as_str().to_owned());
         }
         if let Some(driver) = filter.driver {
-            query = query.bind(driver.to_owned());
+            query = query.bind(driver.to_string());
         }
         if let Some(event_type) = filter.event_type {
             query = query.bind(event_type.to_owned());

@@ -204,9 +204,34 @@ impl DriverId {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Wraps a value read back from the database, where it was validated on the way in.
+    pub(crate) fn from_db(s: String) -> Self {
+        Self(s)
+    }
 }
 
 common_impls!(DriverId);
+
+/// Maps keyed by driver id can be looked up with the text of one (a path segment, a
+/// configuration table's name).
+impl std::borrow::Borrow<str> for DriverId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl PartialEq<str> for DriverId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for DriverId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -51,8 +51,11 @@ mod drivers;
 mod error;
 mod events;
 pub mod id;
+mod installations;
 mod retries;
 mod schedule;
+mod secrets;
+mod state;
 mod store;
 
 pub use auth::{AuthRecord, AuthStatus, GrantUpdate, OAuthState, RefreshFailure};
@@ -74,8 +77,7 @@ pub use events::{
     Cursor, DeadLetter, EventFilter, MAX_EVENTS_PAGE, RawEvent, RawEventStatus, StoredEvent,
 };
 pub use id::{DriverId, EndpointId, EventId, InstallationId};
+pub use installations::{Installation, NewInstallation};
 pub use schedule::{DuePoll, PollEnd, PollStatus};
-pub use store::{
-    Backend, Installation, NewInstallation, SealedSecret, SecretAction, SecretChange, Store,
-    StoreConfig,
-};
+pub use secrets::{SealedSecret, SecretAction, SecretChange};
+pub use store::{Backend, Store, StoreConfig};

@@ -39,7 +39,7 @@ pub(crate) use writes::AUDIT_SECRET;
 use tokio::sync::oneshot;
 
 use crate::crypto::SecretBytes;
-use crate::{EventId, InstallationId, Store, StoreError};
+use crate::{DriverId, EventId, InstallationId, Store, StoreError};
 
 pub(crate) use writer::{Job, PG_WRITERS, Sink, Writer};
 
@@ -53,7 +53,7 @@ pub struct Delivery {
     /// The installation the events belong to (must be live).
     pub installation_id: InstallationId,
     /// The driver that produced them.
-    pub driver_id: String,
+    pub driver_id: DriverId,
     /// The driver's version.
     pub driver_version: String,
     /// When the host received the delivery, RFC 3339 UTC.

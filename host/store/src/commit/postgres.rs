@@ -91,7 +91,7 @@ async fn run<'a>(
         raw.provider_event_id.push(&row.event.provider_event_id);
         raw.event_type.push(&row.event.event_type);
         raw.account_key.push(row.event.account_key.as_deref());
-        raw.driver_id.push(&row.d.driver_id);
+        raw.driver_id.push(row.d.driver_id.as_str());
         raw.driver_version.push(&row.d.driver_version);
         raw.received_at.push(&row.d.received_at);
         raw.payload.push(&row.event.payload);

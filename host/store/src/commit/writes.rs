@@ -73,7 +73,7 @@ where
         sqlx::query::<DB>(AUDIT_SECRET)
             .bind(id.clone())
             .bind(name.clone())
-            .bind(crate::store::SecretAction::Captured.as_str().to_string())
+            .bind(crate::secrets::SecretAction::Captured.as_str().to_string())
             .bind(now)
             .execute(&mut *conn)
             .await?;

@@ -21,7 +21,7 @@ async fn install(store: &Store, id: &str, driver: &str) -> InstallationId {
     store
         .create_installation(NewInstallation {
             id: id.clone(),
-            driver_id: driver.into(),
+            driver_id: crate::common::driver(driver),
             settings: json!({}),
             account_key: None,
         })

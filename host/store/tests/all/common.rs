@@ -95,3 +95,8 @@ macro_rules! both_backends {
         }
     )*};
 }
+
+/// A driver id of the tests' own spelling.
+pub fn driver(id: &str) -> sluice_store::DriverId {
+    sluice_store::DriverId::parse(id).expect("a driver id")
+}

@@ -10,7 +10,12 @@ use sluice_store::{
 
 both_backends!(versions_activations_and_rollback, removal_and_pins);
 
-fn version<'a>(sha: &'a str, driver: &'a str, v: &'a str, bytes: &'a [u8]) -> NewDriverVersion<'a> {
+fn version<'a>(
+    sha: &'a str,
+    driver: &'a sluice_store::DriverId,
+    v: &'a str,
+    bytes: &'a [u8],
+) -> NewDriverVersion<'a> {
     NewDriverVersion {
         sha256: sha,
         driver_id: driver,
@@ -24,13 +29,23 @@ fn version<'a>(sha: &'a str, driver: &'a str, v: &'a str, bytes: &'a [u8]) -> Ne
 async fn keep_two(store: &Store) {
     assert!(
         store
-            .put_driver_version(version("aa", "stripe", "0.1.0", b"one"))
+            .put_driver_version(version(
+                "aa",
+                &crate::common::driver("stripe"),
+                "0.1.0",
+                b"one"
+            ))
             .await
             .unwrap()
     );
     assert!(
         store
-            .put_driver_version(version("bb", "stripe", "0.2.0", b"two"))
+            .put_driver_version(version(
+                "bb",
+                &crate::common::driver("stripe"),
+                "0.2.0",
+                b"two"
+            ))
             .await
             .unwrap()
     );
@@ -40,9 +55,10 @@ async fn versions_activations_and_rollback(db: &TestDb) {
     let store = db.store().await;
     keep_two(&store).await;
     // The same bytes again: kept already, the first record stands.
+    let stripe = crate::common::driver("stripe");
     let again = NewDriverVersion {
         source: DriverSource::Directory,
-        ..version("aa", "stripe", "0.1.0", b"one")
+        ..version("aa", &stripe, "0.1.0", b"one")
     };
     assert!(!store.put_driver_version(again).await.unwrap());
     assert_eq!(
@@ -57,29 +73,47 @@ async fn versions_activations_and_rollback(db: &TestDb) {
     );
 
     assert_eq!(store.active_driver_versions().await.unwrap(), vec![]);
-    assert_eq!(store.previous_driver_version("stripe").await.unwrap(), None);
+    assert_eq!(
+        store
+            .previous_driver_version(&crate::common::driver("stripe"))
+            .await
+            .unwrap(),
+        None
+    );
     // Only a version of that driver can be activated.
     assert!(matches!(
         store
-            .activate_driver_version("shopify", "aa", ActivationReason::Activate)
+            .activate_driver_version(
+                &crate::common::driver("shopify"),
+                "aa",
+                ActivationReason::Activate
+            )
             .await,
         Err(StoreError::NotFound)
     ));
     store
-        .activate_driver_version("stripe", "aa", ActivationReason::Directory)
+        .activate_driver_version(
+            &crate::common::driver("stripe"),
+            "aa",
+            ActivationReason::Directory,
+        )
         .await
         .unwrap();
     store
-        .activate_driver_version("stripe", "bb", ActivationReason::Upload)
+        .activate_driver_version(
+            &crate::common::driver("stripe"),
+            "bb",
+            ActivationReason::Upload,
+        )
         .await
         .unwrap();
     assert_eq!(
         store.active_driver_versions().await.unwrap(),
-        vec![("stripe".to_string(), "bb".to_string())]
+        vec![(crate::common::driver("stripe"), "bb".to_string())]
     );
     assert_eq!(
         store
-            .previous_driver_version("stripe")
+            .previous_driver_version(&crate::common::driver("stripe"))
             .await
             .unwrap()
             .as_deref(),
@@ -87,19 +121,23 @@ async fn versions_activations_and_rollback(db: &TestDb) {
     );
     // Rolling back is an activation too: "previous" is then the version rolled back from.
     store
-        .activate_driver_version("stripe", "aa", ActivationReason::Rollback)
+        .activate_driver_version(
+            &crate::common::driver("stripe"),
+            "aa",
+            ActivationReason::Rollback,
+        )
         .await
         .unwrap();
     assert_eq!(
         store
-            .previous_driver_version("stripe")
+            .previous_driver_version(&crate::common::driver("stripe"))
             .await
             .unwrap()
             .as_deref(),
         Some("bb")
     );
     let listed: Vec<(String, bool)> = store
-        .driver_versions(Some("stripe"))
+        .driver_versions(Some(&crate::common::driver("stripe")))
         .await
         .unwrap()
         .into_iter()
@@ -110,7 +148,7 @@ async fn versions_activations_and_rollback(db: &TestDb) {
     assert_eq!(sorted, vec![("aa".into(), true), ("bb".into(), false)]);
     assert!(
         store
-            .driver_versions(Some("shopify"))
+            .driver_versions(Some(&crate::common::driver("shopify")))
             .await
             .unwrap()
             .is_empty()
@@ -122,20 +160,33 @@ async fn removal_and_pins(db: &TestDb) {
     let store = db.store().await;
     keep_two(&store).await;
     store
-        .put_driver_version(version("cc", "shopify", "0.1.0", b"three"))
+        .put_driver_version(version(
+            "cc",
+            &crate::common::driver("shopify"),
+            "0.1.0",
+            b"three",
+        ))
         .await
         .unwrap();
     store
-        .activate_driver_version("stripe", "aa", ActivationReason::Directory)
+        .activate_driver_version(
+            &crate::common::driver("stripe"),
+            "aa",
+            ActivationReason::Directory,
+        )
         .await
         .unwrap();
     store
-        .activate_driver_version("stripe", "bb", ActivationReason::Upload)
+        .activate_driver_version(
+            &crate::common::driver("stripe"),
+            "bb",
+            ActivationReason::Upload,
+        )
         .await
         .unwrap();
     assert_eq!(
         store
-            .previous_driver_version("stripe")
+            .previous_driver_version(&crate::common::driver("stripe"))
             .await
             .unwrap()
             .as_deref(),
@@ -186,24 +237,41 @@ async fn removal_and_pins(db: &TestDb) {
     );
 
     assert_eq!(
-        store.remove_driver_version("stripe", "bb").await.unwrap(),
+        store
+            .remove_driver_version(&crate::common::driver("stripe"), "bb")
+            .await
+            .unwrap(),
         Err(RemoveRefused::Active)
     );
     assert_eq!(
-        store.remove_driver_version("stripe", "aa").await.unwrap(),
+        store
+            .remove_driver_version(&crate::common::driver("stripe"), "aa")
+            .await
+            .unwrap(),
         Err(RemoveRefused::Pinned(1))
     );
     assert!(matches!(
-        store.remove_driver_version("shopify", "aa").await,
+        store
+            .remove_driver_version(&crate::common::driver("shopify"), "aa")
+            .await,
         Err(StoreError::NotFound)
     ));
     store.pin_installation(&inst, None).await.unwrap();
     assert!(store.pinned_driver_versions().await.unwrap().is_empty());
     assert_eq!(
-        store.remove_driver_version("stripe", "aa").await.unwrap(),
+        store
+            .remove_driver_version(&crate::common::driver("stripe"), "aa")
+            .await
+            .unwrap(),
         Ok(())
     );
     assert_eq!(store.driver_component("aa").await.unwrap(), None);
     // Its activations went with it: nothing earlier to roll back to.
-    assert_eq!(store.previous_driver_version("stripe").await.unwrap(), None);
+    assert_eq!(
+        store
+            .previous_driver_version(&crate::common::driver("stripe"))
+            .await
+            .unwrap(),
+        None
+    );
 }

@@ -44,7 +44,7 @@ pub(crate) async fn install(
     store
         .create_installation(NewInstallation {
             id: id.clone(),
-            driver_id: driver.into(),
+            driver_id: crate::common::driver(driver),
             settings: json!({"tolerance_seconds": 300}),
             account_key: account_key.map(Into::into),
         })
@@ -116,7 +116,7 @@ pub(crate) fn delivery(
 ) -> Delivery {
     Delivery {
         installation_id: id.clone(),
-        driver_id: "stripe".into(),
+        driver_id: crate::common::driver("stripe"),
         driver_version: "0.1.0".into(),
         received_at: "2026-01-02T03:04:05Z".into(),
         events,
@@ -171,7 +171,7 @@ async fn installation_lifecycle(db: &TestDb) {
     let a = store
         .create_installation(NewInstallation {
             id: iid("inst_shop_42"),
-            driver_id: "shopify".into(),
+            driver_id: crate::common::driver("shopify"),
             settings: json!({"poll_interval": 5, "webhook_topics": ["orders/create"]}),
             account_key: Some("shop42.myshopify.com".into()),
         })
@@ -191,14 +191,14 @@ async fn installation_lifecycle(db: &TestDb) {
     assert!(ids.contains(&a.id) && ids.contains(&b));
 
     let found = store
-        .find_by_account_key("shopify", "shop42.myshopify.com")
+        .find_by_account_key(&crate::common::driver("shopify"), "shop42.myshopify.com")
         .await
         .unwrap()
         .unwrap();
     assert_eq!(found.id, a.id);
     assert!(
         store
-            .find_by_account_key("stripe", "shop42.myshopify.com")
+            .find_by_account_key(&crate::common::driver("stripe"), "shop42.myshopify.com")
             .await
             .unwrap()
             .is_none()
@@ -209,7 +209,7 @@ async fn installation_lifecycle(db: &TestDb) {
     assert!(store.get_installation(&a.id).await.unwrap().is_none());
     assert!(
         store
-            .find_by_account_key("shopify", "shop42.myshopify.com")
+            .find_by_account_key(&crate::common::driver("shopify"), "shop42.myshopify.com")
             .await
             .unwrap()
             .is_none()
@@ -240,7 +240,7 @@ async fn installation_conflicts(db: &TestDb) {
     let dup_id = store
         .create_installation(NewInstallation {
             id: a.clone(),
-            driver_id: "hotmart".into(),
+            driver_id: crate::common::driver("hotmart"),
             settings: json!({}),
             account_key: None,
         })
@@ -253,7 +253,7 @@ async fn installation_conflicts(db: &TestDb) {
     let dup_key = store
         .create_installation(NewInstallation {
             id: iid("inst_b"),
-            driver_id: "stripe".into(),
+            driver_id: crate::common::driver("stripe"),
             settings: json!({}),
             account_key: Some("acct_1".into()),
         })
@@ -282,7 +282,7 @@ async fn installation_conflicts(db: &TestDb) {
     let reuse = store
         .create_installation(NewInstallation {
             id: a.clone(),
-            driver_id: "stripe".into(),
+            driver_id: crate::common::driver("stripe"),
             settings: json!({}),
             account_key: None,
         })
