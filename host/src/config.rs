@@ -311,8 +311,9 @@ fn print_table(
             continue;
         };
         let path = path_of(key);
-        let leaves = inner.values().any(|v| !v.is_object());
-        if leaves || inner.is_empty() {
+        // A table of tables gets no header of its own; an empty one (a capability without
+        // a section, no `[drivers.<id>]`) is left out.
+        if inner.values().any(|v| !v.is_object()) {
             let _ = writeln!(out, "\n[{path}]");
         }
         print_table(layers, out, &path, inner);

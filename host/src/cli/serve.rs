@@ -3,6 +3,7 @@
 
 use std::path::PathBuf;
 
+use anyhow::Context;
 use clap::{Args, Subcommand};
 use tracing_subscriber::EnvFilter;
 
@@ -98,11 +99,11 @@ pub async fn run(args: ServeArgs, extensions: Extensions) -> anyhow::Result<()> 
             }
         });
     }
-    let listen = config.listen.clone();
-    let node = Node::start(config, extensions).await?;
-    let listener = tokio::net::TcpListener::bind(&listen)
+    // Bound first, so a port in use fails the start before the drivers are loaded.
+    let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
-        .map_err(|e| anyhow::anyhow!("binding {listen}: {e}"))?;
+        .with_context(|| format!("binding {}", config.listen))?;
+    let node = Node::start(config, extensions).await?;
     node.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())

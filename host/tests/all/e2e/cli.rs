@@ -8,6 +8,94 @@ use sluice_testkit::{Backend, Sluice, both_backends, fixture, random_hex};
 
 both_backends!(quickstart_through_the_cli => sqlite_quickstart_through_the_cli, postgres_quickstart_through_the_cli);
 
+/// `sluice config print`: the configuration `serve` would run with, each value beside the
+/// layer it came from (the file, a variable, an earlier name of one, a flag), secrets
+/// redacted; a misspelt variable stops it with the variable named.
+#[test]
+fn config_print_shows_each_value_and_its_source() {
+    let dir = sluice_testkit::TempDir::new("sluice-config-print");
+    std::fs::write(
+        dir.path().join("sluice.toml"),
+        "[store]\ntimeout_ms = 9\n\n[delivery.nats]\nurl = \"nats://sluice:hunter2@127.0.0.1:4222\"\n",
+    )
+    .unwrap();
+    let out = sluice_testkit::server::sluice_cli(dir.path())
+        .args(["config", "print", "--listen", "127.0.0.1:9"])
+        .env("SLUICE_SCHEDULER_TICK_MS", "750")
+        .env("SLUICE_DB_TIMEOUT_MS", "5")
+        .env("SLUICE_ADMIN_TOKEN", "sk_admin_not_for_printing")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stderr}");
+    // The line of `key` in the table `[table]` (`""`: the top of the file).
+    let line = |table: &str, key: &str| {
+        let mut current = String::new();
+        for l in stdout.lines() {
+            if let Some(name) = l.strip_prefix('[').and_then(|l| l.strip_suffix(']')) {
+                current = name.to_string();
+            } else if current == table && l.starts_with(&format!("{key} = ")) {
+                return l.to_string();
+            }
+        }
+        panic!("no [{table}] {key} in:\n{stdout}")
+    };
+    // The environment is above the file, and an earlier name of a variable still counts
+    // (with a warning).
+    assert!(
+        line("store", "timeout_ms").starts_with("timeout_ms = 5 "),
+        "{stdout}"
+    );
+    assert!(
+        line("store", "timeout_ms").ends_with("# SLUICE_DB_TIMEOUT_MS"),
+        "{stdout}"
+    );
+    assert!(
+        stderr.contains("SLUICE_DB_TIMEOUT_MS is a deprecated name of SLUICE_STORE_TIMEOUT_MS"),
+        "{stderr}"
+    );
+    assert!(
+        line("scheduler", "tick_ms").starts_with("tick_ms = 750 "),
+        "{stdout}"
+    );
+    assert!(
+        line("", "listen").starts_with("listen = \"127.0.0.1:9\""),
+        "{stdout}"
+    );
+    assert!(line("", "listen").ends_with("# --listen"), "{stdout}");
+    assert!(
+        line("delivery.nats", "url").ends_with("# sluice.toml"),
+        "{stdout}"
+    );
+    assert!(line("", "admin_token").contains("[redacted]"), "{stdout}");
+    // Untouched values say so.
+    assert!(
+        line("server", "commit_timeout_ms").ends_with("# default"),
+        "{stdout}"
+    );
+    for secret in ["hunter2", "sk_admin_not_for_printing"] {
+        assert!(!stdout.contains(secret), "{secret} printed:\n{stdout}");
+    }
+    // What it prints is a configuration file `serve` would read.
+    let reparsed: toml::Table = toml::from_str(&stdout).unwrap();
+    assert_eq!(reparsed["scheduler"]["tick_ms"].as_integer(), Some(750));
+
+    let typo = sluice_testkit::server::sluice_cli(dir.path())
+        .args(["config", "print"])
+        .env("SLUICE_STORE_TIMEOUT", "5")
+        .output()
+        .unwrap();
+    assert!(!typo.status.success());
+    let stderr = String::from_utf8_lossy(&typo.stderr);
+    assert!(
+        stderr.contains("SLUICE_STORE_TIMEOUT (no key of [store])"),
+        "{stderr}"
+    );
+}
+
 fn run(sluice: &Sluice, args: &[&str], stdin: Option<&str>) -> Output {
     sluice.cli(args, stdin)
 }
