@@ -228,13 +228,11 @@ pub fn render(record: &CanonicalRecord, provider_type: &str) -> Result<Rendered,
 const MAX_WARNINGS: usize = 32;
 const MAX_WARNING_TEXT: usize = 512;
 
-/// `text` cut to at most `max` bytes at a character boundary.
+/// `text` cut to at most `max` bytes at a character boundary (record data: no marker).
 fn bounded(text: &str, max: usize) -> String {
-    let mut end = text.len().min(max);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text[..end].to_string()
+    let mut out = text.to_string();
+    crate::text::truncate(&mut out, max);
+    out
 }
 
 /// Builds a record's JSON object field by field.

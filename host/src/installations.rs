@@ -9,6 +9,7 @@
 //! that the installation is live.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
@@ -85,6 +86,10 @@ pub struct Installations {
     ttl: Duration,
     by_id: RwLock<HashMap<InstallationId, Entry<Option<Arc<CachedInstallation>>>>>,
     by_account: RwLock<HashMap<AccountKey, Entry<Option<InstallationId>>>>,
+    /// Bumped by every invalidation: a load that began before one is answered but not kept,
+    /// so a secret replaced while a delivery was loading the installation is not cached
+    /// in its old form for a TTL.
+    epoch: AtomicU64,
 }
 
 /// (driver id, account key value): how app-level deliveries find their installation.
@@ -98,6 +103,7 @@ impl Installations {
             ttl,
             by_id: RwLock::default(),
             by_account: RwLock::default(),
+            epoch: AtomicU64::new(0),
         }
     }
 
@@ -112,6 +118,7 @@ impl Installations {
         {
             return Ok(entry.value.clone());
         }
+        let epoch = self.epoch.load(Ordering::Acquire);
         let loaded = self.load(id).await?;
         let until = now
             + if loaded.is_some() {
@@ -119,7 +126,7 @@ impl Installations {
             } else {
                 NEGATIVE_TTL
             };
-        insert(&self.by_id, id.clone(), loaded.clone(), until);
+        self.insert_unless_invalidated(&self.by_id, epoch, id.clone(), loaded.clone(), until);
         Ok(loaded)
     }
 
@@ -138,6 +145,7 @@ impl Installations {
         let id = match cached {
             Some(id) => id,
             None => {
+                let epoch = self.epoch.load(Ordering::Acquire);
                 let found = self
                     .store
                     .find_by_account_key(driver_id, key)
@@ -149,7 +157,13 @@ impl Installations {
                     } else {
                         NEGATIVE_TTL
                     };
-                insert(&self.by_account, lookup, found.clone(), until);
+                self.insert_unless_invalidated(
+                    &self.by_account,
+                    epoch,
+                    lookup,
+                    found.clone(),
+                    until,
+                );
                 found
             }
         };
@@ -161,6 +175,7 @@ impl Installations {
 
     /// Forget what is known of `id` (after a change through the admin API).
     pub fn invalidate(&self, id: &InstallationId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.by_id).remove(id);
         // Account keys are few per change; drop every mapping to this id.
         write(&self.by_account).retain(|_, e| e.value.as_ref() != Some(id));
@@ -169,6 +184,7 @@ impl Installations {
     /// Forget every installation of `driver_id` (another node changed one of its pins: the
     /// notification names only the driver).
     pub fn invalidate_driver(&self, driver_id: &DriverId) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.by_id)
             .retain(|_, e| e.value.as_ref().is_none_or(|i| &i.driver_id != driver_id));
         write(&self.by_account).retain(|(driver, _), _| driver != driver_id.as_str());
@@ -176,6 +192,7 @@ impl Installations {
 
     /// Forget every unknown-account answer (after an installation was created).
     pub fn invalidate_unknown(&self) {
+        self.epoch.fetch_add(1, Ordering::AcqRel);
         write(&self.by_account).retain(|_, e| e.value.is_some());
         write(&self.by_id).retain(|_, e| e.value.is_some());
     }
@@ -187,6 +204,23 @@ impl Installations {
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
+    }
+
+    /// [`insert`], unless an invalidation happened since `epoch` was read (the value may
+    /// predate it). Checked under the map's lock, which invalidations also take after
+    /// bumping the epoch, so none slips between the check and the insert.
+    fn insert_unless_invalidated<K: std::hash::Hash + Eq, T>(
+        &self,
+        lock: &RwLock<HashMap<K, Entry<T>>>,
+        epoch: u64,
+        key: K,
+        value: T,
+        until: Instant,
+    ) {
+        let mut map = write(lock);
+        if self.epoch.load(Ordering::Acquire) == epoch {
+            insert(&mut map, key, value, until);
+        }
     }
 
     async fn load(
@@ -229,12 +263,11 @@ fn write<K, V>(lock: &RwLock<HashMap<K, V>>) -> std::sync::RwLockWriteGuard<'_, 
 /// Insert, keeping the map under [`MAX_ENTRIES`]: expired entries go first, then (if it is
 /// still full, under a flood of distinct keys) everything, which only costs reloads.
 fn insert<K: std::hash::Hash + Eq, T>(
-    lock: &RwLock<HashMap<K, Entry<T>>>,
+    map: &mut HashMap<K, Entry<T>>,
     key: K,
     value: T,
     until: Instant,
 ) {
-    let mut map = write(lock);
     if map.len() >= MAX_ENTRIES {
         let now = Instant::now();
         map.retain(|_, e| e.until > now);

@@ -110,6 +110,12 @@ pub struct DriverPolicyConfig {
     pub max_outbound_requests: Option<u32>,
     /// Log bytes per call; messages past it are dropped. Default 65536.
     pub max_log_bytes: Option<usize>,
+    /// Bytes of state one installation of the driver may keep. Default
+    /// `[sandbox] max_state_bytes`.
+    pub max_state_bytes: Option<usize>,
+    /// State keys one installation of the driver may keep. Default
+    /// `[sandbox] max_state_keys`.
+    pub max_state_keys: Option<u32>,
     /// Instances of this driver alive at once. Default three quarters of
     /// `[sandbox] max_concurrent_instances` (and at most all of it), so one driver whose
     /// calls hang cannot take every slot.
@@ -209,6 +215,8 @@ impl Policy {
                 || entry.max_memory_bytes == Some(0)
                 || entry.max_output_bytes == Some(0)
                 || entry.max_log_bytes == Some(0)
+                || entry.max_state_bytes == Some(0)
+                || entry.max_state_keys == Some(0)
                 || entry.max_concurrent_instances == Some(0);
             if zero {
                 return Err(format!("drivers.{id}: limits must be positive"));
@@ -296,6 +304,8 @@ impl Policy {
                 .max_outbound_requests
                 .unwrap_or(defaults.max_outbound_requests),
             max_log_bytes: e.max_log_bytes.unwrap_or(defaults.max_log_bytes),
+            max_state_bytes: e.max_state_bytes.unwrap_or(defaults.max_state_bytes),
+            max_state_keys: e.max_state_keys.unwrap_or(defaults.max_state_keys),
             max_concurrent_instances: e
                 .max_concurrent_instances
                 .unwrap_or(defaults.max_concurrent_instances)

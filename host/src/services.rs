@@ -32,12 +32,21 @@ impl Services {
     /// The services over `store` and `runtime`, with no driver loaded yet; cached
     /// installations are trusted for `installation_ttl`.
     pub fn new(store: Store, runtime: Arc<Runtime>, installation_ttl: Duration) -> Self {
+        let installations = Arc::new(Installations::new(
+            store.clone(),
+            runtime.policy().clone(),
+            installation_ttl,
+        ));
+        // A secret changed through this process is never served from the cache again, and
+        // the change is dropped from it before the store's call that made it returns.
+        let cache = Arc::downgrade(&installations);
+        store.watch_secret_changes(move |id| {
+            if let Some(cache) = cache.upgrade() {
+                cache.invalidate(id);
+            }
+        });
         Self {
-            installations: Arc::new(Installations::new(
-                store.clone(),
-                runtime.policy().clone(),
-                installation_ttl,
-            )),
+            installations,
             drivers: Arc::new(DriverRegistry::default()),
             store,
             runtime,

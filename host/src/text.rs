@@ -3,9 +3,10 @@
 
 use std::borrow::Cow;
 
-/// Longest error text (a failed normalization's reason, a driver's error message) that is
-/// stored or logged; the rest is cut off.
-pub const MAX_ERROR_TEXT: usize = 1024;
+/// Longest text of a driver's (an error message, a failed normalization's reason, a
+/// revocation's reason) that the host answers, logs or stores; the rest is cut off, with its
+/// full length noted. The runtime cuts each as it leaves the sandbox.
+pub const MAX_DRIVER_TEXT: usize = 4096;
 
 /// `text`, cut at a character boundary to at most `max` bytes plus a marker saying how long
 /// it was.
@@ -20,9 +21,9 @@ pub fn bounded(text: &str, max: usize) -> Cow<'_, str> {
     format!("{}… ({} bytes in all)", &text[..end], text.len()).into()
 }
 
-/// `text` cut to [`MAX_ERROR_TEXT`], owned.
+/// `text` cut to [`MAX_DRIVER_TEXT`], owned.
 pub fn bounded_error(text: &str) -> String {
-    bounded(text, MAX_ERROR_TEXT).into_owned()
+    bounded(text, MAX_DRIVER_TEXT).into_owned()
 }
 
 /// `text` cut at a character boundary to at most `max` bytes, without a marker (log lines

@@ -56,6 +56,7 @@ pub mod money;
 pub mod oauth;
 pub mod paging;
 pub mod record;
+pub mod state;
 pub mod time;
 pub mod verify;
 

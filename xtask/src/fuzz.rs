@@ -24,6 +24,7 @@ pub const TARGETS: &[&str] = &[
     "webhook_intake",
     "settings",
     "host_intake",
+    "http_request",
 ];
 
 /// Set for the cargo build this program wraps.

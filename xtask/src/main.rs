@@ -32,6 +32,7 @@ const BUNDLED: &[(&str, &str)] = &[
 /// Drivers that exist only for tests: built into `target/test-drivers/`, never shipped.
 const TEST_ONLY: &[(&str, &str)] = &[
     ("sluice-test-driver-faulty", "faulty"),
+    ("sluice-test-driver-hostile", "hostile"),
     ("sluice-example-driver", "acme"),
     // Built against a verbatim copy of the previous world (its own `wit/`).
     ("sluice-test-driver-previous-world", "previous-world"),

@@ -122,7 +122,8 @@ impl Driver for Hotmart {
                 HOTTOK,
                 "The account's hottok, sent by Hotmart in X-HOTMART-HOTTOK",
             ))
-            // Client credentials go to the token endpoint only, the token to the API only.
+            // Client credentials go to the token endpoint only, the token to the API (and the
+            // endpoint that issues it).
             .secret(
                 SecretSpec::optional(
                     CLIENT_ID,
@@ -145,7 +146,11 @@ impl Driver for Hotmart {
                     "API access token, captured by the host from the token response",
                 )
                 .sent_to(settings::DEFAULT_API_BASE)
-                .sent_to("{api_base}"),
+                .sent_to("{api_base}")
+                // The token endpoint issues it: the host takes a capture into a secret
+                // only from an origin the secret may go to.
+                .sent_to(settings::DEFAULT_AUTH_BASE)
+                .sent_to("{auth_base}"),
             )
             .signing_header("X-HOTMART-HOTTOK", "{secret}")
     }

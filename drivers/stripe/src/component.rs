@@ -87,7 +87,11 @@ impl Driver for Stripe {
                     "A secret or restricted API key with read access to events (polling) and charges (enrichment); captured by Connect OAuth",
                 )
                 .sent_to(settings::DEFAULT_API_BASE)
-                .sent_to("{api_base}"),
+                .sent_to("{api_base}")
+                // Connect's token endpoint issues it: the host takes a capture into a
+                // secret only from an origin the secret may go to.
+                .sent_to(CONNECT_ORIGINS[0])
+                .sent_to(CONNECT_ORIGINS[1]),
             )
             .signing_header(
                 signature::HEADER,

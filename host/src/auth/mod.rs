@@ -512,7 +512,7 @@ impl Auth {
     }
 
     /// Run `work` in a session of `driver` for `id` on the guest threads, with fresh reads
-    /// of its secrets and state; state writes it made are committed.
+    /// of its secrets and state; the state it wrote is committed when it succeeds.
     async fn call<T, F, Fut>(
         &self,
         driver: &Arc<LoadedDriver>,
@@ -536,10 +536,13 @@ impl Auth {
                 }
             })
             .await?;
+        // A call that failed keeps nothing of what it wrote (its captured tokens are stored
+        // as they arrive: a provider that rotated one has already invalidated the old).
+        let value = result?;
         if !writes.state.is_empty() {
             self.commit_state(driver, id, writes).await?;
         }
-        Ok(result?)
+        Ok(value)
     }
 
     /// Commit the state a call wrote (e.g. a token expiry the driver tracks itself).

@@ -254,7 +254,7 @@ impl Auth {
             .record_refresh_failure(
                 id,
                 RefreshFailure {
-                    error: crate::text::bounded(&error.to_string(), 512).into_owned(),
+                    error: crate::text::bounded_error(&error.to_string()),
                     retry_at,
                     needs_reauth,
                 },

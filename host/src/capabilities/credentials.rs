@@ -93,6 +93,11 @@ impl SecretBinding {
         })
     }
 
+    /// The one header it may be sent in, when it declares one.
+    pub fn header(&self) -> Option<&str> {
+        self.header.as_deref()
+    }
+
     /// Whether the secret may be sent in the header `name` (a `header` credential).
     pub fn allows_header(&self, name: &str) -> bool {
         self.header

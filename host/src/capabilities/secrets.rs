@@ -18,7 +18,7 @@ use crate::crypto::{self, constant_time_eq};
 
 use super::{
     CallScope, CallState, Capability, CapabilityConfig, DataSource, DriverContext,
-    InstallationScope, NoConfig,
+    InstallationScope,
 };
 use crate::policy::Policy;
 use crate::wit::secrets::{Error, HmacAlgorithm, Host, JwksError};
@@ -27,9 +27,28 @@ use crate::wit::secrets::{Error, HmacAlgorithm, Host, JwksError};
 /// read or captured here is committed without another copy).
 pub use sluice_store::SecretBytes as SecretValue;
 
+/// The secrets capability's section, `[capabilities.secrets]`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    /// Comparisons against a secret one call may ask for (`equals`, each `verify-hmac`
+    /// candidate, `verify-jwt`), so a driver cannot use the host as an oracle to guess a
+    /// weak secret; past it they fail with `invalid`. Default 256.
+    pub max_checks_per_call: u32,
+}
+
+impl Default for SecretsConfig {
+    fn default() -> Self {
+        Self {
+            max_checks_per_call: 256,
+        }
+    }
+}
+
 /// The secrets capability: the operator's app credentials come from the policy.
 pub struct Secrets {
     policy: Policy,
+    max_checks: u32,
 }
 
 /// What a driver may name: the secrets it declared, and the operator's app credentials
@@ -57,6 +76,8 @@ pub struct CallSecrets {
     captured: Vec<(String, SecretValue)>,
     /// How many of `captured` are already stored.
     stored: usize,
+    /// Comparisons the call may still ask for.
+    checks_left: u32,
 }
 
 impl Capability for Secrets {
@@ -68,13 +89,14 @@ impl Capability for Secrets {
         "verify-jwt-jwks",
         "exists",
     ];
-    type Config = NoConfig;
+    type Config = SecretsConfig;
     type Driver = DriverSecrets;
     type Call = CallSecrets;
 
-    fn new(_: &NoConfig, host: &CapabilityConfig) -> anyhow::Result<Self> {
+    fn new(config: &SecretsConfig, host: &CapabilityConfig) -> anyhow::Result<Self> {
         Ok(Secrets {
             policy: host.policy.clone(),
+            max_checks: config.max_checks_per_call,
         })
     }
 
@@ -103,6 +125,7 @@ impl Capability for Secrets {
             cache: HashMap::new(),
             captured: Vec::new(),
             stored: 0,
+            checks_left: self.max_checks,
         }
     }
 
@@ -113,6 +136,23 @@ impl Capability for Secrets {
 }
 
 impl CallSecrets {
+    /// Take `n` comparisons from the call's budget; `Err` once it is spent.
+    fn spend_checks(&mut self, n: usize) -> Result<(), Error> {
+        let n = u32::try_from(n.max(1)).unwrap_or(u32::MAX);
+        match self.checks_left.checked_sub(n) {
+            Some(left) => {
+                self.checks_left = left;
+                Ok(())
+            }
+            None => {
+                self.checks_left = 0;
+                Err(Error::Invalid(
+                    "this call's budget of comparisons against secrets is spent".into(),
+                ))
+            }
+        }
+    }
+
     /// Look a declared secret up. Store failures trap the call (`Err`); an undeclared or
     /// missing secret is the guest's `Ok(Err(..))`.
     pub async fn lookup(&mut self, name: &str) -> wasmtime::Result<Result<SecretValue, Error>> {
@@ -240,6 +280,9 @@ impl Host for CallState {
         message: Vec<u8>,
         candidates: Vec<Vec<u8>>,
     ) -> wasmtime::Result<Result<bool, Error>> {
+        if let Err(e) = self.caps.secrets.spend_checks(candidates.len()) {
+            return Ok(Err(e));
+        }
         let matches = |key: &SecretValue| {
             let expected = crypto::hmac(algorithm.into(), key.expose(), &message);
             crypto::any_equal(&expected, &candidates)
@@ -259,6 +302,9 @@ impl Host for CallState {
         secret: String,
         candidate: Vec<u8>,
     ) -> wasmtime::Result<Result<bool, Error>> {
+        if let Err(e) = self.caps.secrets.spend_checks(1) {
+            return Ok(Err(e));
+        }
         match self.caps.secrets.lookup(&secret).await? {
             Ok(value) if constant_time_eq(value.expose(), &candidate) => Ok(Ok(true)),
             Ok(_) => Ok(Ok(self
@@ -274,6 +320,9 @@ impl Host for CallState {
         secret: String,
         token: String,
     ) -> wasmtime::Result<Result<String, Error>> {
+        if let Err(e) = self.caps.secrets.spend_checks(1) {
+            return Ok(Err(e));
+        }
         let now = i64::try_from(self.caps.clock.now().as_secs()).unwrap_or(i64::MAX);
         let key = match self.caps.secrets.lookup(&secret).await? {
             Ok(key) => key,

@@ -24,8 +24,14 @@ pub enum InstallationsCommand {
         #[command(flatten)]
         server: ServerArgs,
     },
-    /// List live installations.
+    /// List live installations, oldest first: every page, or one with `--limit`/`--after`.
     List {
+        /// Installations on the page (1 to 1000); only this page is printed.
+        #[arg(long)]
+        limit: Option<u32>,
+        /// The `next_cursor` of the page before; only this page is printed.
+        #[arg(long)]
+        after: Option<String>,
         #[command(flatten)]
         server: ServerArgs,
     },
@@ -274,12 +280,41 @@ impl InstallationsCommand {
                         .await?,
                 );
             }
-            InstallationsCommand::List { server } => {
-                print(
-                    &AdminClient::new(&server)?
-                        .call(reqwest::Method::GET, "/v1/installations", None)
-                        .await?,
-                );
+            InstallationsCommand::List {
+                limit,
+                after,
+                server,
+            } => {
+                let client = AdminClient::new(&server)?;
+                let page = |after: Option<String>, limit: Option<u32>| {
+                    let mut path = format!("/v1/installations?limit={}", limit.unwrap_or(1000));
+                    if let Some(after) = after {
+                        path.push_str(&format!("&after={after}"));
+                    }
+                    path
+                };
+                if limit.is_some() || after.is_some() {
+                    print(
+                        &client
+                            .call(reqwest::Method::GET, &page(after, limit), None)
+                            .await?,
+                    );
+                    return Ok(());
+                }
+                let (mut all, mut after) = (Vec::new(), None);
+                loop {
+                    let answer = client
+                        .call(reqwest::Method::GET, &page(after, None), None)
+                        .await?;
+                    if let Some(list) = answer["installations"].as_array() {
+                        all.extend(list.iter().cloned());
+                    }
+                    after = answer["next_cursor"].as_str().map(str::to_string);
+                    if after.is_none() {
+                        break;
+                    }
+                }
+                print(&json!({ "installations": all }));
             }
             InstallationsCommand::Show { id, server } => {
                 print(

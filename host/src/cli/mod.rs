@@ -5,6 +5,7 @@ mod client;
 mod driver;
 mod drivers;
 mod endpoints;
+pub mod logging;
 mod serve;
 mod webhook;
 

@@ -5,9 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use clap::{Args, Subcommand};
-use tracing_subscriber::EnvFilter;
 
-use crate::config::{Config, Layers, LogFormat};
+use crate::config::{Config, Layers};
 use crate::node::{Extensions, Node};
 
 #[derive(Args)]
@@ -81,7 +80,7 @@ pub async fn run(args: ServeArgs, extensions: Extensions) -> anyhow::Result<()> 
     // in the configured format.
     let layers = args.layers()?;
     let config: Config = layers.extract()?;
-    init_tracing(config.log_format);
+    super::logging::init(config.log_format);
     for notice in layers.notices() {
         tracing::warn!("{notice}");
     }
@@ -107,17 +106,6 @@ pub async fn run(args: ServeArgs, extensions: Extensions) -> anyhow::Result<()> 
     node.serve(listener, shutdown_signal()).await?;
     tracing::info!("stopped");
     Ok(())
-}
-
-fn init_tracing(format: LogFormat) {
-    let filter = EnvFilter::try_from_env("SLUICE_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    // `try_init` because tests may start several servers in one process.
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        // One JSON object a line: `timestamp`, `level`, `target`, `fields` (with `message`).
-        LogFormat::Json => builder.json().flatten_event(false).try_init(),
-    };
 }
 
 async fn shutdown_signal() {

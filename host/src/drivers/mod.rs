@@ -24,8 +24,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 use sluice_store::{
-    ActivationReason, DriverId, DriverSource, InstallationId, NewDriverVersion, RemoveRefused,
-    Store, StoreError,
+    ActivationReason, Change, DriverId, DriverSource, InstallationId, NewDriverVersion,
+    RemoveRefused, Store, StoreError,
 };
 
 pub use canary::{CanaryReport, EventComparison, FieldChange};
@@ -417,7 +417,7 @@ impl DriverCatalog {
     pub async fn run(self: Arc<Self>, shutdown: impl std::future::Future<Output = ()>) {
         tokio::pin!(shutdown);
         let listen = || async {
-            match self.store().listen_driver_changes().await {
+            match self.store().listen_changes().await {
                 Ok(changes) => changes,
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot listen for driver changes yet; syncing periodically meanwhile");
@@ -439,27 +439,32 @@ impl DriverCatalog {
         loop {
             let notified = async {
                 match changes.as_mut() {
-                    Some(c) => c.next().await.map(Some),
+                    Some(c) => c.next().await,
                     None => std::future::pending().await,
                 }
             };
             tokio::select! {
                 _ = &mut shutdown => return,
-                change = notified => {
-                    if let Err(e) = &change {
-                        tracing::warn!(error = %e, "driver change notifications interrupted");
+                change = notified => match change {
+                    // Another node changed an installation's secrets: its cached copy here
+                    // goes now, not after `installation_cache_ttl`.
+                    Ok(Some(Change::Secrets(id))) => self.services.installations.invalidate(&id),
+                    Ok(Some(Change::Driver(driver_id))) => {
+                        self.sync_logged().await;
+                        // A pin on another node reaches this one's deliveries now rather
+                        // than after `installation_cache_ttl`; after the sync, so the pinned
+                        // version is loaded before anything asks for it.
+                        self.services.installations.invalidate_driver(&driver_id);
+                    }
+                    Ok(None) => self.sync_logged().await,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change notifications interrupted");
                         // The listener reconnects on its next call; not in a hot loop
                         // while the database is down.
                         tokio::time::sleep(Duration::from_secs(1)).await;
+                        self.sync_logged().await;
                     }
-                    self.sync_logged().await;
-                    // A pin on another node reaches this one's deliveries now rather than
-                    // after `installation_cache_ttl`; after the sync, so the pinned version
-                    // is loaded before anything asks for it.
-                    if let Ok(Some(driver_id)) = &change {
-                        self.services.installations.invalidate_driver(driver_id);
-                    }
-                }
+                },
                 _ = resync.tick() => {
                     if changes.is_none() && self.store().backend() == sluice_store::Backend::Postgres {
                         changes = listen().await;

@@ -29,6 +29,10 @@ pub struct SandboxConfig {
     pub max_response_bytes: usize,
     /// Instances that may run at once; more wait briefly, then get `503`. Default 64.
     pub max_concurrent_instances: u32,
+    /// Bytes of driver state (keys and values) one installation may keep. Default 4 MiB.
+    pub max_state_bytes: usize,
+    /// Driver state keys one installation may keep. Default 1024.
+    pub max_state_keys: u32,
     /// Threads that run driver code, apart from the ones serving HTTP, so a busy or
     /// hostile driver cannot take the cores the server answers on. Default: one less
     /// than the machine's cores, at least 1.
@@ -44,6 +48,8 @@ impl Default for SandboxConfig {
             max_outbound_requests: 16,
             max_response_bytes: 4 * 1024 * 1024,
             max_concurrent_instances: 64,
+            max_state_bytes: 4 * 1024 * 1024,
+            max_state_keys: 1024,
             guest_threads: None,
         }
     }
@@ -55,9 +61,11 @@ impl SandboxConfig {
         if self.webhook_timeout_ms == 0
             || self.max_concurrent_instances == 0
             || self.guest_threads == Some(0)
+            || self.max_state_keys == 0
+            || self.max_state_bytes == 0
         {
             return Err(
-                "[sandbox] webhook_timeout_ms, max_concurrent_instances and guest_threads must be positive"
+                "[sandbox] webhook_timeout_ms, max_concurrent_instances, guest_threads, max_state_bytes and max_state_keys must be positive"
                     .into(),
             );
         }
@@ -91,6 +99,8 @@ pub struct DriverLimits {
     pub max_outbound_requests: u32,
     pub max_log_bytes: usize,
     pub max_concurrent_instances: u32,
+    pub max_state_bytes: usize,
+    pub max_state_keys: u32,
 }
 
 impl DriverLimits {
@@ -103,6 +113,8 @@ impl DriverLimits {
             max_outbound_requests: sandbox.max_outbound_requests,
             max_log_bytes: DEFAULT_MAX_LOG_BYTES,
             max_concurrent_instances: (sandbox.max_concurrent_instances * 3 / 4).max(1),
+            max_state_bytes: sandbox.max_state_bytes,
+            max_state_keys: sandbox.max_state_keys,
         }
     }
 

@@ -25,7 +25,10 @@ use crate::wit::types::{CallContext, DriverError, IncomingRequest};
 
 pub use in_process::InProcessDriver;
 pub(crate) use render::ingested;
-pub use render::{Processed, Received, process, render, render_outcome};
+pub use render::{
+    MAX_API_VERSION, MAX_EVENT_ID, MAX_EVENT_TYPE, Processed, Received, process, render,
+    render_outcome,
+};
 pub(crate) use retry::{NormalizeFailed, normalize_stored};
 pub use retry::{Replayed, RetryConfig};
 

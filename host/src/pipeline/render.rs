@@ -48,8 +48,12 @@ pub fn render(
     mut charge: impl FnMut(usize) -> Result<(), CallError>,
 ) -> Result<Received, CallError> {
     let mut processed = Vec::with_capacity(outcome.events.len());
+    if let Some(reply) = &outcome.reply {
+        check_reply(reply)?;
+    }
     for event in outcome.events {
         let raw = event.raw;
+        check_raw(&raw)?;
         let result = match event.records {
             Ok(records) => records
                 .iter()
@@ -82,6 +86,70 @@ pub fn render(
         reply: outcome.reply,
         revoked,
     })
+}
+
+/// Most bytes of a raw event's provider event id and account key; of its type; of its API
+/// version. They are keys and labels, stored and shown as they are: past these a driver is
+/// wrong, and the call fails rather than cut an id into another one.
+pub const MAX_EVENT_ID: usize = 512;
+pub const MAX_EVENT_TYPE: usize = 256;
+pub const MAX_API_VERSION: usize = 64;
+
+/// Whether a raw event's identifying texts can be kept as they are.
+fn check_raw(raw: &RawEvent) -> Result<(), CallError> {
+    let mut fields = vec![
+        (
+            "provider-event-id",
+            raw.provider_event_id.as_str(),
+            MAX_EVENT_ID,
+        ),
+        ("event-type", raw.event_type.as_str(), MAX_EVENT_TYPE),
+    ];
+    if let Some(key) = &raw.account_key {
+        fields.push(("account-key", key.as_str(), MAX_EVENT_ID));
+    }
+    if let Some(version) = &raw.api_version {
+        fields.push(("api-version", version.as_str(), MAX_API_VERSION));
+    }
+    if raw.provider_event_id.is_empty() {
+        return Err(CallError::InvalidOutput(
+            "a raw event has an empty provider-event-id".into(),
+        ));
+    }
+    for (name, text, max) in fields {
+        if text.len() > max {
+            return Err(CallError::InvalidOutput(format!(
+                "a raw event's {name} is {} bytes; at most {max}",
+                text.len()
+            )));
+        }
+        if text.chars().any(char::is_control) {
+            return Err(CallError::InvalidOutput(format!(
+                "a raw event's {name} holds a control character"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether the host can answer the provider with the driver's reply: a final status
+/// (`200`–`599`: no `1xx`, whose answer would leave the connection in another protocol) and
+/// a content type that is a header value.
+fn check_reply(reply: &WebhookReply) -> Result<(), CallError> {
+    if !(200..=599).contains(&reply.status) {
+        return Err(CallError::InvalidOutput(format!(
+            "a reply's status must be 200 to 599, not {}",
+            reply.status
+        )));
+    }
+    if reply.content_type.len() > 256
+        || axum::http::HeaderValue::from_str(&reply.content_type).is_err()
+    {
+        return Err(CallError::InvalidOutput(
+            "a reply's content-type is not a header value of at most 256 bytes".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// Pair a raw event with its normalized events (or its failure).

@@ -37,6 +37,10 @@ pub enum CallError {
     OutputTooLarge(usize),
     #[error("the driver refused: {}", describe(.0))]
     Driver(types::DriverError),
+    /// What the driver returned cannot be used (an id past its size, a reply the host will
+    /// not send): nothing of the call is kept.
+    #[error("the driver's output is invalid: {0}")]
+    InvalidOutput(String),
 }
 
 /// A one-line description of a driver error.
@@ -51,6 +55,33 @@ pub fn describe(e: &types::DriverError) -> String {
         E::Unsupported(m) => format!("unsupported: {m}"),
         E::Internal(m) => format!("driver error: {m}"),
     }
+}
+
+/// A driver's error with every text in it cut to [`crate::text::MAX_DRIVER_TEXT`]: from
+/// here on, whatever answers, logs or stores it holds a bounded text.
+fn bounded(e: types::DriverError) -> types::DriverError {
+    use crate::text::bounded_error as cut;
+    use types::DriverError as E;
+    match e {
+        E::Unauthorized(m) => E::Unauthorized(cut(&m)),
+        E::BadRequest(m) => E::BadRequest(cut(&m)),
+        E::InvalidSettings(m) => E::InvalidSettings(cut(&m)),
+        E::Upstream(mut u) => {
+            u.message = cut(&u.message);
+            E::Upstream(u)
+        }
+        E::RateLimited(mut r) => {
+            r.message = cut(&r.message);
+            E::RateLimited(r)
+        }
+        E::Unsupported(m) => E::Unsupported(cut(&m)),
+        E::Internal(m) => E::Internal(cut(&m)),
+    }
+}
+
+/// A driver's own error, bounded, as a call's failure.
+fn driver_error(e: types::DriverError) -> CallError {
+    CallError::Driver(bounded(e))
 }
 
 /// Marker error raised by the epoch callback when the deadline has passed.
@@ -244,6 +275,7 @@ fn outcome<T: Returned>(result: &Result<T, CallError>, refused_memory: bool) -> 
         Err(CallError::OutputTooLarge(_)) => "output_too_large",
         Err(CallError::Overloaded) => "overloaded",
         Err(CallError::Driver(_)) => "driver_error",
+        Err(CallError::InvalidOutput(_)) => "invalid_output",
     }
 }
 
@@ -312,7 +344,7 @@ impl Session {
     ) -> Result<String, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, authorize_url: (&types::CallContext, &auth::Authorization) -> Result<String, types::DriverError>, (ctx, request))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     /// Exchange an OAuth callback for tokens; the tokens themselves are captured by the
@@ -324,13 +356,13 @@ impl Session {
     ) -> Result<auth::TokenGrant, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, exchange_code: (&types::CallContext, &auth::Callback) -> Result<auth::TokenGrant, types::DriverError>, (ctx, callback))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     pub async fn revoke(&mut self, ctx: &types::CallContext) -> Result<(), CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, revoke: (&types::CallContext) -> Result<(), types::DriverError>, (ctx))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     pub async fn refresh(
@@ -339,7 +371,7 @@ impl Session {
     ) -> Result<auth::TokenGrant, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, refresh: (&types::CallContext) -> Result<auth::TokenGrant, types::DriverError>, (ctx))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     pub async fn validate_scopes(
@@ -349,7 +381,7 @@ impl Session {
     ) -> Result<auth::ScopeCheck, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, validate_scopes: (&types::CallContext, &[String]) -> Result<auth::ScopeCheck, types::DriverError>, (ctx, granted))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     pub async fn route_key(
@@ -366,9 +398,21 @@ impl Session {
         request: &types::IncomingRequest,
     ) -> Result<ingest::WebhookOutcome, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
-        call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request),
+        let mut outcome = call!(self, receive: (&types::CallContext, &types::IncomingRequest) -> Result<ingest::WebhookOutcome, types::DriverError>, (ctx, request),
             charge = |out| out.as_ref().map_or(0, |o| o.events.iter().map(|e| raw_event_size(&e.raw)).sum()))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)?;
+        for event in &mut outcome.events {
+            if let Err(e) = &mut event.records {
+                *e = bounded(std::mem::replace(
+                    e,
+                    types::DriverError::Internal(String::new()),
+                ));
+            }
+        }
+        if let Some(reason) = &mut outcome.revoked {
+            *reason = crate::text::bounded_error(reason);
+        }
+        Ok(outcome)
     }
 
     /// Normalize one raw event. The outer error fails the call; the inner one is the
@@ -380,6 +424,7 @@ impl Session {
     ) -> Result<Result<Vec<CanonicalRecord>, types::DriverError>, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, normalize: (&types::CallContext, &types::RawEvent) -> Result<Vec<CanonicalRecord>, types::DriverError>, (ctx, event))
+            .map(|verdict| verdict.map_err(bounded))
     }
 
     pub async fn poll(
@@ -390,7 +435,7 @@ impl Session {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, poll: (&types::CallContext, Option<&str>) -> Result<ingest::PollResult, types::DriverError>, (ctx, cursor),
             charge = |out| out.as_ref().map_or(0, |r| r.events.iter().map(raw_event_size).sum()))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     /// Where a backfill from `since` starts (a cursor for [`Session::poll`]).
@@ -401,7 +446,7 @@ impl Session {
     ) -> Result<String, CallError> {
         self.store.data_mut().caps.enter_export(&ctx.settings);
         call!(self, backfill_cursor: (&types::CallContext, types::Datetime) -> Result<String, types::DriverError>, (ctx, since))?
-            .map_err(CallError::Driver)
+            .map_err(driver_error)
     }
 
     /// End the session, returning the writes to commit with its results.

@@ -292,7 +292,7 @@ impl Scheduler {
                 tracing::warn!(installation = %id, error = %e, failures = failures + 1, "poll failed");
                 (
                     now + jitter(backoff, 0.5, 1.0),
-                    Some(crate::text::bounded(&e.to_string(), 512).into_owned()),
+                    Some(crate::text::bounded_error(&e.to_string())),
                 )
             }
         };

@@ -271,6 +271,7 @@ pub async fn create_installation(
     payload: Result<Json<CreateInstallation>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let request = body(payload)?;
+    check_settings_size(&request.settings)?;
     let driver = state
         .services
         .drivers
@@ -310,13 +311,26 @@ pub async fn create_installation(
             ),
         ));
     }
+    let account_key = driver.account_key(&request.settings);
+    if let Some(key) = &account_key
+        && key.len() > crate::pipeline::MAX_EVENT_ID
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_settings",
+            format!(
+                "the account key is {} bytes; at most {}",
+                key.len(),
+                crate::pipeline::MAX_EVENT_ID
+            ),
+        ));
+    }
     let installation = state
         .services
         .store
         .create_installation(NewInstallation {
             id,
             driver_id: driver.info.id.clone(),
-            account_key: driver.account_key(&request.settings),
+            account_key,
             settings: request.settings,
         })
         .await?;
@@ -339,28 +353,79 @@ pub async fn create_installation(
         .into_response())
 }
 
+/// Most bytes of an installation's settings (as JSON): they are read by every call and
+/// listed with the installation.
+pub const MAX_SETTINGS_BYTES: usize = 64 * 1024;
+
+/// Settings past [`MAX_SETTINGS_BYTES`] are refused before the driver's schema sees them.
+fn check_settings_size(settings: &Value) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(settings).map_or(usize::MAX, |v| v.len());
+    if size > MAX_SETTINGS_BYTES {
+        return Err(ApiError::unprocessable(
+            "invalid_settings",
+            format!("the settings are {size} bytes of JSON; at most {MAX_SETTINGS_BYTES}"),
+        ));
+    }
+    Ok(())
+}
+
 /// `GET /v1/installations`.
 #[derive(utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 #[allow(dead_code)] // a schema only
 pub(super) struct InstallationList {
     installations: Vec<InstallationView>,
+    /// Whether installations follow this page.
+    has_more: bool,
+    /// The `after` of the next page (the last installation's id); `null` on the last.
+    #[schema(required = true)]
+    next_cursor: Option<String>,
 }
 
-/// Every installation.
+/// `GET /v1/installations` paging: `limit` (1–1000, default 100) and `after` (a
+/// `next_cursor`).
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct InstallationPage {
+    /// Installations per page, 1 to 1000 (default 100).
+    limit: Option<String>,
+    /// The `next_cursor` of the page before.
+    after: Option<String>,
+}
+
+/// Installations in the order they were created, a page at a time.
 #[utoipa::path(
     get,
     path = "/v1/installations",
     tag = "installations",
+    params(InstallationPage),
     responses(
-        (status = 200, description = "Every installation", body = InstallationList),
+        (status = 200, description = "A page of installations", body = InstallationList),
+        (status = 400, description = "`bad_request`: a bad `limit` or `after`, or another parameter", body = ErrorBody),
         (status = 503, response = Unavailable),
     )
 )]
 pub async fn list_installations(
     State(state): State<Arc<AppState>>,
+    query: Result<axum::extract::Query<InstallationPage>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<Value>, ApiError> {
-    let all = state.services.store.list_installations().await?;
+    let page = query
+        .map_err(|e| ApiError::bad_request(format!("bad query: {}", e.body_text())))?
+        .0;
+    let limit = super::error::parse_page_limit(page.limit.as_deref())?;
+    let after = match page.after.as_deref() {
+        None | Some("") => None,
+        Some(a) => Some(
+            InstallationId::parse(a)
+                .map_err(|_| ApiError::bad_request("after must be a next_cursor"))?,
+        ),
+    };
+    let (all, has_more) = state
+        .services
+        .store
+        .list_installations_page(after.as_ref(), limit)
+        .await?;
     let auth = state.services.store.auth_records().await?;
     let polling = state.services.store.poll_statuses().await?;
     let list: Vec<_> = all
@@ -373,7 +438,14 @@ pub async fn list_installations(
             installation_json(&state, i, status)
         })
         .collect();
-    Ok(Json(json!({ "installations": list })))
+    let next_cursor = has_more
+        .then(|| all.last().map(|i| i.id.to_string()))
+        .flatten();
+    Ok(Json(json!({
+        "installations": list,
+        "has_more": has_more,
+        "next_cursor": next_cursor,
+    })))
 }
 
 /// One installation.

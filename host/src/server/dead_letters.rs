@@ -143,10 +143,7 @@ pub async fn list(
         Some(id) => Some(parse_id(id)?),
         None => None,
     };
-    let limit = query.limit.unwrap_or(100);
-    if !(1..=1000).contains(&limit) {
-        return Err(ApiError::bad_request("limit must be between 1 and 1000"));
-    }
+    let limit = super::error::page_limit(query.limit)?;
     let letters = state
         .services
         .store

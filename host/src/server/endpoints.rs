@@ -500,14 +500,6 @@ struct AttemptView {
     response: Option<String>,
 }
 
-fn limit(l: Option<i64>) -> Result<i64, ApiError> {
-    match l {
-        None => Ok(100),
-        Some(l) if (1..=1000).contains(&l) => Ok(l),
-        Some(_) => Err(ApiError::bad_request("limit must be between 1 and 1000")),
-    }
-}
-
 /// An endpoint's delivery attempts, newest first.
 #[utoipa::path(
     get,
@@ -530,7 +522,11 @@ pub async fn attempts(
     let attempts = state
         .services
         .store
-        .list_attempts(&e.id, query.event_id.as_deref(), limit(query.limit)?)
+        .list_attempts(
+            &e.id,
+            query.event_id.as_deref(),
+            super::error::page_limit(query.limit)?,
+        )
         .await?;
     let out: Vec<Value> = attempts
         .iter()
@@ -631,7 +627,7 @@ pub async fn deliveries(
     let deliveries = state
         .services
         .store
-        .list_deliveries(&e.id, status, limit(query.limit)?)
+        .list_deliveries(&e.id, status, super::error::page_limit(query.limit)?)
         .await?;
     let out: Vec<Value> = deliveries
         .iter()

@@ -164,3 +164,23 @@ impl From<sluice_store::StoreError> for ApiError {
         }
     }
 }
+
+/// A list's `limit`: 1 to 1000, 100 when absent.
+pub fn page_limit(limit: Option<i64>) -> Result<i64, ApiError> {
+    match limit {
+        None => Ok(100),
+        Some(l) if (1..=1000).contains(&l) => Ok(l),
+        Some(_) => Err(ApiError::bad_request("limit must be between 1 and 1000")),
+    }
+}
+
+/// [`page_limit`] from the query's text.
+pub fn parse_page_limit(limit: Option<&str>) -> Result<i64, ApiError> {
+    let parsed = limit
+        .map(|l| {
+            l.parse()
+                .map_err(|_| ApiError::bad_request("limit must be between 1 and 1000"))
+        })
+        .transpose()?;
+    page_limit(parsed)
+}

@@ -126,14 +126,7 @@ pub async fn list_events(
             ApiError::bad_request("after must be a cursor returned as next_cursor")
         })?,
     };
-    let limit: i64 = match query.limit.as_deref() {
-        None => 100,
-        Some(l) => l
-            .parse()
-            .ok()
-            .filter(|l| (1..=1000).contains(l))
-            .ok_or_else(|| ApiError::bad_request("limit must be between 1 and 1000"))?,
-    };
+    let limit = super::error::parse_page_limit(query.limit.as_deref())?;
     let wait = parse_wait(query.wait.as_deref())?;
     let filter = EventFilter {
         installation: installation.as_ref(),

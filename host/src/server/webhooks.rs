@@ -10,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use super::error::ErrorBody;
 use super::{ApiError, AppState};
 use crate::pipeline::{DeliveryError, Target};
-use crate::text::{MAX_ERROR_TEXT, bounded as bounded_text};
 use crate::wit::types::IncomingRequest;
 
 /// What an accepted delivery answers, unless the driver asked for its own reply.
@@ -176,7 +175,7 @@ fn found_installation(e: &DeliveryError) -> bool {
 fn refusal(e: DeliveryError, url: &str, app_level: bool) -> ApiError {
     const NOT_STORED: &str = "nothing was stored";
     // A trap's backtrace is worth keeping; a driver's megabyte of error text is not.
-    let reason = bounded_text(&e.to_string(), 4 * MAX_ERROR_TEXT).into_owned();
+    let reason = crate::text::bounded_error(&e.to_string());
     match e {
         DeliveryError::UnknownInstallation
         | DeliveryError::Unroutable(_)

@@ -221,6 +221,7 @@ impl Store {
             .await?;
             audit(&mut tx, &id, &name, SecretAction::Rotated, &at).await?;
             tx.commit().await?;
+            store.secrets_changed(&id).await;
             Ok(until)
         })
         .await
@@ -297,6 +298,13 @@ impl Store {
                 retired.push((id, name));
             }
             tx.commit().await?;
+            // The cache checks the grace period itself; announced all the same, so every
+            // change to a secret reaches the caches one way.
+            let mut changed: Vec<&InstallationId> = retired.iter().map(|(id, _)| id).collect();
+            changed.dedup();
+            for id in changed {
+                store.secrets_changed(id).await;
+            }
             Ok(retired)
         })
         .await
@@ -341,6 +349,7 @@ impl Store {
                 audit(&mut tx, &id, &name, SecretAction::Captured, &at).await?;
             }
             tx.commit().await?;
+            store.secrets_changed(&id).await;
             Ok(())
         })
         .await
@@ -375,6 +384,9 @@ impl Store {
                 }
             }
             tx.commit().await?;
+            if !forgotten.is_empty() {
+                store.secrets_changed(&id).await;
+            }
             Ok(forgotten)
         })
         .await

@@ -17,6 +17,19 @@ use crate::{DriverId, InstallationId, Store, StoreError};
 /// is the driver id.
 pub const DRIVER_CHANNEL: &str = "sluice_drivers";
 
+/// How a notification on [`DRIVER_CHANNEL`] names an installation whose secrets changed
+/// (`installation:<id>`); any other payload is a driver id.
+pub const INSTALLATION_PREFIX: &str = "installation:";
+
+/// What another node changed (see [`Store::listen_changes`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    /// An activation or a pin of this driver.
+    Driver(DriverId),
+    /// The secrets of this installation.
+    Secrets(InstallationId),
+}
+
 /// How a version reached the host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DriverSource {
@@ -443,10 +456,11 @@ impl Store {
         Ok(())
     }
 
-    /// On PostgreSQL, a listener told of every activation and pin any node commits (the
-    /// driver id); `None` on SQLite, where this process is the only one. Notifications
-    /// sent while the listener is reconnecting are lost: callers also resync now and then.
-    pub async fn listen_driver_changes(&self) -> Result<Option<DriverChanges>, StoreError> {
+    /// On PostgreSQL, a listener told of every activation and pin any node commits, and of
+    /// every change to an installation's secrets; `None` on SQLite, where this process is
+    /// the only one. Notifications sent while the listener is reconnecting are lost: callers
+    /// also resync now and then (drivers) or trust cached secrets only briefly.
+    pub async fn listen_changes(&self) -> Result<Option<Changes>, StoreError> {
         let Some(options) = &self.pg_connect else {
             return Ok(None);
         };
@@ -455,20 +469,23 @@ impl Store {
             .connect_lazy_with((**options).clone());
         let mut listener = sqlx::postgres::PgListener::connect_with(&pool).await?;
         listener.listen(DRIVER_CHANNEL).await?;
-        Ok(Some(DriverChanges(listener)))
+        Ok(Some(Changes(listener)))
     }
 }
 
-/// Activations and pins committed by any node (see [`Store::listen_driver_changes`]).
-pub struct DriverChanges(sqlx::postgres::PgListener);
+/// Changes committed by any node (see [`Store::listen_changes`]).
+pub struct Changes(sqlx::postgres::PgListener);
 
-impl DriverChanges {
-    /// The next change's driver id. An error means the connection was lost (and the
+impl Changes {
+    /// The next change; `None` for a payload that names nothing this host writes (someone
+    /// else's NOTIFY on the channel). An error means the connection was lost (and the
     /// listener reconnects on the next call): changes may have been missed.
-    pub async fn next(&mut self) -> Result<DriverId, StoreError> {
-        // Only the host's own NOTIFY is on the channel; a payload that is no driver id
-        // (someone else's) says nothing, and is read as "sync everything" by the caller.
-        let payload = self.0.recv().await?.payload().to_string();
-        Ok(DriverId::parse(&payload).unwrap_or_else(|_| DriverId::from_db(payload)))
+    pub async fn next(&mut self) -> Result<Option<Change>, StoreError> {
+        let notification = self.0.recv().await?;
+        let payload = notification.payload();
+        Ok(match payload.strip_prefix(INSTALLATION_PREFIX) {
+            Some(id) => InstallationId::parse(id).ok().map(Change::Secrets),
+            None => DriverId::parse(payload).ok().map(Change::Driver),
+        })
     }
 }

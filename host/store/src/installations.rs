@@ -132,6 +132,63 @@ impl Store {
         }
     }
 
+    /// At most `limit` live installations after the one with id `after` (the first page:
+    /// `None`), in the order they were created, with the names of their secrets; and
+    /// whether more follow.
+    pub async fn list_installations_page(
+        &self,
+        after: Option<&InstallationId>,
+        limit: i64,
+    ) -> Result<(Vec<Installation>, bool), StoreError> {
+        let limit = limit.clamp(1, 1_000);
+        let position = match after {
+            None => String::new(),
+            // Row values: the order is (created_at, id), the cursor one of the ids.
+            Some(_) => " AND (created_at, id) > \
+                 (SELECT created_at, id FROM installations WHERE id = $2)"
+                .to_string(),
+        };
+        let sql = format!(
+            "SELECT {INSTALLATION_COLUMNS} FROM installations \
+             WHERE deleted_at IS NULL{position} ORDER BY created_at, id LIMIT $1"
+        );
+        let mut query = sqlx::query(&sql).bind(limit + 1);
+        if let Some(after) = after {
+            query = query.bind(after.as_str());
+        }
+        let rows = query.fetch_all(&self.pool).await?;
+        let more = rows.len() as i64 > limit;
+        let mut page = rows
+            .iter()
+            .take(limit as usize)
+            .map(installation_from_row)
+            .collect::<Result<Vec<_>, _>>()?;
+        if !page.is_empty() {
+            let marks: Vec<String> = (1..=page.len()).map(|n| format!("${n}")).collect();
+            let sql = format!(
+                "SELECT installation_id, name FROM secrets WHERE installation_id IN ({}) \
+                 ORDER BY installation_id, name",
+                marks.join(", ")
+            );
+            let mut query = sqlx::query(&sql);
+            for installation in &page {
+                query = query.bind(installation.id.as_str());
+            }
+            let mut names: std::collections::HashMap<String, Vec<String>> = Default::default();
+            for row in query.fetch_all(&self.pool).await? {
+                names
+                    .entry(row.try_get(0)?)
+                    .or_default()
+                    .push(row.try_get(1)?);
+            }
+            for installation in &mut page {
+                installation.secret_names =
+                    names.remove(installation.id.as_str()).unwrap_or_default();
+            }
+        }
+        Ok((page, more))
+    }
+
     /// All live installations, oldest first (ties by id), with their secret names.
     pub async fn list_installations(&self) -> Result<Vec<Installation>, StoreError> {
         let rows = sqlx::query(&format!(
@@ -192,6 +249,9 @@ impl Store {
                 .await?;
         }
         tx.commit().await?;
+        if done {
+            self.secrets_changed(id).await;
+        }
         Ok(done)
     }
 

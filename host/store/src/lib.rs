@@ -69,8 +69,8 @@ pub use delivery::{
     EndpointFilter, EndpointUpdate, NewEndpoint, ReplayOne, SigningKeys, SinkState,
 };
 pub use drivers::{
-    ActivationReason, DRIVER_CHANNEL, DriverChanges, DriverSource, DriverVersion, NewDriverVersion,
-    RemoveRefused,
+    ActivationReason, Change, Changes, DRIVER_CHANNEL, DriverSource, DriverVersion,
+    INSTALLATION_PREFIX, NewDriverVersion, RemoveRefused,
 };
 pub use error::StoreError;
 pub use events::{

@@ -101,6 +101,7 @@ impl Store {
             .execute(&mut *tx)
             .await?;
         tx.commit().await?;
+        self.secrets_changed(id).await;
         Ok(())
     }
 

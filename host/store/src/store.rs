@@ -12,7 +12,7 @@ use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::{AnyPool, Connection, Executor};
 
 use crate::commit::{Sink, Writer};
-use crate::{SecretCipher, StoreError};
+use crate::{InstallationId, SecretCipher, StoreError};
 
 /// Minimal alias so we do not need a direct `futures` dependency.
 mod futures_like {
@@ -59,6 +59,20 @@ pub struct Store {
     pub(crate) committed: Arc<tokio::sync::watch::Sender<u64>>,
     /// How to reach PostgreSQL outside the pool (`LISTEN`); `None` on SQLite.
     pub(crate) pg_connect: Option<Box<PgConnectOptions>>,
+    /// Told of every change to an installation's secrets made through this store.
+    pub(crate) secret_watchers: Arc<SecretWatchers>,
+}
+
+/// What [`Store::watch_secret_changes`] registered.
+#[derive(Default)]
+pub(crate) struct SecretWatchers(std::sync::RwLock<Vec<SecretWatcher>>);
+
+type SecretWatcher = Box<dyn Fn(&InstallationId) + Send + Sync>;
+
+impl std::fmt::Debug for SecretWatchers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SecretWatchers")
+    }
 }
 
 /// How long the store waits before giving up, and how many connections it keeps: the
@@ -405,7 +419,45 @@ impl Store {
             writer,
             committed,
             pg_connect,
+            secret_watchers: Arc::default(),
         })
+    }
+
+    /// Call `watch` with an installation's id whenever its secrets change through this
+    /// store (set, rotated, captured, forgotten, its installation deleted), once the change
+    /// is committed and before the method that made it returns — so a cache of sealed
+    /// secrets in front of the store never answers with a replaced one. Other processes
+    /// hear of the change through [`Store::listen_changes`] (PostgreSQL).
+    pub fn watch_secret_changes(&self, watch: impl Fn(&InstallationId) + Send + Sync + 'static) {
+        self.secret_watchers
+            .0
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(Box::new(watch));
+    }
+
+    /// Tell the watchers, and on PostgreSQL the other nodes, that `id`'s secrets changed.
+    pub(crate) async fn secrets_changed(&self, id: &InstallationId) {
+        for watch in self
+            .secret_watchers
+            .0
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+        {
+            watch(id);
+        }
+        if self.backend == Backend::Postgres {
+            let notified = sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::drivers::DRIVER_CHANNEL)
+                .bind(format!("{}{id}", crate::drivers::INSTALLATION_PREFIX))
+                .execute(&self.pool)
+                .await;
+            if let Err(e) = notified {
+                // Other nodes' caches expire on their own (`installation_cache_ttl`).
+                tracing::warn!(installation = %id, error = %e, "could not tell the other nodes of a secret change");
+            }
+        }
     }
 
     /// A receiver that changes whenever this process commits normalized events, for

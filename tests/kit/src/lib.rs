@@ -14,12 +14,14 @@
 //! - [`oauth`]: a real OAuth 2.0 server (`oauth2-mock-server`) on loopback;
 //! - [`receiver`]: a webhook receiver verifying with the official `standardwebhooks`;
 //! - [`nats`]: a NATS JetStream server of a test's own, to stop and restart;
+//! - [`neighbour`]: a healthy Stripe installation's traffic beside a test's attacks;
 //! - [`paths`]: the built `sluice` binary, drivers and the shared compile cache;
 //! - [`prometheus`]: `GET /metrics` parsed (the text exposition format).
 
 pub mod fake;
 pub mod fixtures;
 pub mod nats;
+pub mod neighbour;
 pub mod oauth;
 pub mod paths;
 pub mod peer;

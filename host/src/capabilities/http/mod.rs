@@ -7,26 +7,21 @@
 //! origin go through the client that allows it. Redirects are not followed, so a provider
 //! cannot bounce a request past the grants, and proxies from the environment are ignored.
 
-use std::sync::Arc;
-use std::time::Duration;
-
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use wasmtime::component::{HasSelf, Linker};
-
 mod jwks;
+pub mod request;
 
 use std::collections::HashMap;
+use std::sync::Arc;
+
+use wasmtime::component::{HasSelf, Linker};
 
 use super::credentials::SecretBinding;
 use super::recorded::RecordedHttp;
 use super::secrets::SecretValue;
 use super::{CallScope, CallState, Capability, CapabilityConfig, DriverContext, NoConfig};
 use crate::net::{self, GlobalOnlyResolver, OriginPattern};
-use crate::wit::http::{Body, Credential, Error, Host, Method, Request, Response, Value};
+use crate::wit::http::{Body, Capture, Credential, Error, Host, Request, Response, Value};
 
-/// Longest a single outbound request may take, whatever the driver asks.
-const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// Replaces captured values in the body handed back to the guest.
 const REDACTED: &str = "[redacted]";
 
@@ -239,6 +234,33 @@ impl CallHttp {
         }
     }
 
+    /// Whether `captures` may be taken from `url`'s answer: each into a declared secret that
+    /// may be sent to `url`.
+    fn may_capture(&mut self, captures: &[Capture], url: &url::Url) -> Result<(), Error> {
+        for c in captures {
+            let settings = self.settings.get_or_insert_with(|| {
+                serde_json::from_str(&self.settings_text).unwrap_or(serde_json::Value::Null)
+            });
+            match self.declared.bindings.get(&c.secret) {
+                None => {
+                    return Err(Error::InvalidRequest(format!(
+                        "capture into undeclared secret {:?}",
+                        c.secret
+                    )));
+                }
+                Some(binding) if !binding.allows(url, settings) => {
+                    return Err(Error::Denied(format!(
+                        "a capture into secret {:?} is taken only from an origin it may be sent to, not {}",
+                        c.secret,
+                        url.origin().ascii_serialization()
+                    )));
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn client(&self, route: Route) -> reqwest::Client {
         match route {
             Route::Public => self.public.clone(),
@@ -281,16 +303,7 @@ async fn fetch(
         Err(e) => return Err(Error::Transport(format!("{e:#}"))),
     };
     let status = response.status().as_u16();
-    let headers = response
-        .headers()
-        .iter()
-        .map(|(k, v)| {
-            (
-                k.to_string(),
-                String::from_utf8_lossy(v.as_bytes()).into_owned(),
-            )
-        })
-        .collect();
+    let headers = request::response_headers(response.headers())?;
     let mut body = Vec::new();
     loop {
         match response.chunk().await {
@@ -333,18 +346,7 @@ fn replay(
 }
 
 impl CallState {
-    /// The value of secret `name`, to be sent to `url`.
-    async fn secret_for(
-        &mut self,
-        name: &str,
-        url: &url::Url,
-    ) -> wasmtime::Result<Result<SecretValue, Error>> {
-        if let Err(e) = self.caps.http.may_send(name, url) {
-            return Ok(Err(e));
-        }
-        self.secret_text(name).await
-    }
-
+    /// The value of secret `name` for a request; `Err` is the guest-facing reason.
     async fn secret_text(&mut self, name: &str) -> wasmtime::Result<Result<SecretValue, Error>> {
         use crate::wit::secrets::Error as SecretError;
         Ok(self.caps.secrets.lookup(name).await?.map_err(|e| match e {
@@ -359,124 +361,34 @@ impl CallState {
         }))
     }
 
-    async fn resolve_value(
-        &mut self,
-        value: Value,
-        url: &url::Url,
-    ) -> wasmtime::Result<Result<Vec<u8>, Error>> {
-        Ok(match value {
-            Value::Text(text) => Ok(text.into_bytes()),
-            Value::Secret(name) => self
-                .secret_for(&name, url)
-                .await?
-                .map(|s| s.expose().to_vec()),
-        })
-    }
-
-    /// Build the outgoing request, resolving secret references.
+    /// Build the outgoing request: each secret it names checked against where it may go
+    /// and how (`request::secret_uses`), resolved, and injected (`request::assemble`).
     async fn build(
         &mut self,
-        client: reqwest::Client,
+        client: &reqwest::Client,
         url: url::Url,
         request: Request,
     ) -> wasmtime::Result<Result<reqwest::Request, Error>> {
-        let method = match request.method {
-            Method::Get => reqwest::Method::GET,
-            Method::Head => reqwest::Method::HEAD,
-            Method::Post => reqwest::Method::POST,
-            Method::Put => reqwest::Method::PUT,
-            Method::Patch => reqwest::Method::PATCH,
-            Method::Delete => reqwest::Method::DELETE,
+        let uses = match request::secret_uses(&request, &self.caps.http.declared.bindings) {
+            Ok(uses) => uses,
+            Err(e) => return Ok(Err(e)),
         };
-        let timeout = request
-            .timeout_ms
-            .map(|ms| Duration::from_millis(ms.into()))
-            .unwrap_or(MAX_REQUEST_TIMEOUT)
-            .min(MAX_REQUEST_TIMEOUT);
-        let mut builder = client.request(method, url.clone()).timeout(timeout);
-        for (name, value) in request.headers {
-            builder = builder.header(name, value);
-        }
-        builder = match request.body {
-            Body::Empty => builder,
-            Body::Bytes(bytes) => builder.body(bytes),
-            Body::Form(fields) => {
-                let mut resolved = Vec::with_capacity(fields.len());
-                for (name, value) in fields {
-                    match self.resolve_value(value, &url).await? {
-                        Ok(v) => resolved.push((name, String::from_utf8_lossy(&v).into_owned())),
-                        Err(e) => return Ok(Err(e)),
-                    }
-                }
-                let form = url::form_urlencoded::Serializer::new(String::new())
-                    .extend_pairs(&resolved)
-                    .finish();
-                builder
-                    .header("content-type", "application/x-www-form-urlencoded")
-                    .body(form)
+        let mut resolved = HashMap::new();
+        for (name, _) in uses {
+            if resolved.contains_key(&name) {
+                continue;
             }
-        };
-        let auth_header = match request.credential {
-            None => None,
-            Some(Credential::Bearer(name)) => match self.secret_for(&name, &url).await? {
-                Ok(s) => Some((
-                    "authorization".to_string(),
-                    [b"Bearer ".as_slice(), s.expose()].concat(),
-                )),
+            if let Err(e) = self.caps.http.may_send(&name, &url) {
+                return Ok(Err(e));
+            }
+            match self.secret_text(&name).await? {
+                Ok(value) => {
+                    resolved.insert(name, value);
+                }
                 Err(e) => return Ok(Err(e)),
-            },
-            Some(Credential::Basic(basic)) => {
-                let user = match self.resolve_value(basic.username, &url).await? {
-                    Ok(v) => v,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let pass = match self.resolve_value(basic.password, &url).await? {
-                    Ok(v) => v,
-                    Err(e) => return Ok(Err(e)),
-                };
-                let encoded = STANDARD.encode([user.as_slice(), b":", pass.as_slice()].concat());
-                Some((
-                    "authorization".to_string(),
-                    format!("Basic {encoded}").into_bytes(),
-                ))
             }
-            Some(Credential::Header(h)) => {
-                // Only the header the driver declared with the secret: never an arbitrary
-                // one (a `Cookie`, a header a proxy logs).
-                let allowed = self
-                    .caps
-                    .http
-                    .declared
-                    .bindings
-                    .get(&h.secret)
-                    .is_none_or(|b| b.allows_header(&h.name));
-                if !allowed {
-                    return Ok(Err(Error::Denied(format!(
-                        "secret {:?} may not be sent in header {:?} (not the header it declares)",
-                        h.secret, h.name
-                    ))));
-                }
-                match self.secret_for(&h.secret, &url).await? {
-                    Ok(s) => Some((h.name, s.expose().to_vec())),
-                    Err(e) => return Ok(Err(e)),
-                }
-            }
-        };
-        if let Some((name, value)) = auth_header {
-            let mut value = match reqwest::header::HeaderValue::from_bytes(&value) {
-                Ok(v) => v,
-                Err(_) => {
-                    return Ok(Err(Error::InvalidRequest(
-                        "credential is not a valid header value".into(),
-                    )));
-                }
-            };
-            value.set_sensitive(true);
-            builder = builder.header(name, value);
         }
-        Ok(builder
-            .build()
-            .map_err(|e| Error::InvalidRequest(e.to_string())))
+        Ok(request::assemble(client, url, request, &resolved))
     }
 
     /// Store captured JSON fields as secrets and redact them from the body.
@@ -531,9 +443,13 @@ impl Host for CallState {
             )));
         }
         // A capture overwrites a secret with what a response says, so it is taken only from
-        // a request that authenticated with one of the installation's own credentials —
-        // which `build` sends only to origins they are bound to. An unauthenticated request
-        // to some other reachable origin cannot plant a token.
+        // an origin that secret may be sent to, answering a request that authenticated with
+        // one of the installation's own credentials — which `build` sends only to origins
+        // they are bound to. No other reachable origin can plant a token, and no answer
+        // moves a value from one origin's secret to another's.
+        if let Err(e) = self.caps.http.may_capture(&request.capture, &url) {
+            return Ok(Err(e));
+        }
         let secret = |v: &Value| matches!(v, Value::Secret(_));
         let authenticated = match &request.credential {
             Some(Credential::Bearer(_) | Credential::Header(_)) => true,
@@ -551,7 +467,7 @@ impl Host for CallState {
         let target = format!("{}{}", url.origin().ascii_serialization(), url.path());
         let method = format!("{:?}", request.method);
         let client = self.caps.http.client(route);
-        let outgoing = match self.build(client.clone(), url, request).await? {
+        let outgoing = match self.build(&client, url, request).await? {
             Ok(r) => r,
             Err(e) => return Ok(Err(e)),
         };

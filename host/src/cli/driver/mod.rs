@@ -103,13 +103,7 @@ fn code_cache(config: &Config) -> Option<CodeCache> {
 
 /// Driver `log` calls go to stderr, so stdout stays the command's own output.
 fn log_to_stderr(default: &str) {
-    let _ = tracing_subscriber::fmt()
-        .with_writer(std::io::stderr)
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("SLUICE_LOG")
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default)),
-        )
-        .try_init();
+    crate::cli::logging::init_stderr(default);
 }
 
 /// Load `file` under the policy `sluice serve` would apply here (`sluice.toml`).

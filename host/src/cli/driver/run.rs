@@ -282,6 +282,7 @@ fn error_code(e: &CallError) -> &'static str {
         CallError::Timeout => "timeout",
         CallError::Trap(_) => "trap",
         CallError::OutputTooLarge(_) => "output_too_large",
+        CallError::InvalidOutput(_) => "invalid_output",
         CallError::Overloaded => "overloaded",
     }
 }

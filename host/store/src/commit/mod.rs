@@ -184,13 +184,20 @@ impl Store {
     /// Cancel-safe: dropping the future does not affect the commit, only the answer.
     pub async fn commit_delivery(&self, delivery: Delivery) -> Result<CommitOutcome, StoreError> {
         let (reply, answer) = oneshot::channel();
+        // Secrets captured with the delivery (rarely: captures are stored as they arrive).
+        let changed =
+            (!delivery.writes.secrets.is_empty()).then(|| delivery.installation_id.clone());
         self.writer
             .send(Job { delivery, reply })
             .await
             .map_err(|_| StoreError::Unavailable("the store's writer has stopped".into()))?;
-        answer.await.map_err(|_| {
+        let outcome = answer.await.map_err(|_| {
             StoreError::Unavailable("the store's writer dropped the delivery".into())
-        })?
+        })??;
+        if let Some(id) = changed {
+            self.secrets_changed(&id).await;
+        }
+        Ok(outcome)
     }
 }
 

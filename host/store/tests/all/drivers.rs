@@ -195,7 +195,7 @@ async fn removal_and_pins(db: &TestDb) {
     let inst = install(&store, "inst_pinned", "stripe", None).await;
 
     // On PostgreSQL every pin and activation is announced on the channel.
-    let mut changes = store.listen_driver_changes().await.unwrap();
+    let mut changes = store.listen_changes().await.unwrap();
     assert_eq!(changes.is_some(), db.backend == Backend::Postgres);
 
     // A pin names a kept version of the installation's own driver.
@@ -218,7 +218,12 @@ async fn removal_and_pins(db: &TestDb) {
             .await
             .expect("a notification within 5 s")
             .unwrap();
-        assert_eq!(driver, "stripe");
+        assert_eq!(
+            driver,
+            Some(sluice_store::Change::Driver(crate::common::driver(
+                "stripe"
+            )))
+        );
     }
     let installation = store.get_installation(&inst).await.unwrap().unwrap();
     assert_eq!(installation.driver_sha256.as_deref(), Some("aa"));

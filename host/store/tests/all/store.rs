@@ -26,6 +26,7 @@ both_backends!(
     commit_to_unknown_or_deleted_installation,
     captured_secrets_commit_with_the_delivery,
     secret_changes_are_audited_without_values,
+    secret_changes_are_announced,
     cursor_never_skips_under_concurrent_writers,
     redelivery_does_not_reapply_writes,
 );
@@ -1044,6 +1045,64 @@ async fn secret_changes_are_audited_without_values(db: &TestDb) {
             .unwrap()
             .is_empty()
     );
+    store.close().await;
+}
+
+/// Every change of an installation's secrets is told to this process's watchers before the
+/// call returns, and on PostgreSQL to every node listening: set, rotated, captured (as it
+/// arrives, and with a delivery), forgotten, and the installation deleted.
+async fn secret_changes_are_announced(db: &TestDb) {
+    let store = db.store().await;
+    let id = install(&store, "inst_told", "hotmart", None).await;
+    let told = std::sync::Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let seen = told.clone();
+    store.watch_secret_changes(move |id| seen.lock().unwrap().push(id.to_string()));
+    let mut listener = store.listen_changes().await.unwrap();
+    assert_eq!(
+        listener.is_some(),
+        db.backend == sluice_store::Backend::Postgres
+    );
+    let count = || {
+        told.lock()
+            .unwrap()
+            .iter()
+            .filter(|i| *i == "inst_told")
+            .count()
+    };
+
+    store.put_secret(&id, "hottok", b"h-1").await.unwrap();
+    assert_eq!(count(), 1, "set");
+    store
+        .rotate_secret(&id, "hottok", b"h-2", 60, 1_700_000_000)
+        .await
+        .unwrap();
+    assert_eq!(count(), 2, "rotated");
+    let token = (
+        "access_token".to_string(),
+        SecretBytes::new(b"tok".to_vec()),
+    );
+    store
+        .put_captured_secrets(&id, std::slice::from_ref(&token))
+        .await
+        .unwrap();
+    assert_eq!(count(), 3, "captured");
+    let mut d = delivery(&id, vec![normalized("evt_told", &["ce_told"])], vec![]);
+    d.writes.secrets = vec![token];
+    store.commit_delivery(d).await.unwrap();
+    assert_eq!(count(), 4, "captured with a delivery");
+    assert_eq!(store.forget_tokens(&id).await.unwrap(), ["access_token"]);
+    assert_eq!(count(), 5, "forgotten");
+    assert!(store.delete_installation(&id).await.unwrap());
+    assert_eq!(count(), 6, "deleted");
+    if let Some(listener) = listener.as_mut() {
+        for _ in 0..6 {
+            let change = tokio::time::timeout(std::time::Duration::from_secs(5), listener.next())
+                .await
+                .expect("a notification within 5 s")
+                .unwrap();
+            assert_eq!(change, Some(sluice_store::Change::Secrets(id.clone())));
+        }
+    }
     store.close().await;
 }
 

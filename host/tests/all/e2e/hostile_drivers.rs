@@ -6,11 +6,12 @@
 //! is contained with a logged reason.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
-use sluice_testkit::{Backend, Sluice, stripe_charge_variant};
+use sluice_testkit::neighbour::Neighbour;
+use sluice_testkit::{Backend, Sluice};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
 
@@ -64,36 +65,8 @@ async fn hostile_drivers_are_contained_while_stripe_keeps_working() {
         return;
     };
     let sluice = Arc::new(sluice);
-    let (stripe, secret) = sluice.stripe_installation().await;
-
     // The healthy installation's traffic, all along.
-    let stop = Arc::new(AtomicBool::new(false));
-    let healthy = {
-        let (sluice, stop) = (sluice.clone(), stop.clone());
-        let (stripe, secret) = (stripe.clone(), secret.clone());
-        tokio::spawn(async move {
-            let mut latencies = Vec::new();
-            let mut failures = Vec::new();
-            let mut n = 0;
-            while !stop.load(Ordering::SeqCst) {
-                n += 1;
-                let payload = stripe_charge_variant(
-                    &format!("evt_healthy_{n}"),
-                    &format!("ch_healthy_{n}"),
-                    "usd",
-                    100 + n,
-                );
-                let started = Instant::now();
-                let resp = sluice.post_stripe(&stripe, &secret, &payload).await;
-                latencies.push(started.elapsed());
-                if resp.status.as_u16() != 200 {
-                    failures.push(format!("{} {}", resp.status, resp.text));
-                }
-                tokio::time::sleep(Duration::from_millis(20)).await;
-            }
-            (latencies, failures)
-        })
-    };
+    let neighbour = Neighbour::start(sluice.clone()).await;
 
     let create = |mode: &str| {
         let sluice = sluice.clone();
@@ -169,23 +142,23 @@ async fn hostile_drivers_are_contained_while_stripe_keeps_working() {
     assert_eq!(resp.status.as_u16(), 500, "{}", resp.text);
     assert!(started.elapsed() < Duration::from_secs(10));
 
-    stop.store(true, Ordering::SeqCst);
-    let (mut latencies, failures) = healthy.await.unwrap();
+    let stripe = neighbour.installation.clone();
+    let report = neighbour.finish().await;
     assert!(
-        failures.is_empty(),
-        "healthy deliveries failed: {failures:?}"
+        report.failures.is_empty(),
+        "healthy deliveries failed: {:?}",
+        report.failures
     );
     assert!(
-        latencies.len() >= 20,
+        report.latencies.len() >= 20,
         "only {} healthy deliveries",
-        latencies.len()
+        report.latencies.len()
     );
-    latencies.sort();
-    let p99 = latencies[(latencies.len() * 99).div_ceil(100) - 1];
+    let p99 = report.p99().unwrap();
     assert!(
         p99 < HEALTHY_P99,
         "healthy p99 {p99:?} over {} deliveries",
-        latencies.len()
+        report.latencies.len()
     );
-    assert_eq!(sluice.events(&stripe).await.len(), latencies.len());
+    assert_eq!(sluice.events(&stripe).await.len(), report.latencies.len());
 }

@@ -36,4 +36,5 @@ mod shopify_fixtures;
 mod shopify_webhooks;
 mod stripe_fixtures;
 mod stripe_webhooks;
+mod trust_boundary;
 mod wit_versions;
